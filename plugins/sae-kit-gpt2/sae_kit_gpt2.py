@@ -1,0 +1,18 @@
+"""GPT-2 adapter for sae-kit (Hugging Face ``GPT2LMHeadModel``, ``config.model_type == "gpt2"``)."""
+
+from torch import nn
+
+from sae_kit.adapter import ModelAdapter
+
+
+class GPT2Adapter(ModelAdapter):
+    model_type = "gpt2"
+
+    def layers(self, model: nn.Module) -> nn.ModuleList:
+        return model.transformer.h
+
+    def final_norm(self, model: nn.Module) -> nn.Module:
+        return model.transformer.ln_f
+
+    def unembed(self, model: nn.Module) -> nn.Module:
+        return model.lm_head

@@ -1,0 +1,57 @@
+"""The interface a model-family plugin implements.
+
+An adapter tells the core where a Hugging Face causal LM keeps its decoder layers, its final
+norm and its unembedding. The core needs nothing else: residual-stream hook points are the
+inputs and outputs of the decoder layers, and "run the model from layer i" is done generically
+by skipping the layers before i (see :mod:`sae_kit.splice`).
+
+A complete model plugin (``sae_kit_opt.py``), registered in its ``pyproject.toml`` under the
+model's ``config.model_type`` as ``[project.entry-points."sae_kit.models"] opt =
+"sae_kit_opt:OPTAdapter"``::
+
+    from torch import nn
+    from sae_kit.adapter import ModelAdapter
+
+    class OPTAdapter(ModelAdapter):
+        model_type = "opt"
+
+        def layers(self, model: nn.Module) -> nn.ModuleList:
+            return model.model.decoder.layers
+
+        def final_norm(self, model: nn.Module) -> nn.Module:
+            return model.model.decoder.final_layer_norm
+
+        def unembed(self, model: nn.Module) -> nn.Module:
+            return model.lm_head
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+
+
+class ModelAdapter:
+    """Where the parts of one model family live. Adapters hold no state."""
+
+    model_type: ClassVar[str] = ""
+
+    def layers(self, model: nn.Module) -> nn.ModuleList:
+        """The decoder layers, in order. Each takes the residual stream as its first input."""
+        raise NotImplementedError
+
+    def final_norm(self, model: nn.Module) -> nn.Module:
+        """The norm applied to the residual stream after the last layer."""
+        raise NotImplementedError
+
+    def unembed(self, model: nn.Module) -> nn.Module:
+        """The module mapping normed final hidden states to logits (usually ``lm_head``)."""
+        raise NotImplementedError
+
+    def d_model(self, model: nn.Module) -> int:
+        """Width of the residual stream."""
+        return int(model.config.hidden_size)
+
+    def n_layers(self, model: nn.Module) -> int:
+        return len(self.layers(model))

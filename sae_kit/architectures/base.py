@@ -1,0 +1,86 @@
+"""The interface every SAE architecture implements.
+
+A complete architecture plugin (``my_sae.py``), registered in its ``pyproject.toml`` as
+``[project.entry-points."sae_kit.architectures"] tanh = "my_sae:TanhSAE"``::
+
+    import torch
+    from sae_kit.architectures import SAE
+
+    class TanhSAE(SAE):
+        name = "tanh"
+
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(torch.relu(x @ self.W_enc.T + self.b_enc))
+
+The base class owns the parameters, the decoder-column normalisation and the L1 penalty, so an
+architecture only says how codes are computed (and, if it needs no penalty, overrides
+``sparsity_penalty``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class SAEOutput:
+    output: torch.Tensor
+    """The reconstruction x-hat, same shape as the input."""
+    codes: torch.Tensor
+    """Dictionary coefficients c, shape (..., n_dict)."""
+
+
+class SAE(nn.Module):
+    """x-hat = normalize_columns(W_dec) @ encode(x) + b_dec.
+
+    The decoder columns are renormalised to unit norm inside every forward pass (a
+    reparameterisation: gradients flow through the normalisation), so the L1 penalty on the
+    codes cannot be dodged by growing the decoder.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, d_in: int, n_dict: int, **options: Any) -> None:
+        super().__init__()
+        if options:
+            raise ValueError(f"unknown options for {self.name} SAE: {sorted(options)}")
+        self.d_in = d_in
+        self.n_dict = n_dict
+        self.W_enc = nn.Parameter(torch.empty(n_dict, d_in))
+        self.b_enc = nn.Parameter(torch.zeros(n_dict))
+        self.W_dec = nn.Parameter(torch.empty(d_in, n_dict))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Encoder as nn.Linear's default; decoder orthogonal, as in the paper.
+        nn.init.kaiming_uniform_(self.W_enc, a=5**0.5)
+        nn.init.orthogonal_(self.W_dec)
+
+    def options(self) -> dict[str, Any]:
+        """Architecture-specific constructor options, saved with the weights."""
+        return {}
+
+    @property
+    def dict_elements(self) -> torch.Tensor:
+        """Unit-norm dictionary elements, one per column: shape (d_in, n_dict)."""
+        return F.normalize(self.W_dec, dim=0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes @ self.dict_elements.T + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> SAEOutput:
+        codes = self.encode(x)
+        return SAEOutput(output=self.decode(codes), codes=codes)
+
+    def sparsity_penalty(self, codes: torch.Tensor) -> torch.Tensor:
+        """Mean over tokens of ||c||_1, divided by d_in (the input width, not n_dict)."""
+        return codes.abs().sum(-1).mean() / self.d_in

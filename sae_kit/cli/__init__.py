@@ -1,0 +1,37 @@
+"""The `sae-kit` command line: one Typer app, one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from sae_kit import __version__
+from sae_kit.cli import plugins_cmd, train_cmd
+
+app = typer.Typer(
+    name="sae-kit",
+    help="Train sparse autoencoders on language-model activations, end to end.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens
+    add_completion=False,
+)
+app.command("train")(train_cmd.train)
+app.command("plugins")(plugins_cmd.plugins)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Global options."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,42 @@
+"""What every command shares: error reporting and the stderr console."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from sae_kit.errors import SaeKitError
+
+# Logs and progress go to stderr; results go to stdout so they can be piped.
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn SaeKitError into one `error: ...` line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SaeKitError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_key_values(pairs: list[str], what: str) -> dict[str, str]:
+    """`key=value` strings to a dict, with one clear line for a malformed one."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SaeKitError(f"{what} must look like key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out

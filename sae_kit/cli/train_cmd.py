@@ -1,0 +1,109 @@
+"""`sae-kit train`: train SAEs; prints the run directory on stdout."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
+from sae_kit.cli.common import err, friendly_errors, parse_key_values
+from sae_kit.config import TrainConfig, field_help
+from sae_kit.errors import SaeKitError
+from sae_kit.hookpoints import HookPoint
+
+H = field_help
+
+
+@friendly_errors
+def train(
+    model: str = typer.Option(BUILTIN_MODEL_NAME, help=H("model")),
+    revision: str = typer.Option(None, help=H("revision")),
+    dataset: str = typer.Option(BUILTIN_DATASET_NAME, help=H("dataset")),
+    split: str = typer.Option("train", help=H("split")),
+    eval_split: str = typer.Option(None, help=H("eval_split")),
+    text_column: str = typer.Option("text", help=H("text_column")),
+    loss: str = typer.Option("e2e", help=H("loss")),
+    loss_option: list[str] = typer.Option(
+        [], "--loss-option", "-O",
+        help="Loss option as key=value, repeatable (e.g. ds_coeff=2.5).",
+    ),
+    layer: list[int] = typer.Option(
+        [], help="Layer for an SAE, repeatable (several SAEs train together); default: middle."
+    ),
+    hook: str = typer.Option("resid_pre", help="Where at each --layer: resid_pre or resid_post."),
+    hook_point: list[str] = typer.Option(
+        [], help="Full hook-point name, repeatable, e.g. blocks.6.hook_resid_post."
+    ),
+    architecture: str = typer.Option("relu", help=H("architecture")),
+    dict_ratio: float = typer.Option(60.0, help=H("dict_ratio")),
+    sparsity_coeff: float = typer.Option(
+        1.0, "--sparsity-coeff", "--lambda", help=H("sparsity_coeff")
+    ),
+    context: int = typer.Option(None, help=H("context")),
+    batch_size: int = typer.Option(8, help=H("batch_size")),
+    grad_accum: int = typer.Option(2, help=H("grad_accum")),
+    n_samples: int = typer.Option(None, help=H("n_samples")),
+    lr: float = typer.Option(5e-4, help=H("lr")),
+    warmup_fraction: float = typer.Option(0.05, help=H("warmup_fraction")),
+    min_lr_ratio: float = typer.Option(0.1, help=H("min_lr_ratio")),
+    grad_clip: float = typer.Option(10.0, help=H("grad_clip")),
+    seed: int = typer.Option(0, help=H("seed")),
+    device: str = typer.Option("auto", help=H("device")),
+    log_every: int = typer.Option(10, help=H("log_every")),
+    out: str = typer.Option(None, "--out", help=H("output_dir")),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the run dir and last metrics as JSON."
+    ),
+) -> None:
+    """Train SAEs on a model's residual stream (default: e2e on the built-in model)."""
+    if hook not in ("resid_pre", "resid_post"):
+        raise SaeKitError(f"--hook must be resid_pre or resid_post, got {hook!r}")
+    points = [HookPoint(n, hook).name for n in layer]  # type: ignore[arg-type]
+    points += [HookPoint.parse(h).name for h in hook_point]
+    config = TrainConfig(
+        model=model, revision=revision, dataset=dataset, split=split, eval_split=eval_split,
+        text_column=text_column, loss=loss,
+        loss_options=parse_key_values(loss_option, "--loss-option"),
+        hook_points=list(dict.fromkeys(points)), architecture=architecture, dict_ratio=dict_ratio,
+        sparsity_coeff=sparsity_coeff, context=context, batch_size=batch_size,
+        grad_accum=grad_accum, n_samples=n_samples, lr=lr, warmup_fraction=warmup_fraction,
+        min_lr_ratio=min_lr_ratio, grad_clip=grad_clip if grad_clip > 0 else None, seed=seed,
+        device=device, log_every=log_every, output_dir=out,
+    )
+    from sae_kit.trainer import build_run, fit  # torch import only once args are valid
+
+    run = build_run(config)  # every input error surfaces here, before any progress output
+    last: dict[str, Any] = {}
+    with _progress() as progress:
+        task = progress.add_task("training", total=run.total_steps, status="")
+
+        def on_step(step: int, total: int, row: dict[str, Any] | None) -> None:
+            if row:
+                last.clear()
+                last.update(row)
+            progress.update(task, completed=step, total=total, status=_status(last))
+
+        run_dir = fit(run, on_step=on_step)
+    err.print(f"[green]done[/]: {_status(last)}")
+    if as_json:
+        typer.echo(json.dumps({"run_dir": str(run_dir), "metrics": last}))
+    else:
+        typer.echo(str(run_dir))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=err,
+    )
+
+
+def _status(row: dict[str, Any]) -> str:
+    if not row:
+        return ""
+    l0 = [f"{v:.1f}" for k, v in row.items() if k.startswith("l0/")]
+    return (f"{row['tokens_per_s']:,.0f} tok/s  loss {row['loss']:.4f}  "
+            f"L0 {'/'.join(l0)}")

@@ -1,0 +1,108 @@
+"""Training configuration. Each field's help text is also the ``sae-kit train --help`` text."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
+from sae_kit.errors import SaeKitError
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": text}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    model: str = _help(
+        f"Hugging Face Hub id or local directory of a causal LM; default: the built-in "
+        f"{BUILTIN_MODEL_NAME!r} model that ships with sae-kit.",
+        BUILTIN_MODEL_NAME,
+    )
+    revision: str | None = _help("Model revision (branch, tag or commit) on the Hub.", None)
+    dataset: str = _help(
+        f"Hub dataset id (streamed), local .txt/.jsonl/.parquet file or directory, or "
+        f"{BUILTIN_DATASET_NAME!r} (the built-in text).",
+        BUILTIN_DATASET_NAME,
+    )
+    split: str = _help("Dataset split to train on.", "train")
+    eval_split: str | None = _help(
+        "Held-out split for evaluation; if unset, 1 document in 20 is held out of training.", None
+    )
+    text_column: str = _help("Column holding the text.", "text")
+    loss: str = _help("Training objective, by plugin name: local, e2e, e2e+ds, ...", "e2e")
+    loss_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Loss-specific options, e.g. {'ds_coeff': 2.5} for e2e+ds."},
+    )
+    hook_points: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Residual-stream hook points, one SAE each, trained together; default: "
+            "resid_pre of the middle layer."
+        },
+    )
+    architecture: str = _help("SAE architecture, by plugin name.", "relu")
+    dict_ratio: float = _help("Dictionary size as a multiple of d_model (paper: 60).", 60.0)
+    sparsity_coeff: float = _help(
+        "lambda: weight of the sparsity penalty, mean L1 of the codes divided by d_model.", 1.0
+    )
+    context: int | None = _help(
+        "Tokens per sample (paper: 1024); default: 1024, or the model's maximum if smaller.", None
+    )
+    batch_size: int = _help("Samples per micro-batch (paper: 8).", 8)
+    grad_accum: int = _help("Micro-batches per optimizer step (paper: 2).", 2)
+    n_samples: int | None = _help(
+        "Training samples in total (paper: 400k); default: 400k, or 4k for the built-in model.",
+        None,
+    )
+    lr: float = _help("Peak Adam learning rate (paper: 5e-4).", 5e-4)
+    warmup_fraction: float = _help("Fraction of steps with linear warm-up from 0.", 0.05)
+    min_lr_ratio: float = _help("Cosine decay ends at this fraction of the peak lr.", 0.1)
+    grad_clip: float | None = _help("Clip the gradient norm to this (paper: 10).", 10.0)
+    seed: int = _help("Random seed for SAE init and data order.", 0)
+    device: str = _help("'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.", "auto")
+    log_every: int = _help("Optimizer steps between metric records.", 10)
+    output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "dict_ratio": self.dict_ratio > 0,
+            "sparsity_coeff": self.sparsity_coeff >= 0,
+            "batch_size": self.batch_size >= 1,
+            "grad_accum": self.grad_accum >= 1,
+            "lr": self.lr > 0,
+            "warmup_fraction": 0 <= self.warmup_fraction < 1,
+            "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
+            "log_every": self.log_every >= 1,
+            "context": self.context is None or self.context >= 2,
+            "n_samples": self.n_samples is None or self.n_samples >= 1,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise SaeKitError(f"invalid training settings: {values}; see `sae-kit train --help`")
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.batch_size * self.grad_accum
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def field_help(name: str) -> str:
+    """The help text of one TrainConfig field, for the CLI."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == name:
+            return f.metadata.get("help", "")
+    raise KeyError(name)
+

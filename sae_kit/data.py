@@ -1,0 +1,173 @@
+"""Text datasets tokenized into fixed windows.
+
+A dataset is the built-in ``pydoc`` text, local files (.txt, .jsonl/.json, .parquet, or a
+directory of them) or a Hugging Face Hub id (streamed). Documents are tokenized, joined with the
+end-of-text token and cut into windows of ``context`` tokens.
+
+Evaluation must use tokens never trained on. Where the dataset has its own held-out split
+(``eval_split``, and the built-in dataset's eval split), that is used; otherwise every
+``HOLDOUT_EVERY``-th document is held out from training and used for evaluation.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
+from sae_kit.errors import SaeKitError
+
+HOLDOUT_EVERY = 20
+"""1 document in 20 (5%) is held out for evaluation when the dataset has no eval split."""
+
+_BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json",
+             ".parquet": "parquet"}
+
+Part = Literal["train", "eval"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = BUILTIN_DATASET_NAME
+    split: str = "train"
+    eval_split: str | None = None
+    text_column: str = "text"
+
+
+def iter_texts(spec: DataSpec, part: Part) -> Iterator[str]:
+    """Documents of the training or the held-out part; the two never overlap."""
+    if spec.dataset == BUILTIN_DATASET_NAME:
+        yield from pydoc_texts(part)
+        return
+    if part == "eval" and spec.eval_split:
+        yield from _rows(spec, spec.eval_split)
+        return
+    holdout = spec.eval_split is None
+    for index, text in enumerate(_rows(spec, spec.split)):
+        held_out = holdout and index % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+        if held_out == (part == "eval"):
+            yield text
+
+
+def _rows(spec: DataSpec, split: str) -> Iterator[str]:
+    dataset = _open(spec, split)
+    for row in dataset:
+        if spec.text_column not in row:
+            raise SaeKitError(
+                f"dataset {spec.dataset!r} has no column {spec.text_column!r}; its columns are "
+                f"{sorted(row)}; choose one with --text-column"
+            )
+        text = row[spec.text_column]
+        if text:
+            yield text
+
+
+def _local_files(path: Path) -> tuple[str, list[str]]:
+    files = sorted(p for p in path.rglob("*") if p.suffix in _BUILDERS) if path.is_dir() else [path]
+    if not files:
+        raise SaeKitError(f"no .txt, .jsonl, .json or .parquet files in {str(path)!r}")
+    kinds = {_BUILDERS.get(p.suffix) for p in files}
+    if None in kinds or len(kinds) != 1:
+        raise SaeKitError(
+            f"dataset files must all be one of {sorted(_BUILDERS)}; got {sorted(kinds, key=str)}"
+        )
+    return kinds.pop(), [str(p) for p in files]  # type: ignore[return-value]
+
+
+def _open(spec: DataSpec, split: str) -> Iterable[dict[str, Any]]:
+    import datasets
+
+    path = Path(spec.dataset).expanduser()
+    if path.exists():
+        builder, files = _local_files(path)
+        return datasets.load_dataset(builder, data_files=files, split="train", streaming=True)
+    if path.suffix in _BUILDERS or spec.dataset.startswith((".", "/", "~")):
+        raise SaeKitError(f"dataset file {spec.dataset!r} does not exist; check the path")
+    try:
+        return datasets.load_dataset(spec.dataset, split=split, streaming=True)
+    except Exception as exc:  # datasets raises many types for "not found" and "offline"
+        raise SaeKitError(
+            f"could not open dataset {spec.dataset!r} split {split!r} from the Hugging Face Hub "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "pass a local .txt/.jsonl/.parquet path, or check the id and your network"
+        ) from exc
+
+
+def token_windows(texts: Iterable[str], tokenizer: Any, context: int) -> Iterator[list[int]]:
+    """Tokenize documents, join them with end-of-text, and cut into full windows."""
+    eos = tokenizer.eos_token_id
+    buffer: list[int] = []
+    for chunk in _chunks(texts, 64):
+        for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
+            buffer.extend(ids)
+            if eos is not None:
+                buffer.append(eos)
+            while len(buffer) >= context:
+                yield buffer[:context]
+                buffer = buffer[context:]
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def shuffled(windows: Iterable[list[int]], buffer_size: int, seed: int) -> Iterator[list[int]]:
+    """Approximate shuffle with a fixed-size buffer, so streamed data need not fit in memory."""
+    rng = random.Random(seed)
+    buffer: list[list[int]] = []
+    for window in windows:
+        if len(buffer) < buffer_size:
+            buffer.append(window)
+            continue
+        index = rng.randrange(buffer_size)
+        yield buffer[index]
+        buffer[index] = window
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def training_windows(
+    spec: DataSpec, tokenizer: Any, context: int, seed: int, shuffle_buffer: int = 1024
+) -> Iterator[list[int]]:
+    """Training windows forever: each pass over the data (epoch) is shuffled anew."""
+    epoch = 0
+    while True:
+        count = 0
+        windows = token_windows(iter_texts(spec, "train"), tokenizer, context)
+        for window in shuffled(windows, shuffle_buffer, seed + epoch):
+            count += 1
+            yield window
+        if count == 0:
+            raise SaeKitError(
+                f"dataset {spec.dataset!r} has no full window of {context} tokens; use more text "
+                "or a smaller --context"
+            )
+        epoch += 1
+
+
+def eval_windows(spec: DataSpec, tokenizer: Any, context: int, limit: int) -> list[list[int]]:
+    """Up to ``limit`` held-out windows, in dataset order."""
+    windows = []
+    for window in token_windows(iter_texts(spec, "eval"), tokenizer, context):
+        windows.append(window)
+        if len(windows) == limit:
+            break
+    return windows
+
+
+def batches(windows: Iterator[list[int]], batch_size: int) -> Iterator[torch.Tensor]:
+    while True:
+        rows = [next(windows) for _ in range(batch_size)]
+        yield torch.tensor(rows, dtype=torch.long)

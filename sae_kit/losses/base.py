@@ -1,0 +1,103 @@
+"""The interface every training objective implements.
+
+The trainer knows nothing about any particular loss: it calls ``loss(splice, input_ids)`` and
+backpropagates ``result.loss``. A complete loss plugin (``my_loss.py``), registered as
+``[project.entry-points."sae_kit.losses"] cosine = "my_loss:CosineLoss"``::
+
+    from dataclasses import dataclass, field
+    import torch.nn.functional as F
+    from sae_kit.losses import Loss, LossResult
+
+    class CosineLoss(Loss):
+        name = "cosine"
+
+        @dataclass
+        class Options:
+            scale: float = field(default=1.0, metadata={"help": "Weight of the cosine term."})
+
+        def __call__(self, splice, input_ids):
+            clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
+            total, terms, codes = 0.0, {}, {}
+            for hp, sae in splice.saes.items():
+                x = clean.acts[hp.position].float()
+                out = sae(x)
+                term = 1 - F.cosine_similarity(out.output, x, dim=-1).mean()
+                total = total + self.options.scale * term + self.sparsity(sae, out.codes)
+                terms[f"cosine/{hp}"] = term.detach()
+                codes[hp] = out.codes
+            return LossResult(loss=total, terms=terms, codes=codes)
+
+Options are a dataclass whose fields (with ``metadata={"help": ...}``) become ``--loss-option
+key=value`` settings on the command line; ``sae-kit plugins --options`` lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from sae_kit.architectures.base import SAE
+from sae_kit.errors import SaeKitError
+from sae_kit.hookpoints import HookPoint
+
+
+@dataclass
+class LossResult:
+    loss: torch.Tensor
+    """The scalar to minimise."""
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Named parts of the loss, detached, for logging."""
+    codes: dict[HookPoint, torch.Tensor] = field(default_factory=dict)
+    """Each SAE's codes on this batch, for L0 and dead-feature tracking."""
+
+
+class Loss:
+    name: ClassVar[str] = ""
+
+    @dataclass
+    class Options:
+        pass
+
+    def __init__(self, sparsity_coeff: float, **options: Any) -> None:
+        self.sparsity_coeff = sparsity_coeff
+        self.options = parse_options(self.Options, options, self.name)
+
+    def sparsity(self, sae: SAE, codes: torch.Tensor) -> torch.Tensor:
+        """lambda times the architecture's penalty (L1 / d_in for the paper's SAE)."""
+        return self.sparsity_coeff * sae.sparsity_penalty(codes)
+
+    def __call__(self, splice: Any, input_ids: torch.Tensor) -> LossResult:
+        raise NotImplementedError
+
+
+def parse_options(cls: type, raw: dict[str, Any], owner: str) -> Any:
+    """Build an options dataclass from strings or values, with one clear line on bad input."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            raise SaeKitError(f"unknown option {key!r} for {owner!r}; it takes: {known}")
+        values[key] = _coerce(value, fields[key], owner)
+    return cls(**values)
+
+
+def _coerce(value: Any, f: dataclasses.Field, owner: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    default = f.default if f.default is not dataclasses.MISSING else None
+    kind = type(default) if default is not None else str
+    try:
+        if kind is bool:
+            if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(value)
+            return value.lower() in {"true", "1", "yes"}
+        return kind(value)
+    except ValueError:
+        raise SaeKitError(
+            f"option {f.name!r} of {owner!r} must be a {kind.__name__}, got {value!r}"
+        ) from None

@@ -1,0 +1,73 @@
+"""e2e+ds: KL on the output plus MSE between spliced and original residual streams downstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from sae_kit.errors import SaeKitError
+from sae_kit.hookpoints import downstream_positions
+from sae_kit.losses.base import Loss, LossResult
+from sae_kit.losses.e2e import sparsity_terms
+from sae_kit.losses.kl import kl_divergence
+
+
+class E2EDownstreamLoss(Loss):
+    """kl_coeff * KL + ds_coeff * mean_l MSE(spliced_l, original_l) + lambda * L1/d_in.
+
+    l runs over the outputs of the layers after the first SAE (``downstream``), each MSE an
+    element mean. Paper defaults: kl_coeff 0.5, ds_coeff 2.5, every later layer.
+    """
+
+    name = "e2e+ds"
+
+    @dataclass
+    class Options:
+        kl_coeff: float = field(default=0.5, metadata={"help": "Weight of the KL term."})
+        ds_coeff: float = field(
+            default=2.5, metadata={"help": "beta: weight of the mean downstream MSE."}
+        )
+        downstream: str = field(
+            default="all",
+            metadata={"help": "Layers whose outputs are compared: 'all' later ones, or '8,10'."},
+        )
+
+    def positions(self, first: int, n_layers: int) -> list[int]:
+        later = downstream_positions(first, n_layers)
+        if self.options.downstream == "all":
+            return later
+        try:
+            chosen = [int(x) + 1 for x in self.options.downstream.split(",")]
+        except ValueError:
+            raise SaeKitError(
+                f"downstream must be 'all' or comma-separated layer numbers, "
+                f"got {self.options.downstream!r}"
+            ) from None
+        bad = [p - 1 for p in chosen if p not in later]
+        if bad:
+            raise SaeKitError(
+                f"downstream layers {bad} are not after the SAE; choose from "
+                f"{[p - 1 for p in later]}"
+            )
+        return chosen
+
+    def __call__(self, splice, input_ids: torch.Tensor) -> LossResult:
+        positions = self.positions(splice.first_position, splice.n_layers)
+        clean = splice.clean(input_ids, capture=[splice.first_position, *positions])
+        spliced = splice.spliced(input_ids, capture=positions, clean=clean)
+        kl = kl_divergence(
+            splice.logits(clean.final_hidden), splice.logits(spliced.run.final_hidden)
+        )
+        sparsity, terms, codes = sparsity_terms(self, splice, spliced.sae_outputs)
+        total = self.options.kl_coeff * kl + sparsity
+        if positions:
+            mses = [
+                F.mse_loss(spliced.run.acts[p].float(), clean.acts[p].float()) for p in positions
+            ]
+            ds = torch.stack(mses).mean()
+            total = total + self.options.ds_coeff * ds
+            terms["ds_mse"] = ds.detach()
+        terms["kl"] = kl.detach()
+        return LossResult(loss=total, terms=terms, codes=codes)

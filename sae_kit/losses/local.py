@@ -1,0 +1,32 @@
+"""The standard SAE objective: reconstruct the activation (element-mean MSE) + sparsity."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sae_kit.losses.base import Loss, LossResult
+
+
+class LocalLoss(Loss):
+    """MSE(x-hat, x) + lambda * L1/d_in, summed over SAEs (each SAE sees clean activations).
+
+    Only the layers up to the last SAE run: the forward pass stops there.
+    """
+
+    name = "local"
+
+    def __call__(self, splice, input_ids: torch.Tensor) -> LossResult:
+        clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
+        total = torch.zeros((), device=input_ids.device)
+        terms, codes = {}, {}
+        for hp, sae in splice.saes.items():
+            x = clean.acts[hp.position].to(sae.W_enc.dtype)
+            out = sae(x)
+            mse = F.mse_loss(out.output, x)
+            sparsity = self.sparsity(sae, out.codes)
+            total = total + mse + sparsity
+            terms[f"mse/{hp}"] = mse.detach()
+            terms[f"sparsity/{hp}"] = sparsity.detach()
+            codes[hp] = out.codes
+        return LossResult(loss=total, terms=terms, codes=codes)

@@ -1,0 +1,85 @@
+"""Load a Hugging Face causal LM, its tokenizer and the adapter for its family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sae_kit import plugins
+from sae_kit.adapter import ModelAdapter
+from sae_kit.builtin import BUILTIN_MODEL_NAME, builtin_model_dir
+from sae_kit.errors import SaeKitError
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    """What the user asked for: a Hub id, a local directory or the built-in model's name."""
+    source: str
+    """What was passed to ``from_pretrained``."""
+    model: nn.Module
+    tokenizer: Any
+    adapter: ModelAdapter
+
+    @property
+    def n_layers(self) -> int:
+        return self.adapter.n_layers(self.model)
+
+    @property
+    def d_model(self) -> int:
+        return self.adapter.d_model(self.model)
+
+    @property
+    def max_positions(self) -> int | None:
+        config = self.model.config
+        return getattr(config, "max_position_embeddings", None) or getattr(
+            config, "n_positions", None
+        )
+
+
+def resolve_source(name: str) -> str:
+    """The built-in model's name maps to its directory inside the package."""
+    if name == BUILTIN_MODEL_NAME:
+        return str(builtin_model_dir())
+    looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+    if looks_local and not Path(name).expanduser().exists():
+        raise SaeKitError(f"model directory {name!r} does not exist; pass a Hub id or a path")
+    return str(Path(name).expanduser()) if looks_local else name
+
+
+def adapter_for(model_type: str) -> ModelAdapter:
+    return plugins.load("models", model_type)()
+
+
+def _from_pretrained(loader: Any, source: str, revision: str | None, **kwargs: Any) -> Any:
+    try:
+        return loader.from_pretrained(source, revision=revision, **kwargs)
+    except OSError as exc:
+        local = Path(source).exists()
+        where = "local directory" if local else "Hugging Face Hub (no network? wrong id?)"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SaeKitError(
+            f"could not load {source!r} from the {where}: {first_line}. Pass a local directory "
+            "saved with save_pretrained, or set HF_HUB_OFFLINE=1 to use the local cache"
+        ) from exc
+
+
+def load_model(
+    name: str, *, revision: str | None = None, device: str | torch.device = "cpu"
+) -> LoadedModel:
+    """Load a frozen model in eval mode on ``device`` (weights in fp32)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr carries sae-kit's own progress, one line per error
+    source = resolve_source(name)
+    config = _from_pretrained(AutoConfig, source, revision)
+    adapter = adapter_for(config.model_type)  # fail before downloading any weights
+    model = _from_pretrained(AutoModelForCausalLM, source, revision, dtype=torch.float32)
+    tokenizer = _from_pretrained(AutoTokenizer, source, revision)
+    model.to(device).eval().requires_grad_(False)
+    return LoadedModel(name=name, source=source, model=model, tokenizer=tokenizer, adapter=adapter)

@@ -1,0 +1,101 @@
+"""Plugin discovery through plain Python entry points.
+
+Every model adapter, loss and SAE architecture - first-party or not - is found here, by name.
+Only the chosen plugin is imported: plugins import torch, and importing all of them at start-up
+would be slow.
+
+Set ``SAE_KIT_PLUGINS`` to a comma-separated list of distribution names to load plugins from
+those distributions only (the test suite uses this to keep stray local plugins out).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from sae_kit.errors import SaeKitError
+
+GROUPS = {
+    "models": "sae_kit.models",
+    "losses": "sae_kit.losses",
+    "architectures": "sae_kit.architectures",
+}
+
+INSTALL_HINTS = {
+    "models": "install an adapter, e.g. `pip install -e plugins/sae-kit-llama`, "
+    "or write one (docs/writing-plugins.md)",
+    "losses": "write one in two files (docs/writing-plugins.md)",
+    "architectures": "write one in two files (docs/writing-plugins.md)",
+}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    group: str
+    name: str
+    value: str
+    distribution: str
+    version: str
+
+
+def _allowed_distributions() -> set[str] | None:
+    raw = os.environ.get("SAE_KIT_PLUGINS", "").strip()
+    return {d.strip() for d in raw.split(",") if d.strip()} if raw else None
+
+
+def _dist_name(ep: EntryPoint) -> tuple[str, str]:
+    dist = ep.dist
+    return (dist.metadata["Name"], dist.version) if dist is not None else ("?", "?")
+
+
+def discover(kind: str) -> dict[str, EntryPoint]:
+    """All installed entry points of one kind ("models", "losses", "architectures") by name.
+
+    Two distributions registering the same name is an error: which one wins would depend on
+    install order.
+    """
+    allowed = _allowed_distributions()
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=GROUPS[kind]):
+        dist, _ = _dist_name(ep)
+        if allowed is not None and dist not in allowed:
+            continue
+        if ep.name in found and found[ep.name].value != ep.value:
+            other, _ = _dist_name(found[ep.name])
+            raise SaeKitError(
+                f"two plugins named {ep.name!r} in {GROUPS[kind]}: from {other} and {dist}; "
+                "uninstall one of them"
+            )
+        found[ep.name] = ep
+    return found
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Every installed plugin in every group, for `sae-kit plugins`."""
+    rows = []
+    for kind, group in GROUPS.items():
+        for name, ep in sorted(discover(kind).items()):
+            dist, version = _dist_name(ep)
+            rows.append(PluginInfo(group, name, ep.value, dist, version))
+    return rows
+
+
+def load(kind: str, name: str) -> Any:
+    """Import and return the plugin object registered under ``name``."""
+    available = discover(kind)
+    if name not in available:
+        listing = ", ".join(sorted(available)) or "none"
+        singular = {"models": "model", "losses": "loss", "architectures": "architecture"}[kind]
+        raise SaeKitError(
+            f"no {singular} plugin named {name!r}; installed: {listing}. To add one: "
+            f"{INSTALL_HINTS[kind]}"
+        )
+    try:
+        return available[name].load()
+    except Exception as exc:  # a broken plugin must not look like a sae-kit bug
+        dist, _ = _dist_name(available[name])
+        raise SaeKitError(
+            f"plugin {name!r} from {dist} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc

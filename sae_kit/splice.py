@@ -1,0 +1,208 @@
+"""Run a frozen model with SAEs spliced into its residual stream.
+
+Everything here is generic over model families: forward hooks on the adapter's decoder layers
+read and replace the residual stream, and a hook on the unembedding stops the forward pass
+before the full-vocabulary logits are built (losses compute them in chunks when they need them).
+
+Running "from layer i" - the spliced pass of an e2e step, which starts from the activation the
+clean pass already computed - temporarily swaps layers 0..i-1 for pass-throughs, so the
+embedding runs (cheap) and every later layer gets the position embeddings, masks and rotary
+tables the model itself computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from sae_kit.adapter import ModelAdapter
+from sae_kit.architectures.base import SAE, SAEOutput
+from sae_kit.hookpoints import HookPoint
+
+
+class _StopForward(Exception):
+    """Raised from a hook once everything asked for has been seen."""
+
+
+class _PassThrough(nn.Module):
+    def forward(self, hidden_states: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        return hidden_states
+
+
+@dataclass
+class RunResult:
+    acts: dict[int, torch.Tensor] = field(default_factory=dict)
+    """Residual stream at each captured position, as it entered (before any SAE there)."""
+    final_hidden: torch.Tensor | None = None
+    """Normed last hidden states: the unembedding's input."""
+
+
+def _first_tensor(value: object) -> torch.Tensor:
+    return value[0] if isinstance(value, tuple) else value  # type: ignore[return-value,index]
+
+
+class ModelRunner:
+    """One forward pass with captures, replacements and an optional start position."""
+
+    def __init__(self, model: nn.Module, adapter: ModelAdapter) -> None:
+        self.model = model
+        self.adapter = adapter
+        self.layers = adapter.layers(model)
+        self.n_layers = len(self.layers)
+        self.unembed = adapter.unembed(model)
+
+    def run(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        capture: Iterable[int] = (),
+        replace: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        start: tuple[int, torch.Tensor] | None = None,
+        final_hidden: bool = True,
+    ) -> RunResult:
+        """Run the model on ``input_ids``.
+
+        capture: positions whose residual stream to record. replace: position -> function whose
+        result replaces the stream there. start: (position, activation) to begin from instead
+        of running the layers before it. final_hidden: record the unembedding's input; if False
+        the pass stops right after the last position of interest.
+        """
+        replace = dict(replace or {})
+        capture = set(capture)
+        result = RunResult()
+        points = capture | set(replace) | ({start[0]} if start else set())
+        stop_at = None if final_hidden or not points else max(points)
+
+        def visit(position: int, hidden: torch.Tensor) -> torch.Tensor:
+            if start is not None and position == start[0]:
+                hidden = start[1]
+            if position in capture:
+                result.acts[position] = hidden
+            if position in replace:
+                hidden = replace[position](hidden)
+            if position == stop_at:
+                raise _StopForward
+            return hidden
+
+        with contextlib.ExitStack() as stack:
+            if start is not None:
+                stack.enter_context(self._skip_layers(start[0]))
+            for position in sorted(points):
+                stack.enter_context(self._hook(position, visit))
+            if final_hidden:
+                stack.enter_context(self._hook_unembed(result))
+            with contextlib.suppress(_StopForward):
+                self.model(input_ids=input_ids, use_cache=False)
+        return result
+
+    @contextlib.contextmanager
+    def _skip_layers(self, upto: int) -> Iterator[None]:
+        originals = [self.layers[i] for i in range(upto)]
+        try:
+            for i in range(upto):
+                self.layers[i] = _PassThrough()
+            yield
+        finally:
+            for i, layer in enumerate(originals):
+                self.layers[i] = layer
+
+    def _hook(self, position: int, visit: Callable[[int, torch.Tensor], torch.Tensor]):
+        if position < self.n_layers:
+
+            def pre_hook(module: nn.Module, args: tuple, kwargs: dict):
+                if args:
+                    return (visit(position, args[0]), *args[1:]), kwargs
+                kwargs = dict(kwargs)
+                kwargs["hidden_states"] = visit(position, kwargs["hidden_states"])
+                return args, kwargs
+
+            return _removing(self.layers[position].register_forward_pre_hook(
+                pre_hook, with_kwargs=True))
+
+        def post_hook(module: nn.Module, args: tuple, output: object):
+            hidden = visit(position, _first_tensor(output))
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        return _removing(self.layers[self.n_layers - 1].register_forward_hook(post_hook))
+
+    def _hook_unembed(self, result: RunResult):
+        def pre_hook(module: nn.Module, args: tuple):
+            result.final_hidden = args[0]
+            raise _StopForward
+
+        return _removing(self.unembed.register_forward_pre_hook(pre_hook))
+
+
+@contextlib.contextmanager
+def _removing(handle: torch.utils.hooks.RemovableHandle) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@dataclass
+class SplicedRun:
+    run: RunResult
+    sae_outputs: dict[HookPoint, SAEOutput]
+    sae_inputs: dict[HookPoint, torch.Tensor]
+
+
+class Splice:
+    """A frozen language model with SAEs at some hook points.
+
+    ``clean`` runs the original model; ``spliced`` runs it with every SAE's output in place of
+    its input, starting from the clean activation at the first SAE when one is given.
+    """
+
+    def __init__(self, model: nn.Module, adapter: ModelAdapter, saes: Mapping[HookPoint, SAE]):
+        self.runner = ModelRunner(model, adapter)
+        self.saes = dict(sorted(saes.items()))
+        self.n_layers = self.runner.n_layers
+        self.first_position = min(hp.position for hp in self.saes)
+
+    @property
+    def sae_positions(self) -> list[int]:
+        return [hp.position for hp in self.saes]
+
+    def clean(
+        self, input_ids: torch.Tensor, capture: Iterable[int] = (), final_hidden: bool = True
+    ) -> RunResult:
+        with torch.no_grad():
+            return self.runner.run(input_ids, capture=capture, final_hidden=final_hidden)
+
+    def spliced(
+        self,
+        input_ids: torch.Tensor,
+        capture: Iterable[int] = (),
+        clean: RunResult | None = None,
+        final_hidden: bool = True,
+    ) -> SplicedRun:
+        outputs: dict[HookPoint, SAEOutput] = {}
+        inputs: dict[HookPoint, torch.Tensor] = {}
+        by_position = {hp.position: (hp, sae) for hp, sae in self.saes.items()}
+
+        def make_replacement(hp: HookPoint, sae: SAE) -> Callable[[torch.Tensor], torch.Tensor]:
+            def apply(hidden: torch.Tensor) -> torch.Tensor:
+                inputs[hp] = hidden
+                out = sae(hidden.to(sae.W_enc.dtype))
+                outputs[hp] = out
+                return out.output.to(hidden.dtype)
+
+            return apply
+
+        replace = {pos: make_replacement(hp, sae) for pos, (hp, sae) in by_position.items()}
+        start = None
+        if clean is not None and self.first_position in clean.acts:
+            start = (self.first_position, clean.acts[self.first_position])
+        run = self.runner.run(
+            input_ids, capture=capture, replace=replace, start=start, final_hidden=final_hidden
+        )
+        return SplicedRun(run=run, sae_outputs=outputs, sae_inputs=inputs)
+
+    def logits(self, final_hidden: torch.Tensor) -> torch.Tensor:
+        return self.runner.unembed(final_hidden)

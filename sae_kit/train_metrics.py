@@ -1,0 +1,61 @@
+"""Running training statistics between two log records: loss terms, L0, alive features."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sae_kit.losses.base import LossResult
+
+
+class StepStats:
+    """Averages over the micro-batches since the last record."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.count = 0
+        self.tokens = 0
+        self.fired: dict[str, torch.Tensor] = {}
+        self.started = time.perf_counter()
+
+    def add(self, result: LossResult, n_tokens: int) -> None:
+        self.count += 1
+        self.tokens += n_tokens
+        self.sums["loss"] += float(result.loss.detach())
+        for name, value in result.terms.items():
+            self.sums[name] += float(value)
+        for hp, codes in result.codes.items():
+            active = codes.detach() > 0
+            self.sums[f"l0/{hp}"] += float(active.sum(-1).float().mean())
+            fired = active.reshape(-1, active.shape[-1]).any(0)
+            key = str(hp)
+            self.fired[key] = fired | self.fired[key] if key in self.fired else fired
+
+    def record(self, **extra: Any) -> dict[str, Any]:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        row: dict[str, Any] = dict(extra)
+        row.update({k: v / max(self.count, 1) for k, v in self.sums.items()})
+        for key, fired in self.fired.items():
+            row[f"alive/{key}"] = int(fired.sum())
+        row["tokens_per_s"] = self.tokens / elapsed
+        self.reset()
+        return row
+
+
+class MetricsLog:
+    """Append-only JSONL, one record per line, flushed so a crash loses nothing written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, row: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")

@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny models built from config, saved and loaded through `from_pretrained`.
+
+Nothing is downloaded. Plugins are restricted to the first-party distributions so a plugin
+installed locally by a developer cannot change what the tests see.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
+
+
+@pytest.fixture(autouse=True)
+def _only_first_party_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAE_KIT_PLUGINS", FIRST_PARTY)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A byte-level BPE tokenizer (vocab 512) trained on the built-in text, saved to disk."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from sae_kit.builtin import pydoc_texts
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(pydoc_texts("train")[:200], trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
+    )
+    path = tmp_path_factory.mktemp("tokenizer")
+    fast.save_pretrained(path)
+    return path
+
+
+def save_tiny_model(model, tokenizer_dir: Path, path: Path) -> Path:
+    from transformers import AutoTokenizer
+
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir: Path) -> Path:
+    """A 3-layer GPT-2 with random weights, as a local directory."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=512, n_positions=64, n_embd=32, n_layer=3, n_head=4,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )
+    return save_tiny_model(
+        GPT2LMHeadModel(config), tiny_tokenizer_dir, tmp_path_factory.mktemp("tiny-gpt2")
+    )

@@ -1,0 +1,101 @@
+"""`sae-kit train` end to end through the CLI, on a tiny GPT-2 saved to disk."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sae_kit.cli import app
+from sae_kit.sae_io import load_run, load_sae
+
+runner = CliRunner()
+FAST = ["--n-samples", "8", "--batch-size", "2", "--grad-accum", "2", "--context", "32",
+        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu"]
+
+
+def _train(model_dir: Path, out: Path, *extra: str):
+    result = runner.invoke(app, ["train", "--model", str(model_dir), "--out", str(out),
+                                 *FAST, *extra])
+    return result
+
+
+@pytest.mark.parametrize("loss", ["local", "e2e", "e2e+ds"])
+def test_train_each_loss_and_reload_the_safetensors(tiny_gpt2, tmp_path, loss):
+    out = tmp_path / "run"
+    result = _train(tiny_gpt2, out, "--loss", loss, "--layer", "1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(out)
+    sae_dir = out / "blocks.1.hook_resid_pre"
+    assert (sae_dir / "sae.safetensors").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["loss"] == loss and config["resolved"]["n_dict"] == 128
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all("l0/blocks.1.hook_resid_pre" in r for r in rows)
+
+    sae, sae_config = load_sae(sae_dir)
+    assert sae_config["loss"] == loss and sae_config["tokens_trained"] == 8 * 32
+    from safetensors.torch import load_file
+
+    state = load_file(str(sae_dir / "sae.safetensors"))
+    twin = type(sae)(32, 128)
+    twin.load_state_dict(state)
+    x = torch.randn(4, 32)
+    torch.testing.assert_close(sae(x).output, twin(x).output, rtol=0, atol=0)
+
+
+def test_several_saes_train_together(tiny_gpt2, tmp_path):
+    out = tmp_path / "run"
+    result = _train(tiny_gpt2, out, "--loss", "e2e", "--layer", "0", "--layer", "2",
+                    "--hook", "resid_post")
+    assert result.exit_code == 0, result.output
+    _, saes = load_run(out)
+    assert [hp.name for hp in saes] == ["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]
+
+
+def test_json_output_is_machine_readable(tiny_gpt2, tmp_path):
+    result = _train(tiny_gpt2, tmp_path / "run", "--json", "--loss", "e2e", "--layer", "1")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["run_dir"] == str(tmp_path / "run") and payload["metrics"]["kl"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--loss", "nope"], "no loss plugin named 'nope'; installed: e2e, e2e+ds, local"),
+        (["--layer", "7"], "layer 7 is out of range: this model has 3 layers (0 to 2)"),
+        (["--dataset", "missing/data.jsonl"], "dataset file 'missing/data.jsonl' does not exist"),
+        (["--loss", "e2e+ds", "-O", "beta=1"], "unknown option 'beta' for 'e2e+ds'"),
+        (["--lr", "-1"], "invalid training settings: lr=-1.0"),
+        (["--context", "65"], "context 65 is longer than this model's 64 positions"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tiny_gpt2, tmp_path, args, message):
+    result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), "--out",
+                                 str(tmp_path / "r"), *FAST, *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split())
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_model_family_lists_installed_adapters(tmp_path, tiny_tokenizer_dir):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from tests.conftest import save_tiny_model
+
+    config = OPTConfig(vocab_size=512, hidden_size=16, num_hidden_layers=1, ffn_dim=32,
+                       num_attention_heads=2, max_position_embeddings=64, word_embed_proj_dim=16)
+    model_dir = save_tiny_model(OPTForCausalLM(config), tiny_tokenizer_dir, tmp_path / "opt")
+    result = runner.invoke(app, ["train", "--model", str(model_dir), *FAST])
+    assert result.exit_code == 2
+    text = " ".join(result.stderr.split())
+    assert "no model plugin named 'opt'; installed: gpt2" in text
+
+
+def test_missing_model_directory(tmp_path):
+    result = runner.invoke(app, ["train", "--model", str(tmp_path / "nothing"), *FAST])
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
