@@ -21,6 +21,7 @@ import torch
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
 from sae_kit.errors import SaeKitError
+from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
 
 HOLDOUT_EVERY = 20
 """1 document in 20 (5%) is held out for evaluation when the dataset has no eval split."""
@@ -88,6 +89,11 @@ def _open(spec: DataSpec, split: str) -> Iterable[dict[str, Any]]:
         return datasets.load_dataset(builder, data_files=files, split="train", streaming=True)
     if path.suffix in _BUILDERS or spec.dataset.startswith((".", "/", "~")):
         raise SaeKitError(f"dataset file {spec.dataset!r} does not exist; check the path")
+    if not hub_offline() and not hub_reachable():
+        raise SaeKitError(
+            f"no network: cannot reach {hub_endpoint()} to stream dataset {spec.dataset!r}; "
+            "pass a local .txt/.jsonl/.parquet file or directory (or the built-in 'pydoc')"
+        )
     try:
         return datasets.load_dataset(spec.dataset, split=split, streaming=True)
     except Exception as exc:  # datasets raises many types for "not found" and "offline"

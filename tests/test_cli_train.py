@@ -99,3 +99,27 @@ def test_missing_model_directory(tmp_path):
     result = runner.invoke(app, ["train", "--model", str(tmp_path / "nothing"), *FAST])
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
+
+
+def _no_network(monkeypatch, tmp_path):
+    """Point the Hub at a closed local port, with an empty cache."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+
+
+def test_no_network_for_a_hub_model_is_one_clear_line(monkeypatch, tmp_path):
+    _no_network(monkeypatch, tmp_path)
+    result = runner.invoke(app, ["train", "--model", "someorg/some-model", *FAST])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no network: cannot reach http://127.0.0.1:9")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_no_network_for_a_hub_dataset_is_one_clear_line(monkeypatch, tmp_path, tiny_gpt2):
+    _no_network(monkeypatch, tmp_path)
+    result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), "--dataset", "org/data",
+                                 *FAST])
+    assert result.exit_code == 2
+    assert "no network: cannot reach http://127.0.0.1:9 to stream dataset 'org/data'" in " ".join(
+        result.stderr.split())
