@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sae_kit import __version__
-from sae_kit.cli import plugins_cmd, train_cmd
+from sae_kit.cli import eval_cmd, plugins_cmd, train_cmd
 
 app = typer.Typer(
     name="sae-kit",
@@ -15,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("train")(train_cmd.train)
+app.command("eval")(eval_cmd.evaluate)
 app.command("plugins")(plugins_cmd.plugins)
 
 

@@ -1,0 +1,89 @@
+"""`sae-kit eval`: the metrics of docs/eval.md on held-out tokens, and the Pareto plot."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from sae_kit.cli.common import err, friendly_errors
+
+# Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens.
+DEFAULT_N_TOKENS = 100_000
+
+
+@friendly_errors
+def evaluate(
+    run_dirs: list[str] = typer.Argument(..., help="Run directories written by `sae-kit train`."),
+    n_tokens: int = typer.Option(
+        DEFAULT_N_TOKENS, help="Held-out tokens to evaluate on (fewer if the data has fewer)."
+    ),
+    batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    plot: str = typer.Option(
+        None, help="Write the L0 vs CE-loss-increase plot of all the runs to this PNG."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print eval.json (a list of them for several runs)."
+    ),
+) -> None:
+    """Evaluate SAEs on held-out tokens; writes RUN_DIR/eval.json and prints a table."""
+    from sae_kit.evaluate import evaluate_run  # torch import only once args are parsed
+
+    results = []
+    for run_dir in run_dirs:
+        with _progress() as progress:
+            task = progress.add_task(f"eval {run_dir}", total=None)
+
+            def on_batch(done: int, total: int, task: Any = task, progress: Any = progress) -> None:
+                progress.update(task, completed=done, total=total)
+
+            results.append(evaluate_run(run_dir, n_tokens, batch_size, device, on_batch))
+    if plot:
+        from sae_kit.pareto import plot_pareto
+
+        plot_pareto(results, plot)
+        err.print(f"[green]plot[/]: {plot}")
+    if as_json:
+        typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+        return
+    console = Console()
+    for result in results:
+        console.print(results_table(result))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    console=err, transient=True)
+
+
+# (label, eval.json key, format): one table row each.
+_ROWS = [
+    ("L0", "l0", ".2f"), ("alive", "alive", "d"), ("alive fraction", "alive_fraction", ".3f"),
+    ("CE loss increase", "ce_loss_increase", ".4f"), ("KL", "kl", ".4f"),
+    ("explained variance", "explained_variance", ".4f"), ("MSE", "mse", ".4g"),
+    ("downstream MSE", "downstream_mse", ".4g"),
+]
+
+
+def results_table(result: dict[str, Any]) -> Table:
+    """One column per SAE (plus "all SAEs" when there are several), one row per metric."""
+    columns = dict(result["saes"])
+    if "all_saes" in result:
+        columns["all SAEs"] = result["all_saes"]
+    table = Table(
+        title=f"{result['run_dir']} ({result['loss']}, λ={result['sparsity_coeff']})",
+        caption=f"{result['n_tokens']:,} held-out tokens; clean CE loss "
+                f"{result['clean_ce_loss']:.4f} nats",
+    )
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for label, key, spec in _ROWS:
+        cells = ["" if m.get(key) is None else format(m[key], spec) for m in columns.values()]
+        table.add_row(label, *cells)
+    return table

@@ -1,0 +1,128 @@
+"""Evaluation metrics as pure functions, plus mergeable sums for evaluating batch by batch.
+
+Every function takes tensors whose last dimension is the feature dimension (d_model, n_dict or
+vocab) and treats all leading dimensions as tokens. Definitions are in docs/eval.md.
+
+Over many batches a metric must equal the metric on all tokens at once, so nothing averages
+per-batch ratios: ``TokenMean`` weights every batch by its token count and ``VarianceSums``
+merges per-batch sums exactly (Chan et al.'s parallel variance), both in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from sae_kit.losses.kl import kl_divergence
+
+__all__ = [
+    "TokenMean", "VarianceSums", "alive_fraction", "ce_loss", "downstream_mse",
+    "explained_variance", "fired", "kl_divergence", "l0", "mse",
+]
+
+
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """Flatten to (n_tokens, features) in float64."""
+    return x.reshape(-1, x.shape[-1]).double()
+
+
+def l0(codes: torch.Tensor) -> float:
+    """Mean over tokens of the number of nonzero dictionary coefficients."""
+    return float((codes != 0).reshape(-1, codes.shape[-1]).sum(-1).double().mean())
+
+
+def fired(codes: torch.Tensor) -> torch.Tensor:
+    """Boolean mask over dictionary elements: nonzero on at least one token."""
+    return (codes != 0).reshape(-1, codes.shape[-1]).any(0)
+
+
+def alive_fraction(fired_mask: torch.Tensor) -> float:
+    return float(fired_mask.double().mean())
+
+
+def ce_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> float:
+    """Next-token cross-entropy in nats: position t predicts token t + 1 of the same row.
+
+    ``logits`` is (..., seq, vocab) and ``input_ids`` (..., seq); the last position of each row
+    has no target and is left out.
+    """
+    predicted = logits[..., :-1, :].reshape(-1, logits.shape[-1]).float()
+    targets = input_ids[..., 1:].reshape(-1)
+    return float(F.cross_entropy(predicted, targets))
+
+
+def mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    """Mean over every element of (x - x_hat)^2."""
+    return float(((_tokens(x) - _tokens(x_hat)) ** 2).mean())
+
+
+def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> float:
+    """1 - sum_t ||x_t - x_hat_t||^2 / sum_t ||x_t - mean||^2, mean over all tokens t."""
+    x64, x_hat64 = _tokens(x), _tokens(x_hat)
+    residual = ((x64 - x_hat64) ** 2).sum()
+    total = ((x64 - x64.mean(0)) ** 2).sum()
+    return float(1 - residual / total)
+
+
+def downstream_mse(
+    clean: Mapping[int, torch.Tensor], spliced: Mapping[int, torch.Tensor]
+) -> dict[int, float]:
+    """Element-mean MSE between spliced and original residual streams, per position."""
+    return {p: mse(spliced[p], clean[p]) for p in sorted(clean)}
+
+
+class TokenMean:
+    """A mean over tokens, accumulated from per-batch means weighted by their token counts."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, batch_mean: float, n_tokens: int) -> None:
+        self.total += float(batch_mean) * n_tokens
+        self.count += n_tokens
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+class VarianceSums:
+    """Sums that give explained variance and MSE over every token seen, batch by batch.
+
+    Holds the token count, the running mean of x, sum ||x - mean||^2 (merged exactly across
+    batches, so the mean is over all tokens, not per batch) and sum ||x - x_hat||^2.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: torch.Tensor | None = None
+        self.m2 = 0.0
+        self.sse = 0.0
+        self.width = 0
+
+    def add(self, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+        x64, x_hat64 = _tokens(x).cpu(), _tokens(x_hat).cpu()
+        n_b = x64.shape[0]
+        mean_b = x64.mean(0)
+        m2_b = float(((x64 - mean_b) ** 2).sum())
+        self.sse += float(((x64 - x_hat64) ** 2).sum())
+        self.width = x64.shape[1]
+        if self.mean is None:
+            self.n, self.mean, self.m2 = n_b, mean_b, m2_b
+            return
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.m2 += m2_b + float(delta @ delta) * self.n * n_b / n
+        self.mean = self.mean + delta * (n_b / n)
+        self.n = n
+
+    @property
+    def explained_variance(self) -> float:
+        return 1 - self.sse / self.m2 if self.m2 > 0 else float("nan")
+
+    @property
+    def mse(self) -> float:
+        return self.sse / (self.n * self.width) if self.n else float("nan")

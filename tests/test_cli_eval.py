@@ -1,0 +1,98 @@
+"""`sae-kit eval` through the CLI on tiny runs, and the Pareto plot."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sae_kit.cli import app
+from sae_kit.pareto import pareto_series, plot_pareto
+from tests.test_cli_train import FAST
+
+runner = CliRunner()
+EVAL = ["--n-tokens", "128", "--batch-size", "2", "--device", "cpu"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def two_runs(tiny_gpt2, tmp_path_factory):
+    """A local and an e2e run, each with one SAE at layer 1."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = []
+    for loss in ("local", "e2e"):
+        out = root / loss
+        result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), "--out", str(out),
+                                     "--loss", loss, "--layer", "1", *FAST])
+        assert result.exit_code == 0, result.output
+        runs.append(out)
+    return runs
+
+
+def test_eval_prints_a_table_and_writes_eval_json(two_runs):
+    run = two_runs[1]
+    result = runner.invoke(app, ["eval", str(run), *EVAL])
+    assert result.exit_code == 0, result.output
+    data = json.loads((run / "eval.json").read_text())
+    assert data["n_tokens"] == 128 and data["loss"] == "e2e"
+    metrics = data["saes"]["blocks.1.hook_resid_pre"]
+    assert {"l0", "alive", "alive_fraction", "ce_loss_increase", "kl", "explained_variance",
+            "mse", "downstream_mse", "downstream_mse/blocks.2.hook_resid_post"} <= set(metrics)
+    assert 0 <= metrics["l0"] <= metrics["n_dict"] == 128
+    assert "blocks.1.hook_resid_pre" in result.stdout and "CE loss increase" in result.stdout
+    assert f"{metrics['kl']:.4f}" in result.stdout
+
+
+def test_eval_json_and_pareto_plot_over_several_runs(two_runs, tmp_path):
+    plot = tmp_path / "pareto.png"
+    result = runner.invoke(app, ["eval", *map(str, two_runs), *EVAL, "--json",
+                                 "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [r["loss"] for r in payload] == ["local", "e2e"]
+    assert plot.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_pareto_has_one_series_per_loss_sorted_by_l0(tmp_path):
+    def result(loss, l0, ce):
+        return {"loss": loss, "saes": {"blocks.2.hook_resid_pre": {"l0": l0,
+                                                                  "ce_loss_increase": ce}}}
+
+    results = [result("e2e", 30, 0.1), result("local", 20, 0.5), result("e2e", 10, 0.3),
+               result("local", 40, 0.2), result("e2e+ds", 15, 0.2)]
+    path = tmp_path / "p.png"
+    series = plot_pareto(results, path)
+    assert series == {"local": [(20, 0.5), (40, 0.2)], "e2e": [(10, 0.3), (30, 0.1)],
+                      "e2e+ds": [(15, 0.2)]}
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)  # fails on a corrupt PNG
+    assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_pareto_splits_series_by_hook_point_when_runs_differ():
+    point = {"l0": 1, "ce_loss_increase": 2}
+    results = [{"loss": "e2e", "saes": {"blocks.1.hook_resid_pre": point,
+                                        "blocks.2.hook_resid_pre": point}}]
+    assert set(pareto_series(results)) == {"e2e @ blocks.1.hook_resid_pre",
+                                           "e2e @ blocks.2.hook_resid_pre"}
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "nothing", "does not exist"),
+        (lambda tmp: tmp, "holds no trained SAE"),
+    ],
+)
+def test_bad_run_dir_is_one_clear_line(tmp_path, make, message):
+    (tmp_path / "config.json").write_text("{}")
+    result = runner.invoke(app, ["eval", str(make(tmp_path)), *EVAL])
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split())
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_numbers_are_one_clear_line(two_runs):
+    result = runner.invoke(app, ["eval", str(two_runs[0]), "--n-tokens", "0"])
+    assert result.exit_code == 2
+    assert "--n-tokens and --batch-size must be positive" in result.stderr
