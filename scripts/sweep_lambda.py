@@ -1,0 +1,100 @@
+"""Sweep lambda for `local` and `e2e` SAEs on the shipped model; evaluate and plot the Pareto front.
+
+    nice -n 10 python scripts/sweep_lambda.py --out runs/sweep     # ~25 min on a 2-core CPU
+
+One SAE per (loss, lambda) at the middle layer (blocks.2.hook_resid_pre) of sae-kit-tiny, trained
+on the built-in pydoc text and evaluated on its held-out split, exactly as `sae-kit train` and
+`sae-kit eval` would. Writes, into --out: one run directory per SAE (with its eval.json),
+results.md (the table) and pareto.png (L0 vs CE-loss increase). Finished runs (those with an
+eval.json) are reused, so an interrupted sweep resumes where it stopped.
+See docs/experiments/e2e-vs-local.md for the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sae_kit.config import TrainConfig
+from sae_kit.evaluate import EVAL_FILE, evaluate_run
+from sae_kit.pareto import plot_pareto
+from sae_kit.sae_io import read_json
+from sae_kit.trainer import train
+
+# Chosen so the two losses' L0 ranges overlap (e2e needs a larger lambda for the same L0,
+# since KL is a smaller number than the local MSE of this model's residual stream).
+LOCAL_LAMBDAS = [0.5, 1.0, 2.0, 4.0, 8.0]
+E2E_LAMBDAS = [0.5, 1.0, 2.0, 4.0, 8.0]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/sweep", help="Directory for runs and results.")
+    parser.add_argument("--local", type=float, nargs="+", default=LOCAL_LAMBDAS,
+                        help="Lambdas for the local loss.")
+    parser.add_argument("--e2e", type=float, nargs="+", default=E2E_LAMBDAS,
+                        help="Lambdas for the e2e loss.")
+    parser.add_argument("--n-samples", type=int, default=None,
+                        help="Training windows per SAE (default: sae-kit's built-in default).")
+    parser.add_argument("--dict-ratio", type=float, default=None,
+                        help="Dictionary size / d_model (default: sae-kit's built-in default).")
+    parser.add_argument("--n-tokens", type=int, default=100_000, help="Held-out tokens.")
+    return parser.parse_args()
+
+
+def run_one(out: Path, loss: str, lam: float, args: argparse.Namespace) -> dict[str, Any]:
+    """Train (unless already done) and evaluate one SAE; returns its eval.json data."""
+    run_dir = out / f"{loss}-lambda{lam:g}"
+    if (run_dir / EVAL_FILE).exists():
+        return read_json(run_dir / EVAL_FILE)
+    settings: dict[str, Any] = {"loss": loss, "sparsity_coeff": lam, "output_dir": str(run_dir),
+                                "device": "cpu", "log_every": 25}
+    if args.n_samples:
+        settings["n_samples"] = args.n_samples
+    if args.dict_ratio:
+        settings["dict_ratio"] = args.dict_ratio
+    started = time.perf_counter()
+    train(TrainConfig(**settings))
+    trained = time.perf_counter()
+    result = evaluate_run(str(run_dir), args.n_tokens, device="cpu")
+    print(f"{run_dir.name}: trained in {trained - started:.0f} s, evaluated in "
+          f"{time.perf_counter() - trained:.0f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The results as a Markdown table, one row per run."""
+    lines = ["| loss | λ | L0 | alive | CE loss increase | KL | explained variance | "
+             "downstream MSE |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        (m,) = r["saes"].values()
+        lines.append(
+            f"| {r['loss']} | {r['sparsity_coeff']:g} | {m['l0']:.1f} | "
+            f"{m['alive']}/{m['n_dict']} | {m['ce_loss_increase']:.4f} | {m['kl']:.4f} | "
+            f"{m['explained_variance']:.3f} | {m.get('downstream_mse', float('nan')):.4g} |"
+        )
+    clean = results[0]["clean_ce_loss"]
+    lines.append(f"\nClean CE loss {clean:.4f} nats on {results[0]['n_tokens']:,} held-out tokens.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    jobs = [("local", lam) for lam in args.local] + [("e2e", lam) for lam in args.e2e]
+    results = [run_one(out, loss, lam, args) for loss, lam in jobs]
+    plot_pareto(results, out / "pareto.png")
+    text = table(results)
+    (out / "results.md").write_text(text + "\n")
+    print(text)
+    print(f"total {time.perf_counter() - started:.0f} s; plot: {out / 'pareto.png'}",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
