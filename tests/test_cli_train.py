@@ -70,6 +70,14 @@ def test_json_output_is_machine_readable(tiny_gpt2, tmp_path):
         (["--loss", "e2e+ds", "-O", "beta=1"], "unknown option 'beta' for 'e2e+ds'"),
         (["--lr", "-1"], "invalid training settings: lr=-1.0"),
         (["--context", "65"], "context 65 is longer than this model's 64 positions"),
+        (["--architecture", "nope"], "no architecture plugin named 'nope'; installed: relu, topk"),
+        (["--architecture", "topk", "--arch-option", "j=3"], "unknown option 'j' for 'topk'"),
+        (["--architecture", "topk", "--arch-option", "k=many"],
+         "option 'k' of 'topk' must be an int, got 'many'"),
+        (["--architecture", "topk", "--arch-option", "k=129"],
+         "topk option k=129 must be between 1 and the dictionary size 128"),
+        (["--arch-option", "k=3"], "unknown option 'k' for 'relu'; it takes: none"),
+        (["--arch-option", "k"], "--arch-option must look like key=value, got 'k'"),
     ],
 )
 def test_bad_input_is_one_clear_line(tiny_gpt2, tmp_path, args, message):
