@@ -108,6 +108,7 @@ def build_run(config: TrainConfig) -> Run:
         "context": context, "n_samples": n_samples, "total_steps": total_steps,
         "warmup_steps": warmup, "d_model": loaded.d_model, "n_dict": n_dict,
         "n_layers": loaded.n_layers, "model_type": loaded.model.config.model_type,
+        "adapter": loaded.adapter.describe(loaded.model),
         "device": str(device),
     }
     return Run(config, resolved, loaded, saes, Splice(loaded.model, loaded.adapter, saes), loss,
