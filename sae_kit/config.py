@@ -44,7 +44,11 @@ class TrainConfig:
             "resid_pre of the middle layer."
         },
     )
-    architecture: str = _help("SAE architecture, by plugin name.", "relu")
+    architecture: str = _help("SAE architecture, by plugin name: relu, topk, ...", "relu")
+    architecture_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Architecture-specific options, e.g. {'k': 32} for topk."},
+    )
     dict_ratio: float = _help("Dictionary size as a multiple of d_model (paper: 60).", 60.0)
     sparsity_coeff: float = _help(
         "lambda: weight of the sparsity penalty, mean L1 of the codes divided by d_model.", 1.0

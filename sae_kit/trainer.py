@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -24,6 +25,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.hookpoints import HookPoint
 from sae_kit.losses.base import Loss
 from sae_kit.models import LoadedModel, load_model
+from sae_kit.options import parse_options
 from sae_kit.sae_io import save_sae, write_json_atomic
 from sae_kit.schedule import warmup_cosine
 from sae_kit.splice import Splice
@@ -70,6 +72,9 @@ def build_run(config: TrainConfig) -> Run:
     loss_cls = plugins.load("losses", config.loss)
     loss = loss_cls(config.sparsity_coeff, **config.loss_options)
     arch = plugins.load("architectures", config.architecture)
+    # Typed, defaults filled in: the saved config records the options the run really used.
+    arch_options = parse_options(arch.Options, config.architecture_options, arch.name)
+    config.architecture_options = dataclasses.asdict(arch_options)
     hook_points = [HookPoint.parse(name) for name in config.hook_points]
     device = resolve_device(config.device)
 
@@ -87,7 +92,8 @@ def build_run(config: TrainConfig) -> Run:
     n_dict = max(1, round(config.dict_ratio * loaded.d_model))
 
     torch.manual_seed(config.seed)
-    saes = {hp: arch(loaded.d_model, n_dict).to(device) for hp in hook_points}
+    saes = {hp: arch(loaded.d_model, n_dict, **config.architecture_options).to(device)
+            for hp in hook_points}
     params = [p for sae in saes.values() for p in sae.parameters()]
     optimizer = torch.optim.Adam(params, lr=config.lr)
     warmup = round(config.warmup_fraction * total_steps)
@@ -102,6 +108,7 @@ def build_run(config: TrainConfig) -> Run:
         "context": context, "n_samples": n_samples, "total_steps": total_steps,
         "warmup_steps": warmup, "d_model": loaded.d_model, "n_dict": n_dict,
         "n_layers": loaded.n_layers, "model_type": loaded.model.config.model_type,
+        "adapter": loaded.adapter.describe(loaded.model),
         "device": str(device),
     }
     return Run(config, resolved, loaded, saes, Splice(loaded.model, loaded.adapter, saes), loss,

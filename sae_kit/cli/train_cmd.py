@@ -38,6 +38,9 @@ def train(
         [], help="Full hook-point name, repeatable, e.g. blocks.6.hook_resid_post."
     ),
     architecture: str = typer.Option("relu", help=H("architecture")),
+    arch_option: list[str] = typer.Option(
+        [], "--arch-option", help="Architecture option as key=value, repeatable (e.g. k=32)."
+    ),
     dict_ratio: float = typer.Option(60.0, help=H("dict_ratio")),
     sparsity_coeff: float = typer.Option(
         1.0, "--sparsity-coeff", "--lambda", help=H("sparsity_coeff")
@@ -67,7 +70,8 @@ def train(
         model=model, revision=revision, dataset=dataset, split=split, eval_split=eval_split,
         text_column=text_column, loss=loss,
         loss_options=parse_key_values(loss_option, "--loss-option"),
-        hook_points=list(dict.fromkeys(points)), architecture=architecture, dict_ratio=dict_ratio,
+        hook_points=list(dict.fromkeys(points)), architecture=architecture,
+        architecture_options=parse_key_values(arch_option, "--arch-option"), dict_ratio=dict_ratio,
         sparsity_coeff=sparsity_coeff, context=context, batch_size=batch_size,
         grad_accum=grad_accum, n_samples=n_samples, lr=lr, warmup_fraction=warmup_fraction,
         min_lr_ratio=min_lr_ratio, grad_clip=grad_clip if grad_clip > 0 else None, seed=seed,
