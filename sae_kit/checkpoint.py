@@ -75,26 +75,51 @@ def list_checkpoints(root: Path) -> list[Path]:
 
 
 def save(root: Path, counters: TrainState, tree: dict[str, Any], keep: int) -> Path:
-    """Write one checkpoint atomically, then delete all but the newest ``keep``."""
-    from safetensors.torch import save_file
+    """Write one checkpoint atomically, then delete all but the newest ``keep``.
 
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{checkpoint_name(counters.step)}."))
-    tensors: dict[str, torch.Tensor] = {}
-    encoded = _encode(tree, [], tensors)
-    save_file(tensors, str(tmp / TENSORS), metadata={"format": FORMAT})
-    state = {"format": FORMAT, "counters": asdict(counters), "tree": encoded,
-             "sha256": {TENSORS: _sha256(tmp / TENSORS)}}
-    (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n")
-    for name in (TENSORS, STATE):
-        _fsync(tmp / name)
+    A failed write (disk full, no permission) raises SaeKitError and leaves the earlier
+    checkpoints as they were.
+    """
+    from safetensors import SafetensorError
+
     final = root / checkpoint_name(counters.step)
-    if final.exists():  # the same step saved again (a finished run resumed): newest wins
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
+    except OSError as exc:
+        raise _unwritable(final, exc) from None
+    try:
+        _write(tmp, counters, tree)
+        if final.exists():  # the same step saved again (a finished run resumed): newest wins
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync(root)
+    except (OSError, SafetensorError) as exc:  # safetensors wraps I/O errors in its own type
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _unwritable(final, exc) from None
     _prune(root, keep)
     return final
+
+
+def _write(directory: Path, counters: TrainState, tree: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    encoded = _encode(tree, [], tensors)
+    save_file(tensors, str(directory / TENSORS), metadata={"format": FORMAT})
+    state = {"format": FORMAT, "counters": asdict(counters), "tree": encoded,
+             "sha256": {TENSORS: _sha256(directory / TENSORS)}}
+    (directory / STATE).write_text(json.dumps(state, indent=1) + "\n")
+    for name in (TENSORS, STATE):
+        _fsync(directory / name)
+
+
+def _unwritable(path: Path, exc: Exception) -> SaeKitError:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return SaeKitError(
+        f"could not write checkpoint {str(path)!r} ({reason}); the earlier "
+        "checkpoints are intact: free disk space, then resume with `sae-kit train --resume`"
+    )
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sae_kit import checkpoint
+from sae_kit import checkpoint, distributed
 from sae_kit.checkpoint import TrainState
 from sae_kit.config import TrainConfig
 from sae_kit.errors import SaeKitError
@@ -69,13 +69,14 @@ def resume(
     config = resume_config(run_dir, **overrides)
     run_dir = Path(config.output_dir or run_dir)
     saved_world = int(read_json(run_dir / "config.json").get("resolved", {}).get("world_size", 1))
-    latest, skipped = checkpoint.load_latest(run_dir / "checkpoints")
-    run = build_run(config, skip_windows=latest.counters.windows)
-    if run.dist.world_size != saved_world:
+    world = distributed.from_env().world_size
+    if world != saved_world:
         raise SaeKitError(
             f"{str(run_dir)!r} was trained by {saved_world} process(es); resume it with the "
-            f"same number (this is {run.dist.world_size}), since it sets the batch and schedule"
+            f"same number (this is {world}), since it sets the batch and schedule"
         )
+    latest, skipped = checkpoint.load_latest(run_dir / "checkpoints")
+    run = build_run(config, skip_windows=latest.counters.windows)
     checkpoint.apply(run, latest)
     run.dist.barrier()  # every rank has read the checkpoints before rank 0 renames any
     if run.dist.is_main:

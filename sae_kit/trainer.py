@@ -237,6 +237,8 @@ def _open_run_dir(run: Run, resuming: bool) -> MetricsLog | None:
     if not run.dist.is_main:
         return None
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    if not resuming:  # rows of an earlier run that saved no checkpoint belong to no run now
+        (run.run_dir / "metrics.jsonl").unlink(missing_ok=True)
     write_json_atomic(run.run_dir / "config.json",
                       {**run.config.to_dict(), "resolved": run.resolved})
     return MetricsLog(run.run_dir / "metrics.jsonl")
@@ -262,10 +264,11 @@ def _log_step(run: Run, log: MetricsLog | None, stats: StepStats, state: TrainSt
 
 def save_checkpoint(run: Run, state: TrainState) -> Path:
     """Write a checkpoint of ``run`` at ``state`` (rank 0; the others just name it)."""
-    path = run.checkpoint_dir / checkpoint.checkpoint_name(state.step)
-    if run.dist.is_main:
-        metrics = run.run_dir / "metrics.jsonl"
-        state.metrics_offset = metrics.stat().st_size if metrics.exists() else 0
-        path = checkpoint.save(run.checkpoint_dir, state, checkpoint.capture(run),
-                               run.config.keep_checkpoints)
-    return path
+    if not run.dist.is_main:
+        return run.checkpoint_dir / checkpoint.checkpoint_name(state.step)
+    metrics = run.run_dir / "metrics.jsonl"
+    counters = dataclasses.replace(
+        state, metrics_offset=metrics.stat().st_size if metrics.exists() else 0
+    )
+    return checkpoint.save(run.checkpoint_dir, counters, checkpoint.capture(run),
+                           run.config.keep_checkpoints)

@@ -128,3 +128,19 @@ def test_latest_falls_back_past_a_corrupt_one_and_errors_when_all_are(tmp_path):
         checkpoint.load_latest(tmp_path)
     with pytest.raises(SaeKitError, match="no checkpoint in"):
         checkpoint.load_latest(tmp_path / "empty")
+
+
+def test_a_failed_write_leaves_the_earlier_checkpoints_and_no_temp_dir(tmp_path, monkeypatch):
+    _save(tmp_path, 1)
+    import safetensors.torch
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(SaeKitError) as info:
+        _save(tmp_path, 2)
+    assert "could not write checkpoint" in str(info.value)
+    assert "(No space left on device); the earlier checkpoints are intact" in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["step-000001"]
+    assert checkpoint.load(tmp_path / "step-000001").counters.step == 1

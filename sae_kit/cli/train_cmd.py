@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
@@ -122,7 +123,7 @@ def _resume(ctx: typer.Context, run_dir: str) -> tuple[Run, TrainState]:
         )
 
     def warn(message: str) -> None:
-        err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
     return resume(run_dir, warn=warn, **{name: ctx.params[name] for name in given})
 
@@ -148,7 +149,7 @@ def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
         except Interrupted as stop:
             progress.stop()
             if main:
-                err.print(f"[yellow]{stop}[/]", highlight=False, soft_wrap=True)
+                err.print(f"[yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(stop.exit_code) from None
     if not main:
         return
