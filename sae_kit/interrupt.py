@@ -42,7 +42,7 @@ class StopFlag:
         name = signal.Signals(signum).name
         if self.signum is not None:
             if self.announce:
-                _say(f"\n{name} again: exiting now without saving\n")
+                _say(f"\nsecond signal ({name}): exiting now without saving\n")
             os._exit(exit_code(signum))  # "at once": no unwinding, no waiting on other ranks
         self.signum = signum
         if self.announce:

@@ -148,4 +148,4 @@ def test_a_second_signal_exits_at_once(tmp_path):
                           timeout=60)
     assert done.returncode == 130, done.stderr
     assert done.stdout == "first signal only set the flag\n"
-    assert "SIGINT again: exiting now without saving" in done.stderr
+    assert "second signal (SIGINT): exiting now without saving" in done.stderr
