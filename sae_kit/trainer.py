@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from sae_kit import checkpoint, distributed, plugins
+from sae_kit import __version__, checkpoint, distributed, plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.builtin import BUILTIN_MODEL_NAME
 from sae_kit.checkpoint import TrainState
@@ -183,6 +183,7 @@ def save_saes(run: Run, tokens: int) -> None:
         "model_type": run.resolved["model_type"], "loss": run.config.loss,
         "sparsity_coeff": run.config.sparsity_coeff, "dataset": run.config.dataset,
         "context": run.resolved["context"], "tokens_trained": tokens,
+        "loss_options": run.config.loss_options, "sae_kit_version": __version__,
     }
     for hp, sae in run.saes.items():
         save_sae(sae, hp, run.run_dir / hp.name, extra)
