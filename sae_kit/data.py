@@ -11,6 +11,7 @@ Evaluation must use tokens never trained on. Where the dataset has its own held-
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -161,6 +162,20 @@ def training_windows(
                 "or a smaller --context"
             )
         epoch += 1
+
+
+def training_batches(
+    spec: DataSpec, tokenizer: Any, context: int, seed: int, batch_size: int, *,
+    skip: int = 0, rank: int = 0, world_size: int = 1,
+) -> Iterator[torch.Tensor]:
+    """Micro-batches for one of ``world_size`` ranks, after ``skip`` global windows.
+
+    Rank r takes global windows skip + r, skip + r + world_size, ... so the ranks' shards never
+    overlap and together cover the stream. Skipped windows (a resumed run) are still read and
+    tokenized: the order is a deterministic function of the seed, so re-reading is exact.
+    """
+    windows = training_windows(spec, tokenizer, context, seed)
+    return batches(itertools.islice(windows, skip + rank, None, world_size), batch_size)
 
 
 def eval_windows(spec: DataSpec, tokenizer: Any, context: int, limit: int) -> list[list[int]]:

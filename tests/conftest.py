@@ -6,11 +6,21 @@ installed locally by a developer cannot change what the tests see.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tiny models gain nothing from threads, and on a shared 2-core machine threads make them
+    # many times slower; subprocesses (CLI, torchrun tests) inherit the variable.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
