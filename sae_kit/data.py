@@ -110,7 +110,9 @@ def token_windows(texts: Iterable[str], tokenizer: Any, context: int) -> Iterato
     eos = tokenizer.eos_token_id
     buffer: list[int] = []
     for chunk in _chunks(texts, 64):
-        for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
+        # verbose=False: documents longer than the model's context are expected here (they are
+        # cut into windows), so the tokenizer's "sequence length is longer" warning is noise.
+        for ids in tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]:
             buffer.extend(ids)
             if eos is not None:
                 buffer.append(eos)
