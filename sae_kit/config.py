@@ -57,12 +57,18 @@ class TrainConfig:
         "Tokens per sample (paper: 1024); default: 1024, or the model's maximum if smaller.", None
     )
     batch_size: int = _help("Samples per micro-batch (paper: 8).", 8)
-    grad_accum: int = _help("Micro-batches per optimizer step (paper: 2).", 2)
-    n_samples: int | None = _help(
-        "Training samples in total (paper: 400k); default: 400k, or 4k for the built-in model.",
+    grad_accum: int | None = _help(
+        "Micro-batches per optimizer step (paper: 2); default: 2, or 1 for the built-in model.",
         None,
     )
-    lr: float = _help("Peak Adam learning rate (paper: 5e-4).", 5e-4)
+    n_samples: int | None = _help(
+        "Training samples in total (paper: 400k); default: 400k, or 800 for the built-in model.",
+        None,
+    )
+    lr: float | None = _help(
+        "Peak Adam learning rate (paper: 5e-4); default: 5e-4, or 2e-3 for the built-in model.",
+        None,
+    )
     warmup_fraction: float = _help("Fraction of steps with linear warm-up from 0.", 0.05)
     min_lr_ratio: float = _help("Cosine decay ends at this fraction of the peak lr.", 0.1)
     grad_clip: float | None = _help("Clip the gradient norm to this (paper: 10).", 10.0)
@@ -82,8 +88,8 @@ class TrainConfig:
             "dict_ratio": self.dict_ratio > 0,
             "sparsity_coeff": self.sparsity_coeff >= 0,
             "batch_size": self.batch_size >= 1,
-            "grad_accum": self.grad_accum >= 1,
-            "lr": self.lr > 0,
+            "grad_accum": self.grad_accum is None or self.grad_accum >= 1,
+            "lr": self.lr is None or self.lr > 0,
             "warmup_fraction": 0 <= self.warmup_fraction < 1,
             "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
             "log_every": self.log_every >= 1,
