@@ -1,13 +1,13 @@
 """Sweep lambda for `local` and `e2e` SAEs on the shipped model; evaluate and plot the Pareto front.
 
-    nice -n 10 python scripts/sweep_lambda.py --out runs/sweep     # ~25 min on a 2-core CPU
+    nice -n 10 python scripts/sweep_lambda.py --out runs/sweep     # ~20 min on a 2-core CPU
 
 One SAE per (loss, lambda) at the middle layer (blocks.2.hook_resid_pre) of sae-kit-tiny, trained
 on the built-in pydoc text and evaluated on its held-out split, exactly as `sae-kit train` and
-`sae-kit eval` would. Writes, into --out: one run directory per SAE (with its eval.json),
-results.md (the table) and pareto.png (L0 vs CE-loss increase). Finished runs (those with an
-eval.json) are reused, so an interrupted sweep resumes where it stopped.
-See docs/experiments/e2e-vs-local.md for the results.
+`sae-kit eval` would, with the built-in model's defaults except a 16x (not 60x) dictionary.
+Writes, into --out: one run directory per SAE (with its eval.json), results.md (the table) and
+pareto.png (L0 vs CE-loss increase). Finished runs (those with an eval.json) are reused, so an
+interrupted sweep resumes where it stopped. Results: docs/experiments/e2e-vs-local.md.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def parse_args() -> argparse.Namespace:
                         help="Lambdas for the e2e loss.")
     parser.add_argument("--n-samples", type=int, default=None,
                         help="Training windows per SAE (default: sae-kit's built-in default).")
-    parser.add_argument("--dict-ratio", type=float, default=None,
-                        help="Dictionary size / d_model (default: sae-kit's built-in default).")
+    parser.add_argument("--dict-ratio", type=float, default=16.0,
+                        help="Dictionary size / d_model (2,048 elements; 60 would take ~1.5x as "
+                        "long).")
     parser.add_argument("--n-tokens", type=int, default=100_000, help="Held-out tokens.")
     return parser.parse_args()
 
