@@ -53,6 +53,10 @@ def evaluate(
         return
     console = Console()
     for result in results:
+        console.print(f"[bold]{result['run_dir']}[/] ({result['loss']}, λ="
+                      f"{result['sparsity_coeff']}): {result['n_tokens']:,} held-out tokens, "
+                      f"clean CE loss {result['clean_ce_loss']:.4f} nats",
+                      soft_wrap=True, highlight=False)
         console.print(results_table(result))
 
 
@@ -75,12 +79,7 @@ def results_table(result: dict[str, Any]) -> Table:
     columns = dict(result["saes"])
     if "all_saes" in result:
         columns["all SAEs"] = result["all_saes"]
-    table = Table(
-        title=f"{result['run_dir']} ({result['loss']}, λ={result['sparsity_coeff']})",
-        caption=f"{result['n_tokens']:,} held-out tokens; clean CE loss "
-                f"{result['clean_ce_loss']:.4f} nats",
-    )
-    table.add_column("metric")
+    table = Table("metric")
     for name in columns:
         table.add_column(name, justify="right")
     for label, key, spec in _ROWS:
