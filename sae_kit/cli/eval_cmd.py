@@ -18,7 +18,7 @@ DEFAULT_N_TOKENS = 100_000
 
 @friendly_errors
 def evaluate(
-    run_dirs: list[str] = typer.Argument(..., help="Run directories written by `sae-kit train`."),
+    run_dir: list[str] = typer.Argument(..., help="Run directories written by `sae-kit train`."),
     n_tokens: int = typer.Option(
         DEFAULT_N_TOKENS, help="Held-out tokens to evaluate on (fewer if the data has fewer)."
     ),
@@ -35,14 +35,14 @@ def evaluate(
     from sae_kit.evaluate import evaluate_run  # torch import only once args are parsed
 
     results = []
-    for run_dir in run_dirs:
+    for one in run_dir:
         with _progress() as progress:
-            task = progress.add_task(f"eval {run_dir}", total=None)
+            task = progress.add_task(f"eval {one}", total=None)
 
             def on_batch(done: int, total: int, task: Any = task, progress: Any = progress) -> None:
                 progress.update(task, completed=done, total=total)
 
-            results.append(evaluate_run(run_dir, n_tokens, batch_size, device, on_batch))
+            results.append(evaluate_run(one, n_tokens, batch_size, device, on_batch))
     if plot:
         from sae_kit.pareto import plot_pareto
 
