@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from sae_kit import plugins
+from sae_kit import plugins, precision
 from sae_kit.architectures.base import SAE
 from sae_kit.builtin import BUILTIN_MODEL_NAME
 from sae_kit.config import TrainConfig
@@ -72,6 +72,7 @@ def build_run(config: TrainConfig) -> Run:
     arch = plugins.load("architectures", config.architecture)
     hook_points = [HookPoint.parse(name) for name in config.hook_points]
     device = resolve_device(config.device)
+    precision.configure_backends(device)
 
     loaded = load_model(config.model, revision=config.revision, device=device)
     if not hook_points:
@@ -88,8 +89,11 @@ def build_run(config: TrainConfig) -> Run:
 
     torch.manual_seed(config.seed)
     saes = {hp: arch(loaded.d_model, n_dict).to(device) for hp in hook_points}
+    if config.compile:
+        precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
+                                  precision.warn_stderr)
     params = [p for sae in saes.values() for p in sae.parameters()]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    optimizer = precision.adam(params, lr=config.lr)
     warmup = round(config.warmup_fraction * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, warmup, config.min_lr_ratio)
@@ -132,7 +136,8 @@ def train_step(run: Run, stats: StepStats) -> float:
     accum = run.config.grad_accum
     for _ in range(accum):
         input_ids = next(run.data).to(run.device)
-        result = run.loss(run.splice, input_ids)
+        with precision.autocast(run.device, run.config.dtype):
+            result = run.loss(run.splice, input_ids)
         (result.loss / accum).backward()
         stats.add(result, input_ids.numel())
     params = [p for group in run.optimizer.param_groups for p in group["params"]]
