@@ -23,10 +23,11 @@ from torch.autograd.function import once_differentiable
 
 from sae_kit.losses.kl import kl_divergence
 
-# Tokens per chunk. On a 2-core CPU with GPT-2's 50k vocabulary, 256 to 1024 run at the same
-# speed (docs/performance.md); 1024 keeps GPU matmuls large while a chunk's four fp32
-# [chunk, vocab] buffers stay at 0.8 GB for a 50k vocabulary.
-DEFAULT_CHUNK = 1024
+# Tokens per chunk. On a 2-core CPU with GPT-2's 50k vocabulary, chunks of 128 to 2048 tokens
+# run within timing noise of each other and of the unchunked KL (benchmarks/bench_kl_chunks.py);
+# 512 keeps a chunk's four fp32 [chunk, vocab] buffers at 0.4 GB for that vocabulary while the
+# matmuls stay large enough for a GPU.
+DEFAULT_CHUNK = 512
 
 
 class _ChunkedKL(torch.autograd.Function):
