@@ -1,3 +1,22 @@
 """sae-kit: sparse autoencoders trained end to end (Braun et al. 2024)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sae_kit.architectures.base import SAE
+
 __version__ = "0.1.0"
+
+
+def load_sae(source: Any, hook_point: str | None = None, *, revision: str | None = None,
+             device: Any = "cpu") -> tuple[SAE, dict]:
+    """Load one SAE from a local SAE directory, a run directory + hook point, or the Hub.
+
+    ``sae, config = sae_kit.load_sae("alice/gpt2-e2e-saes", "blocks.6.hook_resid_pre")``; see
+    :func:`sae_kit.sources.load_sae`. Imported lazily so ``import sae_kit`` stays light.
+    """
+    from sae_kit.sources import load_sae as _load_sae
+
+    return _load_sae(source, hook_point, revision=revision, device=device)

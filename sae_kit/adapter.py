@@ -31,6 +31,8 @@ from typing import ClassVar
 
 from torch import nn
 
+from sae_kit.errors import SaeKitError
+
 
 class ModelAdapter:
     """Where the parts of one model family live. Adapters hold no state."""
@@ -55,3 +57,21 @@ class ModelAdapter:
 
     def n_layers(self, model: nn.Module) -> int:
         return len(self.layers(model))
+
+    def describe(self, model: nn.Module) -> str:
+        """Which adapter runs ``model``, recorded in a run's config.json."""
+        return f"{type(self).__module__}:{type(self).__qualname__}"
+
+    def check(self, model: nn.Module) -> None:
+        """Raise SaeKitError (one line) if this adapter cannot find ``model``'s parts."""
+        try:
+            layers, unembed = self.layers(model), self.unembed(model)
+            fits = isinstance(layers, nn.ModuleList) and len(layers) > 0
+            problem = "" if fits and isinstance(unembed, nn.Module) else "no layers or unembedding"
+        except AttributeError as exc:  # e.g. an attribute path from another family
+            problem = str(exc)
+        if problem:
+            raise SaeKitError(
+                f"model adapter {self.describe(model)} does not fit this "
+                f"{model.config.model_type!r} model ({problem}); fix or uninstall it"
+            )

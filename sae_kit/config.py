@@ -47,7 +47,11 @@ class TrainConfig:
             "resid_pre of the middle layer."
         },
     )
-    architecture: str = _help("SAE architecture, by plugin name.", "relu")
+    architecture: str = _help("SAE architecture, by plugin name: relu, topk, ...", "relu")
+    architecture_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Architecture-specific options, e.g. {'k': 32} for topk."},
+    )
     dict_ratio: float = _help("Dictionary size as a multiple of d_model (paper: 60).", 60.0)
     sparsity_coeff: float = _help(
         "lambda: weight of the sparsity penalty, mean L1 of the codes divided by d_model.", 1.0
@@ -76,6 +80,12 @@ class TrainConfig:
         "torch.compile each SAE's forward pass; if compiling fails, warn and run eagerly.", False
     )
     log_every: int = _help("Optimizer steps between metric records.", 10)
+    save_every: int = _help(
+        "Optimizer steps between checkpoints (one is also written at the end and on "
+        "SIGINT/SIGTERM); 1000 steps of the paper's GPT-2 run are ~30 minutes on one GPU.",
+        1000,
+    )
+    keep_checkpoints: int = _help("How many of the newest checkpoints to keep.", 2)
     output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
 
     def __post_init__(self) -> None:
@@ -88,6 +98,8 @@ class TrainConfig:
             "warmup_fraction": 0 <= self.warmup_fraction < 1,
             "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
             "log_every": self.log_every >= 1,
+            "save_every": self.save_every >= 1,
+            "keep_checkpoints": self.keep_checkpoints >= 1,
             "context": self.context is None or self.context >= 2,
             "n_samples": self.n_samples is None or self.n_samples >= 1,
             "grad_clip": self.grad_clip is None or self.grad_clip > 0,

@@ -11,6 +11,7 @@ Evaluation must use tokens never trained on. Where the dataset has its own held-
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import torch
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
 from sae_kit.errors import SaeKitError
+from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
 
 HOLDOUT_EVERY = 20
 """1 document in 20 (5%) is held out for evaluation when the dataset has no eval split."""
@@ -88,6 +90,11 @@ def _open(spec: DataSpec, split: str) -> Iterable[dict[str, Any]]:
         return datasets.load_dataset(builder, data_files=files, split="train", streaming=True)
     if path.suffix in _BUILDERS or spec.dataset.startswith((".", "/", "~")):
         raise SaeKitError(f"dataset file {spec.dataset!r} does not exist; check the path")
+    if not hub_offline() and not hub_reachable():
+        raise SaeKitError(
+            f"no network: cannot reach {hub_endpoint()} to stream dataset {spec.dataset!r}; "
+            "pass a local .txt/.jsonl/.parquet file or directory (or the built-in 'pydoc')"
+        )
     try:
         return datasets.load_dataset(spec.dataset, split=split, streaming=True)
     except Exception as exc:  # datasets raises many types for "not found" and "offline"
@@ -155,6 +162,20 @@ def training_windows(
                 "or a smaller --context"
             )
         epoch += 1
+
+
+def training_batches(
+    spec: DataSpec, tokenizer: Any, context: int, seed: int, batch_size: int, *,
+    skip: int = 0, rank: int = 0, world_size: int = 1,
+) -> Iterator[torch.Tensor]:
+    """Micro-batches for one of ``world_size`` ranks, after ``skip`` global windows.
+
+    Rank r takes global windows skip + r, skip + r + world_size, ... so the ranks' shards never
+    overlap and together cover the stream. Skipped windows (a resumed run) are still read and
+    tokenized: the order is a deterministic function of the seed, so re-reading is exact.
+    """
+    windows = training_windows(spec, tokenizer, context, seed)
+    return batches(itertools.islice(windows, skip + rank, None, world_size), batch_size)
 
 
 def eval_windows(spec: DataSpec, tokenizer: Any, context: int, limit: int) -> list[list[int]]:

@@ -13,6 +13,8 @@ from sae_kit import plugins
 from sae_kit.adapter import ModelAdapter
 from sae_kit.builtin import BUILTIN_MODEL_NAME, builtin_model_dir
 from sae_kit.errors import SaeKitError
+from sae_kit.generic_adapter import GenericAdapter
+from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
 
 
 @dataclass
@@ -52,19 +54,29 @@ def resolve_source(name: str) -> str:
 
 
 def adapter_for(model_type: str) -> ModelAdapter:
-    return plugins.load("models", model_type)()
+    """The plugin registered under ``model_type``; without one, the generic fallback."""
+    installed = plugins.discover("models")
+    if model_type in installed:
+        return plugins.load("models", model_type)()
+    return GenericAdapter(model_type, sorted(installed))
 
 
 def _from_pretrained(loader: Any, source: str, revision: str | None, **kwargs: Any) -> Any:
+    local = Path(source).exists()
+    if not local and not hub_offline() and not hub_reachable():
+        kwargs["local_files_only"] = True  # no network: the local cache is all there is
     try:
         return loader.from_pretrained(source, revision=revision, **kwargs)
     except OSError as exc:
-        local = Path(source).exists()
-        where = "local directory" if local else "Hugging Face Hub (no network? wrong id?)"
+        if kwargs.get("local_files_only") and not hub_offline():
+            raise SaeKitError(
+                f"no network: cannot reach {hub_endpoint()}, and {source!r} is not in the local "
+                "Hugging Face cache; pass a local directory saved with save_pretrained"
+            ) from exc
+        where = "local directory" if local else "Hugging Face Hub (wrong id? no access?)"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SaeKitError(
-            f"could not load {source!r} from the {where}: {first_line}. Pass a local directory "
-            "saved with save_pretrained, or set HF_HUB_OFFLINE=1 to use the local cache"
+            f"could not load {source!r} from the {where}: {first_line}"
         ) from exc
 
 
@@ -78,8 +90,9 @@ def load_model(
     hf_logging.disable_progress_bar()  # stderr carries sae-kit's own progress, one line per error
     source = resolve_source(name)
     config = _from_pretrained(AutoConfig, source, revision)
-    adapter = adapter_for(config.model_type)  # fail before downloading any weights
+    adapter = adapter_for(config.model_type)  # a broken plugin fails before any download
     model = _from_pretrained(AutoModelForCausalLM, source, revision, dtype=torch.float32)
+    adapter.check(model)
     tokenizer = _from_pretrained(AutoTokenizer, source, revision)
     model.to(device).eval().requires_grad_(False)
     return LoadedModel(name=name, source=source, model=model, tokenizer=tokenizer, adapter=adapter)

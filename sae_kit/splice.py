@@ -7,7 +7,8 @@ before the full-vocabulary logits are built (losses compute them in chunks when 
 Running "from layer i" - the spliced pass of an e2e step, which starts from the activation the
 clean pass already computed - temporarily swaps layers 0..i-1 for pass-throughs, so the
 embedding runs (cheap) and every later layer gets the position embeddings, masks and rotary
-tables the model itself computes.
+tables the model itself computes. A pass-through returns what the real layers return (a tensor,
+or a tuple in families that still use them), as learned from the first pass.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ class _StopForward(Exception):
 
 
 class _PassThrough(nn.Module):
-    def forward(self, hidden_states: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
-        return hidden_states
+    def __init__(self, as_tuple: bool) -> None:
+        super().__init__()
+        self.as_tuple = as_tuple  # some families' layers still return (hidden_states, ...)
+
+    def forward(self, hidden_states: torch.Tensor, *args: object, **kwargs: object) -> object:
+        return (hidden_states,) if self.as_tuple else hidden_states
 
 
 @dataclass
@@ -54,6 +59,8 @@ class ModelRunner:
         self.layers = adapter.layers(model)
         self.n_layers = len(self.layers)
         self.unembed = adapter.unembed(model)
+        self.layer_returns_tuple: bool | None = None
+        """Learned from the first layer call; until known, no layer is skipped."""
 
     def run(
         self,
@@ -89,8 +96,10 @@ class ModelRunner:
             return hidden
 
         with contextlib.ExitStack() as stack:
-            if start is not None:
+            if start is not None and self.layer_returns_tuple is not None:
                 stack.enter_context(self._skip_layers(start[0]))
+            elif self.layer_returns_tuple is None:  # still correct: `visit` replaces at start
+                stack.enter_context(self._learn_layer_output())
             for position in sorted(points):
                 stack.enter_context(self._hook(position, visit))
             if final_hidden:
@@ -99,12 +108,18 @@ class ModelRunner:
                 self.model(input_ids=input_ids, use_cache=False)
         return result
 
+    def _learn_layer_output(self):
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            self.layer_returns_tuple = isinstance(output, tuple)
+
+        return _removing(self.layers[0].register_forward_hook(hook))
+
     @contextlib.contextmanager
     def _skip_layers(self, upto: int) -> Iterator[None]:
         originals = [self.layers[i] for i in range(upto)]
         try:
             for i in range(upto):
-                self.layers[i] = _PassThrough()
+                self.layers[i] = _PassThrough(bool(self.layer_returns_tuple))
             yield
         finally:
             for i, layer in enumerate(originals):

@@ -6,11 +6,21 @@ installed locally by a developer cannot change what the tests see.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tiny models gain nothing from threads, and on a shared 2-core machine threads make them
+    # many times slower; subprocesses (CLI, torchrun tests) inherit the variable.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +77,19 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir: Path
     return save_tiny_model(
         GPT2LMHeadModel(config), tiny_tokenizer_dir, tmp_path_factory.mktemp("tiny-gpt2")
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir: Path, tiny_gpt2):
+    """Family name (gpt2 or one in tests/tiny_models.py) -> a tiny model's directory."""
+    from tests.tiny_models import build
+
+    made = {"gpt2": tiny_gpt2}
+
+    def get(family: str) -> Path:
+        if family not in made:
+            path = tmp_path_factory.mktemp(f"tiny-{family}")
+            made[family] = save_tiny_model(build(family), tiny_tokenizer_dir, path)
+        return made[family]
+
+    return get

@@ -70,6 +70,14 @@ def test_json_output_is_machine_readable(tiny_gpt2, tmp_path):
         (["--loss", "e2e+ds", "-O", "beta=1"], "unknown option 'beta' for 'e2e+ds'"),
         (["--lr", "-1"], "invalid training settings: lr=-1.0"),
         (["--context", "65"], "context 65 is longer than this model's 64 positions"),
+        (["--architecture", "nope"], "no architecture plugin named 'nope'; installed: relu, topk"),
+        (["--architecture", "topk", "--arch-option", "j=3"], "unknown option 'j' for 'topk'"),
+        (["--architecture", "topk", "--arch-option", "k=many"],
+         "option 'k' of 'topk' must be an int, got 'many'"),
+        (["--architecture", "topk", "--arch-option", "k=129"],
+         "topk option k=129 must be between 1 and the dictionary size 128"),
+        (["--arch-option", "k=3"], "unknown option 'k' for 'relu'; it takes: none"),
+        (["--arch-option", "k"], "--arch-option must look like key=value, got 'k'"),
     ],
 )
 def test_bad_input_is_one_clear_line(tiny_gpt2, tmp_path, args, message):
@@ -81,21 +89,44 @@ def test_bad_input_is_one_clear_line(tiny_gpt2, tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_unknown_model_family_lists_installed_adapters(tmp_path, tiny_tokenizer_dir):
-    from transformers import OPTConfig, OPTForCausalLM
-
-    from tests.conftest import save_tiny_model
-
-    config = OPTConfig(vocab_size=512, hidden_size=16, num_hidden_layers=1, ffn_dim=32,
-                       num_attention_heads=2, max_position_embeddings=64, word_embed_proj_dim=16)
-    model_dir = save_tiny_model(OPTForCausalLM(config), tiny_tokenizer_dir, tmp_path / "opt")
-    result = runner.invoke(app, ["train", "--model", str(model_dir), *FAST])
-    assert result.exit_code == 2
-    text = " ".join(result.stderr.split())
-    assert "no model plugin named 'opt'; installed: gpt2" in text
+def test_model_family_without_adapter_trains_through_the_generic_fallback(
+    tmp_path, tiny_model_dir
+):
+    out = tmp_path / "run"
+    result = _train(tiny_model_dir("opt"), out, "--loss", "e2e", "--layer", "1")
+    assert result.exit_code == 0, result.output
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert resolved["model_type"] == "opt"
+    assert resolved["adapter"] == "generic (layers: model.decoder.layers, unembedding: lm_head)"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["kl"] > 0 for r in rows)
 
 
 def test_missing_model_directory(tmp_path):
     result = runner.invoke(app, ["train", "--model", str(tmp_path / "nothing"), *FAST])
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
+
+
+def _no_network(monkeypatch, tmp_path):
+    """Point the Hub at a closed local port, with an empty cache."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+
+
+def test_no_network_for_a_hub_model_is_one_clear_line(monkeypatch, tmp_path):
+    _no_network(monkeypatch, tmp_path)
+    result = runner.invoke(app, ["train", "--model", "someorg/some-model", *FAST])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no network: cannot reach http://127.0.0.1:9")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_no_network_for_a_hub_dataset_is_one_clear_line(monkeypatch, tmp_path, tiny_gpt2):
+    _no_network(monkeypatch, tmp_path)
+    result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), "--dataset", "org/data",
+                                 *FAST])
+    assert result.exit_code == 2
+    assert "no network: cannot reach http://127.0.0.1:9 to stream dataset 'org/data'" in " ".join(
+        result.stderr.split())

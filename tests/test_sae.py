@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from sae_kit.architectures.relu import ReluSAE
+from sae_kit.errors import SaeKitError
 
 
 def test_decoder_columns_are_renormalised_in_every_forward():
@@ -53,5 +54,5 @@ def test_sparsity_penalty_is_mean_l1_over_d_in():
 
 
 def test_unknown_option_is_rejected():
-    with pytest.raises(ValueError, match="unknown options"):
+    with pytest.raises(SaeKitError, match="unknown option 'k' for 'relu'; it takes: none"):
         ReluSAE(4, 8, k=3)

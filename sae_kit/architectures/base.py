@@ -3,28 +3,40 @@
 A complete architecture plugin (``my_sae.py``), registered in its ``pyproject.toml`` as
 ``[project.entry-points."sae_kit.architectures"] tanh = "my_sae:TanhSAE"``::
 
+    from dataclasses import dataclass, field
+
     import torch
     from sae_kit.architectures import SAE
 
     class TanhSAE(SAE):
         name = "tanh"
 
+        @dataclass
+        class Options:
+            scale: float = field(default=1.0, metadata={"help": "Multiplies the codes."})
+
         def encode(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.tanh(torch.relu(x @ self.W_enc.T + self.b_enc))
+            pre = torch.relu(x @ self.W_enc.T + self.b_enc)
+            return self.opts.scale * torch.tanh(pre)
 
 The base class owns the parameters, the decoder-column normalisation and the L1 penalty, so an
 architecture only says how codes are computed (and, if it needs no penalty, overrides
-``sparsity_penalty``).
+``sparsity_penalty``). Options work as for losses: each field of the ``Options`` dataclass is an
+``--arch-option key=value`` setting, read in the SAE as ``self.opts.<field>`` and saved with the
+weights. An architecture without options leaves ``Options`` out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sae_kit.options import parse_options
 
 
 @dataclass
@@ -45,10 +57,13 @@ class SAE(nn.Module):
 
     name: ClassVar[str] = "base"
 
+    @dataclass
+    class Options:
+        pass
+
     def __init__(self, d_in: int, n_dict: int, **options: Any) -> None:
         super().__init__()
-        if options:
-            raise ValueError(f"unknown options for {self.name} SAE: {sorted(options)}")
+        self.opts = parse_options(self.Options, options, self.name)
         self.d_in = d_in
         self.n_dict = n_dict
         self.W_enc = nn.Parameter(torch.empty(n_dict, d_in))
@@ -64,7 +79,7 @@ class SAE(nn.Module):
 
     def options(self) -> dict[str, Any]:
         """Architecture-specific constructor options, saved with the weights."""
-        return {}
+        return dataclasses.asdict(self.opts)
 
     @property
     def dict_elements(self) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sae_kit import __version__
-from sae_kit.cli import plugins_cmd, train_cmd
+from sae_kit.cli import hub_cmd, plugins_cmd, saelens_cmd, train_cmd
 
 app = typer.Typer(
     name="sae-kit",
@@ -16,6 +16,10 @@ app = typer.Typer(
 )
 app.command("train")(train_cmd.train)
 app.command("plugins")(plugins_cmd.plugins)
+app.command("push")(hub_cmd.push)
+app.command("pull")(hub_cmd.pull)
+app.command("export")(saelens_cmd.export)
+app.command("import")(saelens_cmd.import_)
 
 
 def _version(value: bool) -> None:

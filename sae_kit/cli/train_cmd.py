@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
@@ -14,11 +16,16 @@ from sae_kit.config import TrainConfig, field_help
 from sae_kit.errors import SaeKitError
 from sae_kit.hookpoints import HookPoint
 
+if TYPE_CHECKING:
+    from sae_kit.checkpoint import TrainState
+    from sae_kit.trainer import Run
+
 H = field_help
 
 
 @friendly_errors
 def train(
+    ctx: typer.Context,
     model: str = typer.Option(BUILTIN_MODEL_NAME, help=H("model")),
     revision: str = typer.Option(None, help=H("revision")),
     dataset: str = typer.Option(BUILTIN_DATASET_NAME, help=H("dataset")),
@@ -38,6 +45,9 @@ def train(
         [], help="Full hook-point name, repeatable, e.g. blocks.6.hook_resid_post."
     ),
     architecture: str = typer.Option("relu", help=H("architecture")),
+    arch_option: list[str] = typer.Option(
+        [], "--arch-option", help="Architecture option as key=value, repeatable (e.g. k=32)."
+    ),
     dict_ratio: float = typer.Option(60.0, help=H("dict_ratio")),
     sparsity_coeff: float = typer.Option(
         1.0, "--sparsity-coeff", "--lambda", help=H("sparsity_coeff")
@@ -55,12 +65,23 @@ def train(
     dtype: str = typer.Option("fp32", help=H("dtype")),
     compile_: bool = typer.Option(False, "--compile", help=H("compile")),
     log_every: int = typer.Option(10, help=H("log_every")),
+    save_every: int = typer.Option(1000, help=H("save_every")),
+    keep_checkpoints: int = typer.Option(2, help=H("keep_checkpoints")),
+    resume: str = typer.Option(
+        None, "--resume", metavar="RUN_DIR",
+        help="Continue the run in RUN_DIR from its latest checkpoint, with the settings in its "
+        "config.json; only --device, --save-every and --keep-checkpoints may be given again.",
+    ),
     out: str = typer.Option(None, "--out", help=H("output_dir")),
     as_json: bool = typer.Option(
         False, "--json", help="Print the run dir and last metrics as JSON."
     ),
 ) -> None:
     """Train SAEs on a model's residual stream (default: e2e on the built-in model)."""
+    ctx.call_on_close(_leave_process_group)
+    if resume:
+        _fit(*_resume(ctx, resume), as_json)
+        return
     if hook not in ("resid_pre", "resid_post"):
         raise SaeKitError(f"--hook must be resid_pre or resid_post, got {hook!r}")
     points = [HookPoint(n, hook).name for n in layer]  # type: ignore[arg-type]
@@ -69,18 +90,59 @@ def train(
         model=model, revision=revision, dataset=dataset, split=split, eval_split=eval_split,
         text_column=text_column, loss=loss,
         loss_options=parse_key_values(loss_option, "--loss-option"),
-        hook_points=list(dict.fromkeys(points)), architecture=architecture, dict_ratio=dict_ratio,
+        hook_points=list(dict.fromkeys(points)), architecture=architecture,
+        architecture_options=parse_key_values(arch_option, "--arch-option"), dict_ratio=dict_ratio,
         sparsity_coeff=sparsity_coeff, context=context, batch_size=batch_size,
         grad_accum=grad_accum, n_samples=n_samples, lr=lr, warmup_fraction=warmup_fraction,
         min_lr_ratio=min_lr_ratio, grad_clip=grad_clip if grad_clip > 0 else None, seed=seed,
         device=device, dtype=dtype, compile=compile_, log_every=log_every, output_dir=out,
+        save_every=save_every, keep_checkpoints=keep_checkpoints,
     )
-    from sae_kit.trainer import build_run, fit  # torch import only once args are valid
+    from sae_kit.trainer import build_run  # torch import only once args are valid
 
     run = build_run(config)  # every input error surfaces here, before any progress output
+    _fit(run, None, as_json)
+
+
+def _leave_process_group() -> None:
+    if "torch.distributed" in sys.modules:  # only a run that imported torch can have joined one
+        from sae_kit.distributed import teardown
+
+        teardown()
+
+
+def _resume(ctx: typer.Context, run_dir: str) -> tuple[Run, TrainState]:
+    """Rebuild a run from RUN_DIR; options other than the few allowed are refused, not ignored."""
+    from sae_kit.resume import RESUME_OVERRIDES, resume
+
+    # Typer vendors click, so compare the ParameterSource by name.
+    sources = {name: getattr(ctx.get_parameter_source(name), "name", "") for name in ctx.params}
+    given = {name for name, source in sources.items() if source in ("COMMANDLINE", "ENVIRONMENT")}
+    given -= {"resume", "as_json"}
+    refused = sorted(given - set(RESUME_OVERRIDES))
+    if refused:
+        flags = {p.name: p.opts[0] for p in ctx.command.params}
+        raise SaeKitError(
+            f"--resume takes its settings from {run_dir}/config.json; drop "
+            f"{', '.join(flags[name] for name in refused)} (only --device, --save-every and "
+            "--keep-checkpoints may be given again)"
+        )
+
+    def warn(message: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+    return resume(run_dir, warn=warn, **{name: ctx.params[name] for name in given})
+
+
+def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
+    from sae_kit.interrupt import Interrupted
+    from sae_kit.trainer import fit
+
+    main = run.dist.is_main  # only rank 0 prints
     last: dict[str, Any] = {}
-    with _progress() as progress:
-        task = progress.add_task("training", total=run.total_steps, status="")
+    with _progress(disable=not main) as progress:
+        task = progress.add_task("training", total=run.total_steps,
+                                 completed=start.step if start else 0, status="")
 
         def on_step(step: int, total: int, row: dict[str, Any] | None) -> None:
             if row:
@@ -88,18 +150,30 @@ def train(
                 last.update(row)
             progress.update(task, completed=step, total=total, status=_status(last))
 
-        run_dir = fit(run, on_step=on_step)
-    err.print(f"[green]done[/]: {_status(last)}")
+        try:
+            run_dir = fit(run, on_step=on_step, start=start)
+        except Interrupted as stop:
+            progress.stop()
+            if main:
+                err.print(f"[yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(stop.exit_code) from None
+    if not main:
+        return
+    if start and start.step >= run.total_steps:
+        err.print(f"[green]done[/]: all {run.total_steps} steps were already trained")
+    else:
+        err.print(f"[green]done[/]: {_status(last)}")
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), "metrics": last}))
     else:
         typer.echo(str(run_dir))
 
 
-def _progress() -> Progress:
+def _progress(disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=err,
+        disable=disable,
     )
 
 

@@ -33,15 +33,14 @@ key=value`` settings on the command line; ``sae-kit plugins --options`` lists th
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
 from sae_kit.architectures.base import SAE
-from sae_kit.errors import SaeKitError
 from sae_kit.hookpoints import HookPoint
+from sae_kit.options import parse_options
 
 
 @dataclass
@@ -71,33 +70,3 @@ class Loss:
 
     def __call__(self, splice: Any, input_ids: torch.Tensor) -> LossResult:
         raise NotImplementedError
-
-
-def parse_options(cls: type, raw: dict[str, Any], owner: str) -> Any:
-    """Build an options dataclass from strings or values, with one clear line on bad input."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in raw.items():
-        key = key.replace("-", "_")
-        if key not in fields:
-            known = ", ".join(fields) or "none"
-            raise SaeKitError(f"unknown option {key!r} for {owner!r}; it takes: {known}")
-        values[key] = _coerce(value, fields[key], owner)
-    return cls(**values)
-
-
-def _coerce(value: Any, f: dataclasses.Field, owner: str) -> Any:
-    if not isinstance(value, str):
-        return value
-    default = f.default if f.default is not dataclasses.MISSING else None
-    kind = type(default) if default is not None else str
-    try:
-        if kind is bool:
-            if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError(value)
-            return value.lower() in {"true", "1", "yes"}
-        return kind(value)
-    except ValueError:
-        raise SaeKitError(
-            f"option {f.name!r} of {owner!r} must be a {kind.__name__}, got {value!r}"
-        ) from None

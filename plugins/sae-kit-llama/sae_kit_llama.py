@@ -1,0 +1,23 @@
+"""Llama adapter for sae-kit (Hugging Face ``LlamaForCausalLM``, ``model_type == "llama"``).
+
+Rotary embeddings, grouped-query attention and RMSNorm live inside the layers (the rotary
+tables are computed once by the model and handed to every layer), so the residual stream
+between layers is all sae-kit touches.
+"""
+
+from torch import nn
+
+from sae_kit.adapter import ModelAdapter
+
+
+class LlamaAdapter(ModelAdapter):
+    model_type = "llama"
+
+    def layers(self, model: nn.Module) -> nn.ModuleList:
+        return model.model.layers
+
+    def final_norm(self, model: nn.Module) -> nn.Module:
+        return model.model.norm
+
+    def unembed(self, model: nn.Module) -> nn.Module:
+        return model.lm_head

@@ -1,0 +1,40 @@
+"""TopK SAE: exactly the k largest ReLU pre-activations are kept, so no sparsity penalty is needed.
+
+c = TopK_k(ReLU(W_enc x + b_enc)): every other code is zero. Sparsity is set by k, not by lambda,
+so ``sparsity_penalty`` is 0 and any loss (local, e2e, e2e+ds, ...) trains it unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from sae_kit.architectures.base import SAE
+from sae_kit.errors import SaeKitError
+
+
+class TopKSAE(SAE):
+    name = "topk"
+
+    @dataclass
+    class Options:
+        k: int = field(default=32, metadata={"help": "Active latents per token (the L0)."})
+
+    def __init__(self, d_in: int, n_dict: int, **options: Any) -> None:
+        super().__init__(d_in, n_dict, **options)
+        if not 1 <= self.opts.k <= n_dict:
+            raise SaeKitError(
+                f"topk option k={self.opts.k} must be between 1 and the dictionary size {n_dict}"
+            )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(x @ self.W_enc.T + self.b_enc)
+        top = pre.topk(self.opts.k, dim=-1)
+        # Gradients flow only into the k kept pre-activations.
+        return torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+
+    def sparsity_penalty(self, codes: torch.Tensor) -> torch.Tensor:
+        """Zero: k already fixes the sparsity."""
+        return codes.new_zeros(())

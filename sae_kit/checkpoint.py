@@ -1,0 +1,286 @@
+"""Training checkpoints: written atomically, read without pickle, the last K kept.
+
+A checkpoint is a directory ``RUN_DIR/checkpoints/step-000042/`` holding
+
+- ``tensors.safetensors``: every tensor of the training state (SAE weights, Adam moments, RNG
+  states), keyed by its path in the state tree, e.g. ``optimizer/state/0/exp_avg``;
+- ``state.json``: the counters (step, tokens, data windows consumed, metrics-log length), the
+  rest of the state tree (scheduler, optimizer settings, Python RNG) with a placeholder for each
+  tensor, and the SHA-256 of the tensor file, so a corrupt or truncated file is caught on load.
+
+It is written into a hidden temporary directory and renamed into place, so a crash (even
+``kill -9``) leaves either the whole checkpoint or none. Loading uses safetensors and JSON only:
+a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sae_kit.errors import SaeKitError
+
+if TYPE_CHECKING:
+    from sae_kit.trainer import Run
+
+FORMAT = "sae-kit-checkpoint/1"
+TENSORS = "tensors.safetensors"
+STATE = "state.json"
+_NAME = re.compile(r"^step-(\d+)$")
+_TENSOR = "__tensor__"  # placeholder for a tensor in the JSON tree
+_INT_KEYS = "__int_keys__"  # a dict whose keys are ints (optimizer state is keyed by index)
+
+
+@dataclass
+class TrainState:
+    """Where training stands; everything else follows from the config and these."""
+
+    step: int = 0
+    """Optimizer steps done."""
+    tokens: int = 0
+    """Tokens trained on, over all ranks."""
+    windows: int = 0
+    """Data windows consumed, over all ranks: resume skips exactly these."""
+    metrics_offset: int = 0
+    """Length in bytes of metrics.jsonl at this step: resume cuts what was logged after it."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    counters: TrainState
+    tree: dict[str, Any]
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoint directories under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save(root: Path, counters: TrainState, tree: dict[str, Any], keep: int) -> Path:
+    """Write one checkpoint atomically, then delete all but the newest ``keep``.
+
+    A failed write (disk full, no permission) raises SaeKitError and leaves the earlier
+    checkpoints as they were.
+    """
+    from safetensors import SafetensorError
+
+    final = root / checkpoint_name(counters.step)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
+    except OSError as exc:
+        raise _unwritable(final, exc) from None
+    try:
+        _write(tmp, counters, tree)
+        if final.exists():  # the same step saved again (a finished run resumed): newest wins
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync(root)
+    except (OSError, SafetensorError) as exc:  # safetensors wraps I/O errors in its own type
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _unwritable(final, exc) from None
+    _prune(root, keep)
+    return final
+
+
+def _write(directory: Path, counters: TrainState, tree: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    encoded = _encode(tree, [], tensors)
+    save_file(tensors, str(directory / TENSORS), metadata={"format": FORMAT})
+    state = {"format": FORMAT, "counters": asdict(counters), "tree": encoded,
+             "sha256": {TENSORS: _sha256(directory / TENSORS)}}
+    (directory / STATE).write_text(json.dumps(state, indent=1) + "\n")
+    for name in (TENSORS, STATE):
+        _fsync(directory / name)
+
+
+def _unwritable(path: Path, exc: Exception) -> SaeKitError:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return SaeKitError(
+        f"could not write checkpoint {str(path)!r} ({reason}); the earlier "
+        "checkpoints are intact: free disk space, then resume with `sae-kit train --resume`"
+    )
+
+
+def _prune(root: Path, keep: int) -> None:
+    for old in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".step-*"):  # half-written by a process that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def load(path: Path) -> Checkpoint:
+    """Read one checkpoint; a corrupt or truncated one raises SaeKitError naming the fault."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((path / STATE).read_text())
+    except FileNotFoundError:
+        raise _corrupt(path, f"{STATE} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _corrupt(path, f"{STATE} is not valid JSON: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else None
+        raise _corrupt(path, f"format is {found!r}, expected {FORMAT!r}")
+    tensor_file = path / TENSORS
+    if not tensor_file.exists():
+        raise _corrupt(path, f"{TENSORS} is missing")
+    if _sha256(tensor_file) != state.get("sha256", {}).get(TENSORS):
+        raise _corrupt(path, f"{TENSORS} does not match its checksum (truncated or altered)")
+    try:
+        tensors = load_file(str(tensor_file))
+        tree = _decode(state["tree"], tensors)
+        counts = state["counters"]
+        counters = TrainState(**{f.name: int(counts[f.name]) for f in fields(TrainState)})
+    except (SafetensorError, KeyError, TypeError, ValueError) as exc:
+        raise _corrupt(path, f"{type(exc).__name__}: {exc}") from None
+    return Checkpoint(path=path, counters=counters, tree=tree)
+
+
+def load_latest(root: Path) -> tuple[Checkpoint, list[tuple[Path, str]]]:
+    """The newest readable checkpoint, and the newer ones skipped as corrupt (path, reason).
+
+    Raises SaeKitError when there is none, or when every kept checkpoint is corrupt.
+    """
+    candidates = list_checkpoints(root)
+    if not candidates:
+        raise SaeKitError(
+            f"no checkpoint in {str(root)!r}: this run saved none yet (checkpoints are written "
+            "every --save-every steps); start it again without --resume"
+        )
+    skipped: list[tuple[Path, str]] = []
+    for path in reversed(candidates):
+        try:
+            return load(path), skipped
+        except SaeKitError as exc:
+            skipped.append((path, str(exc)))
+    reasons = "; ".join(reason for _, reason in skipped)
+    raise SaeKitError(f"every checkpoint in {str(root)!r} is unreadable: {reasons}")
+
+
+def quarantine(path: Path) -> Path:
+    """Rename a corrupt checkpoint out of the way (kept for inspection, never loaded or pruned)."""
+    target = path.with_name(path.name + ".corrupt")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(path, target)
+    return target
+
+
+def _corrupt(path: Path, reason: str) -> SaeKitError:
+    return SaeKitError(f"checkpoint {str(path)!r} is corrupt: {reason}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    # A rename is only durable once the data and the directory entry reach the disk.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _encode(tree: Any, path: list[str], tensors: dict[str, torch.Tensor]) -> Any:
+    """Tensors out to ``tensors`` (keyed by their path), the rest to a JSON-able tree."""
+    if isinstance(tree, torch.Tensor):
+        key = "/".join(path)
+        tensors[key] = tree.detach().cpu().contiguous()
+        return {_TENSOR: key}
+    if isinstance(tree, dict):
+        items = {str(k): _encode(v, [*path, str(k)], tensors) for k, v in tree.items()}
+        if all(isinstance(k, str) for k in tree):
+            return items
+        if all(isinstance(k, int) for k in tree):
+            return {_INT_KEYS: items}
+        raise TypeError(f"cannot checkpoint a dict with mixed keys at {'/'.join(path)!r}")
+    if isinstance(tree, (list, tuple)):
+        return [_encode(v, [*path, str(i)], tensors) for i, v in enumerate(tree)]
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    raise TypeError(f"cannot checkpoint a {type(tree).__name__} at {'/'.join(path)!r}")
+
+
+def _decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(tree, dict):
+        if set(tree) == {_TENSOR}:
+            return tensors[tree[_TENSOR]]
+        if set(tree) == {_INT_KEYS}:
+            return {int(k): _decode(v, tensors) for k, v in tree[_INT_KEYS].items()}
+        return {k: _decode(v, tensors) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_decode(v, tensors) for v in tree]
+    return tree
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every random-number generator training may draw from."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def capture(run: Run) -> dict[str, Any]:
+    """The training state of ``run`` that is not derived from its config: the checkpoint tree."""
+    return {
+        "saes": {hp.name: sae.state_dict() for hp, sae in run.saes.items()},
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": rng_state(run.device),
+    }
+
+
+def apply(run: Run, checkpoint: Checkpoint) -> None:
+    """Put a checkpoint's state into a freshly built ``run`` (same config)."""
+    tree = checkpoint.tree
+    try:
+        saved = tree["saes"]
+        if sorted(saved) != sorted(hp.name for hp in run.saes):
+            raise ValueError(f"it holds SAEs at {sorted(saved)}")
+        for hp, sae in run.saes.items():
+            sae.load_state_dict(saved[hp.name])
+        run.optimizer.load_state_dict(tree["optimizer"])
+        run.scheduler.load_state_dict(tree["scheduler"])
+        set_rng_state(tree["rng"], run.device)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SaeKitError(
+            f"checkpoint {str(checkpoint.path)!r} does not fit this run's config.json ({first})"
+        ) from None

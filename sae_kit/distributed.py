@@ -1,0 +1,163 @@
+"""Data-parallel training on PyTorch distributed, launched by ``torchrun``.
+
+    torchrun --nproc-per-node 4 -m sae_kit train --model gpt2 --layer 6 ...
+
+Each rank holds the same frozen model and the same SAEs, reads its own shard of the data (rank
+r of N takes global windows r, r+N, r+2N, ...) and computes its loss; DistributedDataParallel
+averages the SAE gradients over ranks, so one step sees a global batch of N x --batch-size x
+--grad-accum samples and every rank applies the same update. Only rank 0 writes files and
+prints progress. Without torchrun's environment (WORLD_SIZE unset or 1) all of this is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from sae_kit.errors import SaeKitError
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that writes files and prints progress."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def max(self, value: int, device: torch.device) -> int:
+        """The largest ``value`` over all ranks, on every rank (so all ranks act together)."""
+        if not self.enabled:
+            return value
+        tensor = torch.tensor([value], device=device, dtype=torch.int64)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return int(tensor.item())
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank when ``flag`` is true on any rank."""
+        return bool(self.max(int(flag), device))
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Dist:
+    """Rank and world size from the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK)."""
+    env = os.environ if env is None else env
+    try:
+        values = {key: int(env.get(key, default)) for key, default in
+                  (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"))}
+    except ValueError:
+        raise SaeKitError(
+            "RANK, WORLD_SIZE and LOCAL_RANK must be integers; launch with torchrun"
+        ) from None
+    if not 0 <= values["RANK"] < values["WORLD_SIZE"]:
+        raise SaeKitError(f"RANK={values['RANK']} is outside WORLD_SIZE={values['WORLD_SIZE']}")
+    return Dist(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
+
+
+def setup(device: torch.device) -> tuple[Dist, torch.device]:
+    """Join the process group torchrun describes (gloo on CPU, nccl on CUDA).
+
+    Under torchrun each rank uses the GPU numbered by its LOCAL_RANK, so ``--device cuda`` or
+    ``auto`` is right and a fixed ``cuda:N`` is refused (every rank would share one GPU).
+    """
+    dist = from_env()
+    if not dist.enabled:
+        return dist, device
+    if device.type == "cuda":
+        if device.index is not None:
+            raise SaeKitError(
+                f"--device {device} under torchrun would put every rank on one GPU; use "
+                "--device cuda (each rank takes the GPU of its LOCAL_RANK)"
+            )
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)  # env://: MASTER_ADDR, MASTER_PORT, ...
+    return dist, device
+
+
+def teardown() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+class _Objective(nn.Module):
+    """The SAEs as one module whose forward is the loss, so DDP sees every SAE parameter."""
+
+    def __init__(self, saes: Mapping[Any, nn.Module], loss: Any) -> None:
+        super().__init__()
+        self.saes = nn.ModuleList(saes.values())
+        self.loss = loss
+
+    def forward(self, splice: Any, input_ids: torch.Tensor) -> Any:
+        return self.loss(splice, input_ids)
+
+
+class DataParallelLoss:
+    """Calls the loss through DistributedDataParallel; same signature as a Loss."""
+
+    def __init__(self, saes: Mapping[Any, nn.Module], loss: Any, device: torch.device) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        # Wrapping broadcasts rank 0's SAE weights, so all ranks start identical.
+        self.ddp = DistributedDataParallel(_Objective(saes, loss), device_ids=ids)
+        self.name = getattr(loss, "name", "")
+
+    def __call__(self, splice: Any, input_ids: torch.Tensor) -> Any:
+        return self.ddp(splice, input_ids)
+
+    def micro_batch(self, last: bool) -> contextlib.AbstractContextManager:
+        # Gradients of earlier micro-batches accumulate locally; the last backward all-reduces.
+        return contextlib.nullcontext() if last else self.ddp.no_sync()
+
+
+def data_parallel(loss: Any, saes: Mapping[Any, nn.Module], dist: Dist, device: torch.device):
+    """The loss to train with: ``loss`` itself on one process, a DDP wrapper under torchrun."""
+    return DataParallelLoss(saes, loss, device) if dist.enabled else loss
+
+
+def micro_batch(loss: Any, last: bool) -> contextlib.AbstractContextManager:
+    """Context for one micro-batch's forward and backward (DDP syncs only on the last)."""
+    if isinstance(loss, DataParallelLoss):
+        return loss.micro_batch(last)
+    return contextlib.nullcontext()
+
+
+def reduce_stats(stats: Any, dist: Dist, device: torch.device) -> None:
+    """Combine every rank's running metrics in place, so rank 0 logs the global batch."""
+    if not dist.enabled:
+        return
+    import torch.distributed as td
+
+    keys = sorted(stats.sums)
+    sums = torch.tensor([stats.sums[k] for k in keys] + [stats.tokens], device=device,
+                        dtype=torch.float64)
+    td.all_reduce(sums)
+    for i, key in enumerate(keys):
+        stats.sums[key] = sums[i].item() / dist.world_size  # ranks see equal micro-batch counts
+    stats.tokens = int(sums[-1].item())
+    for key in sorted(stats.fired):
+        fired = stats.fired[key].to(device=device, dtype=torch.uint8)
+        td.all_reduce(fired, op=td.ReduceOp.MAX)  # alive anywhere = alive
+        stats.fired[key] = fired.bool()
+

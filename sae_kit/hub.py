@@ -1,0 +1,251 @@
+"""Publishing a run directory on the Hugging Face Hub, and fetching SAEs back from it.
+
+    sae-kit push runs/gpt2-e2e-... alice/gpt2-e2e-saes      # one commit: SAEs, config, card
+    sae-kit pull alice/gpt2-e2e-saes/blocks.6.hook_resid_pre
+
+A pushed repo is laid out exactly like a run directory (``config.json``, one folder per hook
+point with ``sae.safetensors`` + ``config.json``) plus the model card ``README.md``, so a pulled
+snapshot is a run directory again. The endpoint is ``HF_ENDPOINT``, read when a command runs; the
+token comes from huggingface_hub (``HF_TOKEN``, then the saved login) and is only ever handed to
+huggingface_hub: it is never printed and never written into a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sae_kit import __version__
+from sae_kit.errors import SaeKitError
+from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
+
+EVAL_FILE = "eval.json"  # written by `sae-kit eval`; its metrics go into the model card
+CARD = "README.md"
+_REPO_HINT = "expected namespace/name, e.g. alice/gpt2-e2e-saes"
+
+
+@dataclass(frozen=True)
+class HubRef:
+    """A Hub model repo and, optionally, a folder in it (one SAE of a pushed run)."""
+
+    repo_id: str
+    subfolder: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}/{self.subfolder}" if self.subfolder else self.repo_id
+
+
+def parse_hub_ref(text: str, allow_subfolder: bool = True) -> HubRef:
+    """``namespace/name[/subfolder]`` -> HubRef; one clear line when malformed."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    parts = text.strip().strip("/").split("/")
+    if len(parts) < 2 or (len(parts) > 2 and not allow_subfolder) or not all(parts):
+        raise SaeKitError(f"bad repo id {text!r}: {_REPO_HINT}"
+                          + ("[/subfolder]" if allow_subfolder else ""))
+    repo_id = "/".join(parts[:2])
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise SaeKitError(
+            f"bad repo id {text!r}: {_REPO_HINT} (letters, digits, '-', '_', '.'; no '--' or "
+            "'..'; at most 96 characters)"
+        ) from None
+    return HubRef(repo_id, "/".join(parts[2:]) or None)
+
+
+def hub_token() -> str:
+    """The token huggingface_hub would use: HF_TOKEN, then the saved `hf auth login`."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise SaeKitError(
+            "no Hugging Face token: set HF_TOKEN or run `hf auth login` (pushing needs a token "
+            "with write access)"
+        )
+    return token
+
+
+@dataclass
+class Upload:
+    """Everything one push sends, in one commit: repo path -> local file or bytes."""
+
+    files: dict[str, Path | bytes]
+    card: str
+    hook_points: list[str]
+
+
+def plan_upload(run_dir: str | Path, repo_id: str, license: str = "mit") -> Upload:
+    """Check the run directory and build the file list and model card; touches no network."""
+    from sae_kit.model_card import read_evaluation, render_card
+    from sae_kit.sae_io import CONFIG, WEIGHTS, load_sae, read_json, sae_dirs  # imports torch
+
+    run_dir = Path(run_dir)
+    dirs = sae_dirs(run_dir)  # one clear line when there is no SAE
+    run_config = read_json(run_dir / CONFIG)
+    configs = {hp.name: load_sae(path)[1] for hp, path in dirs.items()}  # refuse broken SAEs
+    evaluation = read_evaluation(run_dir / EVAL_FILE)
+    card = render_card(repo_id, run_config, configs, evaluation, license)
+    files: dict[str, Path | bytes] = {CONFIG: run_dir / CONFIG}
+    for hp, path in dirs.items():
+        files[f"{hp.name}/{WEIGHTS}"] = path / WEIGHTS
+        files[f"{hp.name}/{CONFIG}"] = path / CONFIG
+    if evaluation is not None:
+        files[EVAL_FILE] = run_dir / EVAL_FILE
+    files[CARD] = card.encode()
+    return Upload(files, card, list(configs))
+
+
+def refuse_token_in_files(upload: Upload, token: str) -> None:
+    """A token pasted into a config must not be published with it."""
+    needle = token.encode()
+    for name, src in upload.files.items():
+        data = src if isinstance(src, bytes) else src.read_bytes()
+        if needle in data:
+            raise SaeKitError(f"refusing to push: {name} contains your Hugging Face token; "
+                              "remove it from the file first")
+
+
+def _check_online() -> str:
+    endpoint = hub_endpoint()
+    if hub_offline():
+        raise SaeKitError("HF_HUB_OFFLINE is set: unset it to reach the Hugging Face Hub")
+    if not hub_reachable():
+        raise SaeKitError(f"no network: cannot reach {endpoint}; check your connection or "
+                          "HF_ENDPOINT")
+    return endpoint
+
+
+def push(upload: Upload, ref: HubRef, token: str, private: bool = False,
+         revision: str | None = None) -> str:
+    """Create the repo (and branch) if needed and upload everything in one commit.
+
+    Returns the commit URL. Files are only written by the final commit, so a failure at any
+    earlier step leaves nothing uploaded.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    refuse_token_in_files(upload, token)
+    endpoint = _check_online()
+    api = HfApi(endpoint=endpoint, token=token, library_name="sae-kit",
+                library_version=__version__)
+    operations: list = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=src)
+                        for name, src in upload.files.items()]
+    with hub_errors(endpoint, ref, revision, token):
+        api.create_repo(ref.repo_id, private=private or None, exist_ok=True)  # None: Hub default
+        if revision and revision != "main":
+            api.create_branch(ref.repo_id, branch=revision, exist_ok=True)
+        existing = api.list_repo_files(ref.repo_id, revision=revision)
+        operations += [CommitOperationDelete(path_in_repo=p)
+                       for p in stale_files(existing, upload)]
+        info = api.create_commit(
+            ref.repo_id, operations, revision=revision,
+            commit_message=f"Upload {len(upload.hook_points)} SAE(s) with sae-kit {__version__}",
+        )
+    return str(info.commit_url)
+
+
+def stale_files(existing: list[str], upload: Upload) -> list[str]:
+    """Files of an earlier push that this run lacks: other SAE folders, an old eval.json.
+
+    They would make the repo disagree with its card and config; anything else is left alone.
+    """
+    from sae_kit.hookpoints import HookPoint
+
+    def is_sae_file(path: str) -> bool:
+        try:
+            return "/" in path and HookPoint.parse(path.split("/")[0]) is not None
+        except SaeKitError:
+            return False
+
+    return [p for p in existing
+            if p not in upload.files and (p == EVAL_FILE or is_sae_file(p))]
+
+
+def download(ref: HubRef, revision: str | None = None, out: str | Path | None = None) -> Path:
+    """Fetch a repo (or one folder of it) into ``out`` or the Hugging Face cache.
+
+    Returns the local directory of ``ref``: a run directory for a whole repo, an SAE directory
+    for ``repo/subfolder``. Without network, a copy already in the cache is used.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+
+    endpoint = hub_endpoint()
+    offline = hub_offline() or not hub_reachable()
+    patterns = [f"{ref.subfolder}/*"] if ref.subfolder else None
+    with hub_errors(endpoint, ref, revision, None):
+        if ref.subfolder and not offline:  # say "no such folder" before fetching nothing
+            api = HfApi(endpoint=endpoint, library_name="sae-kit", library_version=__version__)
+            if not any(api.list_repo_tree(ref.repo_id, ref.subfolder, revision=revision)):
+                raise SaeKitError(_no_folder(ref, revision))
+        root = snapshot_download(
+            ref.repo_id, revision=revision, allow_patterns=patterns,
+            local_dir=str(out) if out is not None else None, endpoint=endpoint,
+            local_files_only=offline, library_name="sae-kit", library_version=__version__,
+        )
+    path = Path(root) / ref.subfolder if ref.subfolder else Path(root)
+    if not path.is_dir():
+        raise SaeKitError(_no_folder(ref, revision))
+    return path
+
+
+def _no_folder(ref: HubRef, revision: str | None) -> str:
+    at = f" at revision {revision!r}" if revision else ""
+    return f"{ref.repo_id} has no folder {ref.subfolder!r}{at}"
+
+
+@contextlib.contextmanager
+def hub_errors(endpoint: str, ref: HubRef, revision: str | None,
+               token: str | None) -> Iterator[None]:
+    """Turn huggingface_hub's exceptions into one line; the token is scrubbed from it."""
+    from huggingface_hub import errors
+
+    try:
+        yield
+    except errors.LocalEntryNotFoundError:  # also an EntryNotFoundError: check it first
+        why = "HF_HUB_OFFLINE is set" if hub_offline() else f"no network: cannot reach {endpoint}"
+        raise SaeKitError(f"{why}, and {ref} is not in the local Hugging Face cache") from None
+    except errors.RevisionNotFoundError:
+        raise SaeKitError(f"{ref.repo_id} has no revision {revision!r} at {endpoint}") from None
+    except errors.GatedRepoError:
+        raise SaeKitError(f"{ref.repo_id} is gated: accept its terms on the Hub with the account "
+                          "of your token") from None
+    except errors.RepositoryNotFoundError:
+        raise SaeKitError(f"repo {ref.repo_id!r} not found at {endpoint} (or your token cannot "
+                          "see it)") from None
+    except errors.EntryNotFoundError:
+        raise SaeKitError(f"{ref} not found at {endpoint}") from None
+    except errors.HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        hint = {401: "; check your token", 403: "; your token lacks write access to it"}
+        raise SaeKitError(_scrub(f"the Hub at {endpoint} refused the request for {ref.repo_id} "
+                                 f"(HTTP {status}: {_first_line(exc)}){hint.get(status, '')}",
+                                 token)) from None
+    except (OSError, ValueError) as exc:  # e.g. a server at HF_ENDPOINT that is not a Hub
+        raise SaeKitError(_scrub(f"talking to the Hub at {endpoint} failed: "
+                                 f"{type(exc).__name__}: {_first_line(exc)}", token)) from None
+    except Exception as exc:  # the HTTP client's own transport errors (httpx, requests)
+        if not _is_transport_error(exc):
+            raise
+        raise SaeKitError(_scrub(f"no network: cannot reach {endpoint} "
+                                 f"({type(exc).__name__}: {_first_line(exc)})", token)) from None
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    # huggingface_hub has used requests, httpx and httpx2; match their transport errors by name.
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"TransportError", "ConnectionError", "TimeoutException", "ConnectError",
+                         "RequestException"})
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _scrub(message: str, token: str | None) -> str:
+    return message.replace(token, "<token>") if token else message
+

@@ -1,0 +1,169 @@
+"""The model card (``README.md``) pushed with a run: YAML metadata the Hub indexes, then what
+was trained, how, how well it did (``eval.json`` from `sae-kit eval`) and how to load it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
+from sae_kit.errors import SaeKitError
+from sae_kit.sae_io import read_json
+
+CITATION = """@article{braun2024identifying,
+  title={Identifying Functionally Important Features with End-to-End Sparse Dictionary Learning},
+  author={Braun, Dan and Taylor, Jordan and Goldowsky-Dill, Nicholas and Sharkey, Lee},
+  journal={arXiv preprint arXiv:2405.12241},
+  year={2024}
+}"""
+
+
+def read_evaluation(path: Path) -> dict[str, Any] | None:
+    """``eval.json`` as `sae-kit eval` writes it, or None when the run was not evaluated.
+
+    Its shape: ``{"saes": {hook point: {metric: number}}, ...}``; other top-level scalars (held-out
+    token count, clean CE loss, ...) are shown as settings.
+    """
+    if not path.exists():
+        return None
+    data = read_json(path)
+    saes = data.get("saes") if isinstance(data, dict) else None
+    ok = isinstance(saes, dict) and all(
+        isinstance(m, dict) and all(_is_number(v) or v is None for v in m.values())
+        for m in saes.values()
+    )
+    if not ok:
+        raise SaeKitError(f"{str(path)!r} is not what `sae-kit eval` writes: expected "
+                          '{"saes": {hook point: {metric: number}}}; re-run `sae-kit eval`')
+    return data
+
+
+def hub_id_or_none(name: str | None, builtin: str) -> str | None:
+    """``name`` if it can be a Hub repo id (not a local path, not sae-kit's built-in one)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not name or name == builtin or name.startswith((".", "/", "~")) or Path(name).exists():
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
+
+
+def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any]],
+                evaluation: dict[str, Any] | None, license: str = "mit") -> str:
+    """The whole README.md: metadata, SAE table, evaluation table (or why there is none), usage."""
+    first = next(iter(saes.values()))
+    model = run.get("model") or first.get("model")
+    dataset = run.get("dataset") or first.get("dataset")
+    loss = str(run.get("loss") or first.get("loss") or "unknown")
+    sections = [
+        _metadata(license, loss, hub_id_or_none(model, BUILTIN_MODEL_NAME),
+                  hub_id_or_none(dataset, BUILTIN_DATASET_NAME), first.get("model_type")),
+        f"# {repo_id.split('/')[-1]}",
+        f"Sparse autoencoders (SAEs) on the residual stream of {_describe_model(model)}, trained "
+        f"with sae-kit's `{loss}` objective (Braun et al. 2024, *Identifying Functionally "
+        "Important Features with End-to-End Sparse Dictionary Learning*).",
+        "## SAEs\n\n" + _sae_table(saes),
+        _training(run, first, dataset),
+        "## Evaluation\n\n" + _evaluation(evaluation),
+        _usage(repo_id, next(iter(saes))),
+        f"## Citation\n\n```bibtex\n{CITATION}\n```",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _metadata(license: str, loss: str, base_model: str | None, dataset: str | None,
+              model_type: str | None) -> str:
+    from huggingface_hub import ModelCardData
+
+    slug = re.sub(r"[^a-z0-9]+", "-", loss.lower()).strip("-")
+    tags = ["sae-kit", "sparse-autoencoder", f"{slug}-sae", "interpretability"]
+    if model_type:
+        tags.append(str(model_type))
+    data = ModelCardData(library_name="sae-kit", license=license, tags=tags,
+                         base_model=base_model, datasets=[dataset] if dataset else None)
+    return f"---\n{data.to_yaml()}\n---"
+
+
+def _describe_model(model: str | None) -> str:
+    if model == BUILTIN_MODEL_NAME:
+        return f"`{model}` (the small GPT-2 that ships with sae-kit)"
+    if hub_id_or_none(model, BUILTIN_MODEL_NAME):
+        return f"[`{model}`](https://huggingface.co/{model})"
+    return f"a local model (`{Path(str(model)).name}`)"
+
+
+def _sae_table(saes: dict[str, dict[str, Any]]) -> str:
+    rows = [["hook point", "architecture", "d_in", "dictionary size", "loss", "λ",
+             "tokens trained"]]
+    for name, c in saes.items():
+        rows.append([f"`{name}`", c.get("architecture"), c.get("d_in"), c.get("n_dict"),
+                     c.get("loss"), c.get("sparsity_coeff"), c.get("tokens_trained")])
+    return _table(rows)
+
+
+def _training(run: dict[str, Any], first: dict[str, Any], dataset: str | None) -> str:
+    resolved = run.get("resolved", {})
+    items = {
+        "model": run.get("model") or first.get("model"),
+        "model revision": run.get("revision") or first.get("revision") or "default branch",
+        "dataset": f"{dataset} (split {run.get('split', 'train')})" if dataset else None,
+        "context": resolved.get("context") or first.get("context"),
+        "samples": resolved.get("n_samples"),
+        "loss options": run.get("loss_options") or first.get("loss_options") or None,
+        "learning rate": run.get("lr"),
+        "seed": run.get("seed"),
+    }
+    lines = [f"- {key}: {_fmt(value)}" for key, value in items.items() if value is not None]
+    return ("## Training\n\n" + "\n".join(lines) + "\n\nAn SAE's input is the raw Hugging Face "
+            "hidden state at its hook point (TransformerLens names, but no LayerNorm folding or "
+            "centring); see `config.json` for every setting.")
+
+
+def _evaluation(evaluation: dict[str, Any] | None) -> str:
+    if evaluation is None:
+        return ("No evaluation was run: the run directory had no `eval.json` when it was pushed "
+                "(`sae-kit eval RUN_DIR` writes one).")
+    saes: dict[str, dict[str, Any]] = evaluation["saes"]
+    metrics = list(dict.fromkeys(k for m in saes.values() for k in m))
+    rows = [["metric", *(f"`{name}`" for name in saes)]]
+    rows += [[metric, *(m.get(metric) for m in saes.values())] for metric in metrics]
+    settings = [f"{k} {_fmt(v)}" for k, v in evaluation.items()
+                if k not in ("saes", "run_dir") and (_is_number(v) or isinstance(v, str))]
+    note = f"\n\nOn held-out data (`sae-kit eval`): {'; '.join(settings)}." if settings else ""
+    return _table(rows) + note
+
+
+def _usage(repo_id: str, hook_point: str) -> str:
+    return (
+        "## Usage\n\nWith sae-kit installed:\n\n```bash\n"
+        f"sae-kit pull {repo_id}/{hook_point}\n```\n\n```python\nimport sae_kit\n\n"
+        f'sae, config = sae_kit.load_sae("{repo_id}", "{hook_point}")\n'
+        "out = sae(activations)  # out.output: reconstruction, out.codes: dictionary coefficients"
+        "\n```"
+    )
+
+
+def _table(rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(_fmt(cell).replace("|", "\\|") for cell in row) + " |"
+             for row in rows]
+    lines.insert(1, "|" + " --- |" * len(rows[0]))
+    return "\n".join(lines)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not _is_number(value):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}"

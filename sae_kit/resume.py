@@ -1,0 +1,93 @@
+"""Continue an interrupted run exactly where its latest checkpoint left it.
+
+    sae-kit train --resume runs/gpt2-e2e-20261125-120000
+
+The settings come from the run directory's ``config.json``; only the options in
+``RESUME_OVERRIDES`` (where and how often to save, which device) may be given again, since
+every other setting changes what is trained. The data stream is rebuilt from the seed and the
+windows the checkpoint consumed are skipped; ``metrics.jsonl`` is cut back to its length at the
+checkpoint, so no step is logged twice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sae_kit import checkpoint, distributed
+from sae_kit.checkpoint import TrainState
+from sae_kit.config import TrainConfig
+from sae_kit.errors import SaeKitError
+from sae_kit.sae_io import read_json
+from sae_kit.trainer import Run, build_run
+
+RESUME_OVERRIDES = ("device", "save_every", "keep_checkpoints")
+"""Settings a resumed run may change: none of them alters the SAE weights it ends with."""
+
+
+def _stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
+    """The run's saved TrainConfig, with the allowed ``overrides`` (None means keep)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise SaeKitError(
+            f"{str(run_dir)!r} is not a sae-kit run directory (no config.json); pass the "
+            "directory `sae-kit train` printed"
+        )
+    unknown = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    if unknown:
+        raise SaeKitError(f"a resumed run cannot change {', '.join(unknown)}")
+    saved = read_json(run_dir / "config.json")
+    try:
+        config = TrainConfig.from_dict(saved)
+    except TypeError as exc:
+        raise SaeKitError(
+            f"{str(run_dir / 'config.json')!r} is not a training config ({exc})"
+        ) from None
+    config.output_dir = str(run_dir)  # the directory may have moved since
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(config, name, value)
+    config.__post_init__()  # validate the overrides
+    return config
+
+
+def resume(
+    run_dir: str | Path, warn: Callable[[str], None] = _stderr, **overrides: Any
+) -> tuple[Run, TrainState]:
+    """Rebuild the run in ``run_dir`` at its latest readable checkpoint; pass both to ``fit``.
+
+    A corrupt newest checkpoint is renamed to ``*.corrupt`` (with a warning) and the previous
+    kept one is used; when none is readable this raises SaeKitError.
+    """
+    config = resume_config(run_dir, **overrides)
+    run_dir = Path(config.output_dir or run_dir)
+    saved_world = int(read_json(run_dir / "config.json").get("resolved", {}).get("world_size", 1))
+    world = distributed.from_env().world_size
+    if world != saved_world:
+        raise SaeKitError(
+            f"{str(run_dir)!r} was trained by {saved_world} process(es); resume it with the "
+            f"same number (this is {world}), since it sets the batch and schedule"
+        )
+    latest, skipped = checkpoint.load_latest(run_dir / "checkpoints")
+    run = build_run(config, skip_windows=latest.counters.windows)
+    checkpoint.apply(run, latest)
+    run.dist.barrier()  # every rank has read the checkpoints before rank 0 renames any
+    if run.dist.is_main:
+        for path, reason in skipped:
+            moved = checkpoint.quarantine(path)
+            warn(f"{reason}; renamed it to {moved.name} and resumed from {latest.path.name}")
+        _cut_metrics(run_dir / "metrics.jsonl", latest.counters.metrics_offset)
+    return run, latest.counters
+
+
+def _cut_metrics(path: Path, offset: int) -> None:
+    # Rows written after the checkpoint (by the run that was killed) are logged again on resume.
+    if path.exists() and path.stat().st_size > offset:
+        os.truncate(path, offset)

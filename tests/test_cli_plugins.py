@@ -1,0 +1,58 @@
+"""`sae-kit plugins`: installed plugins by group, with distribution and version."""
+
+import json
+from importlib.metadata import version
+
+from typer.testing import CliRunner
+
+from sae_kit.cli import app
+
+runner = CliRunner()
+FIRST_PARTY = {
+    ("sae_kit.models", "gpt2"): "sae-kit-gpt2",
+    ("sae_kit.models", "gpt_neox"): "sae-kit-pythia",
+    ("sae_kit.models", "llama"): "sae-kit-llama",
+    ("sae_kit.losses", "local"): "sae-kit",
+    ("sae_kit.losses", "e2e"): "sae-kit",
+    ("sae_kit.losses", "e2e+ds"): "sae-kit",
+    ("sae_kit.architectures", "relu"): "sae-kit",
+    ("sae_kit.architectures", "topk"): "sae-kit",
+}
+
+
+def test_json_lists_every_first_party_plugin_with_its_distribution():
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    found = {(r["group"], r["name"]): r for r in rows}
+    assert set(found) == set(FIRST_PARTY)  # conftest allows first-party distributions only
+    for key, dist in FIRST_PARTY.items():
+        assert found[key]["distribution"] == dist and found[key]["version"] == version(dist)
+    assert found[("sae_kit.architectures", "topk")]["value"] == (
+        "sae_kit.architectures.topk:TopKSAE")
+    groups = [r["group"] for r in rows]  # grouped, in a fixed order
+    assert groups == sorted(groups, key=["sae_kit.models", "sae_kit.losses",
+                                         "sae_kit.architectures"].index)
+
+
+def test_table_names_each_plugin_and_distribution():
+    result = runner.invoke(app, ["plugins"], terminal_width=160)
+    assert result.exit_code == 0, result.output
+    for (_, name), dist in FIRST_PARTY.items():
+        assert name in result.stdout and dist in result.stdout
+
+
+def test_options_lists_what_each_loss_and_architecture_takes():
+    result = runner.invoke(app, ["plugins", "--json", "--options"])
+    assert result.exit_code == 0, result.output
+    options = {r["name"]: {o["name"]: o for o in r["options"]} for r in json.loads(result.stdout)}
+    assert options["topk"]["k"]["default"] == 32 and options["topk"]["k"]["type"] == "int"
+    assert "Active latents" in options["topk"]["k"]["help"]
+    assert options["e2e+ds"]["ds_coeff"]["default"] == 2.5
+    assert options["relu"] == {} and options["llama"] == {}
+
+
+def test_restricting_distributions_hides_the_others(monkeypatch):
+    monkeypatch.setenv("SAE_KIT_PLUGINS", "sae-kit-llama")
+    rows = json.loads(runner.invoke(app, ["plugins", "--json"]).stdout)
+    assert [(r["group"], r["name"]) for r in rows] == [("sae_kit.models", "llama")]

@@ -1,0 +1,286 @@
+"""`sae-kit push` / `pull` against a local stand-in for the Hub, with the real huggingface_hub.
+
+The CLI runs in a subprocess with ``HF_ENDPOINT`` pointing at tests/fake_hub.py, exactly as a
+user would run it, so huggingface_hub reads its settings at import time as it does in real use.
+Checks that need no network run in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from sae_kit.cli import app
+from sae_kit.hub import Upload, stale_files
+from sae_kit.sae_io import load_sae
+from tests.conftest import FIRST_PARTY
+from tests.fake_hub import FakeHub
+from tests.test_cli_train import FAST
+
+TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"
+HOOKS = ["blocks.0.hook_resid_pre", "blocks.2.hook_resid_pre"]
+EVAL = {"saes": {HOOKS[0]: {"l0": 12.5, "kl": 0.0123}, HOOKS[1]: {"l0": 7, "kl": 0.0456}},
+        "n_tokens": 4096, "run_dir": "/somewhere/local"}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real `sae-kit train` run with two SAEs (layers 0 and 2)."""
+    out = tmp_path_factory.mktemp("hub") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAE_KIT_PLUGINS", FIRST_PARTY)
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), "--out", str(out),
+                                     *FAST, "--layer", "0", "--layer", "2"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def run_dir(trained_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the run, with the eval.json that `sae-kit eval` would write."""
+    copy = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    (copy / "eval.json").write_text(json.dumps(EVAL))
+    return copy
+
+
+@pytest.fixture
+def hub():
+    with FakeHub(TOKEN, lifetime=120) as server:
+        yield server
+
+
+def sae_kit(args: list[str], home: Path, endpoint: str, token: str | None = TOKEN,
+            python: str | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI (or a Python snippet) in a clean process: no HF_* settings but ours."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HF_", "HUGGING_FACE_", "TRANSFORMERS_OFFLINE"))}
+    env.update(HF_HOME=str(home), HF_ENDPOINT=endpoint, SAE_KIT_PLUGINS=FIRST_PARTY)
+    if token:
+        env["HF_TOKEN"] = token
+    cmd = [sys.executable, "-c", python, *args] if python else [sys.executable, "-m", "sae_kit",
+                                                                 *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+
+
+def sample_input() -> torch.Tensor:
+    return torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
+
+
+def assert_no_token_anywhere(hub: FakeHub, outputs: list[str], *dirs: Path) -> None:
+    needle = TOKEN.encode()
+    assert all(needle not in r.body for r in hub.requests)
+    for repo in hub.repos.values():
+        assert all(needle not in data for files in repo.commits.values() for data in files.values())
+    assert all(TOKEN not in text for text in outputs)
+    for root in dirs:
+        for path in root.rglob("*"):
+            assert not path.is_file() or needle not in path.read_bytes(), path
+
+
+def card_metadata(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+PY_API = """
+import json, sys, torch, sae_kit
+from sae_kit.sources import resolve_sae_source
+run = resolve_sae_source("alice/saes")  # the whole repo: a run directory again
+x = torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
+outs = {h: sae_kit.load_sae("alice/saes", h)[0](x).output.tolist() for h in sys.argv[1:]}
+print(json.dumps({"run": str(run), "outs": outs}))
+"""
+
+
+def test_push_then_pull_round_trips_through_the_hub_api(run_dir, hub, tmp_path):
+    home = tmp_path / "hf-home"
+    push = sae_kit(["push", str(run_dir), "alice/saes"], home, hub.url)
+    assert push.returncode == 0, push.stderr
+    assert push.stdout.strip().startswith(f"{hub.url}/alice/saes/commit/")
+    assert [r.route for r in hub.writes].count("commit") == 1  # everything in one commit
+    assert all(r.authorization == f"Bearer {TOKEN}" for r in hub.writes)
+
+    files = hub.head_files("alice/saes")
+    expected = {"config.json", "eval.json", "README.md", ".gitattributes"}
+    expected |= {f"{h}/{name}" for h in HOOKS for name in ("sae.safetensors", "config.json")}
+    assert set(files) == expected
+    for h in HOOKS:
+        assert files[f"{h}/sae.safetensors"] == (run_dir / h / "sae.safetensors").read_bytes()
+        config = json.loads(files[f"{h}/config.json"])
+        assert config["hook_point"] == h and config["tokens_trained"] == 8 * 32
+        assert {"model", "revision", "loss", "sparsity_coeff", "n_dict", "dataset"} <= set(config)
+    card = files["README.md"].decode()
+    meta = card_metadata(card)
+    assert meta["library_name"] == "sae-kit" and meta["license"] == "mit"
+    assert {"sparse-autoencoder", "e2e-sae"} <= set(meta["tags"])
+    assert "| kl | 0.0123 | 0.0456 |" in card and "| l0 | 12.5 | 7 |" in card
+
+    api = sae_kit(HOOKS, home, hub.url, python=PY_API)  # sae_kit.load_sae with a Hub id
+    assert api.returncode == 0, api.stderr
+    answer = json.loads(api.stdout)
+    assert (Path(answer["run"]) / "README.md").read_bytes() == files["README.md"]
+    x = sample_input()
+    for h in HOOKS:
+        original, _ = load_sae(run_dir / h)
+        assert torch.equal(torch.tensor(answer["outs"][h]), original(x).output)
+    assert_no_token_anywhere(hub, [p.stdout + p.stderr for p in (push, api)], home, run_dir)
+
+
+def test_private_push_to_a_new_branch_then_pull_one_sae(run_dir, hub, tmp_path):
+    home = tmp_path / "hf-home"
+    push = sae_kit(["push", str(run_dir), "alice/private-saes", "--private", "--revision", "dev"],
+                   home, hub.url)
+    assert push.returncode == 0, push.stderr
+    assert hub.repos["alice/private-saes"].private
+    assert set(hub.head_files("alice/private-saes", "main")) == {".gitattributes"}
+    assert f"{HOOKS[0]}/sae.safetensors" in hub.head_files("alice/private-saes", "dev")
+
+    out = tmp_path / "pulled"
+    pull = sae_kit(["pull", f"alice/private-saes/{HOOKS[1]}", "--revision", "dev", "--out",
+                    str(out)], home, hub.url)
+    assert pull.returncode == 0, pull.stderr
+    assert pull.stdout.strip() == str((out / HOOKS[1]).resolve())
+    assert not (out / HOOKS[0]).exists()  # only the SAE asked for
+    original, _ = load_sae(run_dir / HOOKS[1])
+    pulled, _ = load_sae(out / HOOKS[1])
+    x = sample_input()
+    assert torch.equal(pulled(x).output, original(x).output)
+
+    # Pushing a run with fewer SAEs and no evaluation removes what no longer belongs.
+    shutil.rmtree(run_dir / HOOKS[1])
+    (run_dir / "eval.json").unlink()
+    again = sae_kit(["push", str(run_dir), "alice/private-saes", "--revision", "dev"], home,
+                    hub.url)
+    assert again.returncode == 0, again.stderr
+    assert set(hub.head_files("alice/private-saes", "dev")) == {
+        ".gitattributes", "README.md", "config.json", f"{HOOKS[0]}/sae.safetensors",
+        f"{HOOKS[0]}/config.json"}
+    outputs = [p.stdout + p.stderr for p in (push, pull, again)]
+    assert_no_token_anywhere(hub, outputs, home, out)
+
+
+def test_only_files_of_an_earlier_push_are_stale():
+    upload = Upload({"README.md": b"", "config.json": Path("c"),
+                     "blocks.0.hook_resid_pre/sae.safetensors": Path("w")}, "", [])
+    existing = [".gitattributes", "README.md", "notes/blocks.1.txt", "eval.json",
+                "blocks.0.hook_resid_pre/sae.safetensors", "blocks.3.hook_resid_post/config.json"]
+    assert stale_files(existing, upload) == ["eval.json", "blocks.3.hook_resid_post/config.json"]
+
+
+def test_dry_run_lists_files_and_card_without_network_or_token(trained_run, hub, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    result = runner.invoke(app, ["push", str(trained_run), "alice/saes", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    listed = [line.split()[-1] for line in result.stdout.splitlines()[1:7]]
+    assert listed == ["config.json", *(f"{h}/{n}" for h in HOOKS
+                                       for n in ("sae.safetensors", "config.json")), "README.md"]
+    card = result.stdout.split("--- README.md ---\n", 1)[1]
+    assert card_metadata(card)["library_name"] == "sae-kit"
+    assert "No evaluation was run" in card
+    assert hub.requests == [] and TOKEN not in result.output
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unreachable", "no network: cannot reach http://127.0.0.1:"),
+        ("no_sae", "holds no trained SAE"),
+        ("weights_missing", "sae.safetensors' is missing: this directory holds no trained SAE"),
+        ("repo_id_spaces", "bad repo id 'alice/my saes': expected namespace/name"),
+        ("repo_id_no_namespace", "bad repo id 'saes': expected namespace/name"),
+        ("repo_id_subfolder", "bad repo id 'alice/saes/x': expected namespace/name"),
+        ("token_in_file", "refusing to push: config.json contains your Hugging Face token"),
+    ],
+)
+def test_bad_push_is_one_line_and_uploads_nothing(case, message, run_dir, hub, tmp_path,
+                                                  monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    repo, target = "alice/saes", run_dir
+    if case == "unreachable":
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    elif case == "no_sae":
+        target = tmp_path / "empty-run"
+        target.mkdir()
+    elif case == "token_in_file":
+        config = json.loads((run_dir / "config.json").read_text())
+        (run_dir / "config.json").write_text(json.dumps({**config, "note": TOKEN}))
+    elif case == "weights_missing":
+        (run_dir / HOOKS[1] / "sae.safetensors").unlink()
+    else:
+        repo = {"repo_id_spaces": "alice/my saes", "repo_id_no_namespace": "saes",
+                "repo_id_subfolder": "alice/saes/x"}[case]
+    result = runner.invoke(app, ["push", str(target), repo])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert message in " ".join(result.stderr.split())
+    assert hub.requests == [] and hub.repos == {}
+    assert TOKEN not in result.output
+
+
+def test_missing_token_is_one_line_and_uploads_nothing(run_dir, hub, tmp_path):
+    result = sae_kit(["push", str(run_dir), "alice/saes"], tmp_path / "empty-home", hub.url,
+                     token=None)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: no Hugging Face token: set HF_TOKEN or run `hf auth login` (pushing needs a "
+        "token with write access)")
+    assert hub.requests == []
+
+
+def test_failed_commit_leaves_nothing_uploaded(run_dir, hub, tmp_path):
+    hub.fail_commits = True
+    result = sae_kit(["push", str(run_dir), "alice/saes"], tmp_path / "hf-home", hub.url)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refused the request for alice/saes (HTTP 500" in lines[0]
+    assert set(hub.head_files("alice/saes")) == {".gitattributes"}  # the empty repo only
+    assert TOKEN not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("alice/nothere", "repo 'alice/nothere' not found at http://127.0.0.1:"),
+        ("alice/saes/blocks.9.hook_resid_pre", "alice/saes has no folder 'blocks.9.hook_resid_"),
+        ("alice/saes --revision v2", "alice/saes has no revision 'v2' at http://127.0.0.1:"),
+        ("unreachable", "no network: cannot reach http://127.0.0.1:"),
+    ],
+)
+def test_bad_pull_is_one_line(target, message, hub, tmp_path):
+    hub.seed("alice/saes", {"README.md": b"---\nlibrary_name: sae-kit\n---\n"})
+    endpoint = hub.url
+    if target == "unreachable":
+        target, endpoint = "alice/saes", f"http://127.0.0.1:{_closed_port()}"
+    result = sae_kit(["pull", *target.split()], tmp_path / "hf-home", endpoint)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+    assert not (tmp_path / "hf-home" / "hub" / "models--alice--saes" / "snapshots").exists()
+
+
+def test_malformed_pull_id_is_one_line():
+    result = runner.invoke(app, ["pull", "alice"])
+    assert result.exit_code == 2
+    assert "bad repo id 'alice': expected namespace/name, e.g. alice/gpt2-e2e-saes[/subfolder]" in (
+        " ".join(result.stderr.split()))

@@ -1,0 +1,65 @@
+"""The model card pushed with a run: metadata the Hub indexes, and the evaluation table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sae_kit.cli import app
+from sae_kit.model_card import render_card
+from tests.test_saelens import make_sae_dir
+
+SAE = {"architecture": "relu", "d_in": 8, "n_dict": 24, "hook_point": "blocks.1.hook_resid_pre",
+       "loss": "e2e+ds", "sparsity_coeff": 2.5, "tokens_trained": 409_600_000}
+
+
+def metadata(card: str) -> dict:
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_hub_model_and_dataset_become_card_metadata():
+    run = {"model": "openai-community/gpt2", "revision": "607a30d", "loss": "e2e+ds",
+           "dataset": "Skylion007/openwebtext", "loss_options": {"ds_coeff": 2.5}}
+    card = render_card("alice/gpt2-saes", run, {SAE["hook_point"]: SAE}, None, "apache-2.0")
+    meta = metadata(card)
+    assert meta["base_model"] == "openai-community/gpt2"
+    assert meta["datasets"] == ["Skylion007/openwebtext"] and meta["license"] == "apache-2.0"
+    assert meta["library_name"] == "sae-kit"
+    assert {"sparse-autoencoder", "e2e-ds-sae"} <= set(meta["tags"])
+    assert "| `blocks.1.hook_resid_pre` | relu | 8 | 24 | e2e+ds | 2.5 | 409,600,000 |" in card
+    assert "- model revision: 607a30d" in card
+    assert "No evaluation was run" in card
+
+
+@pytest.mark.parametrize("model", ["sae-kit-tiny", "./models/mine", "LOCAL"])
+def test_local_and_builtin_models_are_not_claimed_as_hub_models(model, tmp_path):
+    if model == "LOCAL":
+        model = str(tmp_path)
+    run = {"model": model, "dataset": "pydoc", "loss": "local"}
+    meta = metadata(render_card("alice/x", run, {SAE["hook_point"]: SAE}, None))
+    assert "base_model" not in meta and "datasets" not in meta
+
+
+def test_evaluation_table_has_a_column_per_sae():
+    saes = {"blocks.0.hook_resid_pre": SAE, "blocks.1.hook_resid_pre": SAE}
+    evaluation = {"saes": {"blocks.0.hook_resid_pre": {"l0": 31.25, "ce_loss_increase": 0.0817},
+                           "blocks.1.hook_resid_pre": {"l0": 4, "ce_loss_increase": None}},
+                  "n_tokens": 524288, "clean_ce_loss": 3.2741, "run_dir": "/home/me/runs/x"}
+    card = render_card("alice/x", {"model": "gpt2", "loss": "e2e"}, saes, evaluation)
+    assert "| metric | `blocks.0.hook_resid_pre` | `blocks.1.hook_resid_pre` |" in card
+    assert "| l0 | 31.25 | 4 |" in card and "| ce_loss_increase | 0.0817 | – |" in card
+    assert "n_tokens 524,288; clean_ce_loss 3.274" in card
+    assert "/home/me" not in card  # a local path means nothing on the Hub
+
+
+def test_malformed_eval_json_is_one_clear_line(tmp_path):
+    run = tmp_path / "run"
+    make_sae_dir(run)
+    (run / "config.json").write_text(json.dumps({"model": "gpt2", "loss": "e2e"}))
+    (run / "eval.json").write_text(json.dumps({"saes": {"blocks.1.hook_resid_pre": "good"}}))
+    result = CliRunner().invoke(app, ["push", str(run), "alice/x", "--dry-run"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "is not what `sae-kit eval` writes" in " ".join(result.stderr.split())
