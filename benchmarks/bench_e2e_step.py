@@ -3,7 +3,8 @@
     python benchmarks/bench_e2e_step.py                                # CPU, fp32, both models
     python benchmarks/bench_e2e_step.py --device cuda --dtype bf16     # on a GPU
 
-For each model, on one batch, in one process, interleaved after a warm-up (median wall time):
+For each model, on one batch, in one process, interleaved after a warm-up (medians of wall time
+and, on CPU, of the process's CPU time, which a core shared with other jobs inflates less):
 
 - naive: what the reference implementation (e2e_sae) does each step: a full clean forward to
   full logits, a second full forward with the SAE spliced in by a hook (so every layer before
@@ -18,7 +19,8 @@ Both steps end with the trainer's gradient clipping and Adam step, and their SAE
 same weights. The SAE sits at resid_pre of the middle layer. Peak memory of the KL part (logits,
 softmaxes, KL, its backward) is measured at --kl-tokens tokens: on CUDA with
 torch.cuda.max_memory_allocated, on CPU (Linux) as the growth of the process's peak resident
-set (VmHWM, reset through /proc/self/clear_refs) in a fresh subprocess per measurement.
+set (VmHWM, reset through /proc/self/clear_refs) in a fresh single-threaded subprocess per
+measurement; freed memory the allocator keeps resident counts against the measured variant.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ from sae_kit.splice import ModelRunner, Splice
 # (batch, context) per model and device: small enough that a CPU run takes minutes.
 SHAPES = {("builtin", "cpu"): (8, 256), ("gpt2-small", "cpu"): (2, 256),
           ("builtin", "cuda"): (32, 256), ("gpt2-small", "cuda"): (8, 1024)}
+# Tokens for the KL memory measurement: about 1e8 logits per [tokens, vocab] tensor (0.4 GB).
+KL_TOKENS = {"builtin": 16384, "gpt2-small": 2048}
 SPARSITY_COEFF = 1.0
 GRAD_CLIP = 10.0  # the trainer's default
 
@@ -178,20 +182,28 @@ def _sync(device: torch.device) -> None:
 
 
 def interleaved(variants: dict[str, Callable[[], None]], reps: int, warmup: int,
-                device: torch.device) -> dict[str, list[float]]:
-    """Wall times of each variant, run in rotating order so load drifts hit all alike."""
+                device: torch.device) -> dict[str, dict[str, list[float]]]:
+    """Times of each variant, run in rotating order so that load drifts hit all alike.
+
+    Returns {"wall": {name: seconds...}} and, on CPU, also {"cpu": ...}: the process's CPU
+    time, which waiting for a core shared with other jobs does not inflate (much).
+    """
     names = list(variants)
     for _ in range(warmup):
         for name in names:
             variants[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
+    clocks = {"wall": time.perf_counter}
+    if device.type != "cuda":
+        clocks["cpu"] = time.process_time
+    times = {clock: {name: [] for name in names} for clock in clocks}
     for rep in range(reps):
         for name in names[rep % len(names):] + names[:rep % len(names)]:
             _sync(device)
-            start = time.perf_counter()
+            start = {clock: read() for clock, read in clocks.items()}
             variants[name]()
             _sync(device)
-            times[name].append(time.perf_counter() - start)
+            for clock, read in clocks.items():
+                times[clock][name].append(read() - start[clock])
     return times
 
 
@@ -255,14 +267,15 @@ def kl_peak_in_subprocess(kind: str, tokens: int, vocab: int, d_model: int, chun
     return int(done.stdout.strip().splitlines()[-1])
 
 
-def kl_peaks(args: argparse.Namespace, vocab: int, d_model: int,
+def kl_peaks(tokens: int, args: argparse.Namespace, vocab: int, d_model: int,
              device: torch.device) -> dict[str, int | None]:
     kinds = ("naive", "sae-kit")
     if device.type == "cuda":
-        return {k: kl_peak_bytes(k, args.kl_tokens, vocab, d_model, args.kl_chunk, device)
+        return {k: kl_peak_bytes(k, tokens, vocab, d_model, args.kl_chunk, device)
                 for k in kinds}
-    return {k: kl_peak_in_subprocess(k, args.kl_tokens, vocab, d_model, args.kl_chunk,
-                                     args.threads) for k in kinds}
+    # One thread: a second thread's malloc arena keeps freed chunks resident and blurs RSS.
+    return {k: kl_peak_in_subprocess(k, tokens, vocab, d_model, args.kl_chunk, 1)
+            for k in kinds}
 
 
 def step_peaks(steps: dict[str, Callable[[], None]], device: torch.device) -> dict[str, int]:
@@ -311,13 +324,14 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
              "sae-kit": with_backends(lambda: sae_kit_step(s, splice, loss, opts["sae-kit"]))}
     variants = {**steps, **{f"bound/{k}": with_backends(fn) for k, fn in bound.items()}}
     times = interleaved(variants, args.reps, args.warmup, device)
+    kl_tokens = args.kl_tokens or KL_TOKENS[name]
     result = {
         "model": name, "description": what, "hook_point": HookPoint(layer).name,
         "n_dict": first.n_dict, "dict_ratio": args.dict_ratio, "batch": batch,
         "context": context, "tokens": batch * context, "dtype": args.dtype,
         "kl_chunk": args.kl_chunk, "times_s": times,
-        "kl_peak_bytes": kl_peaks(args, model.config.vocab_size, d_model, device),
-        "kl_tokens": args.kl_tokens, "vocab": model.config.vocab_size,
+        "kl_peak_bytes": kl_peaks(kl_tokens, args, model.config.vocab_size, d_model, device),
+        "kl_tokens": kl_tokens, "vocab": model.config.vocab_size,
     }
     if device.type == "cuda":
         result["step_peak_bytes"] = step_peaks(steps, device)
@@ -330,21 +344,13 @@ def _gb(n: int | None) -> str:
 
 
 def report(r: dict, args: argparse.Namespace) -> None:
-    med = {k: statistics.median(v) for k, v in r["times_s"].items()}
-    bound = {k.split("/")[1]: v for k, v in med.items() if k.startswith("bound/")}
-    lower = sum(bound.values())
     print(f"\n== {r['model']}: {r['description']}")
     print(f"   SAE at {r['hook_point']}, n_dict {r['n_dict']} (ratio {r['dict_ratio']:g}); "
           f"batch {r['batch']} x {r['context']} = {r['tokens']} tokens; naive fp32, sae-kit "
-          f"{r['dtype']}; median of {args.reps} after {args.warmup} warm-up")
-    print(f"   {'':12}{'median s':>10}{'min-max s':>18}{'tokens/s':>12}{'vs naive':>10}")
-    for name in ("naive", "sae-kit"):
-        t = r["times_s"][name]
-        print(f"   {name:12}{med[name]:>10.3f}{f'{min(t):.3f}-{max(t):.3f}':>18}"
-              f"{r['tokens'] / med[name]:>12,.0f}{med['naive'] / med[name]:>9.2f}x")
-    parts = " + ".join(f"{k} {v:.3f}" for k, v in bound.items())
-    print(f"   {'lower bound':12}{lower:>10.3f}   = {parts}")
-    print(f"   sae-kit step / lower bound: {med['sae-kit'] / lower:.2f}x")
+          f"{r['dtype']}; {args.threads or torch.get_num_threads()} threads; median of "
+          f"{args.reps} after {args.warmup} warm-up")
+    for clock, times in r["times_s"].items():
+        report_clock(clock, times, r["tokens"])
     kl = r["kl_peak_bytes"]
     ratio = f" = {kl['sae-kit'] / kl['naive']:.3f}x naive" if None not in kl.values() else ""
     print(f"   KL peak memory at {r['kl_tokens']} tokens x {r['vocab']} vocab: naive "
@@ -353,6 +359,25 @@ def report(r: dict, args: argparse.Namespace) -> None:
         step = r["step_peak_bytes"]
         print(f"   whole-step peak memory: naive {_gb(step['naive'])}, "
               f"sae-kit {_gb(step['sae-kit'])}")
+
+
+def report_clock(clock: str, times: dict[str, list[float]], tokens: int) -> None:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    bound = {k.split("/")[1]: v for k, v in med.items() if k.startswith("bound/")}
+    lower = sum(bound.values())
+    paired = statistics.median([n / k for n, k in zip(times["naive"], times["sae-kit"],
+                                                      strict=True)])
+    print(f"   {clock + ' time':12}{'median s':>10}{'min-max s':>18}{'tokens/s':>12}"
+          f"{'vs naive':>10}")
+    for name in ("naive", "sae-kit"):
+        t = times[name]
+        print(f"   {name:12}{med[name]:>10.3f}{f'{min(t):.3f}-{max(t):.3f}':>18}"
+              f"{tokens / med[name]:>12,.1f}{med['naive'] / med[name]:>9.2f}x")
+    parts = " + ".join(f"{k} {v:.3f}" for k, v in bound.items())
+    print(f"   {'lower bound':12}{lower:>10.3f}   = {parts}")
+    print(f"   sae-kit / lower bound {med['sae-kit'] / lower:.2f}x; naive / lower bound "
+          f"{med['naive'] / lower:.2f}x (the most any step can gain here); naive / sae-kit "
+          f"per repetition, median {paired:.2f}x")
 
 
 def describe_machine(device: torch.device) -> str:
@@ -374,11 +399,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dict-ratio", type=float, default=60.0, help="n_dict / d_model")
     p.add_argument("--batch", type=int, default=None, help="default: per model and device")
     p.add_argument("--context", type=int, default=None, help="default: per model and device")
-    p.add_argument("--reps", type=int, default=3, help="timed repetitions of each variant")
+    p.add_argument("--reps", type=int, default=5, help="timed repetitions of each variant")
     p.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
     p.add_argument("--threads", type=int, default=2, help="torch threads on CPU; 0: default")
     p.add_argument("--kl-chunk", type=int, default=DEFAULT_CHUNK, help="sae-kit's KL chunk")
-    p.add_argument("--kl-tokens", type=int, default=2048, help="tokens for the KL memory")
+    p.add_argument("--kl-tokens", type=int, default=None,
+                   help="tokens for the KL memory; default: per model")
     p.add_argument("--json", default=None, help="also write the results to this file")
     p.add_argument("--probe-kl", default=None, help=argparse.SUPPRESS)  # internal
     return p.parse_args(argv)
