@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
-Dtype = Literal["fp32", "bf16"]
+# The names are sae_kit.config.DTYPE_NAMES.
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
