@@ -9,6 +9,12 @@ matrices transposed and the decoder columns renormalised in every forward pass. 
 that normalisation into ``W_dec``. Import accepts any decoder norms: a row of norm n becomes a
 unit decoder column and its encoder row and bias are scaled by n (``relu(z) * n = relu(z * n)``
 for n > 0), so the reconstruction is unchanged and only the codes are rescaled.
+
+SAELens' "topk" SAE keeps the k largest pre-activations and ReLUs them; sae-kit's ``topk`` ReLUs
+and keeps the k largest, the same codes. Scaling pre-activations by the decoder row norms changes
+which k win, so import folds the norms only where SAELens itself ranks the scaled ones
+(``rescale_acts_by_decoder_norm``); otherwise all rows must have one norm (up to the rounding of
+the stored precision) and their mean is folded in as a single factor. Anything else is refused.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from sae_kit.sae_io import read_json, save_sae, write_json_atomic
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
-# sae-kit architecture -> SAELens architecture computing the same function.
-ARCHITECTURES = {"relu": "standard"}
+# sae-kit architecture -> SAELens architecture computing the same function, and back.
+ARCHITECTURES = {"relu": "standard", "topk": "topk"}
+FROM_SAELENS = {v: k for k, v in ARCHITECTURES.items()}
 # TransformerLens must not centre the residual stream: sae-kit SAEs read raw HF activations.
 TL_KWARGS = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False}
 
@@ -51,14 +58,22 @@ def export_saelens(sae_dir: str | Path, out: str | Path) -> Path:
     out = _fresh_dir(out)
     save_file({k: v.float().contiguous() for k, v in state.items()}, str(out / WEIGHTS),
               metadata={"format": "pt"})
-    write_json_atomic(out / CFG, _cfg(config, hook, ARCHITECTURES[sae.name]))
+    write_json_atomic(out / CFG, {**_cfg(config, hook), **_arch_cfg(sae.name, sae.options())})
     return out
 
 
-def _cfg(config: dict[str, Any], hook: HookPoint, architecture: str) -> dict[str, Any]:
+def _arch_cfg(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    if name == "topk":  # k as SAELens 6 reads it (top level) and as pre-6 versions did (kwargs)
+        return {"architecture": "topk", "k": options["k"], "activation_fn_str": "topk",
+                "activation_fn_kwargs": {"k": options["k"]},
+                "rescale_acts_by_decoder_norm": False}  # rows are unit norm already
+    return {"architecture": ARCHITECTURES[name], "activation_fn_str": "relu",
+            "activation_fn_kwargs": {}}
+
+
+def _cfg(config: dict[str, Any], hook: HookPoint) -> dict[str, Any]:
     # The flat (pre-6.0) layout: SAELens 6 converts it on load, older versions read it as is.
     return {
-        "architecture": architecture,
         "d_in": config["d_in"],
         "d_sae": config["n_dict"],
         "dtype": "float32",
@@ -67,8 +82,6 @@ def _cfg(config: dict[str, Any], hook: HookPoint, architecture: str) -> dict[str
         "hook_name": hook.name,
         "hook_layer": hook.layer,
         "hook_head_index": None,
-        "activation_fn_str": "relu",
-        "activation_fn_kwargs": {},
         "apply_b_dec_to_input": False,
         "finetuning_scaling_factor": False,
         "normalize_activations": "none",
@@ -88,23 +101,22 @@ def _revision(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def import_saelens(src: str | Path, out: str | Path) -> Path:
-    """Turn an SAELens SAE directory (standard architecture) into an sae-kit SAE directory."""
+    """Turn an SAELens SAE directory (standard or topk) into an sae-kit SAE directory."""
     src = Path(src)
     cfg = read_json(src / CFG)
     flat = {**(cfg.get("metadata") or {}), **cfg}  # SAELens 6 nests model/hook fields
-    hook = _check_importable(flat, src)
-    state = _read_weights(src / WEIGHTS, int(flat["d_in"]), int(flat["d_sae"]))
-    W_enc, b_enc, W_dec, b_dec = (state[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec"))
+    hook, arch, options = _check_importable(flat, src)
+    d_in, d_sae = int(flat["d_in"]), int(flat["d_sae"])
+    state, eps = _read_weights(src / WEIGHTS, d_in, d_sae)
     if flat.get("apply_b_dec_to_input", True):  # SAELens' pre-6.0 default is True
-        b_enc = b_enc - b_dec @ W_enc  # (x - b_dec) @ W_enc + b_enc, folded into the bias
-    norms = W_dec.norm(dim=1)
-    dead = norms == 0  # a zero decoder row never contributes: keep its codes at zero
-    scale = torch.where(dead, torch.zeros_like(norms), norms)
-    unit = torch.where(dead[:, None], torch.eye(1, W_dec.shape[1]).expand_as(W_dec),
-                       W_dec / norms.clamp_min(1e-30)[:, None])
-    sae = plugins.load("architectures", "relu")(int(flat["d_in"]), int(flat["d_sae"]))
-    sae.load_state_dict({"W_enc": (W_enc * scale).T.contiguous(), "b_enc": b_enc * scale,
-                         "W_dec": unit.T.contiguous(), "b_dec": b_dec})
+        # (x - b_dec) @ W_enc + b_enc, folded into the bias
+        state["b_enc"] = state["b_enc"] - state["b_dec"] @ state["W_enc"]
+    norms = scale = state["W_dec"].norm(dim=1)
+    if arch == "topk" and not flat.get("rescale_acts_by_decoder_norm", False):
+        _check_one_norm(norms, src, eps)
+        scale = norms.mean().expand_as(norms)  # one factor for all keeps SAELens' top k exactly
+    sae = plugins.load("architectures", arch)(d_in, d_sae, **options)
+    sae.load_state_dict(_fold_norms(state, norms, scale))
     kit = cfg.get("sae_kit") or {}
     extra = {
         "model": kit.get("model", flat.get("model_name")), "revision": kit.get("revision"),
@@ -116,13 +128,48 @@ def import_saelens(src: str | Path, out: str | Path) -> Path:
     return save_sae(sae, hook, _fresh_dir(out), extra)
 
 
-def _check_importable(flat: dict[str, Any], src: Path) -> HookPoint:
+def _fold_norms(state: dict[str, torch.Tensor], norms: torch.Tensor,
+                scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Unit decoder columns; ``scale`` (the row norms, or one for all) moves into the encoder."""
+    W_dec = state["W_dec"]
+    dead = norms == 0  # a zero decoder row never contributes: keep its codes at zero
+    scale = torch.where(dead, torch.zeros_like(scale), scale)
+    unit = torch.where(dead[:, None], torch.eye(1, W_dec.shape[1]).expand_as(W_dec),
+                       W_dec / norms.clamp_min(1e-30)[:, None])
+    return {"W_enc": (state["W_enc"] * scale).T.contiguous(), "b_enc": state["b_enc"] * scale,
+            "W_dec": unit.T.contiguous(), "b_dec": state["b_dec"]}
+
+
+def _check_one_norm(norms: torch.Tensor, src: Path, eps: float) -> None:
+    # Folding unequal norms would rank n * pre where SAELens ranks pre: other latents would win.
+    # Rows stored in half precision differ by rounding (about eps), which is no real difference.
+    low, high = norms.min().item(), norms.max().item()
+    if high == 0 or high - low > max(1e-5, 4 * eps) * high:
+        raise SaeKitError(
+            f"cannot import {str(src)!r}: its topk decoder rows differ in norm ({low:.4g} to "
+            f"{high:.4g}) and rescale_acts_by_decoder_norm is false, so SAELens picks the top k "
+            "before scaling by them; sae-kit (unit decoder columns) cannot reproduce that")
+
+
+def _check_importable(flat: dict[str, Any], src: Path) -> tuple[HookPoint, str, dict[str, Any]]:
+    """The hook point, sae-kit architecture and its options, or one line listing every problem."""
     problems = []
-    if flat.get("architecture", "standard") != "standard":
-        problems.append(f"architecture {flat['architecture']!r} (only 'standard' imports)")
-    act = flat.get("activation_fn_str", flat.get("activation_fn", "relu"))
-    if act != "relu":
-        problems.append(f"activation {act!r} (only relu imports)")
+    arch = flat.get("architecture", "standard")
+    act = flat.get("activation_fn_str", flat.get("activation_fn"))
+    if arch == "standard" and act == "topk":  # how SAELens before 6.0 wrote a TopK SAE
+        arch = "topk"
+    options: dict[str, Any] = {}
+    if arch not in FROM_SAELENS:
+        problems.append(f"architecture {arch!r} (only {' and '.join(map(repr, FROM_SAELENS))} "
+                        "import)")
+    elif act not in (None, {"standard": "relu", "topk": "topk"}[arch]):
+        problems.append(f"activation {act!r} for architecture {arch!r}")
+    if arch == "topk":
+        k = flat.get("k", (flat.get("activation_fn_kwargs") or {}).get("k"))
+        if isinstance(k, int) and not isinstance(k, bool):
+            options["k"] = k
+        else:
+            problems.append("missing k" if k is None else f"k {k!r} (want a whole number)")
     if flat.get("normalize_activations") not in (None, False, "none"):
         problems.append(f"normalize_activations {flat['normalize_activations']!r}")
     if flat.get("reshape_activations", "none") != "none":
@@ -132,19 +179,24 @@ def _check_importable(flat: dict[str, Any], src: Path) -> HookPoint:
         problems.append(f"missing {', '.join(missing)}")
     if problems:
         raise SaeKitError(f"cannot import {str(src)!r}: {'; '.join(problems)}")
-    return HookPoint.parse(str(flat["hook_name"]))
+    return HookPoint.parse(str(flat["hook_name"])), FROM_SAELENS[arch], options
 
 
-def _read_weights(path: Path, d_in: int, d_sae: int) -> dict[str, torch.Tensor]:
+def _read_weights(path: Path, d_in: int, d_sae: int) -> tuple[dict[str, torch.Tensor], float]:
+    """The weights as float32, and the machine epsilon of the precision they were stored in."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not path.exists():
         raise SaeKitError(f"{str(path)!r} is missing")
     try:
-        state = {k: v.float() for k, v in load_file(str(path)).items()}
+        stored = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise SaeKitError(f"{str(path)!r} is corrupt ({str(exc).splitlines()[0]})") from None
+    if not all(v.is_floating_point() for v in stored.values()):
+        raise SaeKitError(f"{str(path)!r} holds non-float tensors; SAE weights are floats")
+    eps = max((torch.finfo(v.dtype).eps for v in stored.values()), default=0.0)
+    state = {k: v.float() for k, v in stored.items()}
     scaling = state.pop("scaling_factor", None)
     if scaling is not None and not torch.allclose(scaling, torch.ones_like(scaling)):
         raise SaeKitError(f"{str(path)!r} has a finetuning scaling factor; sae-kit cannot "
@@ -154,7 +206,7 @@ def _read_weights(path: Path, d_in: int, d_sae: int) -> dict[str, torch.Tensor]:
              for k, shape in shapes.items() if k not in state or tuple(state[k].shape) != shape]
     if wrong:
         raise SaeKitError(f"{str(path)!r} does not match its cfg.json: {', '.join(wrong)}")
-    return state
+    return state, eps
 
 
 def _fresh_dir(out: str | Path) -> Path:

@@ -36,7 +36,7 @@ def _worker(rank: int, world_size: int, port: int, model_dir: str, out: str) -> 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                       SAE_KIT_PLUGINS=FIRST_PARTY, HF_HUB_OFFLINE="1")
-    torch.set_num_threads(1)  # first, before any operation runs in the forked child
+    torch.set_num_threads(1)  # tiny model: threads only add overhead
     try:
         run = build_run(_config(model_dir, Path(out) / "run", batch_size=2))
         fit(run)
@@ -54,10 +54,10 @@ def _free_port() -> int:
 
 
 def _run_two_ranks(model_dir: Path, out: Path, timeout: float = 240) -> None:
-    # fork, not spawn: the children inherit the imported torch and transformers (seconds
-    # each); they use one thread, so the parent's OpenMP pool is never touched after the fork.
+    # spawn, not fork: a fork copies whatever locks other threads of the test process hold
+    # (OpenMP, HTTP servers of other tests), which deadlocked a rank now and then.
     procs = mp.start_processes(_worker, args=(2, _free_port(), str(model_dir), str(out)),
-                               nprocs=2, join=False, start_method="fork")
+                               nprocs=2, join=False, start_method="spawn")
     deadline = time.monotonic() + timeout
     while not procs.join(timeout=1):  # raises if a rank failed
         if time.monotonic() > deadline:
