@@ -9,6 +9,9 @@ from typing import Any
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
 
+# Names for --dtype; sae_kit.precision maps them to torch dtypes (this module stays torch-free).
+DTYPE_NAMES = ("fp32", "bf16")
+
 
 def _help(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
     return field(default=default, metadata={"help": text}, **kw)
@@ -74,6 +77,14 @@ class TrainConfig:
     grad_clip: float | None = _help("Clip the gradient norm to this (paper: 10).", 10.0)
     seed: int = _help("Random seed for SAE init and data order.", 0)
     device: str = _help("'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.", "auto")
+    dtype: str = _help(
+        "Precision of the frozen model's forward passes: fp32, or bf16 (autocast); SAE weights, "
+        "SAE computation and the KL stay fp32 either way. On CUDA, fp32 matmuls use TF32.",
+        "fp32",
+    )
+    compile: bool = _help(
+        "torch.compile each SAE's forward pass; if compiling fails, warn and run eagerly.", False
+    )
     log_every: int = _help("Optimizer steps between metric records.", 10)
     save_every: int = _help(
         "Optimizer steps between checkpoints (one is also written at the end and on "
@@ -98,6 +109,7 @@ class TrainConfig:
             "context": self.context is None or self.context >= 2,
             "n_samples": self.n_samples is None or self.n_samples >= 1,
             "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+            "dtype": self.dtype in DTYPE_NAMES,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -219,5 +219,11 @@ class Splice:
         )
         return SplicedRun(run=run, sae_outputs=outputs, sae_inputs=inputs)
 
+    @property
+    def unembed(self) -> nn.Module:
+        """The module mapping final hidden states to logits."""
+        return self.runner.unembed
+
     def logits(self, final_hidden: torch.Tensor) -> torch.Tensor:
+        """Full [..., vocab] logits; the e2e losses use the chunked KL instead."""
         return self.runner.unembed(final_hidden)

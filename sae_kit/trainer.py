@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from sae_kit import __version__, checkpoint, distributed, plugins
+from sae_kit import __version__, checkpoint, distributed, plugins, precision
 from sae_kit.architectures.base import SAE
 from sae_kit.builtin import BUILTIN_MODEL_NAME
 from sae_kit.checkpoint import TrainState
@@ -98,6 +98,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0) -> Run:
     config.architecture_options = dataclasses.asdict(arch_options)
     hook_points = [HookPoint.parse(name) for name in config.hook_points]
     dist, device = distributed.setup(resolve_device(config.device))
+    precision.configure_backends(device)
 
     loaded = load_model(config.model, revision=config.revision, device=device)
     if not hook_points:
@@ -115,8 +116,11 @@ def build_run(config: TrainConfig, skip_windows: int = 0) -> Run:
     torch.manual_seed(config.seed)
     saes = {hp: arch(loaded.d_model, n_dict, **config.architecture_options).to(device)
             for hp in hook_points}
+    if config.compile:
+        precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
+                                  precision.warn_stderr)
     params = [p for sae in saes.values() for p in sae.parameters()]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    optimizer = precision.adam(params, lr=config.lr)
     warmup = round(config.warmup_fraction * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, warmup, config.min_lr_ratio)
@@ -166,7 +170,8 @@ def train_step(run: Run, stats: StepStats) -> float:
     for i in range(accum):
         input_ids = next(run.data).to(run.device)
         with distributed.micro_batch(run.loss, last=i == accum - 1):
-            result = run.loss(run.splice, input_ids)
+            with precision.autocast(run.device, run.config.dtype):
+                result = run.loss(run.splice, input_ids)
             (result.loss / accum).backward()
         stats.add(result, input_ids.numel())
         bad = bad or nonfinite_term(result)

@@ -93,8 +93,10 @@ class SAE(nn.Module):
         return codes @ self.dict_elements.T + self.b_dec
 
     def forward(self, x: torch.Tensor) -> SAEOutput:
-        codes = self.encode(x)
-        return SAEOutput(output=self.decode(codes), codes=codes)
+        # fp32 (the parameters' dtype) even when the model around it runs under bf16 autocast.
+        with torch.autocast(x.device.type, enabled=False):
+            codes = self.encode(x.to(self.W_enc.dtype))
+            return SAEOutput(output=self.decode(codes), codes=codes)
 
     def sparsity_penalty(self, codes: torch.Tensor) -> torch.Tensor:
         """Mean over tokens of ||c||_1, divided by d_in (the input width, not n_dict)."""

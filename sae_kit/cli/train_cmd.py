@@ -62,6 +62,8 @@ def train(
     grad_clip: float = typer.Option(10.0, help=H("grad_clip")),
     seed: int = typer.Option(0, help=H("seed")),
     device: str = typer.Option("auto", help=H("device")),
+    dtype: str = typer.Option("fp32", help=H("dtype")),
+    compile_: bool = typer.Option(False, "--compile", help=H("compile")),
     log_every: int = typer.Option(10, help=H("log_every")),
     save_every: int = typer.Option(1000, help=H("save_every")),
     keep_checkpoints: int = typer.Option(2, help=H("keep_checkpoints")),
@@ -93,7 +95,7 @@ def train(
         sparsity_coeff=sparsity_coeff, context=context, batch_size=batch_size,
         grad_accum=grad_accum, n_samples=n_samples, lr=lr, warmup_fraction=warmup_fraction,
         min_lr_ratio=min_lr_ratio, grad_clip=grad_clip if grad_clip > 0 else None, seed=seed,
-        device=device, log_every=log_every, output_dir=out,
+        device=device, dtype=dtype, compile=compile_, log_every=log_every, output_dir=out,
         save_every=save_every, keep_checkpoints=keep_checkpoints,
     )
     from sae_kit.trainer import build_run  # torch import only once args are valid

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
+from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult
-from sae_kit.losses.kl import kl_divergence
+from sae_kit.losses.chunked_kl import DEFAULT_CHUNK, unembed_kl
+
+
+@dataclass
+class KLOptions:
+    kl_chunk: int = field(
+        default=DEFAULT_CHUNK,
+        metadata={"help": "Tokens per chunk of the fused unembedding + KL; bounds its memory."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.kl_chunk < 1:
+            raise SaeKitError(f"kl_chunk must be at least 1, got {self.kl_chunk}")
+
+
+def output_kl(splice, clean, spliced, options: KLOptions) -> torch.Tensor:
+    """KL(original || spliced) from the two passes' final hidden states, chunked over tokens."""
+    return unembed_kl(splice.unembed, clean.final_hidden, spliced.run.final_hidden,
+                      options.kl_chunk)
 
 
 def sparsity_terms(loss: Loss, splice, sae_outputs) -> tuple[torch.Tensor, dict, dict]:
@@ -24,17 +45,18 @@ class E2ELoss(Loss):
     """KL(p_original || p_with_SAEs), mean over tokens, + lambda * L1/d_in per SAE.
 
     The clean pass runs without gradients; the spliced pass starts at the first SAE from the
-    activation the clean pass cached, so the layers before it run once per step.
+    activation the clean pass cached, so the layers before it run once per step. Both passes stop
+    before the unembedding; the KL multiplies the final hidden states by it a chunk of tokens at
+    a time (:mod:`sae_kit.losses.chunked_kl`).
     """
 
     name = "e2e"
+    Options = KLOptions
 
     def __call__(self, splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=[splice.first_position])
         spliced = splice.spliced(input_ids, clean=clean)
-        kl = kl_divergence(
-            splice.logits(clean.final_hidden), splice.logits(spliced.run.final_hidden)
-        )
+        kl = output_kl(splice, clean, spliced, self.options)
         sparsity, terms, codes = sparsity_terms(self, splice, spliced.sae_outputs)
         terms["kl"] = kl.detach()
         return LossResult(loss=kl + sparsity, terms=terms, codes=codes)

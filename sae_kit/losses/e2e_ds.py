@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from sae_kit.errors import SaeKitError
 from sae_kit.hookpoints import downstream_positions
 from sae_kit.losses.base import Loss, LossResult
-from sae_kit.losses.e2e import sparsity_terms
-from sae_kit.losses.kl import kl_divergence
+from sae_kit.losses.e2e import KLOptions, output_kl, sparsity_terms
 
 
 class E2EDownstreamLoss(Loss):
@@ -24,7 +23,7 @@ class E2EDownstreamLoss(Loss):
     name = "e2e+ds"
 
     @dataclass
-    class Options:
+    class Options(KLOptions):
         kl_coeff: float = field(default=0.5, metadata={"help": "Weight of the KL term."})
         ds_coeff: float = field(
             default=2.5, metadata={"help": "beta: weight of the mean downstream MSE."}
@@ -57,9 +56,7 @@ class E2EDownstreamLoss(Loss):
         positions = self.positions(splice.first_position, splice.n_layers)
         clean = splice.clean(input_ids, capture=[splice.first_position, *positions])
         spliced = splice.spliced(input_ids, capture=positions, clean=clean)
-        kl = kl_divergence(
-            splice.logits(clean.final_hidden), splice.logits(spliced.run.final_hidden)
-        )
+        kl = output_kl(splice, clean, spliced, self.options)
         sparsity, terms, codes = sparsity_terms(self, splice, spliced.sae_outputs)
         total = self.options.kl_coeff * kl + sparsity
         if positions:

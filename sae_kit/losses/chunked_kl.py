@@ -1,0 +1,108 @@
+"""KL(p_original || p_spliced) straight from final hidden states, a chunk of tokens at a time.
+
+The plain computation (:func:`sae_kit.losses.kl.kl_divergence` on two logits tensors) holds
+several [tokens, vocab] tensors at once: both logits, both log-softmaxes, and what autograd saves
+for the backward pass. Here each chunk of tokens is multiplied by the unembedding, reduced to its
+per-token KL and dropped before the next chunk, so peak memory is set by chunk x vocab, not by
+batch x vocab.
+
+The gradient is computed in the same loop: for a mean over n tokens,
+dKL/dlogits_q = (softmax(q) - softmax(p)) / n, and times the unembedding weight that is the
+gradient of the spliced hidden states. Doing it while the chunk's softmaxes exist costs one
+matmul per chunk; recomputing them in the backward pass would cost two more unembedding matmuls
+per step. What is kept for backward is one [tokens, d_model] tensor. The unembedding is frozen:
+it gets no gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from sae_kit.losses.kl import kl_divergence
+
+# Tokens per chunk. On a 2-core CPU with GPT-2's 50k vocabulary and 2048 tokens, the KL's forward
+# and backward took 0.98x the unchunked KL's time at 512, 0.91x at 2048 and 1.24x at 128
+# (benchmarks/bench_kl_chunks.py, docs/performance.md). 512 holds a chunk's four fp32
+# [chunk, vocab] buffers at 0.4 GB for that vocabulary; its matmuls are large enough for a GPU.
+DEFAULT_CHUNK = 512
+
+
+class _ChunkedKL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, clean: torch.Tensor, spliced: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None, chunk_size: int, want_grad: bool) -> torch.Tensor:
+        d_model = clean.shape[-1]
+        p_hidden, q_hidden = clean.reshape(-1, d_model), spliced.reshape(-1, d_model)
+        n = p_hidden.shape[0]
+        # fp32 whatever the inputs: bf16 logits of magnitude ~100 are off by ~0.5, which would
+        # swamp the small KL between two nearly equal distributions.
+        w = weight.float()
+        b = None if bias is None else bias.float()
+        per_token = torch.empty(n, dtype=torch.float32, device=clean.device)
+        grad = torch.empty(n, d_model, dtype=torch.float32, device=clean.device) if want_grad \
+            else None
+        with torch.autocast(clean.device.type, enabled=False):
+            for start in range(0, n, chunk_size):
+                rows = slice(start, start + chunk_size)
+                log_p = torch.log_softmax(F.linear(p_hidden[rows].float(), w, b), dim=-1)
+                log_q = torch.log_softmax(F.linear(q_hidden[rows].float(), w, b), dim=-1)
+                p = log_p.exp()
+                per_token[rows] = log_p.sub_(log_q).mul_(p).sum(-1)
+                del log_p
+                if grad is not None:
+                    grad[rows] = log_q.exp_().sub_(p) @ w  # (q - p) W, scaled in backward
+                del log_q, p
+        ctx.save_for_backward(grad)
+        ctx.shape, ctx.dtype, ctx.n = spliced.shape, spliced.dtype, n
+        return per_token.mean()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_kl: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        grad_spliced = None
+        if ctx.needs_input_grad[1]:
+            grad_spliced = (grad * (grad_kl / ctx.n)).to(ctx.dtype).reshape(ctx.shape)
+        return None, grad_spliced, None, None, None, None
+
+
+def chunked_kl(
+    clean_hidden: torch.Tensor,
+    spliced_hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> torch.Tensor:
+    """Mean over tokens of KL(softmax(clean W^T + b) || softmax(spliced W^T + b)), in fp32.
+
+    clean_hidden: the original model's final normed hidden states (no gradient needed).
+    spliced_hidden: the same with SAEs spliced in; the only input that gets a gradient.
+    weight, bias: the unembedding, shape (vocab, d_model) and (vocab,).
+    Equals ``kl_divergence(F.linear(clean, W, b), F.linear(spliced, W, b))``.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if weight.requires_grad or (bias is not None and bias.requires_grad):
+        raise ValueError("chunked_kl gives no gradient to the unembedding; freeze the model")
+    want_grad = torch.is_grad_enabled() and spliced_hidden.requires_grad
+    return _ChunkedKL.apply(clean_hidden.detach(), spliced_hidden, weight, bias, chunk_size,
+                            want_grad)
+
+
+def unembed_kl(
+    unembed: nn.Module,
+    clean_hidden: torch.Tensor,
+    spliced_hidden: torch.Tensor,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> torch.Tensor:
+    """KL on the model's output distributions, given the unembedding's inputs.
+
+    Chunked when the unembedding is a plain ``nn.Linear`` (``lm_head`` of most families); any
+    other module (a scaled or soft-capped head, say) gets full logits and the plain KL.
+    """
+    if isinstance(unembed, nn.Linear) and type(unembed).forward is nn.Linear.forward:
+        return chunked_kl(clean_hidden, spliced_hidden, unembed.weight, unembed.bias, chunk_size)
+    return kl_divergence(unembed(clean_hidden), unembed(spliced_hidden))

@@ -1,0 +1,150 @@
+"""The chunked unembedding + KL against the plain full-logits computation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from sae_kit import plugins
+from sae_kit.architectures.relu import ReluSAE
+from sae_kit.errors import SaeKitError
+from sae_kit.hookpoints import HookPoint
+from sae_kit.losses.chunked_kl import chunked_kl, unembed_kl
+from sae_kit.losses.kl import kl_divergence
+from sae_kit.models import load_model
+from sae_kit.splice import Splice
+
+D, VOCAB = 16, 50
+
+
+def _inputs(shape, dtype=torch.float32, bias=True, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(VOCAB, D, generator=gen).to(dtype)
+    b = torch.randn(VOCAB, generator=gen).to(dtype) if bias else None
+    clean = torch.randn(*shape, D, generator=gen).to(dtype)
+    spliced = (clean.float() + 0.3 * torch.randn(*shape, D, generator=gen)).to(dtype)
+    return clean, spliced.requires_grad_(), weight, b
+
+
+def _plain(clean, spliced, weight, bias):
+    """kl_divergence on full logits, in fp32 from the same (possibly bf16) values."""
+    b = None if bias is None else bias.float()
+    return kl_divergence(F.linear(clean.float(), weight.float(), b),
+                         F.linear(spliced.float(), weight.float(), b))
+
+
+def _grad(fn, spliced, scale=1.0):
+    spliced.grad = None
+    value = fn()
+    (scale * value).backward()
+    return value.detach(), spliced.grad.clone()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 30, 31, 1000])
+@pytest.mark.parametrize("bias", [True, False])
+def test_value_and_gradient_equal_the_plain_kl(chunk, bias):
+    clean, spliced, weight, b = _inputs((3, 10), bias=bias)  # 30 tokens: 7 leaves a remainder
+    want, want_grad = _grad(lambda: _plain(clean, spliced, weight, b), spliced)
+    got, got_grad = _grad(lambda: chunked_kl(clean, spliced, weight, b, chunk), spliced)
+    assert want > 0
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    _assert_grads_close(got_grad, want_grad, rtol=1e-4)
+
+
+def _assert_grads_close(got, want, rtol):
+    """Equal up to rounding; (q - p) cancels, so tiny entries get absolute, not relative, error."""
+    scale = want.float().abs().max().item()
+    assert scale > 0
+    torch.testing.assert_close(got.float(), want.float(), rtol=rtol, atol=rtol * scale)
+
+
+def test_upstream_gradient_scales_the_result():
+    clean, spliced, weight, b = _inputs((12,))
+    _, once = _grad(lambda: chunked_kl(clean, spliced, weight, b, 5), spliced)
+    _, scaled = _grad(lambda: chunked_kl(clean, spliced, weight, b, 5), spliced, scale=2.5)
+    torch.testing.assert_close(scaled, 2.5 * once)
+
+
+def test_bf16_inputs_are_computed_in_fp32():
+    clean, spliced, weight, b = _inputs((4, 6), dtype=torch.bfloat16)
+    want, want_grad = _grad(lambda: _plain(clean, spliced, weight, b), spliced)
+    got, got_grad = _grad(lambda: chunked_kl(clean, spliced, weight, b, 5), spliced)
+    assert got.dtype == torch.float32 and got_grad.dtype == torch.bfloat16
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    _assert_grads_close(got_grad, want_grad, rtol=2**-7)  # within a bf16 rounding step
+
+
+def test_no_gradient_work_without_grad_mode():
+    clean, spliced, weight, b = _inputs((8,))
+    with torch.no_grad():
+        value = chunked_kl(clean, spliced, weight, b, 3)
+    torch.testing.assert_close(value, _plain(clean, spliced, weight, b).detach())
+
+
+def test_a_trainable_unembedding_is_refused():
+    clean, spliced, weight, b = _inputs((4,))
+    with pytest.raises(ValueError, match="no gradient to the unembedding"):
+        chunked_kl(clean, spliced, weight.requires_grad_(), b)
+
+
+def _largest_allocation(fn) -> int:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max(event.self_cpu_memory_usage for event in prof.events())
+
+
+def test_memory_is_bounded_by_the_chunk_not_the_batch():
+    vocab, chunk = 2000, 4
+    weight = torch.randn(vocab, D)
+    for tokens in (64, 256):
+        clean = torch.randn(tokens, D)
+        spliced = torch.randn(tokens, D, requires_grad=True)
+        chunked = _largest_allocation(
+            lambda c=clean, s=spliced: chunked_kl(c, s, weight, None, chunk).backward())
+        plain = _largest_allocation(
+            lambda c=clean, s=spliced: _plain(c, s, weight, None).backward())
+        assert chunked <= chunk * vocab * 4 < tokens * vocab * 4 <= plain
+
+
+class _ScaledHead(nn.Module):
+    """An unembedding that is not a plain Linear: logits are scaled after the matmul."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.linear = nn.Linear(D, VOCAB, bias=False)
+        self.linear.weight.data.copy_(weight)
+        self.requires_grad_(False)
+
+    def forward(self, x):
+        return 0.5 * self.linear(x)
+
+
+def test_other_unembeddings_fall_back_to_full_logits():
+    clean, spliced, weight, _ = _inputs((6,), bias=False)
+    head = _ScaledHead(weight)
+    got = unembed_kl(head, clean, spliced, chunk_size=2)
+    want = kl_divergence(0.5 * F.linear(clean, weight), 0.5 * F.linear(spliced, weight))
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("loss_name", ["e2e", "e2e+ds"])
+def test_losses_give_the_same_sae_gradients_for_any_chunk(tiny_gpt2, loss_name):
+    loaded = load_model(str(tiny_gpt2))
+    torch.manual_seed(0)
+    sae = ReluSAE(32, 64)
+    splice = Splice(loaded.model, loaded.adapter, {HookPoint(1): sae})
+    ids = torch.randint(0, 512, (2, 12))
+    grads = []
+    for chunk in (5, 24):
+        sae.zero_grad(set_to_none=True)
+        loss = plugins.load("losses", loss_name)(sparsity_coeff=0.3, kl_chunk=str(chunk))
+        loss(splice, ids).loss.backward()
+        grads.append([p.grad.clone() for p in sae.parameters()])
+    for first, second in zip(*grads, strict=True):
+        torch.testing.assert_close(first, second)
+
+
+def test_kl_chunk_must_be_positive():
+    with pytest.raises(SaeKitError, match="kl_chunk must be at least 1"):
+        plugins.load("losses", "e2e")(sparsity_coeff=1.0, kl_chunk="0")
