@@ -32,12 +32,22 @@ EVAL_FILE = "eval.json"
 BatchCallback = Callable[[int, int], None]
 
 
+HUB_RUNS = Path("runs") / "hub"
+"""Where a run named by Hub id is downloaded: a directory of the user's, so eval.json fits."""
+
+
 def resolve_run_dir(ref: str) -> Path:
-    """Turn what the user typed into a local run directory (the one place to add other sources)."""
+    """Turn what the user typed into a local run directory: a path, or a Hub id (downloaded)."""
     path = Path(ref).expanduser()
-    if not path.is_dir():
-        raise SaeKitError(f"run directory {ref!r} does not exist")
-    return path
+    if path.is_dir():
+        return path
+    if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1:
+        raise SaeKitError(
+            f"run directory {ref!r} does not exist (nor is it a Hub id like namespace/name)"
+        )
+    from sae_kit.sources import resolve_sae_source
+
+    return resolve_sae_source(ref, out=HUB_RUNS / ref.replace("/", "--"))
 
 
 @dataclass

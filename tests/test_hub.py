@@ -62,7 +62,7 @@ def hub():
 
 
 def sae_kit(args: list[str], home: Path, endpoint: str, token: str | None = TOKEN,
-            python: str | None = None) -> subprocess.CompletedProcess:
+            python: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the CLI (or a Python snippet) in a clean process: no HF_* settings but ours."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HF_", "HUGGING_FACE_", "TRANSFORMERS_OFFLINE"))}
@@ -71,7 +71,7 @@ def sae_kit(args: list[str], home: Path, endpoint: str, token: str | None = TOKE
         env["HF_TOKEN"] = token
     cmd = [sys.executable, "-c", python, *args] if python else [sys.executable, "-m", "sae_kit",
                                                                  *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=cwd)
 
 
 def sample_input() -> torch.Tensor:
@@ -284,3 +284,17 @@ def test_malformed_pull_id_is_one_line():
     assert result.exit_code == 2
     assert "bad repo id 'alice': expected namespace/name, e.g. alice/gpt2-e2e-saes[/subfolder]" in (
         " ".join(result.stderr.split()))
+
+
+def test_eval_accepts_a_hub_id(run_dir, hub, tmp_path):
+    home = tmp_path / "hf-home"
+    assert sae_kit(["push", str(run_dir), "alice/saes"], home, hub.url).returncode == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    env_run = sae_kit(["eval", "alice/saes", "--n-tokens", "64", "--json"], home, hub.url,
+                      cwd=work)
+    assert env_run.returncode == 0, env_run.stderr
+    local = work / "runs" / "hub" / "alice--saes"
+    written = json.loads((local / "eval.json").read_text())
+    assert set(written["saes"]) >= set(HOOKS) and written["n_tokens"] >= 64
+    assert json.loads(env_run.stdout)["saes"] == written["saes"]
