@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, first_line
 
 if TYPE_CHECKING:
     from sae_kit.trainer import Run
@@ -280,7 +280,7 @@ def apply(run: Run, checkpoint: Checkpoint) -> None:
         run.scheduler.load_state_dict(tree["scheduler"])
         set_rng_state(tree["rng"], run.device)
     except (KeyError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise SaeKitError(
             f"checkpoint {str(checkpoint.path)!r} does not fit this run's config.json ({first})"
         ) from None

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, first_line
 from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
 
 HOLDOUT_EVERY = 20
@@ -100,7 +100,7 @@ def _open(spec: DataSpec, split: str) -> Iterable[dict[str, Any]]:
     except Exception as exc:  # datasets raises many types for "not found" and "offline"
         raise SaeKitError(
             f"could not open dataset {spec.dataset!r} split {split!r} from the Hugging Face Hub "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"({type(exc).__name__}: {first_line(exc)}); "
             "pass a local .txt/.jsonl/.parquet path, or check the id and your network"
         ) from exc
 

@@ -6,3 +6,12 @@ class SaeKitError(Exception):
 
     The message says what was wrong and how to mend it, on one line.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty).
+
+    Library errors can span many lines; a SaeKitError quotes only this much of them.
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,7 +12,7 @@ from torch import nn
 from sae_kit import plugins
 from sae_kit.adapter import ModelAdapter
 from sae_kit.builtin import BUILTIN_MODEL_NAME, builtin_model_dir
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, first_line
 from sae_kit.generic_adapter import GenericAdapter
 from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
 
@@ -74,9 +74,8 @@ def _from_pretrained(loader: Any, source: str, revision: str | None, **kwargs: A
                 "Hugging Face cache; pass a local directory saved with save_pretrained"
             ) from exc
         where = "local directory" if local else "Hugging Face Hub (wrong id? no access?)"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SaeKitError(
-            f"could not load {source!r} from the {where}: {first_line}"
+            f"could not load {source!r} from the {where}: {first_line(exc)}"
         ) from exc
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sae_kit.errors import first_line
+
 # The names are sae_kit.config.DTYPE_NAMES.
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -77,8 +79,7 @@ class CompiledOrEager:
         return self.eager(*args, **kwargs)
 
     def _give_up(self, exc: Exception) -> None:
-        text = str(exc).strip()
-        first = text.splitlines()[0][:200] if text else ""
+        first = first_line(exc)[:200]
         self.warn(f"--compile: compiling {self.name} failed ({type(exc).__name__}: {first}); "
                   "running it eagerly")
         self.compiled = None

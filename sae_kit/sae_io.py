@@ -17,7 +17,7 @@ import torch
 
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, first_line
 from sae_kit.hookpoints import HookPoint
 
 WEIGHTS = "sae.safetensors"
@@ -85,7 +85,7 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple
         sae.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise SaeKitError(
-            f"{str(path)!r} is corrupt or does not match its config ({str(exc).splitlines()[0]})"
+            f"{str(path)!r} is corrupt or does not match its config ({first_line(exc)})"
         ) from None
     return sae.to(device), config
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from sae_kit import __version__, plugins
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, first_line
 from sae_kit.hookpoints import HookPoint
 from sae_kit.sae_io import load_sae as load_sae_dir
 from sae_kit.sae_io import read_json, save_sae, write_json_atomic
@@ -192,7 +192,7 @@ def _read_weights(path: Path, d_in: int, d_sae: int) -> tuple[dict[str, torch.Te
     try:
         stored = load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise SaeKitError(f"{str(path)!r} is corrupt ({str(exc).splitlines()[0]})") from None
+        raise SaeKitError(f"{str(path)!r} is corrupt ({first_line(exc)})") from None
     if not all(v.is_floating_point() for v in stored.values()):
         raise SaeKitError(f"{str(path)!r} holds non-float tensors; SAE weights are floats")
     eps = max((torch.finfo(v.dtype).eps for v in stored.values()), default=0.0)
