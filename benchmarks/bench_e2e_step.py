@@ -3,25 +3,27 @@
     python benchmarks/bench_e2e_step.py                                # CPU, fp32, both models
     python benchmarks/bench_e2e_step.py --device cuda --dtype bf16     # on a GPU
 
-For each model, on one batch, in one process, interleaved after a warm-up (medians of wall time
-and, on CPU, of the process's CPU time, which a core shared with other jobs inflates less):
+For each model and each SAE sparsity (--l0: "init", a fresh SAE with about half its codes on,
+and "typical", the L0 of a trained SAE, set by shifting the encoder bias), on one batch, in one
+process, interleaved after a warm-up (medians of wall time and, on CPU, of the process's CPU
+time, which a core shared with other jobs inflates less):
 
 - naive: what the reference implementation (e2e_sae) does each step: a full clean forward to
-  full logits, a second full forward with the SAE spliced in by a hook (so every layer before
-  the SAE runs twice), full-vocabulary log_softmax KL; always fp32, TF32 off;
+  full logits, a second full forward with its dense SAE (benchmarks/saes.py) spliced in by a
+  hook (so every layer before the SAE runs twice), full-vocabulary log_softmax KL; always fp32,
+  TF32 off;
 - sae-kit: the `e2e` loss plugin on a `Splice`, exactly as the trainer's step runs it (under
-  `--dtype`), i.e. a spliced pass from the SAE's layer on and the chunked KL;
+  `--dtype`), i.e. a spliced pass from the SAE's layer on, the chunked KL, and the SAE's sparse
+  kernels where its codes are sparse enough;
 - the lower bound's three parts, each timed alone: the clean forward (no grad); the forward
   from the SAE's layer on, given its input, the KL (sae-kit's chunked one; it against the plain
   one: benchmarks/bench_kl_chunks.py) and the backward to that input; the SAE's forward and
   backward with the optimizer step.
 
-Both steps end with the trainer's gradient clipping and Adam step, and their SAEs start from the
-same weights. The SAE sits at resid_pre of the middle layer. Peak memory of the KL part (logits,
-softmaxes, KL, its backward) is measured at --kl-tokens tokens: on CUDA with
-torch.cuda.max_memory_allocated, on CPU (Linux) as the growth of the process's peak resident
-set (VmHWM, reset through /proc/self/clear_refs) in a fresh single-threaded subprocess per
-measurement; freed memory the allocator keeps resident counts against the measured variant.
+Both steps end with the trainer's gradient clipping and Adam step (learning rate 0, so the
+weights and the L0 stay as set), and their SAEs have the same weights. The SAE sits at
+resid_pre of the middle layer. Peak memory of the KL part (logits, softmaxes, KL, its backward)
+is measured at --kl-tokens tokens (benchmarks/kl_memory.py).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import copy
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -41,9 +42,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from kl_memory import kl_peaks
+from saes import ReferenceSAE, measure_l0, set_l0
 from torch import nn
 
 from sae_kit import plugins, precision
+from sae_kit.architectures import sparse
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.builtin import builtin_model_dir
 from sae_kit.hookpoints import HookPoint
@@ -56,6 +60,9 @@ SHAPES = {("builtin", "cpu"): (8, 256), ("gpt2-small", "cpu"): (2, 256),
           ("builtin", "cuda"): (32, 256), ("gpt2-small", "cuda"): (8, 1024)}
 # Tokens for the KL memory measurement: about 1e8 logits per [tokens, vocab] tensor (0.4 GB).
 KL_TOKENS = {"builtin": 16384, "gpt2-small": 2048}
+# "typical" L0: the built-in model's default `sae-kit train` run ends at L0 ~140 (docs/eval.md);
+# the paper's GPT-2-small SAEs sit at L0 in the tens, and 32 is the topk architecture's default.
+TYPICAL_L0 = {"builtin": 140.0, "gpt2-small": 32.0}
 SPARSITY_COEFF = 1.0
 GRAD_CLIP = 10.0  # the trainer's default
 
@@ -102,7 +109,7 @@ def optimizer_step(sae: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def naive_step(s: Setup, sae: ReluSAE, optimizer: torch.optim.Optimizer) -> None:
+def naive_step(s: Setup, sae: ReferenceSAE, optimizer: torch.optim.Optimizer) -> None:
     """Two full forwards, full logits, full-vocabulary KL, fp32: the reference's step."""
     with torch.no_grad():
         clean_logits = s.model(input_ids=s.ids, use_cache=False).logits
@@ -217,77 +224,6 @@ def interleaved(variants: dict[str, Callable[[], None]], reps: int, warmup: int,
     return times
 
 
-# ---- peak memory of the KL part ------------------------------------------------------------
-
-
-def _kl_inputs(tokens: int, vocab: int, d_model: int, device: torch.device):
-    gen = torch.Generator().manual_seed(0)
-    weight = (torch.randn(vocab, d_model, generator=gen) * 0.02).to(device)
-    clean = torch.randn(tokens, d_model, generator=gen).to(device)
-    spliced = (clean + 0.1 * torch.randn(tokens, d_model, generator=gen).to(device))
-    return clean, spliced.requires_grad_(), weight
-
-
-def naive_kl(clean: torch.Tensor, spliced: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        clean_logits = F.linear(clean, weight)
-    return F.kl_div(F.log_softmax(F.linear(spliced, weight), dim=-1),
-                    F.log_softmax(clean_logits, dim=-1), log_target=True, reduction="batchmean")
-
-
-def _proc_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def kl_peak_bytes(kind: str, tokens: int, vocab: int, d_model: int, chunk: int,
-                  device: torch.device) -> int:
-    """Peak memory above what the inputs already hold, for the KL's forward and backward."""
-    clean, spliced, weight = _kl_inputs(tokens, vocab, d_model, device)
-    if kind == "naive":
-        def run() -> None:
-            naive_kl(clean, spliced, weight).backward()
-    else:
-        def run() -> None:
-            chunked_kl(clean, spliced, weight, None, chunk).backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        run()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    base = _proc_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
-    run()
-    return (_proc_kib("VmHWM") - base) * 1024
-
-
-def kl_peak_in_subprocess(kind: str, tokens: int, vocab: int, d_model: int, chunk: int,
-                          threads: int) -> int | None:
-    """CPU: a fresh process per measurement, so no allocator state carries over."""
-    if not Path("/proc/self/clear_refs").exists():
-        return None
-    args = [sys.executable, __file__, "--probe-kl", json.dumps(
-        {"kind": kind, "tokens": tokens, "vocab": vocab, "d_model": d_model, "chunk": chunk,
-         "threads": threads})]
-    done = subprocess.run(args, capture_output=True, text=True, check=True)
-    return int(done.stdout.strip().splitlines()[-1])
-
-
-def kl_peaks(tokens: int, args: argparse.Namespace, vocab: int, d_model: int,
-             device: torch.device) -> dict[str, int | None]:
-    kinds = ("naive", "sae-kit")
-    if device.type == "cuda":
-        return {k: kl_peak_bytes(k, tokens, vocab, d_model, args.kl_chunk, device)
-                for k in kinds}
-    # One thread: a second thread's malloc arena keeps freed chunks resident and blurs RSS.
-    return {k: kl_peak_in_subprocess(k, tokens, vocab, d_model, args.kl_chunk, 1)
-            for k in kinds}
-
-
 def step_peaks(steps: dict[str, Callable[[], None]], device: torch.device) -> dict[str, int]:
     """CUDA only: peak allocated memory of one whole step above what was held before it."""
     peaks = {}
@@ -304,7 +240,7 @@ def step_peaks(steps: dict[str, Callable[[], None]], device: torch.device) -> di
 # ---- one model, and the report ------------------------------------------------------------
 
 
-def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> dict:
+def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> list[dict]:
     model, what = build_model(name)
     model.to(device)
     adapter = adapter_for(model.config.model_type)
@@ -314,38 +250,56 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
     batch, context = args.batch or batch, min(args.context or context, model.config.n_positions)
     ids = torch.randint(0, model.config.vocab_size, (batch, context),
                         generator=torch.Generator().manual_seed(1)).to(device)
-    torch.manual_seed(0)
-    first = ReluSAE(d_model, round(args.dict_ratio * d_model)).to(device)
-    saes = {k: copy.deepcopy(first) for k in ("naive", "sae-kit", "bound")}
-    opts = {k: precision.adam(list(sae.parameters()), lr=1e-4) for k, sae in saes.items()}
     s = Setup(model, runner, layer, ids, device, args.dtype, args.kl_chunk)
-    splice = Splice(model, adapter, {HookPoint(layer): saes["sae-kit"]})
+    kl_tokens = args.kl_tokens or KL_TOKENS[name]
+    common = {
+        "model": name, "description": what, "hook_point": HookPoint(layer).name,
+        "dict_ratio": args.dict_ratio, "batch": batch, "context": context,
+        "tokens": batch * context, "dtype": args.dtype, "kl_chunk": args.kl_chunk,
+        "kl_peak_bytes": kl_peaks(kl_tokens, model.config.vocab_size, d_model, args.kl_chunk,
+                                  device),
+        "kl_tokens": kl_tokens, "vocab": model.config.vocab_size,
+    }
+    results = []
+    for l0 in args.l0.split(","):
+        result = {**common, **bench_sparsity(s, adapter, d_model, l0, name, args)}
+        report(result, args)
+        results.append(result)
+    return results
+
+
+def bench_sparsity(s: Setup, adapter, d_model: int, l0: str, name: str,
+                   args: argparse.Namespace) -> dict:
+    """Time naive, sae-kit and the lower bound with an SAE of the L0 that ``l0`` names."""
+    torch.manual_seed(0)
+    first = ReluSAE(d_model, round(args.dict_ratio * d_model)).to(s.device)
+    with torch.no_grad():
+        act = s.runner.run(s.ids, capture=[s.layer]).acts[s.layer]
+    if l0 != "init":
+        set_l0(first, act, TYPICAL_L0[name] if l0 == "typical" else float(l0))
+    saes = {"naive": ReferenceSAE(first), "sae-kit": first, "bound": copy.deepcopy(first)}
+    # Learning rate 0: Adam does all its work, and the weights (so the L0) stay as set.
+    opts = {k: precision.adam(list(sae.parameters()), lr=0.0) for k, sae in saes.items()}
+    splice = Splice(s.model, adapter, {HookPoint(s.layer): saes["sae-kit"]})
     loss = plugins.load("losses", "e2e")(SPARSITY_COEFF, kl_chunk=args.kl_chunk)
 
     def with_backends(fn: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
-            with sae_kit_backends(device):
+            with sae_kit_backends(s.device):
                 fn()
         return run
 
-    with sae_kit_backends(device):
+    with sae_kit_backends(s.device):
         bound = lower_bound_parts(s, saes["bound"], opts["bound"])
     steps = {"naive": lambda: naive_step(s, saes["naive"], opts["naive"]),
              "sae-kit": with_backends(lambda: sae_kit_step(s, splice, loss, opts["sae-kit"]))}
     variants = {**steps, **{f"bound/{k}": with_backends(fn) for k, fn in bound.items()}}
-    times = interleaved(variants, args.reps, args.warmup, device)
-    kl_tokens = args.kl_tokens or KL_TOKENS[name]
-    result = {
-        "model": name, "description": what, "hook_point": HookPoint(layer).name,
-        "n_dict": first.n_dict, "dict_ratio": args.dict_ratio, "batch": batch,
-        "context": context, "tokens": batch * context, "dtype": args.dtype,
-        "kl_chunk": args.kl_chunk, "times_s": times,
-        "kl_peak_bytes": kl_peaks(kl_tokens, args, model.config.vocab_size, d_model, device),
-        "kl_tokens": kl_tokens, "vocab": model.config.vocab_size,
-    }
-    if device.type == "cuda":
-        result["step_peak_bytes"] = step_peaks(steps, device)
-    report(result, args)
+    times = interleaved(variants, args.reps, args.warmup, s.device)
+    measured = {k: measure_l0(saes[k], act) for k in ("naive", "sae-kit")}
+    result = {"l0_setting": l0, "l0": measured, "n_dict": first.n_dict,
+              "sparse_max_density": sparse.sparse_max_density(s.device), "times_s": times}
+    if s.device.type == "cuda":
+        result["step_peak_bytes"] = step_peaks(steps, s.device)
     return result
 
 
@@ -359,6 +313,11 @@ def report(r: dict, args: argparse.Namespace) -> None:
           f"batch {r['batch']} x {r['context']} = {r['tokens']} tokens; naive fp32, sae-kit "
           f"{r['dtype']}; {args.threads or torch.get_num_threads()} threads; median of "
           f"{args.reps} after {args.warmup} warm-up")
+    l0 = r["l0"]["sae-kit"]
+    density = l0 / r["n_dict"]
+    path = "sparse" if density <= r["sparse_max_density"] else "dense"
+    print(f"   SAE sparsity: {r['l0_setting']}, L0 {l0:.1f} (density {density:.4f}; naive's SAE "
+          f"L0 {r['l0']['naive']:.1f}); sae-kit's SAE runs its {path} kernels")
     for clock, times in r["times_s"].items():
         report_clock(clock, times, r["tokens"])
     kl = r["kl_peak_bytes"]
@@ -416,8 +375,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kl-chunk", type=int, default=DEFAULT_CHUNK, help="sae-kit's KL chunk")
     p.add_argument("--kl-tokens", type=int, default=None,
                    help="tokens for the KL memory; default: per model")
+    p.add_argument("--l0", default="init,typical",
+                   help="comma-separated SAE sparsities: init (fresh SAE), typical (per model: "
+                        f"{TYPICAL_L0}), or a number")
     p.add_argument("--json", default=None, help="also write the results to this file")
-    p.add_argument("--probe-kl", default=None, help=argparse.SUPPRESS)  # internal
     return p.parse_args(argv)
 
 
@@ -425,15 +386,10 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.probe_kl:
-        spec = json.loads(args.probe_kl)
-        torch.set_num_threads(spec.pop("threads") or torch.get_num_threads())
-        print(kl_peak_bytes(device=torch.device("cpu"), **spec))
-        return
     device = torch.device(args.device)
     print(f"machine: {describe_machine(device)}")
     print(f"command: python {' '.join(sys.argv)}")
-    results = [bench_model(name, args, device) for name in args.models.split(",")]
+    results = [r for name in args.models.split(",") for r in bench_model(name, args, device)]
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": describe_machine(device),
                                                "results": results}, indent=1))

@@ -21,7 +21,18 @@ A complete architecture plugin (``my_sae.py``), registered in its ``pyproject.to
 
 The base class owns the parameters, the decoder-column normalisation and the L1 penalty, so an
 architecture only says how codes are computed (and, if it needs no penalty, overrides
-``sparsity_penalty``). Options work as for losses: each field of the ``Options`` dataclass is an
+``sparsity_penalty``). An architecture whose every code is either its pre-activation
+``(x @ W_enc.T + b_enc)[j]`` or zero (ReLU, TopK; not this one) implements ``select(pre)``
+instead of ``encode(x)``, and then trains through sparse kernels once its codes are sparse
+(:mod:`sae_kit.architectures.sparse`)::
+
+    class ThresholdSAE(SAE):
+        name = "threshold"
+
+        def select(self, pre: torch.Tensor) -> torch.Tensor:
+            return pre.masked_fill_(pre < 0.5, 0.0)  # pre is fresh: in place is fine
+
+Options work as for losses: each field of the ``Options`` dataclass is an
 ``--arch-option key=value`` setting, read in the SAE as ``self.opts.<field>`` and saved with the
 weights. An architecture without options leaves ``Options`` out.
 """
@@ -33,9 +44,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from sae_kit.architectures.sparse import (
+    GatedCodes,
+    decode_active,
+    gated_encode,
+    sparse_max_density,
+)
 from sae_kit.options import parse_options
 
 
@@ -53,6 +69,10 @@ class SAE(nn.Module):
     The decoder columns are renormalised to unit norm inside every forward pass (a
     reparameterisation: gradients flow through the normalisation), so the L1 penalty on the
     codes cannot be dodged by growing the decoder.
+
+    An architecture either implements ``encode`` (any codes), or, if each of its codes is its
+    pre-activation ``(x @ W_enc.T + b_enc)[j]`` or zero, ``select`` (which picks them): then the
+    base class encodes, and trains through sparse kernels once the codes are sparse.
     """
 
     name: ClassVar[str] = "base"
@@ -81,23 +101,57 @@ class SAE(nn.Module):
         """Architecture-specific constructor options, saved with the weights."""
         return dataclasses.asdict(self.opts)
 
+    def _inverse_column_norms(self) -> torch.Tensor:
+        # F.normalize's epsilon. Scaling by this costs far less to differentiate than
+        # F.normalize (a division by an expanded norm) and is the same reparameterisation.
+        return 1.0 / self.W_dec.norm(dim=0).clamp_min(1e-12)
+
     @property
     def dict_elements(self) -> torch.Tensor:
         """Unit-norm dictionary elements, one per column: shape (d_in, n_dict)."""
-        return F.normalize(self.W_dec, dim=0)
+        return self.W_dec * self._inverse_column_norms()
+
+    @property
+    def is_gated(self) -> bool:
+        return type(self).select is not SAE.select
+
+    def select(self, pre: torch.Tensor) -> torch.Tensor:
+        """Gated architectures: codes from the pre-activations, each equal to its own or zero.
+
+        Runs without autograd on a fresh tensor, which it may change in place.
+        """
+        raise NotImplementedError
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        if not self.is_gated:
+            raise NotImplementedError(f"{type(self).__name__} implements neither encode nor select")
+        return self._encode_gated(x).codes.reshape(*x.shape[:-1], self.n_dict)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return codes @ self.dict_elements.T + self.b_dec
 
+    def _encode_gated(self, x: torch.Tensor) -> GatedCodes:
+        return gated_encode(x.reshape(-1, self.d_in), self.W_enc, self.b_enc, self.select,
+                            sparse_max_density(x.device))
+
     def forward(self, x: torch.Tensor) -> SAEOutput:
         # fp32 (the parameters' dtype) even when the model around it runs under bf16 autocast.
         with torch.autocast(x.device.type, enabled=False):
-            codes = self.encode(x.to(self.W_enc.dtype))
-            return SAEOutput(output=self.decode(codes), codes=codes)
+            x = x.to(self.W_enc.dtype)
+            if not self.is_gated:
+                codes = self.encode(x)
+                return SAEOutput(output=self.decode(codes), codes=codes)
+            gated = self._encode_gated(x)
+            codes = gated.codes.reshape(*x.shape[:-1], self.n_dict)
+            if gated.active is None:
+                return SAEOutput(output=self.decode(codes), codes=codes)
+            # Only the active codes are decoded, each scaled by 1/||its column||.
+            rows, cols, values = gated.active
+            out = decode_active(rows, cols, values, gated.codes.shape[0],
+                                self.W_dec.T.contiguous(), self._inverse_column_norms())
+            return SAEOutput(output=out.reshape(x.shape) + self.b_dec, codes=codes)
 
     def sparsity_penalty(self, codes: torch.Tensor) -> torch.Tensor:
         """Mean over tokens of ||c||_1, divided by d_in (the input width, not n_dict)."""
-        return codes.abs().sum(-1).mean() / self.d_in
+        # vector_norm, not abs().sum(): no [tokens, n_dict] temporary in the forward pass.
+        return torch.linalg.vector_norm(codes, ord=1, dim=-1).mean() / self.d_in

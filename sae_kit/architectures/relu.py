@@ -10,5 +10,5 @@ from sae_kit.architectures.base import SAE
 class ReluSAE(SAE):
     name = "relu"
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x @ self.W_enc.T + self.b_enc)
+    def select(self, pre: torch.Tensor) -> torch.Tensor:
+        return pre.relu_()  # a gate: each code is its pre-activation or zero

@@ -29,11 +29,10 @@ class TopKSAE(SAE):
                 f"topk option k={self.opts.k} must be between 1 and the dictionary size {n_dict}"
             )
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        pre = torch.relu(x @ self.W_enc.T + self.b_enc)
-        top = pre.topk(self.opts.k, dim=-1)
-        # Gradients flow only into the k kept pre-activations.
-        return torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+    def select(self, pre: torch.Tensor) -> torch.Tensor:
+        top = pre.relu_().topk(self.opts.k, dim=-1)
+        # A gate: the k kept codes equal their pre-activations, so only they get gradients.
+        return torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
 
     def sparsity_penalty(self, codes: torch.Tensor) -> torch.Tensor:
         """Zero: k already fixes the sparsity."""

@@ -1,0 +1,65 @@
+"""The SAEs the benchmarks time: the reference's dense SAE, a chosen L0, the sparse kernels."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sae_kit.architectures import SAE, SAEOutput, sparse
+
+
+class ReferenceSAE(nn.Module):
+    """The reference implementation's (e2e_sae's) ReLU SAE, with the weights of ``like``.
+
+    Dense matmuls, and the decoder normalised by ``F.normalize`` inside every forward pass, so
+    autograd differentiates through that division. Same values as sae-kit's ``relu``.
+    """
+
+    def __init__(self, like: SAE) -> None:
+        super().__init__()
+        self.d_in = like.d_in
+        for name, param in like.named_parameters():
+            setattr(self, name, nn.Parameter(param.detach().clone()))
+
+    def forward(self, x: torch.Tensor) -> SAEOutput:
+        codes = torch.relu(x @ self.W_enc.T + self.b_enc)
+        return SAEOutput(codes @ F.normalize(self.W_dec, dim=0).T + self.b_dec, codes)
+
+    def sparsity_penalty(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes.abs().sum(-1).mean() / self.d_in
+
+
+def set_l0(sae: SAE, x: torch.Tensor, l0: float) -> float:
+    """Shift the encoder bias so that a ReLU SAE's mean L0 on ``x`` is about ``l0``.
+
+    A trained SAE is sparse; a freshly initialised one has about half its codes on. Subtracting
+    the (1 - l0/n_dict) quantile of the pre-activations from every bias gives the sparsity of
+    training without training. Returns the L0 measured afterwards.
+    """
+    with torch.no_grad():
+        pre = (x.reshape(-1, sae.d_in).to(sae.W_enc.dtype) @ sae.W_enc.T + sae.b_enc).flatten()
+        k = max(1, min(pre.numel(), round(pre.numel() * (1 - l0 / sae.n_dict))))
+        sae.b_enc -= pre.kthvalue(k).values
+    return measure_l0(sae, x)
+
+
+def measure_l0(sae: nn.Module, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((sae(x).codes != 0).sum(-1).float().mean())
+
+
+@contextlib.contextmanager
+def sparse_kernels(device: torch.device, max_density: float | None) -> Iterator[None]:
+    """Run with the sparse kernels' density limit set (0: off); None leaves sae-kit's default."""
+    before = dict(sparse.MAX_DENSITY)
+    if max_density is not None:
+        sparse.MAX_DENSITY[device.type] = max_density
+    try:
+        yield
+    finally:
+        sparse.MAX_DENSITY.clear()
+        sparse.MAX_DENSITY.update(before)
