@@ -106,14 +106,16 @@ def test_installed_plugin_trains_through_the_cli(tmp_path, tiny_model_dir, monke
 
 
 def test_the_guide_shows_the_code_that_is_tested():
-    """Every Python block in docs/writing-plugins.md is the GPT-2 plugin or a tested example."""
+    """Every Python block in docs/writing-plugins.md is tested code: the GPT-2 plugin, the
+    built-in relu architecture or an interface docstring's example."""
     root = Path(__file__).resolve().parent.parent
     guide = (root / "docs" / "writing-plugins.md").read_text()
     modules = [sae_kit.adapter, sae_kit.losses.base, sae_kit.architectures.base]
     sources = [docstring_example(m) for m in modules]
     sources.append((root / "plugins" / "sae-kit-gpt2" / "sae_kit_gpt2.py").read_text())
+    sources.append((root / "sae_kit" / "architectures" / "relu.py").read_text())
     blocks = guide.split("```python\n")[1:]
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     for block in blocks:
         code = block.split("```", 1)[0]
         assert any(code in source for source in sources), code

@@ -131,8 +131,17 @@ class SAE(nn.Module):
         return codes @ self.dict_elements.T + self.b_dec
 
     def _encode_gated(self, x: torch.Tensor) -> GatedCodes:
-        return gated_encode(x.reshape(-1, self.d_in), self.W_enc, self.b_enc, self.select,
+        flat = x.reshape(-1, self.d_in).contiguous()  # rows of x are gathered in the backward
+        return gated_encode(flat, self.W_enc, self.b_enc, self.select,
                             sparse_max_density(x.device))
+
+    def _decode_active(self, active: tuple[torch.Tensor, ...], n_tokens: int) -> torch.Tensor:
+        """decode() of sparse codes given as (rows, cols, values): only active codes are read,
+        each scaled by 1/||its column|| instead of normalising every column."""
+        rows, cols, values = active
+        out = decode_active(rows, cols, values, n_tokens, self.W_dec.T.contiguous(),
+                            self._inverse_column_norms())
+        return out + self.b_dec
 
     def forward(self, x: torch.Tensor) -> SAEOutput:
         # fp32 (the parameters' dtype) even when the model around it runs under bf16 autocast.
@@ -145,11 +154,8 @@ class SAE(nn.Module):
             codes = gated.codes.reshape(*x.shape[:-1], self.n_dict)
             if gated.active is None:
                 return SAEOutput(output=self.decode(codes), codes=codes)
-            # Only the active codes are decoded, each scaled by 1/||its column||.
-            rows, cols, values = gated.active
-            out = decode_active(rows, cols, values, gated.codes.shape[0],
-                                self.W_dec.T.contiguous(), self._inverse_column_norms())
-            return SAEOutput(output=out.reshape(x.shape) + self.b_dec, codes=codes)
+            output = self._decode_active(gated.active, gated.codes.shape[0])
+            return SAEOutput(output=output.reshape(x.shape), codes=codes)
 
     def sparsity_penalty(self, codes: torch.Tensor) -> torch.Tensor:
         """Mean over tokens of ||c||_1, divided by d_in (the input width, not n_dict)."""
