@@ -185,3 +185,32 @@ def test_penalty_is_unchanged_by_the_vector_norm_form():
     assert penalty.item() == pytest.approx((3.0 + 3.0) / 2 / 4)
     penalty.backward()
     torch.testing.assert_close(codes.grad, torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, 0.0]]) / 8)
+
+
+@pytest.mark.parametrize("loss,arch", [("local", "relu"), ("e2e", "topk"), ("e2e+ds", "relu")])
+def test_training_through_the_cli_ends_at_the_same_weights(tiny_gpt2, tmp_path, kernels, loss,
+                                                            arch):
+    """Two SAEs (the second one's input depends on the first's output in e2e), gradient
+    accumulation, clipping and Adam: sparse kernels on every step, then never."""
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from sae_kit.cli import app
+
+    weights = {}
+    for max_density in (1.0, 0.0):
+        kernels(max_density)
+        out = tmp_path / f"run-{max_density}"
+        result = CliRunner().invoke(app, [
+            "train", "--model", str(tiny_gpt2), "--out", str(out), "--loss", loss,
+            "--architecture", arch, *(["--arch-option", "k=6"] if arch == "topk" else []),
+            "--layer", "0", "--layer", "2", "--n-samples", "8", "--batch-size", "2",
+            "--grad-accum", "2", "--context", "32", "--dict-ratio", "4", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        weights[max_density] = {
+            (hook.name, key): value for hook in sorted(out.glob("blocks.*"))
+            for key, value in load_file(str(hook / "sae.safetensors")).items()}
+    assert len(weights[1.0]) == 8
+    for key, sparse_value in weights[1.0].items():
+        torch.testing.assert_close(sparse_value, weights[0.0][key], rtol=1e-4, atol=1e-5,
+                                   msg=str(key))
