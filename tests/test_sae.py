@@ -56,3 +56,24 @@ def test_sparsity_penalty_is_mean_l1_over_d_in():
 def test_unknown_option_is_rejected():
     with pytest.raises(SaeKitError, match="unknown option 'k' for 'relu'; it takes: none"):
         ReluSAE(4, 8, k=3)
+
+
+def test_fused_normalised_decode_equals_f_normalize_with_autograd():
+    import torch.nn.functional as F
+
+    from sae_kit.architectures.decoder import normalised_decode
+
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.relu(torch.randn(2, 7, 40, generator=gen)).requires_grad_()
+    weight = (torch.randn(12, 40, generator=gen) * torch.linspace(0.2, 5.0, 40)).requires_grad_()
+    upstream = torch.randn(2, 7, 12, generator=gen)
+    ref_codes, ref_weight = codes.detach().clone().requires_grad_(), weight.detach().clone()
+    ref_weight.requires_grad_()
+
+    out = normalised_decode(codes, weight)
+    ref = ref_codes @ F.normalize(ref_weight, dim=0).T
+    torch.testing.assert_close(out, ref)
+    (out * upstream).sum().backward()
+    (ref * upstream).sum().backward()
+    torch.testing.assert_close(codes.grad, ref_codes.grad)
+    torch.testing.assert_close(weight.grad, ref_weight.grad)

@@ -80,8 +80,9 @@ def test_sparse_kernels_give_the_dense_values_and_gradients(cls, options, kernel
     assert_grad_close(x_sparse.grad, x_dense.grad)
 
 
-def test_relu_sae_matches_an_independent_dense_formula(kernels):
-    kernels(1.0)
+@pytest.mark.parametrize("max_density", [0.0, 1.0], ids=["dense", "sparse"])
+def test_relu_sae_matches_an_independent_dense_formula(kernels, max_density):
+    kernels(max_density)
     sae = make(ReluSAE)
     ref = {k: v.detach().clone().requires_grad_() for k, v in sae.named_parameters()}
     x, upstream = inputs()

@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from sae_kit.architectures.decoder import inverse_column_norms, normalised_decode, unit_columns
 from sae_kit.architectures.sparse import (
     GatedCodes,
     decode_active,
@@ -101,15 +102,10 @@ class SAE(nn.Module):
         """Architecture-specific constructor options, saved with the weights."""
         return dataclasses.asdict(self.opts)
 
-    def _inverse_column_norms(self) -> torch.Tensor:
-        # F.normalize's epsilon. Scaling by this costs far less to differentiate than
-        # F.normalize (a division by an expanded norm) and is the same reparameterisation.
-        return 1.0 / self.W_dec.norm(dim=0).clamp_min(1e-12)
-
     @property
     def dict_elements(self) -> torch.Tensor:
         """Unit-norm dictionary elements, one per column: shape (d_in, n_dict)."""
-        return self.W_dec * self._inverse_column_norms()
+        return unit_columns(self.W_dec)[0]
 
     @property
     def is_gated(self) -> bool:
@@ -128,7 +124,7 @@ class SAE(nn.Module):
         return self._encode_gated(x).codes.reshape(*x.shape[:-1], self.n_dict)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes @ self.dict_elements.T + self.b_dec
+        return normalised_decode(codes, self.W_dec) + self.b_dec
 
     def _encode_gated(self, x: torch.Tensor) -> GatedCodes:
         flat = x.reshape(-1, self.d_in).contiguous()  # rows of x are gathered in the backward
@@ -140,7 +136,7 @@ class SAE(nn.Module):
         each scaled by 1/||its column|| instead of normalising every column."""
         rows, cols, values = active
         out = decode_active(rows, cols, values, n_tokens, self.W_dec.T.contiguous(),
-                            self._inverse_column_norms())
+                            inverse_column_norms(self.W_dec))
         return out + self.b_dec
 
     def forward(self, x: torch.Tensor) -> SAEOutput:

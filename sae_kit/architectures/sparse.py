@@ -36,7 +36,8 @@ MAX_DENSITY: dict[str, float] = {"cpu": 0.03}
 
 def sparse_max_density(device: torch.device) -> float:
     """Density of codes up to which the sparse kernels run on this device (0: never)."""
-    if torch.compiler.is_compiling():  # data-dependent shapes; the compiled dense path is fused
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    if is_compiling is not None and is_compiling():  # data-dependent shapes; dense is fused
         return 0.0
     return MAX_DENSITY.get(device.type, 0.0)
 
