@@ -94,14 +94,12 @@ class _GatedEncoder(torch.autograd.Function):
             return (grad_pre @ weight if need_x else None, grad_pre.T @ x if need_w else None,
                     grad_pre.sum(0) if need_b else None, None, None)
         x, weight, rows, cols = ctx.saved_tensors
-        grads = []
-        if grad_values is not None:
-            grads.append(grad_values)
+        g = grad_values  # from the sparse decoder; the dense codes' gradient (the penalty's) too
         if grad_codes is not None:
-            grads.append(grad_codes[rows, cols])
-        if not grads:
+            at_active = grad_codes[rows, cols]
+            g = at_active if g is None else g + at_active
+        if g is None:
             return None, None, None, None, None
-        g = grads[0] if len(grads) == 1 else grads[0] + grads[1]
         n_tokens, n_out = x.shape[0], weight.shape[0]
         grad_x = grad_w = grad_b = None
         if need_x:
