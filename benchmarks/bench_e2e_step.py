@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from kl_memory import kl_peaks
-from saes import ReferenceSAE, measure_l0, set_l0
+from saes import ReferenceSAE, measure_l0, optimizer_step, set_l0
 from torch import nn
 
 from sae_kit import plugins, precision
@@ -65,7 +65,6 @@ KL_TOKENS = {"builtin": 16384, "gpt2-small": 2048}
 # the range SAEs on GPT-2 small are trained to (--l0 N benchmarks others).
 TYPICAL_L0 = {"builtin": 140.0, "gpt2-small": 32.0}
 SPARSITY_COEFF = 1.0
-GRAD_CLIP = 10.0  # the trainer's default
 
 
 def build_model(name: str) -> tuple[nn.Module, str]:
@@ -101,13 +100,6 @@ class Setup:
     device: torch.device
     dtype: str
     kl_chunk: int
-
-
-def optimizer_step(sae: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """The trainer's: clip the gradient norm, Adam step, drop the gradients."""
-    torch.nn.utils.clip_grad_norm_(sae.parameters(), GRAD_CLIP)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 def naive_step(s: Setup, sae: ReferenceSAE, optimizer: torch.optim.Optimizer) -> None:

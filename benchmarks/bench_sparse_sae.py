@@ -4,7 +4,7 @@
     python benchmarks/bench_sparse_sae.py --shapes gpt2-small --l0 16,64,256
 
 For each shape and L0, one process: a ReLU SAE whose encoder bias is shifted to that L0
-(benchmarks/sparsity.py), one batch of Gaussian inputs, and the step the trainer takes for it:
+(benchmarks/saes.py), one batch of Gaussian inputs, and the step the trainer takes for it:
 forward, L1 penalty, backward from a fixed random upstream gradient, gradient clipping, fused
 Adam. Dense (sparse kernels off) and sparse (kernels always on) run interleaved; the printed
 ratio is dense time over sparse time (> 1: the sparse kernels are faster), which is what sets
@@ -19,7 +19,7 @@ import statistics
 import time
 
 import torch
-from saes import set_l0, sparse_kernels
+from saes import optimizer_step, set_l0, sparse_kernels
 
 from sae_kit import precision
 from sae_kit.architectures.relu import ReluSAE
@@ -31,9 +31,7 @@ SHAPES = {"builtin": (2048, 128, 7680), "gpt2-small": (512, 768, 46080)}
 def sae_step(sae: ReluSAE, optimizer, x: torch.Tensor, upstream: torch.Tensor) -> None:
     out = sae(x)
     ((out.output * upstream).sum() + sae.sparsity_penalty(out.codes)).backward()
-    torch.nn.utils.clip_grad_norm_(sae.parameters(), 10.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    optimizer_step(sae, optimizer)
 
 
 def bench(shape: str, l0: float, reps: int, device: torch.device) -> None:

@@ -1,4 +1,5 @@
-"""The SAEs the benchmarks time: the reference's dense SAE, a chosen L0, the sparse kernels."""
+"""The SAEs the benchmarks time: the reference's dense SAE, a chosen L0, the sparse kernels,
+and the trainer's optimizer step."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sae_kit.architectures import SAE, SAEOutput, sparse
+
+GRAD_CLIP = 10.0  # the trainer's default
 
 
 class ReferenceSAE(nn.Module):
@@ -52,12 +55,18 @@ def measure_l0(sae: nn.Module, x: torch.Tensor) -> float:
         return float((sae(x).codes != 0).sum(-1).float().mean())
 
 
+def optimizer_step(sae: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """The trainer's: clip the gradient norm, Adam step, drop the gradients."""
+    torch.nn.utils.clip_grad_norm_(sae.parameters(), GRAD_CLIP)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 @contextlib.contextmanager
-def sparse_kernels(device: torch.device, max_density: float | None) -> Iterator[None]:
-    """Run with the sparse kernels' density limit set (0: off); None leaves sae-kit's default."""
+def sparse_kernels(device: torch.device, max_density: float) -> Iterator[None]:
+    """Run with the sparse kernels' density limit on ``device`` set (0: off, 1: always on)."""
     before = dict(sparse.MAX_DENSITY)
-    if max_density is not None:
-        sparse.MAX_DENSITY[device.type] = max_density
+    sparse.MAX_DENSITY[device.type] = max_density
     try:
         yield
     finally:
