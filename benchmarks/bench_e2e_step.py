@@ -46,14 +46,15 @@ from kl_memory import kl_peaks
 from saes import ReferenceSAE, measure_l0, optimizer_step, set_l0
 from torch import nn
 
-from sae_kit import plugins, precision
+from sae_kit import plugins
 from sae_kit.architectures import sparse
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.builtin import builtin_model_dir
-from sae_kit.hookpoints import HookPoint
 from sae_kit.losses.chunked_kl import DEFAULT_CHUNK, chunked_kl
-from sae_kit.models import adapter_for
-from sae_kit.splice import ModelRunner, Splice
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.loading import adapter_for
+from sae_kit.model.splice import ModelRunner, Splice
+from sae_kit.train import precision
 
 # (batch, context) per model and device: small enough that a CPU run takes minutes.
 SHAPES = {("builtin", "cpu"): (8, 256), ("gpt2-small", "cpu"): (2, 256),

@@ -21,8 +21,8 @@ import time
 import torch
 from saes import optimizer_step, set_l0, sparse_kernels
 
-from sae_kit import precision
 from sae_kit.architectures.relu import ReluSAE
+from sae_kit.train import precision
 
 # (tokens, d_model, n_dict): the e2e benchmark's SAEs (bench_e2e_step.py, ratio 60).
 SHAPES = {"builtin": (2048, 128, 7680), "gpt2-small": (512, 768, 46080)}

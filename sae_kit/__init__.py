@@ -15,8 +15,8 @@ def load_sae(source: Any, hook_point: str | None = None, *, revision: str | None
     """Load one SAE from a local SAE directory, a run directory + hook point, or the Hub.
 
     ``sae, config = sae_kit.load_sae("alice/gpt2-e2e-saes", "blocks.6.hook_resid_pre")``; see
-    :func:`sae_kit.sources.load_sae`. Imported lazily so ``import sae_kit`` stays light.
+    :func:`sae_kit.store.sources.load_sae`. Imported lazily so ``import sae_kit`` stays light.
     """
-    from sae_kit.sources import load_sae as _load_sae
+    from sae_kit.store.sources import load_sae as _load_sae
 
     return _load_sae(source, hook_point, revision=revision, device=device)

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sae_kit.config import TrainConfig
-from sae_kit.evaluate import EVAL_FILE, evaluate_run
-from sae_kit.pareto import plot_pareto
-from sae_kit.sae_io import read_json
-from sae_kit.trainer import train
+from sae_kit.eval.evaluation import EVAL_FILE, evaluate_run
+from sae_kit.eval.pareto import plot_pareto
+from sae_kit.store.sae_dir import read_json
+from sae_kit.train.config import TrainConfig
+from sae_kit.train.loop import train
 
 # Chosen so the two losses' L0 ranges overlap (e2e needs a larger lambda for the same L0,
 # since KL is a smaller number than the local MSE of this model's residual stream).

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from sae_kit import checkpoint
-from sae_kit.checkpoint import TrainState
 from sae_kit.errors import SaeKitError
+from sae_kit.train import checkpoint
+from sae_kit.train.checkpoint import TrainState
 
 
 def _tree(seed: float = 1.0):

@@ -9,11 +9,11 @@ from torch.profiler import ProfilerActivity, profile
 from sae_kit import plugins
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.errors import SaeKitError
-from sae_kit.hookpoints import HookPoint
 from sae_kit.losses.chunked_kl import chunked_kl, unembed_kl
 from sae_kit.losses.kl import kl_divergence
-from sae_kit.models import load_model
-from sae_kit.splice import Splice
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.loading import load_model
+from sae_kit.model.splice import Splice
 
 D, VOCAB = 16, 50
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from sae_kit.pareto import pareto_series, plot_pareto
+from sae_kit.eval.pareto import pareto_series, plot_pareto
 from tests.test_cli_train import FAST
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from sae_kit.sae_io import load_run, load_sae
+from sae_kit.store.sae_dir import load_run, load_sae
 
 runner = CliRunner()
 FAST = ["--n-samples", "8", "--batch-size", "2", "--grad-accum", "2", "--context", "32",

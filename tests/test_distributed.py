@@ -15,10 +15,10 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from sae_kit import distributed
-from sae_kit.config import TrainConfig
 from sae_kit.errors import SaeKitError
-from sae_kit.trainer import build_run, fit
+from sae_kit.train import distributed
+from sae_kit.train.config import TrainConfig
+from sae_kit.train.loop import build_run, fit
 from tests.conftest import FIRST_PARTY
 
 SAE = "blocks.1.hook_resid_pre"

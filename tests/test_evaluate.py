@@ -9,10 +9,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.data import DataSpec, eval_windows
 from sae_kit.errors import SaeKitError
-from sae_kit.evaluate import evaluate_run
-from sae_kit.hookpoints import HookPoint
-from sae_kit.metrics import explained_variance, mse
-from sae_kit.sae_io import read_json, save_sae, write_json_atomic
+from sae_kit.eval.evaluation import evaluate_run
+from sae_kit.eval.metrics import explained_variance, mse
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.sae_dir import read_json, save_sae, write_json_atomic
 
 CONTEXT = 32
 N_TOKENS = 5 * CONTEXT

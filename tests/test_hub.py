@@ -21,8 +21,8 @@ import yaml
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from sae_kit.hub import Upload, stale_files
-from sae_kit.sae_io import load_sae
+from sae_kit.store.hub import Upload, stale_files
+from sae_kit.store.sae_dir import load_sae
 from tests.conftest import FIRST_PARTY
 from tests.fake_hub import FakeHub
 from tests.test_cli_train import FAST
@@ -96,7 +96,7 @@ def card_metadata(card: str) -> dict:
 
 PY_API = """
 import json, sys, torch, sae_kit
-from sae_kit.sources import resolve_sae_source
+from sae_kit.store.sources import resolve_sae_source
 run = resolve_sae_source("alice/saes")  # the whole repo: a run directory again
 x = torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
 outs = {h: sae_kit.load_sae("alice/saes", h)[0](x).output.tolist() for h in sys.argv[1:]}

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from sae_kit import plugins
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.errors import SaeKitError
-from sae_kit.hookpoints import HookPoint
-from sae_kit.models import load_model
-from sae_kit.splice import Splice
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.loading import load_model
+from sae_kit.model.splice import Splice
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sae_kit.metrics import (
+from sae_kit.eval.metrics import (
     TokenMean,
     VarianceSums,
     alive_fraction,

@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from sae_kit.model_card import render_card
+from sae_kit.store.model_card import render_card
 from tests.test_saelens import make_sae_dir
 
 SAE = {"architecture": "relu", "d_in": 8, "n_dict": 24, "hook_point": "blocks.1.hook_resid_pre",

@@ -7,12 +7,13 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from sae_kit import plugins, precision
+from sae_kit import plugins
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.cli import app
-from sae_kit.hookpoints import HookPoint
-from sae_kit.models import load_model
-from sae_kit.splice import Splice
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.loading import load_model
+from sae_kit.model.splice import Splice
+from sae_kit.train import precision
 from tests.test_cli_train import FAST
 
 runner = CliRunner()

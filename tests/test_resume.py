@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from sae_kit import checkpoint
 from sae_kit.cli import app
+from sae_kit.train import checkpoint
 from tests.conftest import FIRST_PARTY
 
 runner = CliRunner()
@@ -134,7 +134,7 @@ def test_a_second_signal_exits_at_once(tmp_path):
     # A bare interpreter: the handler must not depend on training being under way.
     script = (
         "import os, signal, time\n"
-        "from sae_kit.interrupt import stop_on_signals\n"
+        "from sae_kit.train.signals import stop_on_signals\n"
         "with stop_on_signals() as stop:\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(0.1)\n"

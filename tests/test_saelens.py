@@ -15,8 +15,8 @@ from sae_kit.architectures.base import SAE
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
-from sae_kit.hookpoints import HookPoint
-from sae_kit.sae_io import load_sae, save_sae, write_json_atomic
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.sae_dir import load_sae, save_sae, write_json_atomic
 
 runner = CliRunner()
 D_IN, N_DICT, K = 8, 24, 5

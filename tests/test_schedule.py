@@ -1,6 +1,6 @@
 import pytest
 
-from sae_kit.schedule import warmup_cosine
+from sae_kit.train.schedule import warmup_cosine
 
 
 def test_warmup_is_linear_from_zero():

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from sae_kit.architectures.relu import ReluSAE
-from sae_kit.hookpoints import HookPoint
-from sae_kit.models import load_model
-from sae_kit.splice import ModelRunner, Splice
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.loading import load_model
+from sae_kit.model.splice import ModelRunner, Splice
 
 
 class IdentitySAE(ReluSAE):

@@ -2,7 +2,7 @@
 
 The plugin is exactly what docs/writing-plugins.md describes: a pyproject.toml with entry
 points and one module. The module's code is the complete examples from the interface
-docstrings (sae_kit/adapter.py, losses/base.py, architectures/base.py), so this also proves
+docstrings (sae_kit/model/adapter.py, losses/base.py, architectures/base.py), so this also proves
 those examples work. pip installs it into a temporary directory; the CLI runs in a subprocess
 that finds it only through PYTHONPATH, as any installed distribution is found.
 """
@@ -14,11 +14,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import sae_kit.adapter
 import sae_kit.architectures.base
 import sae_kit.losses.base
+import sae_kit.model.adapter
 from sae_kit import plugins
-from sae_kit.sae_io import load_sae
+from sae_kit.store.sae_dir import load_sae
 from tests.test_cli_train import FAST
 
 PYPROJECT = """\
@@ -62,7 +62,7 @@ def install_example_plugin(tmp_path: Path) -> Path:
     source = tmp_path / "sae-kit-example"
     source.mkdir()
     (source / "pyproject.toml").write_text(PYPROJECT)
-    modules = [sae_kit.adapter, sae_kit.losses.base, sae_kit.architectures.base]
+    modules = [sae_kit.model.adapter, sae_kit.losses.base, sae_kit.architectures.base]
     (source / "sae_kit_example.py").write_text("\n\n".join(map(docstring_example, modules)))
     site = tmp_path / "site"
     subprocess.run(
@@ -110,7 +110,7 @@ def test_the_guide_shows_the_code_that_is_tested():
     built-in relu architecture or an interface docstring's example."""
     root = Path(__file__).resolve().parent.parent
     guide = (root / "docs" / "writing-plugins.md").read_text()
-    modules = [sae_kit.adapter, sae_kit.losses.base, sae_kit.architectures.base]
+    modules = [sae_kit.model.adapter, sae_kit.losses.base, sae_kit.architectures.base]
     sources = [docstring_example(m) for m in modules]
     sources.append((root / "plugins" / "sae-kit-gpt2" / "sae_kit_gpt2.py").read_text())
     sources.append((root / "sae_kit" / "architectures" / "relu.py").read_text())

@@ -6,10 +6,10 @@ import torch
 from sae_kit import plugins
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.errors import SaeKitError
-from sae_kit.hookpoints import HookPoint
-from sae_kit.models import load_model
-from sae_kit.sae_io import load_sae, save_sae
-from sae_kit.splice import Splice
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.loading import load_model
+from sae_kit.model.splice import Splice
+from sae_kit.store.sae_dir import load_sae, save_sae
 
 
 def test_codes_are_the_k_largest_relu_preactivations():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sae_kit.config import TrainConfig
-from sae_kit.trainer import BUILTIN_SAMPLES, PAPER_SAMPLES, build_run
+from sae_kit.train.config import TrainConfig
+from sae_kit.train.loop import BUILTIN_SAMPLES, PAPER_SAMPLES, build_run
 
 
 @pytest.mark.parametrize("builtin", [True, False])

@@ -5,8 +5,8 @@ import math
 
 import torch
 
-from sae_kit.config import TrainConfig
-from sae_kit.trainer import build_run, fit
+from sae_kit.train.config import TrainConfig
+from sae_kit.train.loop import build_run, fit
 
 
 def _config(model_dir, out, **overrides):

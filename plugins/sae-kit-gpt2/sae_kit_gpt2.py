@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from sae_kit.adapter import ModelAdapter
+from sae_kit.model.adapter import ModelAdapter
 
 
 class GPT2Adapter(ModelAdapter):

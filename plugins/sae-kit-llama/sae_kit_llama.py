@@ -7,7 +7,7 @@ between layers is all sae-kit touches.
 
 from torch import nn
 
-from sae_kit.adapter import ModelAdapter
+from sae_kit.model.adapter import ModelAdapter
 
 
 class LlamaAdapter(ModelAdapter):

@@ -6,7 +6,7 @@ residual stream between layers is all sae-kit touches.
 
 from torch import nn
 
-from sae_kit.adapter import ModelAdapter
+from sae_kit.model.adapter import ModelAdapter
 
 
 class GPTNeoXAdapter(ModelAdapter):

@@ -32,7 +32,7 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate SAEs on held-out tokens; writes RUN_DIR/eval.json and prints a table."""
-    from sae_kit.evaluate import evaluate_run  # torch import only once args are parsed
+    from sae_kit.eval.evaluation import evaluate_run  # torch import only once args are parsed
 
     results = []
     for one in run_dir:
@@ -44,7 +44,7 @@ def evaluate(
 
             results.append(evaluate_run(one, n_tokens, batch_size, device, on_batch))
     if plot:
-        from sae_kit.pareto import plot_pareto
+        from sae_kit.eval.pareto import plot_pareto
 
         plot_pareto(results, plot)
         err.print(f"[green]plot[/]: {plot}")

@@ -10,7 +10,7 @@ import typer
 from sae_kit.cli.common import err, friendly_errors
 
 if TYPE_CHECKING:
-    from sae_kit.hub import Upload
+    from sae_kit.store.hub import Upload
 
 
 @friendly_errors
@@ -28,8 +28,8 @@ def push(
     ),
 ) -> None:
     """Upload a run's SAEs, config and a model card to the Hub in one commit."""
-    from sae_kit.hub import hub_token, parse_hub_ref, plan_upload
-    from sae_kit.hub import push as push_upload
+    from sae_kit.store.hub import hub_token, parse_hub_ref, plan_upload
+    from sae_kit.store.hub import push as push_upload
 
     ref = parse_hub_ref(repo_id, allow_subfolder=False)
     where = f"{ref.repo_id} (branch {revision or 'main'}, {'private' if private else 'public'})"
@@ -63,11 +63,14 @@ def pull(
     ),
 ) -> None:
     """Download SAEs pushed with `sae-kit push`, check they load, and print their directory."""
-    from sae_kit.hub import download, parse_hub_ref
+    from sae_kit.store.hub import download, parse_hub_ref
 
     path = download(parse_hub_ref(repo), revision=revision, out=out)
-    from sae_kit.sae_io import load_sae, sae_dirs  # torch: only once there is something to load
-    from sae_kit.sources import is_sae_dir
+    from sae_kit.store.sae_dir import (  # torch: only once there is something to load
+        load_sae,
+        sae_dirs,
+    )
+    from sae_kit.store.sources import is_sae_dir
 
     dirs = [path] if is_sae_dir(path) else list(sae_dirs(path).values())
     for sae_dir in dirs:

@@ -27,9 +27,9 @@ def export(
     """Write SAEs in another library's layout (SAELens: cfg.json + sae_weights.safetensors)."""
     from pathlib import Path
 
-    from sae_kit.sae_io import sae_dirs
-    from sae_kit.saelens import export_saelens
-    from sae_kit.sources import is_sae_dir, resolve_sae_source
+    from sae_kit.store.sae_dir import sae_dirs
+    from sae_kit.store.saelens import export_saelens
+    from sae_kit.store.sources import is_sae_dir, resolve_sae_source
 
     _check_format(fmt)
     path = resolve_sae_source(source)
@@ -48,8 +48,8 @@ def import_(
     fmt: str = typer.Option("saelens", "--format", help="Layout to read: saelens."),
 ) -> None:
     """Convert an SAE from another library's layout into an sae-kit SAE directory."""
-    from sae_kit.saelens import import_saelens
-    from sae_kit.sources import resolve_sae_source
+    from sae_kit.store.saelens import import_saelens
+    from sae_kit.store.sources import resolve_sae_source
 
     _check_format(fmt)
     path = import_saelens(resolve_sae_source(source), out)

@@ -12,13 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.cli.common import err, friendly_errors, parse_key_values
-from sae_kit.config import TrainConfig, field_help
 from sae_kit.errors import SaeKitError
-from sae_kit.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.train.config import TrainConfig, field_help
 
 if TYPE_CHECKING:
-    from sae_kit.checkpoint import TrainState
-    from sae_kit.trainer import Run
+    from sae_kit.train.checkpoint import TrainState
+    from sae_kit.train.loop import Run
 
 H = field_help
 
@@ -98,7 +98,7 @@ def train(
         device=device, dtype=dtype, compile=compile_, log_every=log_every, output_dir=out,
         save_every=save_every, keep_checkpoints=keep_checkpoints,
     )
-    from sae_kit.trainer import build_run  # torch import only once args are valid
+    from sae_kit.train.loop import build_run  # torch import only once args are valid
 
     run = build_run(config)  # every input error surfaces here, before any progress output
     _fit(run, None, as_json)
@@ -106,14 +106,14 @@ def train(
 
 def _leave_process_group() -> None:
     if "torch.distributed" in sys.modules:  # only a run that imported torch can have joined one
-        from sae_kit.distributed import teardown
+        from sae_kit.train.distributed import teardown
 
         teardown()
 
 
 def _resume(ctx: typer.Context, run_dir: str) -> tuple[Run, TrainState]:
     """Rebuild a run from RUN_DIR; options other than the few allowed are refused, not ignored."""
-    from sae_kit.resume import RESUME_OVERRIDES, resume
+    from sae_kit.train.resume import RESUME_OVERRIDES, resume
 
     # Typer vendors click, so compare the ParameterSource by name.
     sources = {name: getattr(ctx.get_parameter_source(name), "name", "") for name in ctx.params}
@@ -135,8 +135,8 @@ def _resume(ctx: typer.Context, run_dir: str) -> tuple[Run, TrainState]:
 
 
 def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
-    from sae_kit.interrupt import Interrupted
-    from sae_kit.trainer import fit
+    from sae_kit.train.loop import fit
+    from sae_kit.train.signals import Interrupted
 
     main = run.dist.is_main  # only rank 0 prints
     last: dict[str, Any] = {}

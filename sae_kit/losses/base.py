@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import torch
 
 from sae_kit.architectures.base import SAE
-from sae_kit.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint
 from sae_kit.options import parse_options
 
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from sae_kit.errors import SaeKitError
-from sae_kit.hookpoints import downstream_positions
 from sae_kit.losses.base import Loss, LossResult
 from sae_kit.losses.e2e import KLOptions, output_kl, sparsity_terms
+from sae_kit.model.hookpoints import downstream_positions
 
 
 class E2EDownstreamLoss(Loss):

@@ -3,14 +3,14 @@
 An adapter tells the core where a Hugging Face causal LM keeps its decoder layers, its final
 norm and its unembedding. The core needs nothing else: residual-stream hook points are the
 inputs and outputs of the decoder layers, and "run the model from layer i" is done generically
-by skipping the layers before i (see :mod:`sae_kit.splice`).
+by skipping the layers before i (see :mod:`sae_kit.model.splice`).
 
 A complete model plugin (``sae_kit_opt.py``), registered in its ``pyproject.toml`` under the
 model's ``config.model_type`` as ``[project.entry-points."sae_kit.models"] opt =
 "sae_kit_opt:OPTAdapter"``::
 
     from torch import nn
-    from sae_kit.adapter import ModelAdapter
+    from sae_kit.model.adapter import ModelAdapter
 
     class OPTAdapter(ModelAdapter):
         model_type = "opt"

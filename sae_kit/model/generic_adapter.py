@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from sae_kit.adapter import ModelAdapter
 from sae_kit.errors import SaeKitError
+from sae_kit.model.adapter import ModelAdapter
 
 
 class GenericAdapter(ModelAdapter):

@@ -16,24 +16,26 @@ from typing import Any
 
 import torch
 
-from sae_kit import __version__, checkpoint, distributed, plugins, precision
+from sae_kit import __version__, plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.builtin import BUILTIN_MODEL_NAME
-from sae_kit.checkpoint import TrainState
-from sae_kit.config import TrainConfig
 from sae_kit.data import DataSpec, training_batches
-from sae_kit.distributed import Dist
 from sae_kit.errors import SaeKitError
-from sae_kit.finite import NonFinite, nonfinite_term, stop_error
-from sae_kit.hookpoints import HookPoint
-from sae_kit.interrupt import Interrupted, stop_on_signals
 from sae_kit.losses.base import Loss
-from sae_kit.models import LoadedModel, load_model
+from sae_kit.model.device import resolve_device
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.model.splice import Splice
 from sae_kit.options import parse_options
-from sae_kit.sae_io import save_sae, write_json_atomic
-from sae_kit.schedule import warmup_cosine
-from sae_kit.splice import Splice
-from sae_kit.train_metrics import MetricsLog, StepStats
+from sae_kit.store.sae_dir import save_sae, write_json_atomic
+from sae_kit.train import checkpoint, distributed, precision
+from sae_kit.train.checkpoint import TrainState
+from sae_kit.train.config import TrainConfig
+from sae_kit.train.distributed import Dist
+from sae_kit.train.nonfinite import NonFinite, nonfinite_term, stop_error
+from sae_kit.train.schedule import warmup_cosine
+from sae_kit.train.signals import Interrupted, stop_on_signals
+from sae_kit.train.stats import MetricsLog, StepStats
 
 PAPER_SAMPLES = 400_000
 # The built-in model's default run must finish in a few minutes on a 2-core CPU: ~200k tokens
@@ -42,16 +44,6 @@ PAPER_SAMPLES = 400_000
 BUILTIN_SAMPLES = 800
 _DEFAULTS = {"lr": (5e-4, 2e-3), "grad_accum": (2, 1)}  # setting: (paper, built-in model)
 
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SaeKitError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise SaeKitError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 @dataclass
@@ -216,8 +208,9 @@ def fit(
 
     ``on_step(step, total_steps, record)`` is called after every optimizer step; ``record`` is
     the metrics row when one was written at that step, else None. ``start`` is where a resumed
-    run stands (see ``sae_kit.resume``). A checkpoint is written every ``save_every`` steps, at
-    the end, and when SIGINT/SIGTERM arrives (then Interrupted is raised). Only rank 0 writes.
+    run stands (see ``sae_kit.train.resume``). A checkpoint is written every ``save_every``
+    steps, at the end, and when SIGINT/SIGTERM arrives (then Interrupted is raised). Only rank 0
+    writes.
     """
     state = start or TrainState()
     log = _open_run_dir(run, resuming=start is not None)

@@ -21,11 +21,11 @@ import torch
 from sae_kit.architectures.base import SAE
 from sae_kit.data import DataSpec, eval_windows
 from sae_kit.errors import SaeKitError
-from sae_kit.hookpoints import HookPoint, downstream_positions
-from sae_kit.metrics import TokenMean, VarianceSums, ce_loss, fired, kl_divergence, l0
-from sae_kit.models import LoadedModel, load_model
-from sae_kit.sae_io import load_run, write_json_atomic
-from sae_kit.splice import Splice, SplicedRun
+from sae_kit.eval.metrics import TokenMean, VarianceSums, ce_loss, fired, kl_divergence, l0
+from sae_kit.model.hookpoints import HookPoint, downstream_positions
+from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.model.splice import Splice, SplicedRun
+from sae_kit.store.sae_dir import load_run, write_json_atomic
 
 EVAL_FILE = "eval.json"
 
@@ -45,7 +45,7 @@ def resolve_run_dir(ref: str) -> Path:
         raise SaeKitError(
             f"run directory {ref!r} does not exist (nor is it a Hub id like namespace/name)"
         )
-    from sae_kit.sources import resolve_sae_source
+    from sae_kit.store.sources import resolve_sae_source
 
     return resolve_sae_source(ref, out=HUB_RUNS / ref.replace("/", "--"))
 
@@ -167,7 +167,7 @@ def evaluate_run(
     on_batch: BatchCallback | None = None,
 ) -> dict[str, Any]:
     """Evaluate every SAE of a run on held-out tokens; writes and returns ``eval.json``'s data."""
-    from sae_kit.trainer import resolve_device
+    from sae_kit.model.device import resolve_device
 
     if n_tokens < 1 or batch_size < 1:
         raise SaeKitError(f"--n-tokens and --batch-size must be positive, got {n_tokens}, "

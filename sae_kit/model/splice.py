@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from sae_kit.adapter import ModelAdapter
 from sae_kit.architectures.base import SAE, SAEOutput
-from sae_kit.hookpoints import HookPoint
+from sae_kit.model.adapter import ModelAdapter
+from sae_kit.model.hookpoints import HookPoint
 
 
 class _StopForward(Exception):

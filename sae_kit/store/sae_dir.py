@@ -18,7 +18,7 @@ import torch
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError, first_line
-from sae_kit.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint
 
 WEIGHTS = "sae.safetensors"
 CONFIG = "config.json"

@@ -10,7 +10,7 @@ from typing import Any
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
-from sae_kit.sae_io import read_json
+from sae_kit.store.sae_dir import read_json
 
 CITATION = """@article{braun2024identifying,
   title={Identifying Functionally Important Features with End-to-End Sparse Dictionary Learning},

@@ -3,7 +3,7 @@
 Commands that take an SAE or a run call :func:`resolve_sae_source` once and then work on the
 local directory it returns::
 
-    from sae_kit.sources import resolve_sae_source
+    from sae_kit.store.sources import resolve_sae_source
     run_dir = resolve_sae_source("alice/gpt2-e2e-saes")   # or "runs/gpt2-e2e-..."
 
 An existing local path always wins; anything else of the form ``namespace/name[/subfolder]`` is
@@ -18,9 +18,9 @@ import torch
 
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError
-from sae_kit.hookpoints import HookPoint
-from sae_kit.sae_io import WEIGHTS, sae_dirs
-from sae_kit.sae_io import load_sae as load_sae_dir
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.sae_dir import WEIGHTS, sae_dirs
+from sae_kit.store.sae_dir import load_sae as load_sae_dir
 
 
 def resolve_sae_source(source: str | Path, revision: str | None = None,
@@ -37,7 +37,7 @@ def resolve_sae_source(source: str | Path, revision: str | None = None,
             raise SaeKitError(f"--revision applies to Hub repos, but {str(source)!r} is a local "
                               "path")
         return path
-    from sae_kit.hub import HubRef, download, parse_hub_ref
+    from sae_kit.store.hub import HubRef, download, parse_hub_ref
 
     text = str(source)
     if text.startswith((".", "/", "~")) or text.count("/") < 1:

@@ -80,8 +80,14 @@ class Upload:
 
 def plan_upload(run_dir: str | Path, repo_id: str, license: str = "mit") -> Upload:
     """Check the run directory and build the file list and model card; touches no network."""
-    from sae_kit.model_card import read_evaluation, render_card
-    from sae_kit.sae_io import CONFIG, WEIGHTS, load_sae, read_json, sae_dirs  # imports torch
+    from sae_kit.store.model_card import read_evaluation, render_card
+    from sae_kit.store.sae_dir import (  # imports torch
+        CONFIG,
+        WEIGHTS,
+        load_sae,
+        read_json,
+        sae_dirs,
+    )
 
     run_dir = Path(run_dir)
     dirs = sae_dirs(run_dir)  # one clear line when there is no SAE
@@ -153,7 +159,7 @@ def stale_files(existing: list[str], upload: Upload) -> list[str]:
 
     They would make the repo disagree with its card and config; anything else is left alone.
     """
-    from sae_kit.hookpoints import HookPoint
+    from sae_kit.model.hookpoints import HookPoint
 
     def is_sae_file(path: str) -> bool:
         try:

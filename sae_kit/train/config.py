@@ -9,7 +9,8 @@ from typing import Any
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
 
-# Names for --dtype; sae_kit.precision maps them to torch dtypes (this module stays torch-free).
+# Names for --dtype; sae_kit.train.precision maps them to torch dtypes (this module stays
+# torch-free).
 DTYPE_NAMES = ("fp32", "bf16")
 
 

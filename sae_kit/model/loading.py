@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from sae_kit import plugins
-from sae_kit.adapter import ModelAdapter
 from sae_kit.builtin import BUILTIN_MODEL_NAME, builtin_model_dir
 from sae_kit.errors import SaeKitError, first_line
-from sae_kit.generic_adapter import GenericAdapter
+from sae_kit.model.adapter import ModelAdapter
+from sae_kit.model.generic_adapter import GenericAdapter
 from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
 
 

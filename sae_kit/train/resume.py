@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sae_kit import checkpoint, distributed
-from sae_kit.checkpoint import TrainState
-from sae_kit.config import TrainConfig
 from sae_kit.errors import SaeKitError
-from sae_kit.sae_io import read_json
-from sae_kit.trainer import Run, build_run
+from sae_kit.store.sae_dir import read_json
+from sae_kit.train import checkpoint, distributed
+from sae_kit.train.checkpoint import TrainState
+from sae_kit.train.config import TrainConfig
+from sae_kit.train.loop import Run, build_run
 
 RESUME_OVERRIDES = ("device", "save_every", "keep_checkpoints")
 """Settings a resumed run may change: none of them alters the SAE weights it ends with."""

@@ -31,7 +31,7 @@ import torch
 from sae_kit.errors import SaeKitError, first_line
 
 if TYPE_CHECKING:
-    from sae_kit.trainer import Run
+    from sae_kit.train.loop import Run
 
 FORMAT = "sae-kit-checkpoint/1"
 TENSORS = "tensors.safetensors"
