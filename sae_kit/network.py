@@ -1,13 +1,24 @@
-"""A fast check that the Hugging Face Hub can be reached, so "no network" is one quick line.
+"""Talking to the Hugging Face Hub: a quick reachability check and bounded timeouts.
 
-Without it, huggingface_hub retries each request for half a minute and logs every retry.
+Without the check, huggingface_hub retries each request for half a minute and logs every retry,
+so "no network" is one quick line instead. Without the timeouts, a server that accepts the
+connection and never answers makes ``sae-kit push`` wait forever (huggingface_hub's HTTP client
+has no timeout of its own). ``SAE_KIT_HUB_TIMEOUT`` (seconds, default 60) bounds every wait for
+the Hub: connecting, each read and each write, the metadata (ETag) request and each download
+chunk; ``HF_HUB_ETAG_TIMEOUT`` / ``HF_HUB_DOWNLOAD_TIMEOUT``, when set, win for those two.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import socket
-from urllib.parse import urlparse
+import time
+from typing import Any
+
+from sae_kit.errors import SaeKitError
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds without progress before a Hub request fails: long enough for a slow link."""
 
 
 def hub_endpoint() -> str:
@@ -18,12 +29,90 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True if a TCP connection to the Hub endpoint opens within ``timeout`` seconds."""
-    url = urlparse(hub_endpoint())
-    port = url.port or (443 if url.scheme == "https" else 80)
+def hub_timeout() -> float:
+    """``SAE_KIT_HUB_TIMEOUT`` in seconds; one clear line when it is not a positive number."""
+    text = os.environ.get("SAE_KIT_HUB_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
     try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise SaeKitError(f"SAE_KIT_HUB_TIMEOUT must be a positive number of seconds, got {text!r}")
+    return value
+
+
+class HubTimeout(Exception):  # noqa: N818 (named as the HTTP clients name theirs)
+    """A Hub request got no answer within the timeout, and is being sent again: give up."""
+
+
+def configure_hub() -> float:
+    """Bound every huggingface_hub request by ``hub_timeout()``; returns that timeout.
+
+    Called before each command's first Hub request (it reads the environment each time).
+    huggingface_hub retries a request that timed out five more times with growing pauses; a
+    request that already waited the whole timeout is not sent again (HubTimeout), so a Hub that
+    never answers costs one timeout, not six plus half a minute of pauses.
+    """
+    from huggingface_hub import constants, get_session, set_client_factory
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # its per-retry warnings: the one error line says it all
+    timeout = hub_timeout()
+    for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
+        if not os.environ.get(name):  # the user's own setting wins
+            setattr(constants, name, timeout)
+    session = get_session()  # huggingface_hub's client: keep its own hooks (offline guard, ids)
+    client_cls = type(session)
+    hooks = {kind: [h for h in found if not hasattr(h, "hub_timeout")]
+             for kind, found in session.event_hooks.items()}
+    waiting: dict[tuple[str, str], float] = {}  # request -> when it was sent, until answered
+
+    def on_request(request: Any) -> None:
+        key = (request.method, str(request.url))
+        sent = waiting.get(key)
+        if sent is not None and time.monotonic() - sent >= 0.9 * timeout:
+            raise HubTimeout(f"{request.method} {request.url}")
+        waiting[key] = time.monotonic()
+        phases = request.extensions.get("timeout") or {}  # some requests pass None: no limit
+        request.extensions["timeout"] = {
+            phase: phases.get(phase) or timeout for phase in ("connect", "read", "write", "pool")
+        }
+
+    def on_response(response: Any) -> None:
+        waiting.pop((response.request.method, str(response.request.url)), None)
+
+    on_request.hub_timeout = on_response.hub_timeout = timeout  # type: ignore[attr-defined]
+
+    def client_factory() -> Any:
+        return client_cls(follow_redirects=True, timeout=timeout, event_hooks={
+            "request": [*hooks.get("request", []), on_request],
+            "response": [*hooks.get("response", []), on_response]})
+
+    set_client_factory(client_factory)  # also for clients made after an error closed this one
+    return timeout
+
+
+def hub_problem(timeout: float = 3.0) -> str | None:
+    """Why the Hub endpoint cannot be used now, in a few words; None when it answers.
+
+    One HTTP request through huggingface_hub's own client, so HTTPS_PROXY / HTTP_PROXY /
+    NO_PROXY are honoured exactly as they are for the real requests.
+    """
+    from huggingface_hub import get_session
+
+    timeout = min(timeout, configure_hub())
+    endpoint = hub_endpoint()
+    try:
+        get_session().head(endpoint + "/", timeout=timeout, follow_redirects=False)
+    except Exception as exc:  # any transport failure (DNS, refused, proxy, TLS, timeout)
+        if any("Timeout" in cls.__name__ for cls in type(exc).__mro__):
+            return f"the Hub at {endpoint} did not answer within {timeout:g} s"
+        return f"no network: cannot reach {endpoint}"
+    return None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True if the Hub endpoint answers an HTTP request within ``timeout`` seconds."""
+    return hub_problem(timeout) is None

@@ -4,16 +4,20 @@ It answers what the installed huggingface_hub sends for ``create_repo``, ``creat
 ``create_commit`` (``validate-yaml``, ``preupload`` answering "regular" so files travel inline as
 base64 in the NDJSON commit; no LFS), ``repo_info``, ``list_repo_tree`` and ``hf_hub_download``
 (HEAD + GET on ``/resolve`` with ETag, X-Repo-Commit and Content-Length). Repos live in memory.
-Every request is recorded, and the server shuts itself down after ``lifetime`` seconds.
+Every request is recorded, and the server shuts itself down after ``lifetime`` seconds. For fault
+tests, routes named in ``stall`` read the request and never answer; those in ``garbage`` answer
+200 with bytes that are not what the route returns.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -73,6 +77,10 @@ class FakeHub:
         self.repos: dict[str, Repo] = {}
         self.requests: list[Request] = []
         self.fail_commits = False  # answer every commit with HTTP 500
+        self.stall: set[str] = set()  # route names (or "*") that never answer
+        self.garbage: set[str] = set()  # route names (or "*") answered 200 with junk bytes
+        self._closed = threading.Event()
+        self.delay = 0.0  # seconds before each answer: a slow link
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"hub": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -89,6 +97,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closed.set()  # releases stalled handlers
         self._timer.cancel()
         self._server.shutdown()
         self._server.server_close()
@@ -215,6 +224,15 @@ class FakeHub:
             match = re.fullmatch(pattern, path)
             if match and route_method == method:
                 req = Request(method, path, name, authorization, body)
+                time.sleep(self.delay)
+                if {name, "*"} & self.stall:
+                    self.requests.append(req)
+                    self._closed.wait()  # accept, read the request, never answer
+                    return 503, {}, b""
+                if {name, "*"} & self.garbage:
+                    self.requests.append(req)
+                    return 200, {"Content-Type": "application/json", "ETag": '"x"',
+                                 "X-Repo-Commit": "0" * 40}, b"\x00\xff<html>not json"
                 with self._lock:
                     self.requests.append(req)
                     if name in WRITES and not self._authorized(req):
@@ -252,7 +270,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if method != "HEAD":
-            self.wfile.write(data)
+            with contextlib.suppress(ConnectionError):  # a stalled request's client is gone
+                self.wfile.write(data)
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server API)
         self._serve("GET")

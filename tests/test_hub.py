@@ -62,11 +62,13 @@ def hub():
 
 
 def sae_kit(args: list[str], home: Path, endpoint: str, token: str | None = TOKEN,
-            python: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+            python: str | None = None, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the CLI (or a Python snippet) in a clean process: no HF_* settings but ours."""
+    extra = env or {}
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HF_", "HUGGING_FACE_", "TRANSFORMERS_OFFLINE"))}
-    env.update(HF_HOME=str(home), HF_ENDPOINT=endpoint, SAE_KIT_PLUGINS=FIRST_PARTY)
+    env.update(HF_HOME=str(home), HF_ENDPOINT=endpoint, SAE_KIT_PLUGINS=FIRST_PARTY, **extra)
     if token:
         env["HF_TOKEN"] = token
     cmd = [sys.executable, "-c", python, *args] if python else [sys.executable, "-m", "sae_kit",

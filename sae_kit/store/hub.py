@@ -19,7 +19,13 @@ from pathlib import Path
 
 from sae_kit import __version__
 from sae_kit.errors import SaeKitError
-from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
+from sae_kit.network import (
+    configure_hub,
+    hub_endpoint,
+    hub_offline,
+    hub_problem,
+    hub_timeout,
+)
 
 EVAL_FILE = "eval.json"  # written by `sae-kit eval`; its metrics go into the model card
 CARD = "README.md"
@@ -117,11 +123,12 @@ def refuse_token_in_files(upload: Upload, token: str) -> None:
 
 def _check_online() -> str:
     endpoint = hub_endpoint()
+    configure_hub()
     if hub_offline():
         raise SaeKitError("HF_HUB_OFFLINE is set: unset it to reach the Hugging Face Hub")
-    if not hub_reachable():
-        raise SaeKitError(f"no network: cannot reach {endpoint}; check your connection or "
-                          "HF_ENDPOINT")
+    problem = hub_problem()
+    if problem:
+        raise SaeKitError(f"{problem}; check your connection or HF_ENDPOINT")
     return endpoint
 
 
@@ -180,9 +187,11 @@ def download(ref: HubRef, revision: str | None = None, out: str | Path | None = 
     from huggingface_hub import HfApi, snapshot_download
 
     endpoint = hub_endpoint()
-    offline = hub_offline() or not hub_reachable()
+    configure_hub()
+    problem = "HF_HUB_OFFLINE is set" if hub_offline() else hub_problem()
+    offline = problem is not None
     patterns = [f"{ref.subfolder}/*"] if ref.subfolder else None
-    with hub_errors(endpoint, ref, revision, None):
+    with hub_errors(endpoint, ref, revision, None, why_offline=problem):
         if ref.subfolder and not offline:  # say "no such folder" before fetching nothing
             api = HfApi(endpoint=endpoint, library_name="sae-kit", library_version=__version__)
             if not any(api.list_repo_tree(ref.repo_id, ref.subfolder, revision=revision)):
@@ -205,14 +214,14 @@ def _no_folder(ref: HubRef, revision: str | None) -> str:
 
 @contextlib.contextmanager
 def hub_errors(endpoint: str, ref: HubRef, revision: str | None,
-               token: str | None) -> Iterator[None]:
+               token: str | None, why_offline: str | None = None) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into one line; the token is scrubbed from it."""
     from huggingface_hub import errors
 
     try:
         yield
     except errors.LocalEntryNotFoundError:  # also an EntryNotFoundError: check it first
-        why = "HF_HUB_OFFLINE is set" if hub_offline() else f"no network: cannot reach {endpoint}"
+        why = why_offline or f"no network: cannot reach {endpoint}"
         raise SaeKitError(f"{why}, and {ref} is not in the local Hugging Face cache") from None
     except errors.RevisionNotFoundError:
         raise SaeKitError(f"{ref.repo_id} has no revision {revision!r} at {endpoint}") from None
@@ -234,10 +243,18 @@ def hub_errors(endpoint: str, ref: HubRef, revision: str | None,
         raise SaeKitError(_scrub(f"talking to the Hub at {endpoint} failed: "
                                  f"{type(exc).__name__}: {_first_line(exc)}", token)) from None
     except Exception as exc:  # the HTTP client's own transport errors (httpx, requests)
+        if _is_timeout(exc):
+            raise SaeKitError(f"the Hub at {endpoint} did not answer within {hub_timeout():g} s; "
+                              "try again later, or allow longer with SAE_KIT_HUB_TIMEOUT=SECONDS"
+                              ) from None
         if not _is_transport_error(exc):
             raise
         raise SaeKitError(_scrub(f"no network: cannot reach {endpoint} "
                                  f"({type(exc).__name__}: {_first_line(exc)})", token)) from None
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return any("Timeout" in cls.__name__ for cls in type(exc).__mro__)
 
 
 def _is_transport_error(exc: BaseException) -> bool:
