@@ -22,7 +22,7 @@ import torch
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
 from sae_kit.errors import SaeKitError, first_line
-from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
+from sae_kit.network import hub_endpoint, hub_offline, hub_reachable, looks_like_local_path
 
 HOLDOUT_EVERY = 20
 """1 document in 20 (5%) is held out for evaluation when the dataset has no eval split."""
@@ -58,15 +58,32 @@ def iter_texts(spec: DataSpec, part: Part) -> Iterator[str]:
 
 def _rows(spec: DataSpec, split: str) -> Iterator[str]:
     dataset = _open(spec, split)
-    for row in dataset:
-        if spec.text_column not in row:
-            raise SaeKitError(
-                f"dataset {spec.dataset!r} has no column {spec.text_column!r}; its columns are "
-                f"{sorted(row)}; choose one with --text-column"
-            )
-        text = row[spec.text_column]
-        if text:
-            yield text
+    try:
+        for row in dataset:
+            yield from _text_of(row, spec)
+    except SaeKitError:
+        raise
+    except Exception as exc:  # malformed JSON, bytes that are not UTF-8, a broken parquet file
+        raise SaeKitError(
+            f"could not read dataset {spec.dataset!r} ({type(exc).__name__}: {first_line(exc)}); "
+            "text files must be UTF-8 and each .jsonl line one JSON object with a "
+            f"{spec.text_column!r} field"
+        ) from None
+
+
+def _text_of(row: Any, spec: DataSpec) -> Iterator[str]:
+    if not isinstance(row, dict) or spec.text_column not in row:
+        columns = sorted(row) if isinstance(row, dict) else type(row).__name__
+        raise SaeKitError(
+            f"dataset {spec.dataset!r} has no column {spec.text_column!r}; its columns are "
+            f"{columns}; choose one with --text-column"
+        )
+    text = row[spec.text_column]
+    if text and not isinstance(text, str):
+        raise SaeKitError(f"column {spec.text_column!r} of dataset {spec.dataset!r} holds "
+                          f"{type(text).__name__} values, not text; choose one with --text-column")
+    if text:
+        yield text
 
 
 def _local_files(path: Path) -> tuple[str, list[str]]:
@@ -84,11 +101,12 @@ def _local_files(path: Path) -> tuple[str, list[str]]:
 def _open(spec: DataSpec, split: str) -> Iterable[dict[str, Any]]:
     import datasets
 
+    datasets.utils.logging.set_verbosity(datasets.logging.CRITICAL)  # errors: our one line
     path = Path(spec.dataset).expanduser()
     if path.exists():
         builder, files = _local_files(path)
         return datasets.load_dataset(builder, data_files=files, split="train", streaming=True)
-    if path.suffix in _BUILDERS or spec.dataset.startswith((".", "/", "~")):
+    if path.suffix in _BUILDERS or looks_like_local_path(spec.dataset):
         raise SaeKitError(f"dataset file {spec.dataset!r} does not exist; check the path")
     if not hub_offline() and not hub_reachable():
         raise SaeKitError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
@@ -27,6 +28,18 @@ def hub_endpoint() -> str:
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def looks_like_local_path(name: str) -> bool:
+    """A name meant as a local path, even one that does not exist (a typo of one).
+
+    ``./x``, ``/x`` and ``~/x`` are paths; so is ``runs/typo`` when ``runs/`` is a directory
+    here. Anything else that does not exist locally is taken as a Hub id.
+    """
+    if name.startswith((".", "/", "~")):
+        return True
+    first, sep, _ = name.partition("/")
+    return bool(sep) and Path(first).is_dir()
 
 
 def hub_timeout() -> float:

@@ -32,8 +32,15 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate SAEs on held-out tokens; writes RUN_DIR/eval.json and prints a table."""
-    from sae_kit.eval.evaluation import evaluate_run  # torch import only once args are parsed
+    from pathlib import Path
 
+    from sae_kit.eval.evaluation import (  # torch import only once args are parsed
+        check_writable,
+        evaluate_run,
+    )
+
+    if plot:
+        check_writable(Path(plot))  # before the evaluation, not after it
     results = []
     for one in run_dir:
         with _progress() as progress:

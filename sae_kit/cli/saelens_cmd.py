@@ -28,7 +28,7 @@ def export(
     from pathlib import Path
 
     from sae_kit.store.sae_dir import sae_dirs
-    from sae_kit.store.saelens import export_saelens
+    from sae_kit.store.saelens import export_saelens, fresh_dir
     from sae_kit.store.sources import is_sae_dir, resolve_sae_source
 
     _check_format(fmt)
@@ -36,7 +36,9 @@ def export(
     if is_sae_dir(path):
         written = [export_saelens(path, out)]
     else:
-        written = [export_saelens(d, Path(out) / hp.name) for hp, d in sae_dirs(path).items()]
+        dirs = sae_dirs(path)
+        fresh_dir(out)  # the docs promise a new or empty directory: nothing is overwritten
+        written = [export_saelens(d, Path(out) / hp.name) for hp, d in dirs.items()]
     err.print(f"[green]exported[/] {len(written)} SAE(s) in the {fmt} layout")
     typer.echo(out)
 

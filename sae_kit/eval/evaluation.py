@@ -11,6 +11,7 @@ on the batch size.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +174,7 @@ def evaluate_run(
         raise SaeKitError(f"--n-tokens and --batch-size must be positive, got {n_tokens}, "
                           f"{batch_size}")
     run_dir = resolve_run_dir(run_ref)
+    check_writable(run_dir / EVAL_FILE)  # before minutes of evaluation, not after
     torch_device = resolve_device(device)
     config, saes = _load(run_dir, torch_device)
     loaded = load_model(config["model"], revision=config.get("revision"), device=torch_device)
@@ -202,5 +204,23 @@ def evaluate_run(
         "context": context, "n_windows": len(windows), "n_tokens": len(windows) * context,
         **evaluator.results(),
     }
-    write_json_atomic(run_dir / EVAL_FILE, result)
+    try:
+        write_json_atomic(run_dir / EVAL_FILE, result)
+    except OSError as exc:
+        raise _unwritable(run_dir / EVAL_FILE, exc) from None
     return result
+
+
+def check_writable(path: Path) -> None:
+    """One clear line now if ``path`` could not be written later (missing or read-only place)."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise SaeKitError(f"cannot write {str(path)!r}: {str(parent)!r} is not a directory; "
+                          "create it first or choose another path")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise _unwritable(path, PermissionError(13, "not writable"))
+
+
+def _unwritable(path: Path, exc: OSError) -> SaeKitError:
+    return SaeKitError(f"cannot write {str(path)!r} ({exc.strerror or exc}); copy the run "
+                       "somewhere writable, or choose a writable path")

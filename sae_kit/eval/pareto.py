@@ -9,6 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from sae_kit.errors import SaeKitError
+
 Point = tuple[float, float]
 
 # The paper's three objectives first, so they keep the same colour and marker in every plot.
@@ -58,6 +60,11 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
     ax.grid(True, alpha=0.3)
     ax.legend(title="loss")
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    try:
+        fig.savefig(path, format="png")
+    except OSError as exc:
+        raise SaeKitError(f"cannot write the plot {str(path)!r} ({exc.strerror or exc}); "
+                          "choose a writable path") from None
+    finally:
+        plt.close(fig)
     return series

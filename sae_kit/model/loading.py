@@ -14,7 +14,13 @@ from sae_kit.builtin import BUILTIN_MODEL_NAME, builtin_model_dir
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.adapter import ModelAdapter
 from sae_kit.model.generic_adapter import GenericAdapter
-from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
+from sae_kit.network import (
+    configure_hub,
+    hub_endpoint,
+    hub_offline,
+    hub_reachable,
+    looks_like_local_path,
+)
 
 
 @dataclass
@@ -47,10 +53,12 @@ def resolve_source(name: str) -> str:
     """The built-in model's name maps to its directory inside the package."""
     if name == BUILTIN_MODEL_NAME:
         return str(builtin_model_dir())
-    looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
-    if looks_local and not Path(name).expanduser().exists():
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path)
+    if looks_like_local_path(name):
         raise SaeKitError(f"model directory {name!r} does not exist; pass a Hub id or a path")
-    return str(Path(name).expanduser()) if looks_local else name
+    return name
 
 
 def adapter_for(model_type: str) -> ModelAdapter:
@@ -63,20 +71,40 @@ def adapter_for(model_type: str) -> ModelAdapter:
 
 def _from_pretrained(loader: Any, source: str, revision: str | None, **kwargs: Any) -> Any:
     local = Path(source).exists()
-    if not local and not hub_offline() and not hub_reachable():
-        kwargs["local_files_only"] = True  # no network: the local cache is all there is
+    if not local and not hub_offline():
+        configure_hub()
+        if not hub_reachable():
+            kwargs["local_files_only"] = True  # no network: the local cache is all there is
     try:
         return loader.from_pretrained(source, revision=revision, **kwargs)
-    except OSError as exc:
-        if kwargs.get("local_files_only") and not hub_offline():
-            raise SaeKitError(
-                f"no network: cannot reach {hub_endpoint()}, and {source!r} is not in the local "
-                "Hugging Face cache; pass a local directory saved with save_pretrained"
-            ) from exc
-        where = "local directory" if local else "Hugging Face Hub (wrong id? no access?)"
-        raise SaeKitError(
-            f"could not load {source!r} from the {where}: {first_line(exc)}"
-        ) from exc
+    except (OSError, ValueError) as exc:
+        raise SaeKitError(_load_failure(source, local, kwargs, exc)) from exc
+
+
+def _load_failure(source: str, local: bool, kwargs: dict[str, Any], exc: Exception) -> str:
+    if local and not (Path(source) / "config.json").is_file():
+        return (f"{source!r} is not a model directory (no config.json); pass a directory saved "
+                "with save_pretrained, or a Hub id")
+    if kwargs.get("use_safetensors") and _only_pickles(source, local):
+        return (f"{source!r} has its weights only as a pickle file (.bin/.pt), which sae-kit does "
+                "not load because unpickling can run code; save it again with "
+                "save_pretrained(safe_serialization=True) or use a repo with .safetensors")
+    if hub_offline() and not local:
+        return (f"HF_HUB_OFFLINE is set and {source!r} is not in the local Hugging Face cache; "
+                "unset HF_HUB_OFFLINE to download it, or pass a local directory")
+    if kwargs.get("local_files_only"):
+        return (f"no network: cannot reach {hub_endpoint()}, and {source!r} is not in the local "
+                "Hugging Face cache; pass a local directory saved with save_pretrained")
+    where = "local directory" if local else "Hugging Face Hub (wrong id? no access?)"
+    return f"could not load {source!r} from the {where}: {first_line(exc)}"
+
+
+def _only_pickles(source: str, local: bool) -> bool:
+    if not local:  # a Hub repo: transformers' message names the missing safetensors file
+        return False
+    files = [p.name for p in Path(source).iterdir()]
+    return (not any(f.endswith(".safetensors") for f in files)
+            and any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files))
 
 
 def load_model(
@@ -90,7 +118,9 @@ def load_model(
     source = resolve_source(name)
     config = _from_pretrained(AutoConfig, source, revision)
     adapter = adapter_for(config.model_type)  # a broken plugin fails before any download
-    model = _from_pretrained(AutoModelForCausalLM, source, revision, dtype=torch.float32)
+    # safetensors only: a pickled checkpoint (pytorch_model.bin) could run code when loaded.
+    model = _from_pretrained(AutoModelForCausalLM, source, revision, dtype=torch.float32,
+                             use_safetensors=True)
     adapter.check(model)
     tokenizer = _from_pretrained(AutoTokenizer, source, revision)
     model.to(device).eval().requires_grad_(False)

@@ -19,6 +19,7 @@ from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.files import as_umask_says
 
 WEIGHTS = "sae.safetensors"
 CONFIG = "config.json"
@@ -28,10 +29,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temp file + rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, default=str)
+            f.write("\n")
+        as_umask_says(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # an error or a signal mid-write: no temporary file is left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> Any:
@@ -48,11 +54,18 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(f".{WEIGHTS}.*"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     state = {k: v.detach().float().contiguous().cpu() for k, v in sae.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS}.")
     os.close(fd)
-    save_file(state, tmp, metadata={"format": "pt"})
-    os.replace(tmp, directory / WEIGHTS)
+    try:
+        save_file(state, tmp, metadata={"format": "pt"})
+        as_umask_says(tmp)
+        os.replace(tmp, directory / WEIGHTS)
+    except BaseException:  # an error or a signal mid-write: no temporary file is left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
     config = {
         "architecture": sae.name,
         "d_in": sae.d_in,
@@ -66,28 +79,66 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
 
 
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SAE, dict]:
-    """Load one SAE directory; returns the SAE and its config."""
+    """Load one SAE directory; returns the SAE and its config.
+
+    Nothing in a (perhaps downloaded) config is trusted before it is checked: sizes must be
+    whole numbers and must match the tensors the weight file holds, so a config claiming a huge
+    dictionary is refused before anything is allocated.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
     config = read_json(directory / CONFIG)
-    try:
-        arch = plugins.load("architectures", config["architecture"])
-        sae = arch(config["d_in"], config["n_dict"], **config.get("options", {}))
-    except KeyError as exc:
-        raise SaeKitError(f"{str(directory / CONFIG)!r} lacks the field {exc}") from None
+    arch, options = _checked_config(config, directory / CONFIG)
     path = directory / WEIGHTS
     if not path.exists():
         raise SaeKitError(f"{str(path)!r} is missing: this directory holds no trained SAE")
     try:
+        _check_shapes(arch, config, options, path)
+        sae = arch(config["d_in"], config["n_dict"], **options)
         state = load_file(str(path))
         sae.load_state_dict(state)
-    except (SafetensorError, RuntimeError, OSError) as exc:
+    except (SafetensorError, RuntimeError, OSError, ValueError, TypeError) as exc:
         raise SaeKitError(
             f"{str(path)!r} is corrupt or does not match its config ({first_line(exc)})"
         ) from None
     return sae.to(device), config
+
+
+def _checked_config(config: Any, where: Path) -> tuple[type[SAE], dict[str, Any]]:
+    if not isinstance(config, dict):
+        raise SaeKitError(f"{str(where)!r} is not an SAE config (a JSON object with "
+                          f"architecture, d_in, n_dict), but a JSON {type(config).__name__}")
+    missing = [k for k in ("architecture", "d_in", "n_dict") if k not in config]
+    if missing:
+        raise SaeKitError(f"{str(where)!r} lacks the field(s) {', '.join(missing)}")
+    for key in ("d_in", "n_dict"):
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SaeKitError(f"{str(where)!r} has {key} = {value!r}; want a positive whole "
+                              "number")
+    options = config.get("options", {})
+    if not isinstance(options, dict) or not isinstance(config["architecture"], str):
+        raise SaeKitError(f"{str(where)!r} has a malformed architecture or options field")
+    return plugins.load("architectures", config["architecture"]), options
+
+
+def _check_shapes(arch: type[SAE], config: dict[str, Any], options: dict[str, Any],
+                  path: Path) -> None:
+    """The weight file's tensor shapes against the config's, read from headers only."""
+    from safetensors import safe_open
+
+    with torch.device("meta"):  # shapes without memory, however large the config claims
+        expected = {k: tuple(v.shape) for k, v in
+                    arch(config["d_in"], config["n_dict"], **options).state_dict().items()}
+    with safe_open(str(path), framework="pt") as f:
+        stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    if stored != expected:
+        wrong = sorted(k for k in expected.keys() | stored.keys()
+                       if expected.get(k) != stored.get(k))
+        raise ValueError(f"tensor shapes differ for {', '.join(wrong)}: config "
+                         f"d_in={config['d_in']}, n_dict={config['n_dict']}")
 
 
 def sae_dirs(run_dir: str | Path) -> dict[HookPoint, Path]:

@@ -55,7 +55,7 @@ def export_saelens(sae_dir: str | Path, out: str | Path) -> Path:
             "W_dec": sae.dict_elements.T.contiguous(),  # decoder normalisation folded in
             "b_dec": sae.b_dec.clone(),
         }
-    out = _fresh_dir(out)
+    out = fresh_dir(out)
     save_file({k: v.float().contiguous() for k, v in state.items()}, str(out / WEIGHTS),
               metadata={"format": "pt"})
     write_json_atomic(out / CFG, {**_cfg(config, hook), **_arch_cfg(sae.name, sae.options())})
@@ -125,7 +125,7 @@ def import_saelens(src: str | Path, out: str | Path) -> Path:
         "context": flat.get("context_size"), "tokens_trained": kit.get("tokens_trained"),
         "imported_from": {"format": "saelens", "path": str(src)},
     }
-    return save_sae(sae, hook, _fresh_dir(out), extra)
+    return save_sae(sae, hook, fresh_dir(out), extra)
 
 
 def _fold_norms(state: dict[str, torch.Tensor], norms: torch.Tensor,
@@ -209,9 +209,14 @@ def _read_weights(path: Path, d_in: int, d_sae: int) -> tuple[dict[str, torch.Te
     return state, eps
 
 
-def _fresh_dir(out: str | Path) -> Path:
+def fresh_dir(out: str | Path) -> Path:
+    """Create ``out``, or accept it empty; anything else is one line (nothing is overwritten)."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SaeKitError(f"{str(out)!r} already exists and is not empty; choose a new directory")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SaeKitError(f"cannot create {str(out)!r} ({exc.strerror or exc}); choose a "
+                          "writable place") from None
     return out

@@ -19,6 +19,7 @@ import torch
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.network import looks_like_local_path
 from sae_kit.store.sae_dir import WEIGHTS, sae_dirs
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 
@@ -40,7 +41,7 @@ def resolve_sae_source(source: str | Path, revision: str | None = None,
     from sae_kit.store.hub import HubRef, download, parse_hub_ref
 
     text = str(source)
-    if text.startswith((".", "/", "~")) or text.count("/") < 1:
+    if looks_like_local_path(text) or text.count("/") < 1:
         raise SaeKitError(f"{text!r} does not exist (not a local directory, and not a Hub id "
                           "like namespace/name[/subfolder])")
     ref: HubRef = parse_hub_ref(text)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sae_kit.errors import SaeKitError, first_line
+from sae_kit.store.files import as_umask_says
 
 if TYPE_CHECKING:
     from sae_kit.train.loop import Run
@@ -86,6 +87,7 @@ def save(root: Path, counters: TrainState, tree: dict[str, Any], keep: int) -> P
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
+        as_umask_says(tmp)
     except OSError as exc:
         raise _unwritable(final, exc) from None
     try:
@@ -111,6 +113,7 @@ def _write(directory: Path, counters: TrainState, tree: dict[str, Any]) -> None:
              "sha256": {TENSORS: _sha256(directory / TENSORS)}}
     (directory / STATE).write_text(json.dumps(state, indent=1) + "\n")
     for name in (TENSORS, STATE):
+        as_umask_says(directory / name)  # safetensors writes its files 0600
         _fsync(directory / name)
 
 

@@ -11,7 +11,6 @@ checkpoint, so no step is logged twice.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from sae_kit.train import checkpoint, distributed
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import Run, build_run
+from sae_kit.train.stats import MetricsLog
 
 RESUME_OVERRIDES = ("device", "save_every", "keep_checkpoints")
 """Settings a resumed run may change: none of them alters the SAE weights it ends with."""
@@ -83,11 +83,7 @@ def resume(
         for path, reason in skipped:
             moved = checkpoint.quarantine(path)
             warn(f"{reason}; renamed it to {moved.name} and resumed from {latest.path.name}")
-        _cut_metrics(run_dir / "metrics.jsonl", latest.counters.metrics_offset)
+        problem = MetricsLog(run_dir / "metrics.jsonl").rewind(latest.counters.metrics_offset)
+        if problem:
+            warn(problem)
     return run, latest.counters
-
-
-def _cut_metrics(path: Path, offset: int) -> None:
-    # Rows written after the checkpoint (by the run that was killed) are logged again on resume.
-    if path.exists() and path.stat().st_size > offset:
-        os.truncate(path, offset)

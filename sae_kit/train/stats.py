@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -55,6 +56,30 @@ class MetricsLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def rewind(self, offset: int) -> str | None:
+        """Cut the log back to ``offset`` bytes (its length at a checkpoint) for a resume.
+
+        Rows after it were logged by the run that was killed and are logged again. A last row
+        cut mid-line (the file lost its tail) is dropped too, since appending to it would leave
+        one unreadable row. Returns a warning when rows that belong before ``offset`` are gone.
+        """
+        if not self.path.exists():
+            return None
+        size = self.path.stat().st_size
+        if size > offset:
+            os.truncate(self.path, offset)
+            size = offset
+        with self.path.open("rb") as f:
+            data = f.read()
+        keep = data.rfind(b"\n") + 1  # 0 when there is no complete row
+        if keep == size:
+            return None if size == offset else (
+                f"{self.path} is shorter than when the checkpoint was saved ({size} of {offset} "
+                "bytes): some rows before it are lost; training continues")
+        os.truncate(self.path, keep)
+        return (f"{self.path} ended in a half-written row ({size - keep} bytes, as when a write "
+                "is cut off); dropped it, so rows before the checkpoint may be missing")
 
     def write(self, row: dict[str, Any]) -> None:
         with self.path.open("a") as f:
