@@ -1,7 +1,9 @@
-"""Talking to the Hugging Face Hub: a quick reachability check and bounded timeouts.
+"""The Hugging Face Hub as a source: local path or Hub id, the endpoint, reachability, timeouts.
 
-Without the check, huggingface_hub retries each request for half a minute and logs every retry,
-so "no network" is one quick line instead. Without the timeouts, a server that accepts the
+:func:`is_local_ref` is the one rule, used for models, datasets, SAEs and runs alike, deciding
+whether a name is a local path or a Hub id. :func:`hub_problem` is a fast check so "no
+network" is one quick line: without it, huggingface_hub retries each request for half a minute
+and logs every retry. Without the timeouts, a server that accepts the
 connection and never answers makes ``sae-kit push`` wait forever (huggingface_hub's HTTP client
 has no timeout of its own). ``SAE_KIT_HUB_TIMEOUT`` (seconds, default 60) bounds every wait for
 the Hub: connecting, each read and each write, the metadata (ETag) request and each download
@@ -30,15 +32,18 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def looks_like_local_path(name: str) -> bool:
-    """A name meant as a local path, even one that does not exist (a typo of one).
+def is_local_ref(ref: str | os.PathLike[str]) -> bool:
+    """True when ``ref`` names a local path, not a Hub id: it exists, or is written as a path.
 
-    ``./x``, ``/x`` and ``~/x`` are paths; so is ``runs/typo`` when ``runs/`` is a directory
-    here. Anything else that does not exist locally is taken as a Hub id.
+    ``./x``, ``/x`` and ``~/x`` are paths even when missing (so the error says "does not
+    exist", not "not found on the Hub"); so is ``runs/typo`` when ``runs/`` is a directory here
+    (a mistyped run or model directory). ``alice/data`` is a Hub id unless such a directory
+    exists here.
     """
-    if name.startswith((".", "/", "~")):
+    text = os.fspath(ref)
+    if text.startswith((".", "/", "~")) or Path(text).expanduser().exists():
         return True
-    first, sep, _ = name.partition("/")
+    first, sep, _ = text.partition("/")
     return bool(sep) and Path(first).is_dir()
 
 

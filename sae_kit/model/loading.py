@@ -19,7 +19,7 @@ from sae_kit.network import (
     hub_endpoint,
     hub_offline,
     hub_reachable,
-    looks_like_local_path,
+    is_local_ref,
 )
 
 
@@ -53,12 +53,11 @@ def resolve_source(name: str) -> str:
     """The built-in model's name maps to its directory inside the package."""
     if name == BUILTIN_MODEL_NAME:
         return str(builtin_model_dir())
-    path = Path(name).expanduser()
-    if path.exists():
-        return str(path)
-    if looks_like_local_path(name):
+    if not is_local_ref(name):
+        return name
+    if not Path(name).expanduser().exists():
         raise SaeKitError(f"model directory {name!r} does not exist; pass a Hub id or a path")
-    return name
+    return str(Path(name).expanduser())
 
 
 def adapter_for(model_type: str) -> ModelAdapter:
@@ -70,7 +69,7 @@ def adapter_for(model_type: str) -> ModelAdapter:
 
 
 def _from_pretrained(loader: Any, source: str, revision: str | None, **kwargs: Any) -> Any:
-    local = Path(source).exists()
+    local = is_local_ref(source)
     if not local and not hub_offline():
         configure_hub()
         if not hub_reachable():
