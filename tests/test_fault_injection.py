@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.store import sae_dir
+from sae_kit.train import checkpoint
 from tests.test_faults import SAE, TINY, _train
 
 runner = CliRunner()
@@ -225,3 +226,85 @@ def test_10_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatc
     one_line_error(result, "model directory 'runs/typo' does not exist")
     result = runner.invoke(app, ["eval", "runs/typo"])
     one_line_error(result, "'runs/typo' does not exist")
+
+
+# --- 3: a resume trusts nothing it has not checked --------------------------------------------
+
+def _state(ckpt: Path) -> dict:
+    return json.loads((ckpt / "state.json").read_text())
+
+
+def _put_state(ckpt: Path, state: dict, reseal: bool) -> None:
+    if reseal:  # an edit that also recomputes the checksums, as a careful tamperer would
+        state["sha256"]["tensors.safetensors"] = checkpoint._sha256(ckpt / "tensors.safetensors")
+        state["sha256"]["state.json"] = checkpoint._state_digest(state)
+    (ckpt / "state.json").write_text(json.dumps(state))
+
+
+def _edit_counter(name, value):
+    def edit(ckpt, state):
+        state["counters"][name] = value
+    return edit
+
+
+def _edit_scheduler(key, value):
+    def edit(ckpt, state):
+        state["tree"]["scheduler"][key] = value
+    return edit
+
+
+def _edit_python_rng(value):
+    def edit(ckpt, state):
+        state["tree"]["rng"]["python"][1][5] = value
+    return edit
+
+
+def _rename_tensor(ckpt, state):
+    path = ckpt / "tensors.safetensors"
+    tensors = load_file(str(path))
+    key = next(k for k in tensors if k.startswith("saes/"))
+    tensors[key.replace("saes/", "saes/x")] = tensors.pop(key)
+    save_file(tensors, str(path), metadata={"format": checkpoint.FORMAT})
+
+
+TAMPER = {  # name: (edit, whether the tamperer recomputed the checksums)
+    "step": (_edit_counter("step", 2), False),
+    "base learning rates": (_edit_scheduler("base_lrs", [1.0]), False),
+    "python RNG state": (_edit_python_rng(12345), False),
+    "step, resealed": (_edit_counter("step", 2), True),
+    "base learning rates, resealed": (_edit_scheduler("base_lrs", [1.0]), True),
+    "negative windows, resealed": (_edit_counter("windows", -4), True),
+    "float windows, resealed": (_edit_counter("windows", 12.0), True),
+    "float in RNG state, resealed": (_edit_python_rng(0.5), True),
+    "renamed tensor, resealed": (_rename_tensor, True),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPER))
+def test_3_a_tampered_checkpoint_is_refused_and_the_previous_one_used(run, case):
+    edit, reseal = TAMPER[case]
+    newest = run / "checkpoints" / "step-000003"
+    finished = load_file(str(run / SAE / "sae.safetensors"))
+    state = _state(newest)
+    edit(newest, state)
+    _put_state(newest, state, reseal)
+    result = runner.invoke(app, ["train", "--resume", str(run)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    warning = " ".join(result.stderr.split())
+    assert f"warning: checkpoint {str(newest)!r}" in warning
+    assert "renamed it to step-000003.corrupt and resumed from step-000002" in warning
+    redone = load_file(str(run / SAE / "sae.safetensors"))
+    for name, value in finished.items():  # step 3 done again: the same weights as before
+        torch.testing.assert_close(redone[name], value, rtol=1e-5, atol=1e-6)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3]
+
+
+def test_3_when_every_checkpoint_is_tampered_it_is_one_line(run):
+    for ckpt in checkpoint.list_checkpoints(run / "checkpoints"):
+        state = _state(ckpt)
+        state["counters"]["windows"] = -1
+        _put_state(ckpt, state, reseal=True)
+    result = runner.invoke(app, ["train", "--resume", str(run)])
+    one_line_error(result, "every checkpoint in", "whole numbers >= 0")

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import torch
 from sae_kit.errors import SaeKitError
 from sae_kit.store.files import as_umask_says
 
-FORMAT = "sae-kit-checkpoint/1"
+FORMAT = "sae-kit-checkpoint/2"  # /2: state.json carries a checksum of itself
 TENSORS = "tensors.safetensors"
 STATE = "state.json"
 _NAME = re.compile(r"^step-(\d+)$")
@@ -108,6 +109,7 @@ def _write(directory: Path, counters: TrainState, tree: dict[str, Any]) -> None:
     save_file(tensors, str(directory / TENSORS), metadata={"format": FORMAT})
     state = {"format": FORMAT, "counters": asdict(counters), "tree": encoded,
              "sha256": {TENSORS: _sha256(directory / TENSORS)}}
+    state["sha256"][STATE] = _state_digest(state)
     (directory / STATE).write_text(json.dumps(state, indent=1) + "\n")
     for name in (TENSORS, STATE):
         as_umask_says(directory / name)  # safetensors writes its files 0600
@@ -143,25 +145,48 @@ def load(path: Path) -> Checkpoint:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else None
         raise _corrupt(path, f"format is {found!r}, expected {FORMAT!r}")
+    sums = state.get("sha256")
+    if not isinstance(sums, dict) or sums.get(STATE) != _state_digest(state):
+        raise _corrupt(path, f"{STATE} does not match its checksum (edited or damaged)")
     tensor_file = path / TENSORS
     if not tensor_file.exists():
         raise _corrupt(path, f"{TENSORS} is missing")
-    if _sha256(tensor_file) != state.get("sha256", {}).get(TENSORS):
+    if _sha256(tensor_file) != sums.get(TENSORS):
         raise _corrupt(path, f"{TENSORS} does not match its checksum (truncated or altered)")
     try:
         tensors = load_file(str(tensor_file))
         tree = _decode(state["tree"], tensors)
-        counts = state["counters"]
-        counters = TrainState(**{f.name: int(counts[f.name]) for f in fields(TrainState)})
-    except (SafetensorError, KeyError, TypeError, ValueError) as exc:
+        counters = _counters(state["counters"])
+    except (SafetensorError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _corrupt(path, f"{type(exc).__name__}: {exc}") from None
     return Checkpoint(path=path, counters=counters, tree=tree)
 
 
-def load_latest(root: Path) -> tuple[Checkpoint, list[tuple[Path, str]]]:
-    """The newest readable checkpoint, and the newer ones skipped as corrupt (path, reason).
+def _state_digest(state: dict[str, Any]) -> str:
+    """SHA-256 of state.json's content without its own checksum, in one canonical form."""
+    sums = state.get("sha256")
+    rest = {**state, "sha256": {k: v for k, v in sums.items() if k != STATE}
+            if isinstance(sums, dict) else sums}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 
-    Raises SaeKitError when there is none, or when every kept checkpoint is corrupt.
+
+def _counters(saved: Any) -> TrainState:
+    """Whole, non-negative numbers only: a float or a negative count is damage, not a value."""
+    values = {f.name: saved[f.name] for f in fields(TrainState)}
+    bad = [f"{k}={v!r}" for k, v in values.items()
+           if not isinstance(v, int) or isinstance(v, bool) or v < 0]
+    if bad:
+        raise ValueError(f"counters must be whole numbers >= 0: {', '.join(bad)}")
+    return TrainState(**values)
+
+
+def load_latest(root: Path, accept: Callable[[Checkpoint], None] | None = None
+                ) -> tuple[Checkpoint, list[tuple[Path, str]]]:
+    """The newest usable checkpoint, and the newer ones skipped as corrupt (path, reason).
+
+    A checkpoint is usable when it reads back intact and ``accept`` (which raises SaeKitError
+    for one that does not fit the run, e.g. by putting it into the run) takes it. Raises
+    SaeKitError when there is none, or when every kept checkpoint is unusable.
     """
     candidates = list_checkpoints(root)
     if not candidates:
@@ -172,7 +197,10 @@ def load_latest(root: Path) -> tuple[Checkpoint, list[tuple[Path, str]]]:
     skipped: list[tuple[Path, str]] = []
     for path in reversed(candidates):
         try:
-            return load(path), skipped
+            found = load(path)
+            if accept:
+                accept(found)
+            return found, skipped
         except SaeKitError as exc:
             skipped.append((path, str(exc)))
     reasons = "; ".join(reason for _, reason in skipped)

@@ -21,7 +21,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 from sae_kit.train import checkpoint, distributed
-from sae_kit.train.build import build_run
+from sae_kit.train.build import build_run, make_data
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.run import Run, apply
@@ -73,9 +73,14 @@ def resume(
             f"{str(layout)!r} was trained by {saved_world} process(es); resume it with the "
             f"same number (this is {world}), since it sets the batch and schedule"
         )
-    latest, skipped = checkpoint.load_latest(layout.checkpoints)
-    run = build_run(config, skip_windows=latest.counters.windows)
-    apply(run, latest)
+    if not checkpoint.list_checkpoints(layout.checkpoints):
+        checkpoint.load_latest(layout.checkpoints)  # the one-line "no checkpoint" error
+    run = build_run(config)
+    latest, skipped = checkpoint.load_latest(layout.checkpoints,
+                                             accept=lambda found: _put_into(run, found))
+    # The data resumes after the windows that checkpoint had consumed.
+    run.data = make_data(run.config, run.loaded, run.resolved["context"],
+                         latest.counters.windows, run.dist)
     run.dist.barrier()  # every rank has read the checkpoints before rank 0 renames any
     if run.dist.is_main:
         for path, reason in skipped:
@@ -85,3 +90,29 @@ def resume(
         if problem:
             warn(problem)
     return run, latest.counters
+
+
+def _put_into(run: Run, found: checkpoint.Checkpoint) -> None:
+    """Check a checkpoint agrees with the run's config, then apply it; SaeKitError if not.
+
+    The counters and schedule follow from the config and the step, so a checkpoint whose
+    numbers disagree was damaged or edited, even when its checksums were recomputed.
+    """
+    c = found.counters
+    windows = c.step * run.config.samples_per_step * run.dist.world_size
+    scheduler = found.tree.get("scheduler")
+    expected = {
+        "step": (c.step, min(c.step, run.total_steps)),
+        "windows": (c.windows, windows),
+        "tokens": (c.tokens, windows * run.resolved["context"]),
+        "scheduler step": (scheduler.get("last_epoch") if isinstance(scheduler, dict) else None,
+                           c.step),
+        "base learning rates": (scheduler.get("base_lrs") if isinstance(scheduler, dict)
+                                else None, [run.config.lr] * len(run.optimizer.param_groups)),
+    }
+    wrong = [f"{name} {got!r} (want {want!r})" for name, (got, want) in expected.items()
+             if got != want]
+    if wrong:
+        raise SaeKitError(f"checkpoint {str(found.path)!r} is corrupt: it disagrees with "
+                          f"config.json: {', '.join(wrong)}")
+    apply(run, found)

@@ -89,7 +89,11 @@ def capture(run: Run) -> dict[str, Any]:
 
 
 def apply(run: Run, checkpoint: Checkpoint) -> None:
-    """Put a checkpoint's state into a freshly built ``run`` (same config)."""
+    """Put a checkpoint's state into a freshly built ``run`` (same config).
+
+    Every part is replaced, so a checkpoint that fails half-way (SaeKitError) leaves nothing
+    that the next one applied does not overwrite.
+    """
     tree = checkpoint.tree
     try:
         saved = tree["saes"]
@@ -100,7 +104,7 @@ def apply(run: Run, checkpoint: Checkpoint) -> None:
         run.optimizer.load_state_dict(tree["optimizer"])
         run.scheduler.load_state_dict(tree["scheduler"])
         set_rng_state(tree["rng"], run.device)
-    except (KeyError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # whatever the damage, this checkpoint is unusable
         raise SaeKitError(
             f"checkpoint {str(checkpoint.path)!r} does not fit this run's config.json "
             f"({first_line(exc)})"
