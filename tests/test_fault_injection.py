@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -27,11 +28,16 @@ runner = CliRunner()
 
 
 def one_line_error(result, *needles: str) -> str:
-    """The result is exit code 2 with exactly one `error: ...` line (and no traceback)."""
+    """Exit code 2, no traceback, and one `error: ...` line, the last (log lines may precede)."""
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    text = result.stderr.strip()
-    assert len(text.splitlines()) == 1 and text.startswith("error: "), text
-    flat = " ".join(text.split())
+    lines = [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", "", line)  # log timestamps
+             for line in result.stderr.strip().splitlines()]
+    assert "Traceback" not in result.output
+    assert [line for line in lines if line.startswith("error")] == lines[-1:], lines
+    assert all(line.startswith(("error: ", "loading model", "model ", "run directory",
+                                    "eval "))
+               for line in lines), lines
+    flat = " ".join(lines[-1].split())
     for needle in needles:
         assert needle in flat, flat
     return flat

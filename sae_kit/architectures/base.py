@@ -77,6 +77,8 @@ class SAE(nn.Module):
     """
 
     name: ClassVar[str] = "base"
+    penalised: ClassVar[bool] = True
+    """False where ``sparsity_penalty`` is always zero (TopK): lambda then means nothing."""
 
     @dataclass
     class Options:

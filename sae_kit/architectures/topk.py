@@ -17,6 +17,7 @@ from sae_kit.errors import SaeKitError
 
 class TopKSAE(SAE):
     name = "topk"
+    penalised = False
 
     @dataclass
     class Options:

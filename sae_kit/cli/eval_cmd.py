@@ -7,10 +7,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from sae_kit.cli.common import err, friendly_errors
+from sae_kit.cli.logs import progress, setup_logging
 
 # Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens.
 DEFAULT_N_TOKENS = 100_000
@@ -39,15 +39,16 @@ def evaluate(
         evaluate_run,
     )
 
+    setup_logging()
     if plot:
         check_writable(Path(plot))  # before the evaluation, not after it
     results = []
     for one in run_dir:
-        with _progress() as progress:
-            task = progress.add_task(f"eval {one}", total=None)
+        with progress("eval", transient=True) as bar:
+            task = bar.add_task(f"eval {one}", total=None, status="")
 
-            def on_batch(done: int, total: int, task: Any = task, progress: Any = progress) -> None:
-                progress.update(task, completed=done, total=total)
+            def on_batch(done: int, total: int, task: Any = task, bar: Any = bar) -> None:
+                bar.update(task, completed=done, total=total)
 
             results.append(evaluate_run(one, n_tokens, batch_size, device, on_batch))
     if plot:
@@ -65,11 +66,6 @@ def evaluate(
                       f"clean CE loss {result['clean_ce_loss']:.4f} nats",
                       soft_wrap=True, highlight=False)
         console.print(results_table(result))
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    console=err, transient=True)
 
 
 # (label, eval.json key, format): one table row each.

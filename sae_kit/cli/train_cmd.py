@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sae_kit.cli.common import err, friendly_errors
+from sae_kit.cli.logs import progress, setup_logging
 from sae_kit.cli.train_options import config_from_options, config_parameters
 from sae_kit.errors import SaeKitError
 
@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 def train(ctx: typer.Context, **options: Any) -> None:
     """Train SAEs on a model's residual stream (default: e2e on the built-in model)."""
     ctx.call_on_close(_leave_process_group)
+    setup_logging()
     if options["resume"]:
         _fit(*_resume(ctx, options["resume"]), options["as_json"])
         return
     config = config_from_options(options)
+    _refuse_meaningless_lambda(ctx, config.architecture)
     from sae_kit.train.build import build_run  # torch import only once args are valid
 
     run = build_run(config)  # every input error surfaces here, before any progress output
@@ -39,6 +41,18 @@ train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
      *config_parameters()]
 )
+
+
+def _refuse_meaningless_lambda(ctx: typer.Context, architecture: str) -> None:
+    """--lambda weights a penalty that some architectures (TopK: k sets the L0) do not have."""
+    if getattr(ctx.get_parameter_source("sparsity_coeff"), "name", "") != "COMMANDLINE":
+        return
+    from sae_kit import plugins
+
+    if not plugins.load("architectures", architecture).penalised:
+        raise SaeKitError(f"--lambda has no effect with the {architecture!r} architecture (it has "
+                          "no sparsity penalty; its options set the sparsity, e.g. "
+                          "--arch-option k=32); drop --lambda")
 
 
 def _leave_process_group() -> None:
@@ -77,20 +91,20 @@ def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
 
     main = run.dist.is_main  # only rank 0 prints
     last: dict[str, Any] = {}
-    with _progress(disable=not main) as progress:
-        task = progress.add_task("training", total=run.total_steps,
+    with progress("training", disable=not main) as bar:
+        task = bar.add_task("training", total=run.total_steps,
                                  completed=start.step if start else 0, status="")
 
         def on_step(step: int, total: int, row: dict[str, Any] | None) -> None:
             if row:
                 last.clear()
                 last.update(row)
-            progress.update(task, completed=step, total=total, status=_status(last))
+            bar.update(task, completed=step, total=total, status=_status(last))
 
         try:
             run_dir = fit(run, on_step=on_step, start=start)
         except Interrupted as stop:
-            progress.stop()
+            bar.stop()
             if main:
                 err.print(f"[yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(stop.exit_code) from None
@@ -104,14 +118,6 @@ def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
         typer.echo(json.dumps({"run_dir": str(run_dir), "metrics": last}))
     else:
         typer.echo(str(run_dir))
-
-
-def _progress(disable: bool = False) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=err,
-        disable=disable,
-    )
 
 
 def _status(row: dict[str, Any]) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import torch
 from torch import nn
 
@@ -21,6 +25,8 @@ from sae_kit.network import (
     hub_reachable,
     is_local_ref,
 )
+
+logger = logging.getLogger("sae_kit.model")
 
 
 @dataclass
@@ -115,12 +121,21 @@ def load_model(
 
     hf_logging.disable_progress_bar()  # stderr carries sae-kit's own progress, one line per error
     source = resolve_source(name)
+    local = is_local_ref(source)
+    if not local and sys.stderr.isatty():  # downloads show their bars; off a terminal, lines
+        huggingface_hub.utils.enable_progress_bars()
+    started = time.monotonic()
     config = _from_pretrained(AutoConfig, source, revision)
     adapter = adapter_for(config.model_type)  # a broken plugin fails before any download
+    if not local:  # a local model loads in seconds; a download may take long: say so
+        logger.info("loading model %s from %s (files not in the local cache are downloaded)",
+                    name, hub_endpoint())
     # safetensors only: a pickled checkpoint (pytorch_model.bin) could run code when loaded.
     model = _from_pretrained(AutoModelForCausalLM, source, revision, dtype=torch.float32,
                              use_safetensors=True)
     adapter.check(model)
     tokenizer = _from_pretrained(AutoTokenizer, source, revision)
     model.to(device).eval().requires_grad_(False)
+    if not local:
+        logger.info("model %s loaded in %.1f s", name, time.monotonic() - started)
     return LoadedModel(name=name, source=source, model=model, tokenizer=tokenizer, adapter=adapter)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +90,8 @@ def resolve_defaults(config: TrainConfig, loss: Loss) -> TrainConfig:
         HookPoint.parse(name)
     record = getattr(loss, "options_record", None)  # absent on a loss not derived from Loss
     loss_options = record(config.loss_options) if record else dict(config.loss_options)
+    if not arch.penalised:  # no penalty (TopK): record lambda as 0, not a value never used
+        defaults["sparsity_coeff"] = 0.0
     return dataclasses.replace(config, **defaults, loss_options=loss_options,
                                architecture_options=dataclasses.asdict(arch_options))
 
@@ -140,6 +143,7 @@ def build_saes(config: TrainConfig, d_model: int, n_dict: int,
                device: torch.device) -> dict[HookPoint, SAE]:
     """One SAE per hook point, initialised from the seed (compiled when asked)."""
     arch = plugins.load("architectures", config.architecture)
+    check_memory(len(config.hook_points), d_model, n_dict, device)
     torch.manual_seed(config.seed)
     saes = {HookPoint.parse(name): arch(d_model, n_dict, **config.architecture_options).to(device)
             for name in config.hook_points}
@@ -147,6 +151,31 @@ def build_saes(config: TrainConfig, d_model: int, n_dict: int,
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
                                   precision.warn_stderr)
     return saes
+
+
+def check_memory(n_saes: int, d_model: int, n_dict: int, device: torch.device) -> None:
+    """One clear line, before allocating, when the SAEs cannot fit in the device's memory.
+
+    Training holds each SAE's weights, gradients and two Adam moments: 4 fp32 copies of about
+    2 * d_model * n_dict numbers.
+    """
+    need = 4 * 4 * n_saes * (2 * d_model * n_dict + n_dict + d_model)
+    have = _memory_bytes(device)
+    if have and need > have:
+        raise SaeKitError(
+            f"{n_saes} SAE(s) of {n_dict:,} x {d_model} need about {need / 2**30:,.1f} GiB for "
+            f"weights, gradients and Adam state, more than the {have / 2**30:,.1f} GiB of "
+            f"{device}; lower --dict-ratio"
+        )
+
+
+def _memory_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no check
+        return None
 
 
 def make_optimizer(

@@ -8,6 +8,7 @@ fields (see ``sae_kit.cli.train_options``). Settings whose default depends on th
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,9 +129,13 @@ class TrainConfig:
     output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
 
     def __post_init__(self) -> None:
+        finite = {name: value for name in ("dict_ratio", "sparsity_coeff", "lr", "grad_clip",
+                                           "warmup_fraction", "min_lr_ratio")
+                  if isinstance(value := getattr(self, name), float) and not math.isfinite(value)}
         checks = {
             "dict_ratio": self.dict_ratio > 0,
             "sparsity_coeff": self.sparsity_coeff >= 0,
+            "seed": 0 <= self.seed < 2**32,
             "batch_size": self.batch_size >= 1,
             "grad_accum": self.grad_accum is None or self.grad_accum >= 1,
             "lr": self.lr is None or self.lr > 0,
@@ -144,10 +149,12 @@ class TrainConfig:
             "grad_clip": self.grad_clip is None or self.grad_clip > 0,
             "dtype": self.dtype in DTYPE_NAMES,
         }
+        checks.update({name: False for name in finite})  # inf and nan are never a setting
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise SaeKitError(f"invalid training settings: {values}; see `sae-kit train --help`")
+            raise SaeKitError(f"invalid training settings: {values} (numbers must be finite; "
+                              "the seed 0 to 2**32-1); see `sae-kit train --help`")
 
     @property
     def samples_per_step(self) -> int:

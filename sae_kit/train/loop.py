@@ -9,6 +9,7 @@ optimizer step, metrics, checkpoints, and the SAE directories at the end.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from sae_kit import __version__
 from sae_kit.errors import SaeKitError
 from sae_kit.store.jsonio import write_json_atomic
+from sae_kit.store.run_lock import claim_new_dir, lock_run, unwritable_run_dir
 from sae_kit.store.sae_dir import save_sae
 from sae_kit.train import checkpoint, distributed, precision
 from sae_kit.train.build import build_run
@@ -28,6 +30,8 @@ from sae_kit.train.nonfinite import NonFinite, nonfinite_term, stop_error
 from sae_kit.train.run import Run, capture
 from sae_kit.train.signals import Interrupted, stop_on_signals
 from sae_kit.train.stats import MetricsLog, StepStats
+
+logger = logging.getLogger("sae_kit.train")
 
 
 def train_step(run: Run, stats: StepStats) -> float:
@@ -91,7 +95,17 @@ def fit(
     writes.
     """
     state = start or TrainState()
-    log = _open_run_dir(run, resuming=start is not None)
+    try:
+        log = _open_run_dir(run, resuming=start is not None)
+        return _fit(run, state, log, on_step)
+    finally:
+        if run.lock is not None:  # the next process may take the run from here
+            run.lock.release()
+            run.lock = None
+
+
+def _fit(run: Run, state: TrainState, log: MetricsLog | None,
+         on_step: ProgressCallback | None) -> Path:
     stats = StepStats()
     saved = next(reversed(checkpoint.list_checkpoints(run.checkpoint_dir)), None)
     with stop_on_signals(announce=run.dist.is_main) as stop:
@@ -118,19 +132,33 @@ def fit(
 
 
 def _open_run_dir(run: Run, resuming: bool) -> MetricsLog | None:
-    """Write config.json and open the metrics log, on rank 0 only."""
-    if not resuming and checkpoint.list_checkpoints(run.checkpoint_dir):
-        raise SaeKitError(
-            f"{str(run.run_dir)!r} already holds checkpoints of a run; continue it with "
-            f"`sae-kit train --resume {run.run_dir}` or choose another --out"
-        )
+    """Claim the run directory (its lock), write config.json, open the metrics log (rank 0)."""
+    if not resuming and run.config.output_dir and checkpoint.list_checkpoints(run.checkpoint_dir):
+        raise _taken(run)  # every rank says so: none starts training alone
     if not run.dist.is_main:
         return None
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    if not resuming:  # rows of an earlier run that saved no checkpoint belong to no run now
-        run.layout.metrics.unlink(missing_ok=True)
-    write_json_atomic(run.layout.config, {**run.config.to_dict(), "resolved": run.resolved})
-    return MetricsLog(run.layout.metrics)
+    try:
+        if run.config.output_dir is None and not resuming:
+            run.run_dir = claim_new_dir(run.run_dir)  # never one another run is using
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        if run.lock is None:
+            run.lock = lock_run(run.run_dir)
+        if not resuming and checkpoint.list_checkpoints(run.checkpoint_dir):
+            raise _taken(run)  # written since the check above, by a run that now let go
+        logger.info("run directory: %s", run.run_dir)
+        if not resuming:  # rows of an earlier run that saved no checkpoint belong to no run now
+            run.layout.metrics.unlink(missing_ok=True)
+        write_json_atomic(run.layout.config, {**run.config.to_dict(), "resolved": run.resolved})
+        return MetricsLog(run.layout.metrics)
+    except OSError as exc:  # read-only, a path under a file, /proc, ...
+        raise unwritable_run_dir(run.run_dir, exc) from None
+
+
+def _taken(run: Run) -> SaeKitError:
+    return SaeKitError(
+        f"{str(run.run_dir)!r} already holds checkpoints of a run; continue it with "
+        f"`sae-kit train --resume {run.run_dir}` or choose another --out"
+    )
 
 
 def _advance(run: Run, state: TrainState) -> TrainState:

@@ -20,6 +20,7 @@ from typing import Any
 from sae_kit.errors import SaeKitError
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
+from sae_kit.store.run_lock import lock_run
 from sae_kit.train import checkpoint, distributed
 from sae_kit.train.build import build_run, make_data
 from sae_kit.train.checkpoint import TrainState
@@ -47,6 +48,10 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     if unknown:
         raise SaeKitError(f"a resumed run cannot change {', '.join(unknown)}")
     saved = read_json(layout.config)
+    if not isinstance(saved, dict):
+        raise SaeKitError(f"{str(layout.config)!r} is not a training config (a JSON "
+                          f"{type(saved).__name__}, not an object); pass the directory "
+                          "`sae-kit train` printed")
     try:
         config = TrainConfig.from_dict(saved)
     except TypeError as exc:
@@ -73,9 +78,13 @@ def resume(
             f"{str(layout)!r} was trained by {saved_world} process(es); resume it with the "
             f"same number (this is {world}), since it sets the batch and schedule"
         )
+    # Held from before the first read to the end of training: a second resume of this run
+    # would write every checkpoint and metrics row twice.
+    lock = lock_run(layout.path) if distributed.from_env().is_main else None
     if not checkpoint.list_checkpoints(layout.checkpoints):
         checkpoint.load_latest(layout.checkpoints)  # the one-line "no checkpoint" error
     run = build_run(config)
+    run.lock = lock
     latest, skipped = checkpoint.load_latest(layout.checkpoints,
                                              accept=lambda found: _put_into(run, found))
     # The data resumes after the windows that checkpoint had consumed.

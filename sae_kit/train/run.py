@@ -47,6 +47,8 @@ class Run:
     run_dir: Path
     device: torch.device
     dist: Dist = field(default_factory=Dist)
+    lock: Any = None
+    """The run directory's lock (sae_kit.store.run_lock) while this process trains it."""
 
     @property
     def total_steps(self) -> int:
