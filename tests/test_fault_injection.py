@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -314,3 +316,117 @@ def test_3_when_every_checkpoint_is_tampered_it_is_one_line(run):
         _put_state(ckpt, state, reseal=True)
     result = runner.invoke(app, ["train", "--resume", str(run)])
     one_line_error(result, "every checkpoint in", "whole numbers >= 0")
+
+
+# --- 1 and 2: one process per run directory ------------------------------------------------
+
+def test_1_runs_named_in_the_same_second_get_their_own_directories(tiny_gpt2, tmp_path,
+                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("time.strftime", lambda fmt, *a: "20261202-120000")  # one second
+    first = runner.invoke(app, ["train", "--model", str(tiny_gpt2), *TINY, "--seed", "1"])
+    second = runner.invoke(app, ["train", "--model", str(tiny_gpt2), *TINY, "--seed", "2"])
+    assert first.exit_code == second.exit_code == 0, (first.output, second.output)
+    dirs = [Path(r.stdout.strip().splitlines()[-1]) for r in (first, second)]
+    assert dirs[0] != dirs[1] and dirs[1].name == dirs[0].name + "-2"
+    for run_dir, seed in zip(dirs, (1, 2), strict=True):
+        assert json.loads((run_dir / "config.json").read_text())["seed"] == seed
+        steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()]
+        assert steps == [1, 2, 3]
+
+
+def test_2_a_second_process_on_a_run_being_trained_is_one_line(run):
+    from filelock import FileLock
+
+    holder = FileLock(run / ".lock", thread_local=False)
+    holder.acquire(timeout=0)  # as another process training this run would
+    try:
+        before = (run / "metrics.jsonl").read_bytes()
+        result = runner.invoke(app, ["train", "--resume", str(run)])
+        one_line_error(result, "another sae-kit process is training", "wait for it to end")
+        assert (run / "metrics.jsonl").read_bytes() == before  # nothing was touched
+        fresh = runner.invoke(app, ["train", "--model", str(run.parent / "m"), "--out", str(run),
+                                    *TINY])
+        assert fresh.exit_code == 2
+    finally:
+        holder.release()
+    result = runner.invoke(app, ["train", "--resume", str(run)])  # free again: it resumes
+    assert result.exit_code == 0, result.output
+
+
+def test_2_two_resumes_at_once_never_log_a_step_twice(trained, tmp_path):
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    shutil.rmtree(run / "checkpoints" / "step-000003")
+    for ckpt in checkpoint.list_checkpoints(run / "checkpoints"):
+        shutil.rmtree(ckpt) if ckpt.name != "step-000002" else None
+    cmd = [sys.executable, "-m", "sae_kit", "train", "--resume", str(run)]
+    env = {**os.environ, "SAE_KIT_PLUGINS": os.environ.get("SAE_KIT_PLUGINS", "")}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes in ([0, 0], [0, 2]), outs
+    for proc, (_, stderr) in zip(procs, outs, strict=True):
+        assert "Traceback" not in stderr
+        if proc.returncode == 2:
+            assert "another sae-kit process is training" in stderr
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").open()]
+    assert steps == [1, 2, 3]
+
+
+# --- 5 and 8: options checked where they are parsed -----------------------------------------
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--dict-ratio", "inf"], "dict_ratio=inf"),
+    (["--dict-ratio", "nan"], "dict_ratio=nan"),
+    (["--dict-ratio", "1e7"], "lower --dict-ratio"),
+    (["--seed", "-1"], "seed=-1"),
+    (["--seed", str(2**64)], "seed="),
+    (["--grad-clip", "nan"], "grad_clip=nan"),
+    (["--lr", "inf"], "lr=inf"),
+    (["--architecture", "topk", "--lambda", "2"], "--lambda has no effect with the 'topk'"),
+])
+def test_5_8_meaningless_options_are_one_line(tiny_gpt2, tmp_path, args, needle):
+    result = _train(tiny_gpt2, tmp_path / "r", *args)
+    one_line_error(result, needle)
+
+
+def test_8_topk_records_no_lambda(tiny_gpt2, tmp_path):
+    out = tmp_path / "r"
+    assert _train(tiny_gpt2, out, "--architecture", "topk", "--arch-option", "k=4").exit_code == 0
+    assert json.loads((out / "config.json").read_text())["sparsity_coeff"] == 0.0
+
+
+@pytest.mark.parametrize("where", ["under a file", "/proc"])
+def test_5_an_unwritable_out_is_one_line(tiny_gpt2, tmp_path, where):
+    if where == "under a file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "run"
+    else:
+        out = Path("/proc/sae-kit-test/run")
+    result = _train(tiny_gpt2, out)
+    one_line_error(result, f"cannot write the run directory {str(out)!r}", "choose a writable")
+
+
+def test_5_a_run_config_that_is_a_list_is_one_line(run):
+    (run / "config.json").write_text("[1, 2]")
+    result = runner.invoke(app, ["train", "--resume", str(run)])
+    one_line_error(result, "is not a training config")
+
+
+# --- 9: progress in a log file --------------------------------------------------------------
+
+def test_9_without_a_terminal_progress_is_timestamped_lines(tiny_gpt2, tmp_path):
+    log = tmp_path / "stderr.log"
+    env = {**os.environ, "SAE_KIT_LOG_SECONDS": "0"}
+    with log.open("w") as stderr:  # a file, as under nohup or SLURM
+        done = subprocess.run([sys.executable, "-m", "sae_kit", "train", "--model",
+                               str(tiny_gpt2), "--out", str(tmp_path / "r"), *TINY],
+                              env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                              timeout=300)
+    assert done.returncode == 0
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    lines = [line for line in log.read_text().splitlines() if re.match(stamp, line)]
+    assert re.match(stamp + r"run directory: " + re.escape(str(tmp_path / "r")), lines[0])
+    progress = [line for line in lines if re.match(stamp + r"training \d+/3", line)]
+    assert len(progress) == 3 and "loss" in progress[-1]

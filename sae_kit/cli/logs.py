@@ -45,10 +45,22 @@ def setup_logging() -> None:
     logger.propagate = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     fmt = "%(message)s" if stderr_is_terminal() else "%(asctime)s %(message)s"
     handler.setFormatter(logging.Formatter(fmt, "%Y-%m-%d %H:%M:%S"))
     logger.addHandler(handler)
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at each line (a test runner swaps it per command)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 class LogLines:
