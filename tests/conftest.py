@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
+from tests.helpers import FIRST_PARTY, save_tiny_model
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,14 +52,6 @@ def tiny_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     path = tmp_path_factory.mktemp("tokenizer")
     fast.save_pretrained(path)
-    return path
-
-
-def save_tiny_model(model, tokenizer_dir: Path, path: Path) -> Path:
-    from transformers import AutoTokenizer
-
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
     return path
 
 
