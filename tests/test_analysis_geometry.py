@@ -112,16 +112,17 @@ def test_output_token_effects_fold_the_final_layer_norm():
         assert effects["bottom_ids"][j].tolist() == bottom.indices.tolist()
 
 
-def test_initial_decoder_is_the_one_training_starts_from(tiny_gpt2, tmp_path):
+def test_initial_decoder_is_the_one_training_starts_from():
+    from sae_kit.train.build import build_saes
     from sae_kit.train.config import TrainConfig
-    from sae_kit.train.loop import build_run
 
-    config = TrainConfig(model=str(tiny_gpt2), loss="local", hook_points=[
-        "blocks.1.hook_resid_pre", "blocks.2.hook_resid_pre"], dict_ratio=2, seed=7,
-        context=32, n_samples=4, batch_size=2, device="cpu", output_dir=str(tmp_path / "r"))
-    run = build_run(config)
-    for hp, sae in run.saes.items():
-        sae_config = {"d_in": sae.d_in, "n_dict": sae.n_dict}
-        rebuilt = initial_decoder(sae_config, config.to_dict(), hp)
+    config = TrainConfig(loss="local", hook_points=["blocks.1.hook_resid_pre",
+                                                    "blocks.2.hook_resid_pre"], seed=7)
+    torch.manual_seed(123)  # whatever the global state, the rebuilt decoder is the same
+    saes = build_saes(config, d_model=16, n_dict=48, device=torch.device("cpu"))
+    state = torch.random.get_rng_state()
+    for hp, sae in saes.items():
+        rebuilt = initial_decoder({"d_in": 16, "n_dict": 48}, config.to_dict(), hp)
         assert torch.equal(rebuilt, sae.W_dec.detach())
-    assert initial_decoder({"d_in": 32, "n_dict": 64}, None, HookPoint(1)) is None
+    assert torch.equal(torch.random.get_rng_state(), state)  # and the global RNG is untouched
+    assert initial_decoder({"d_in": 16, "n_dict": 48}, None, HookPoint(1)) is None

@@ -12,6 +12,7 @@
 - :mod:`.features` and :mod:`.compare` (+ :mod:`.plots`) - the `sae-kit features` and
   `sae-kit compare` pipelines.
 
-May import sae_kit.model, .store, .data, .train.config and .eval.metrics; imported only by the
-CLI and :mod:`sae_kit.eval.report` (the HTML templates).
+May import sae_kit.model, .store, .data and .eval.metrics, never .train (the initial decoder is
+rebuilt by the rule :func:`sae_kit.train.build.build_saes` follows, and a test holds the two
+equal); imported only by the CLI and :mod:`sae_kit.eval.report` (the HTML templates).
 """

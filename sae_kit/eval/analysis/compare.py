@@ -35,7 +35,7 @@ from sae_kit.eval.analysis.geometry import (
 from sae_kit.eval.analysis.source import AnalysisSource, open_source
 from sae_kit.eval.metrics import TokenMean, fired, l0
 from sae_kit.model.loading import LoadedModel, load_model
-from sae_kit.store.sae_dir import write_json_atomic
+from sae_kit.store.jsonio import write_json_atomic
 
 
 def _labels(sources: Sequence[AnalysisSource]) -> list[str]:

@@ -68,7 +68,8 @@ def initial_decoder(sae_config: dict[str, Any], run_config: dict[str, Any] | Non
 
     `sae-kit train` seeds torch with the run's seed and then builds one SAE per hook point, in
     the order of the config's hook points, before anything else draws random numbers; doing
-    the same here reproduces every initial weight exactly (tested against the training code).
+    the same here reproduces every initial weight exactly (tested against
+    :func:`sae_kit.train.build.build_saes`, which training uses).
     """
     if not run_config or "seed" not in run_config or not run_config.get("hook_points"):
         return None

@@ -12,7 +12,9 @@ from sae_kit.architectures.base import SAE
 from sae_kit.data import DataSpec
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.sae_dir import CONFIG, load_sae, read_json, sae_dirs
+from sae_kit.store.jsonio import read_json
+from sae_kit.store.run_dir import RunDir
+from sae_kit.store.sae_dir import load_sae, sae_dirs
 from sae_kit.store.sources import is_sae_dir, resolve_sae_source
 
 
@@ -78,13 +80,13 @@ def open_source(ref: str, hook_point: str | None = None,
         hp = HookPoint.parse(sae_config.get("hook_point", path.name))
         if hook_point is not None and HookPoint.parse(hook_point) != hp:
             raise SaeKitError(f"{str(path)!r} is the SAE at {hp.name}, not {hook_point}")
-        run_file = path.parent / CONFIG
-        run_config = read_json(run_file) if run_file.exists() else None
+        run = RunDir(path.parent)
+        run_config = read_json(run.config) if run.is_run() else None
         label = path.parent.name if run_config else path.name
     else:
         hp, sae_path = _pick(path, hook_point)
         sae, sae_config = load_sae(sae_path, device)
-        run_config = read_json(path / CONFIG) if (path / CONFIG).exists() else None
+        run_config = read_json(RunDir(path).config) if RunDir(path).is_run() else None
         label = path.name
     sae.requires_grad_(False)
     return AnalysisSource(label, path, hp, sae, sae_config, run_config)
