@@ -47,6 +47,9 @@ def features(
         source = open_source(run_dir, hook_point)  # resolve the default name before the pass
         target = source.path / f"features-{source.hook_point.name}"
     with err.status("running the model over the text"):
-        index = build_features(run_dir, target, hook_point, settings, choice, device)
+        index, meta = build_features(run_dir, target, hook_point, settings, choice, device)
+    fewer = " (all the text there is)" if meta["n_tokens"] < tokens else ""
+    err.print(f"{meta['n_tokens']:,} tokens{fewer} of {meta['text']} in {meta['seconds']:.1f} s; "
+              f"{meta['n_dead']:,} of {meta['n_dict']:,} features dead")
     err.print(f"[green]report[/]: open {index}")
     typer.echo(index)

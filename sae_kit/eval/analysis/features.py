@@ -181,8 +181,9 @@ def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
 
 def build_features(ref: str, out: Path, hook_point: str | None = None,
                    settings: FeatureSettings | None = None, choice: TextChoice | None = None,
-                   device: str = "auto", on_batch: Callable[[int], None] | None = None) -> Path:
-    """Run the whole `sae-kit features` pipeline; returns the report's index.html."""
+                   device: str = "auto", on_batch: Callable[[int], None] | None = None,
+                   ) -> tuple[Path, dict[str, Any]]:
+    """Run the whole `sae-kit features` pipeline; returns the report's index.html and meta."""
     from sae_kit.eval.report.render import write_report
     from sae_kit.model.device import resolve_device
 
@@ -195,4 +196,4 @@ def build_features(ref: str, out: Path, hook_point: str | None = None,
     check_fits(source, loaded)
     data = collect_features(source, loaded, choice or TextChoice(), settings, torch_device,
                             on_batch)
-    return write_report(data, out)
+    return write_report(data, out), data.meta
