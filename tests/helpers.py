@@ -4,6 +4,9 @@ each other."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,15 @@ FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
 FAST = ["--n-samples", "8", "--batch-size", "2", "--grad-accum", "2", "--context", "32",
         "--dict-ratio", "4", "--log-every", "1", "--device", "cpu"]
 """`sae-kit train` options for a run of a few seconds on a tiny model."""
+
+SAE_AT_1 = "blocks.1.hook_resid_pre"
+SAVE_EVERY_STEP = ["--n-samples", "12", "--batch-size", "2", "--grad-accum", "2", "--context",
+                   "16", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu", "--layer",
+                   "1", "--save-every", "1", "--keep-checkpoints", "2"]
+"""Three optimizer steps with an SAE at SAE_AT_1 and a checkpoint after each (two kept)."""
+
+HUB_TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"
+"""The token the fake Hub accepts; no output or file may ever contain it."""
 
 SAE_D_IN, SAE_N_DICT = 8, 24
 """Sizes of the SAE that make_sae_dir writes."""
@@ -55,3 +67,18 @@ def make_sae_dir(path: Path, layer: int = 1, seed: int = 0, arch: type | None = 
     extra = {"model": "gpt2", "revision": None, "loss": "e2e", "sparsity_coeff": 1.5,
              "dataset": "Skylion007/openwebtext", "context": 64, "tokens_trained": 1000}
     return save_sae(sae, HookPoint(layer), path / HookPoint(layer).name, extra)
+
+
+def hub_cli(args: list[str], home: Path, endpoint: str, token: str | None = HUB_TOKEN,
+            python: str | None = None, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI (or a Python snippet) in a clean process: no HF_* settings but ours."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("HF_", "HUGGING_FACE_", "TRANSFORMERS_OFFLINE"))}
+    clean.update(HF_HOME=str(home), HF_ENDPOINT=endpoint, SAE_KIT_PLUGINS=FIRST_PARTY,
+                 **(env or {}))
+    if token:
+        clean["HF_TOKEN"] = token
+    cmd = [sys.executable, "-c", python, *args] if python else [sys.executable, "-m", "sae_kit",
+                                                                 *args]
+    return subprocess.run(cmd, env=clean, capture_output=True, text=True, timeout=180, cwd=cwd)

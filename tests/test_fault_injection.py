@@ -24,9 +24,15 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from sae_kit.store import sae_dir
 from sae_kit.train import checkpoint
-from tests.test_faults import SAE, TINY, _train
+from tests.helpers import SAE_AT_1 as SAE
+from tests.helpers import SAVE_EVERY_STEP as TINY
+from tests.helpers import cli_train
 
 runner = CliRunner()
+
+
+def _train(model_dir, out, *extra):
+    return cli_train(model_dir, out, *extra, base=TINY)
 
 
 def one_line_error(result, *needles: str) -> str:
@@ -289,6 +295,7 @@ TAMPER = {  # name: (edit, whether the tamperer recomputed the checksums)
 
 
 @pytest.mark.parametrize("case", list(TAMPER))
+@pytest.mark.slow
 def test_3_a_tampered_checkpoint_is_refused_and_the_previous_one_used(run, case):
     edit, reseal = TAMPER[case]
     newest = run / "checkpoints" / "step-000003"
@@ -354,6 +361,7 @@ def test_2_a_second_process_on_a_run_being_trained_is_one_line(run):
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_2_two_resumes_at_once_never_log_a_step_twice(trained, tmp_path):
     run = Path(shutil.copytree(trained, tmp_path / "run"))
     shutil.rmtree(run / "checkpoints" / "step-000003")
@@ -416,6 +424,7 @@ def test_5_a_run_config_that_is_a_list_is_one_line(run):
 
 # --- 9: progress in a log file --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_9_without_a_terminal_progress_is_timestamped_lines(tiny_gpt2, tmp_path):
     log = tmp_path / "stderr.log"
     env = {**os.environ, "SAE_KIT_LOG_SECONDS": "0"}

@@ -14,13 +14,11 @@ from sae_kit.train import checkpoint
 from sae_kit.train.build import build_run
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
-from tests.helpers import cli_train
+from tests.helpers import SAE_AT_1, SAVE_EVERY_STEP, cli_train
 
 runner = CliRunner()
-SAE = "blocks.1.hook_resid_pre"
-TINY = ["--n-samples", "12", "--batch-size", "2", "--grad-accum", "2", "--context", "16",
-        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu", "--layer", "1",
-        "--save-every", "1", "--keep-checkpoints", "2"]
+SAE = SAE_AT_1
+TINY = SAVE_EVERY_STEP
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,8 @@ Checks that need no network run in-process.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,10 +22,11 @@ from sae_kit.store.hub import Upload, stale_files
 from sae_kit.store.sae_dir import load_sae
 from tests.fake_hub import FakeHub
 from tests.helpers import FAST, FIRST_PARTY
+from tests.helpers import HUB_TOKEN as TOKEN
+from tests.helpers import hub_cli as sae_kit
 
 pytestmark = pytest.mark.slow  # a fake Hub server and real push/pull round trips
 
-TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.2.hook_resid_pre"]
 EVAL = {"saes": {HOOKS[0]: {"l0": 12.5, "kl": 0.0123}, HOOKS[1]: {"l0": 7, "kl": 0.0456}},
         "n_tokens": 4096, "run_dir": "/somewhere/local"}
@@ -60,21 +58,6 @@ def run_dir(trained_run: Path, tmp_path: Path) -> Path:
 def hub():
     with FakeHub(TOKEN, lifetime=120) as server:
         yield server
-
-
-def sae_kit(args: list[str], home: Path, endpoint: str, token: str | None = TOKEN,
-            python: str | None = None, cwd: Path | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the CLI (or a Python snippet) in a clean process: no HF_* settings but ours."""
-    extra = env or {}
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HF_", "HUGGING_FACE_", "TRANSFORMERS_OFFLINE"))}
-    env.update(HF_HOME=str(home), HF_ENDPOINT=endpoint, SAE_KIT_PLUGINS=FIRST_PARTY, **extra)
-    if token:
-        env["HF_TOKEN"] = token
-    cmd = [sys.executable, "-c", python, *args] if python else [sys.executable, "-m", "sae_kit",
-                                                                 *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=cwd)
 
 
 def sample_input() -> torch.Tensor:

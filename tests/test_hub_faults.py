@@ -6,6 +6,7 @@ with ``SAE_KIT_HUB_TIMEOUT=1`` so a server that never answers costs about a seco
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -15,9 +16,27 @@ from pathlib import Path
 import pytest
 
 from tests.fake_hub import FakeHub
-from tests.test_hub import TOKEN, run_dir, sae_kit, trained_run  # noqa: F401 (fixtures)
+from tests.helpers import HUB_TOKEN as TOKEN
+from tests.helpers import cli_train
+from tests.helpers import hub_cli as sae_kit
 
+pytestmark = pytest.mark.slow  # every test starts the CLI in a subprocess
 FAST_TIMEOUT = {"SAE_KIT_HUB_TIMEOUT": "1"}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("hubfaults") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        result = cli_train(tiny_gpt2, out, "--layer", "0")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def run_dir(trained_run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
 
 
 def one_error_line(result) -> str:
@@ -61,7 +80,7 @@ class SilentServer:
 
 
 @pytest.mark.parametrize("command", ["push", "pull"])
-def test_a_hub_that_never_answers_is_one_line_in_seconds(command, run_dir, tmp_path):  # noqa: F811
+def test_a_hub_that_never_answers_is_one_line_in_seconds(command, run_dir, tmp_path):
     args = ["push", str(run_dir), "alice/saes"] if command == "push" else ["pull", "alice/saes"]
     with SilentServer() as server:
         started = time.monotonic()
@@ -73,7 +92,7 @@ def test_a_hub_that_never_answers_is_one_line_in_seconds(command, run_dir, tmp_p
 
 
 @pytest.mark.parametrize("route", ["create_repo", "commit", "tree", "resolve"])
-def test_a_hub_that_stalls_mid_way_is_one_line(route, run_dir, tmp_path):  # noqa: F811
+def test_a_hub_that_stalls_mid_way_is_one_line(route, run_dir, tmp_path):
     with FakeHub(TOKEN) as hub:
         hub.seed("alice/saes", {p.relative_to(run_dir).as_posix(): p.read_bytes()
                                 for p in run_dir.rglob("*") if p.is_file()})
@@ -90,7 +109,7 @@ def test_a_hub_that_stalls_mid_way_is_one_line(route, run_dir, tmp_path):  # noq
 @pytest.mark.parametrize("args", [["pull", "alice/saes"],
                                   ["pull", "alice/saes/blocks.0.hook_resid_pre"],
                                   ["push", "RUN", "alice/saes"]])
-def test_a_hub_answering_garbage_is_one_line(args, run_dir, tmp_path):  # noqa: F811
+def test_a_hub_answering_garbage_is_one_line(args, run_dir, tmp_path):
     args = [str(run_dir) if a == "RUN" else a for a in args]
     with FakeHub(TOKEN) as hub:
         hub.garbage.add("*")
@@ -98,7 +117,7 @@ def test_a_hub_answering_garbage_is_one_line(args, run_dir, tmp_path):  # noqa: 
     one_error_line(result)
 
 
-def test_a_slow_hub_within_the_timeout_still_works(run_dir, tmp_path):  # noqa: F811
+def test_a_slow_hub_within_the_timeout_still_works(run_dir, tmp_path):
     with FakeHub(TOKEN) as hub:
         hub.delay = 0.3
         result = sae_kit(["push", str(run_dir), "alice/saes"], tmp_path / "home", hub.url,
@@ -145,7 +164,7 @@ class _Proxy(BaseHTTPRequestHandler):
         pass
 
 
-def test_the_reachability_check_goes_through_https_proxy(run_dir, tmp_path):  # noqa: F811
+def test_the_reachability_check_goes_through_https_proxy(run_dir, tmp_path):
     # The endpoint's name resolves nowhere: only the proxy can reach it, as behind a firewall.
     with FakeHub(TOKEN) as hub:
         handler = type("Proxy", (_Proxy,), {"target": hub.url, "seen": []})
