@@ -11,9 +11,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -439,3 +441,33 @@ def test_9_without_a_terminal_progress_is_timestamped_lines(tiny_gpt2, tmp_path)
     assert re.match(stamp + r"run directory: " + re.escape(str(tmp_path / "r")), lines[0])
     progress = [line for line in lines if re.match(stamp + r"training \d+/3", line)]
     assert len(progress) == 3 and "loss" in progress[-1]
+
+
+@pytest.mark.slow
+def test_5_when_a_torchrun_rank_dies_the_others_say_so_in_one_line(tiny_gpt2, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port), "SAE_KIT_LOG_SECONDS": "0", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "sae_kit", "train", "--model", str(tiny_gpt2), "--out",
+           str(tmp_path / "run"), *TINY, "--n-samples", "4000", "--save-every", "1000"]
+    logs = [tmp_path / f"rank{r}.log" for r in (0, 1)]
+    procs = [subprocess.Popen(cmd, env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.DEVNULL, stderr=logs[r].open("w"))
+             for r in (0, 1)]
+    try:
+        deadline = time.monotonic() + 180
+        while "training 2/" not in logs[0].read_text():  # both ranks are training
+            assert procs[0].poll() is None and time.monotonic() < deadline, logs[0].read_text()
+            time.sleep(0.2)
+        procs[1].kill()  # rank 1 dies (OOM killer, node failure, ...)
+        procs[0].wait(timeout=120)
+    finally:
+        for proc in procs:
+            proc.kill()
+    lines = [line for line in logs[0].read_text().splitlines()  # less progress and warnings
+             if not re.match(r"\d{4}-\d\d-\d\d |\[transformers\]", line)]
+    assert procs[0].returncode == 2, lines
+    assert "Traceback" not in logs[0].read_text()
+    assert len(lines) == 1 and lines[0].startswith("error: rank 0: another process"), lines

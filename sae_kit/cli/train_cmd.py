@@ -86,6 +86,7 @@ def _resume(ctx: typer.Context, run_dir: str) -> tuple[Run, TrainState]:
 
 
 def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
+    from sae_kit.train.distributed import peer_failure
     from sae_kit.train.loop import fit
     from sae_kit.train.signals import Interrupted
 
@@ -103,6 +104,11 @@ def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
 
         try:
             run_dir = fit(run, on_step=on_step, start=start)
+        except (RuntimeError, OSError) as exc:  # under torchrun: a peer rank died
+            gone = peer_failure(exc, run.dist)
+            if gone is None:
+                raise
+            raise gone from None
         except Interrupted as stop:
             bar.stop()
             if main:

@@ -161,3 +161,28 @@ def reduce_stats(stats: Any, dist: Dist, device: torch.device) -> None:
         td.all_reduce(fired, op=td.ReduceOp.MAX)  # alive anywhere = alive
         stats.fired[key] = fired.bool()
 
+
+
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+              "Socket Timeout", "Timed out waiting", "gloo", "NCCL")
+
+
+def peer_failure(exc: BaseException, dist: Dist) -> SaeKitError | None:
+    """One line for a collective that failed because another rank died; None otherwise.
+
+    When one torchrun rank stops (an error, a kill), the others' next all-reduce raises deep in
+    the communication backend with a long traceback; the useful news is that a peer is gone,
+    and its own error (printed by that rank) says why.
+    """
+    if dist.world_size < 2:
+        return None
+    dist_error = getattr(torch.distributed, "DistError", ())
+    text = str(exc)
+    if not (isinstance(exc, dist_error) or any(marker in text for marker in _PEER_GONE)):
+        return None
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return SaeKitError(
+        f"rank {dist.rank}: another process of this torchrun job stopped, so training cannot "
+        f"go on ({type(exc).__name__}: {first[:200]}); see that rank's own error above, and "
+        "resume from the last checkpoint with `torchrun ... -m sae_kit train --resume RUN_DIR`"
+    )
