@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
+from sae_kit.builtin import BUILTIN_MODEL_NAME
 from sae_kit.cli.common import err, friendly_errors, parse_key_values
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
@@ -28,7 +28,7 @@ def train(
     ctx: typer.Context,
     model: str = typer.Option(BUILTIN_MODEL_NAME, help=H("model")),
     revision: str = typer.Option(None, help=H("revision")),
-    dataset: str = typer.Option(BUILTIN_DATASET_NAME, help=H("dataset")),
+    dataset: str = typer.Option(None, help=H("dataset"), show_default=False),
     split: str = typer.Option("train", help=H("split")),
     eval_split: str = typer.Option(None, help=H("eval_split")),
     text_column: str = typer.Option("text", help=H("text_column")),
