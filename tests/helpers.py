@@ -13,14 +13,15 @@ from typing import Any
 FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
 """The distributions whose plugins the tests see (SAE_KIT_PLUGINS)."""
 
-FAST = ["--n-samples", "8", "--batch-size", "2", "--grad-accum", "2", "--context", "32",
-        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu"]
+FAST = ["--dataset", "pydoc", "--n-samples", "8", "--batch-size", "2", "--grad-accum", "2",
+        "--context", "32", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu"]
 """`sae-kit train` options for a run of a few seconds on a tiny model."""
 
 SAE_AT_1 = "blocks.1.hook_resid_pre"
-SAVE_EVERY_STEP = ["--n-samples", "12", "--batch-size", "2", "--grad-accum", "2", "--context",
-                   "16", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu", "--layer",
-                   "1", "--save-every", "1", "--keep-checkpoints", "2"]
+SAVE_EVERY_STEP = ["--dataset", "pydoc", "--n-samples", "12", "--batch-size", "2",
+                   "--grad-accum", "2", "--context", "16", "--dict-ratio", "4", "--log-every",
+                   "1", "--device", "cpu", "--layer", "1", "--save-every", "1",
+                   "--keep-checkpoints", "2"]
 """Three optimizer steps with an SAE at SAE_AT_1 and a checkpoint after each (two kept)."""
 
 HUB_TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"

@@ -30,7 +30,7 @@ def _one_thread():
 
 
 def _run(model_dir, out, **overrides):
-    settings = dict(model=str(model_dir), output_dir=str(out), loss="e2e",
+    settings = dict(model=str(model_dir), dataset="pydoc", output_dir=str(out), loss="e2e",
                     hook_points=[f"{SAE}"], context=16, batch_size=2, grad_accum=1,
                     dict_ratio=4, device="cpu", log_every=1, n_samples=12, save_every=1)
     settings.update(overrides)
