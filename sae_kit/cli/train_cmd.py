@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -11,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
-from sae_kit.cli.common import err, friendly_errors, parse_key_values
+from sae_kit.cli.common import err, friendly_errors, parse_floats, parse_key_values
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.train.config import TrainConfig, field_help
@@ -49,8 +50,10 @@ def train(
         [], "--arch-option", help="Architecture option as key=value, repeatable (e.g. k=32)."
     ),
     dict_ratio: float = typer.Option(60.0, help=H("dict_ratio")),
-    sparsity_coeff: float = typer.Option(
-        1.0, "--sparsity-coeff", "--lambda", help=H("sparsity_coeff")
+    sparsity_coeff: str = typer.Option(
+        "1.0", "--sparsity-coeff", "--lambda",
+        help=H("sparsity_coeff") + " Several, comma-separated (0.5,1,2), train one SAE each in "
+        "one shared pass, each in its own run directory OUT/lambda<λ>/.",
     ),
     context: int = typer.Option(None, help=H("context")),
     batch_size: int = typer.Option(8, help=H("batch_size")),
@@ -80,8 +83,10 @@ def train(
     """Train SAEs on a model's residual stream (default: e2e on the built-in model)."""
     ctx.call_on_close(_leave_process_group)
     if resume:
-        _fit(*_resume(ctx, resume), as_json)
+        runs, start = _resume(ctx, resume)
+        _fit(runs, start, as_json, Path(resume))
         return
+    lambdas = parse_floats(sparsity_coeff, "--lambda")
     if hook not in ("resid_pre", "resid_post"):
         raise SaeKitError(f"--hook must be resid_pre or resid_post, got {hook!r}")
     points = [HookPoint(n, hook).name for n in layer]  # type: ignore[arg-type]
@@ -92,16 +97,22 @@ def train(
         loss_options=parse_key_values(loss_option, "--loss-option"),
         hook_points=list(dict.fromkeys(points)), architecture=architecture,
         architecture_options=parse_key_values(arch_option, "--arch-option"), dict_ratio=dict_ratio,
-        sparsity_coeff=sparsity_coeff, context=context, batch_size=batch_size,
+        sparsity_coeff=lambdas[0], context=context, batch_size=batch_size,
         grad_accum=grad_accum, n_samples=n_samples, lr=lr, warmup_fraction=warmup_fraction,
         min_lr_ratio=min_lr_ratio, grad_clip=grad_clip if grad_clip > 0 else None, seed=seed,
         device=device, dtype=dtype, compile=compile_, log_every=log_every, output_dir=out,
         save_every=save_every, keep_checkpoints=keep_checkpoints,
     )
-    from sae_kit.train.loop import build_run  # torch import only once args are valid
+    from sae_kit.train.group import build_group, lambda_group, write_manifest
 
-    run = build_run(config)  # every input error surfaces here, before any progress output
-    _fit(run, None, as_json)
+    if len(lambdas) == 1:
+        group_dir, configs = None, [config]
+    else:
+        group_dir, configs = lambda_group(config, lambdas)
+    runs = build_group(configs)  # every input error surfaces here, before any progress output
+    if group_dir is not None and runs[0].dist.is_main:
+        write_manifest(group_dir, runs)
+    _fit(runs, None, as_json, group_dir)
 
 
 def _leave_process_group() -> None:
@@ -111,9 +122,10 @@ def _leave_process_group() -> None:
         teardown()
 
 
-def _resume(ctx: typer.Context, run_dir: str) -> tuple[Run, TrainState]:
+def _resume(ctx: typer.Context, run_dir: str) -> tuple[list[Run], TrainState]:
     """Rebuild a run from RUN_DIR; options other than the few allowed are refused, not ignored."""
-    from sae_kit.train.resume import RESUME_OVERRIDES, resume
+    from sae_kit.train.group import is_group
+    from sae_kit.train.resume import RESUME_OVERRIDES, resume, resume_group
 
     # Typer vendors click, so compare the ParameterSource by name.
     sources = {name: getattr(ctx.get_parameter_source(name), "name", "") for name in ctx.params}
@@ -131,13 +143,19 @@ def _resume(ctx: typer.Context, run_dir: str) -> tuple[Run, TrainState]:
     def warn(message: str) -> None:
         err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
-    return resume(run_dir, warn=warn, **{name: ctx.params[name] for name in given})
+    overrides = {name: ctx.params[name] for name in given}
+    if is_group(run_dir):
+        return resume_group(run_dir, **overrides)
+    run, start = resume(run_dir, warn=warn, **overrides)
+    return [run], start
 
 
-def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
+def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
+         group_dir: Path | None = None) -> None:
     from sae_kit.train.loop import fit
     from sae_kit.train.signals import Interrupted
 
+    run = runs[0]
     main = run.dist.is_main  # only rank 0 prints
     last: dict[str, Any] = {}
     with _progress(disable=not main) as progress:
@@ -151,7 +169,7 @@ def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
             progress.update(task, completed=step, total=total, status=_status(last))
 
         try:
-            run_dir = fit(run, on_step=on_step, start=start)
+            run_dir = fit(runs, on_step=on_step, start=start, group_dir=group_dir)
         except Interrupted as stop:
             progress.stop()
             if main:

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,11 +74,12 @@ class Run:
         return self.run_dir / "checkpoints"
 
 
-def build_run(config: TrainConfig, skip_windows: int = 0) -> Run:
+def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = None) -> Run:
     """Load the model, make the SAEs, optimizer, schedule and data; validate everything first.
 
     Under torchrun this joins the process group; ``skip_windows`` (a resumed run) starts the
-    data that many global windows in.
+    data that many global windows in. ``share``: a run whose model, device and data stream this
+    one uses too (runs trained in one pass, see ``sae_kit.train.group``).
     """
     for name, (paper, builtin) in _DEFAULTS.items():  # unset: the saved config gets the value
         if getattr(config, name) is None:
@@ -89,10 +91,12 @@ def build_run(config: TrainConfig, skip_windows: int = 0) -> Run:
     arch_options = parse_options(arch.Options, config.architecture_options, arch.name)
     config.architecture_options = dataclasses.asdict(arch_options)
     hook_points = [HookPoint.parse(name) for name in config.hook_points]
-    dist, device = distributed.setup(resolve_device(config.device))
-    precision.configure_backends(device)
-
-    loaded = load_model(config.model, revision=config.revision, device=device)
+    if share is None:
+        dist, device = distributed.setup(resolve_device(config.device))
+        precision.configure_backends(device)
+        loaded = load_model(config.model, revision=config.revision, device=device)
+    else:
+        dist, device, loaded = share.dist, share.device, share.loaded
     if not hook_points:
         hook_points = [HookPoint(loaded.n_layers // 2, "resid_pre")]
         config.hook_points = [hook_points[0].name]
@@ -117,10 +121,13 @@ def build_run(config: TrainConfig, skip_windows: int = 0) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, warmup, config.min_lr_ratio)
     )
-    spec = DataSpec(config.dataset, config.split, config.eval_split, config.text_column)
-    data = training_batches(spec, loaded.tokenizer, context, config.seed, config.batch_size,
-                            skip=skip_windows, rank=dist.rank, world_size=dist.world_size)
-    data = itertools.chain([next(data)], data)  # surface dataset errors now, not mid-progress
+    if share is None:
+        spec = DataSpec(config.dataset, config.split, config.eval_split, config.text_column)
+        data = training_batches(spec, loaded.tokenizer, context, config.seed, config.batch_size,
+                                skip=skip_windows, rank=dist.rank, world_size=dist.world_size)
+        data = itertools.chain([next(data)], data)  # surface dataset errors now, not mid-way
+    else:
+        data = share.data
     resolved = {
         "context": context, "n_samples": n_samples, "total_steps": total_steps,
         "warmup_steps": warmup, "d_model": loaded.d_model, "n_dict": n_dict,
@@ -130,7 +137,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0) -> Run:
     }
     objective = distributed.data_parallel(loss, saes, dist, device)
     return Run(config, resolved, loaded, saes, Splice(loaded.model, loaded.adapter, saes),
-               objective, optimizer, scheduler, data, _run_dir(config), device, dist)
+               objective, optimizer, scheduler, data, default_run_dir(config), device, dist)
 
 
 def _context(config: TrainConfig, loaded: LoadedModel) -> int:
@@ -145,40 +152,59 @@ def _context(config: TrainConfig, loaded: LoadedModel) -> int:
     return config.context
 
 
-def _run_dir(config: TrainConfig) -> Path:
+def default_run_dir(config: TrainConfig) -> Path:
     if config.output_dir:
         return Path(config.output_dir)
     model = Path(config.model.rstrip("/")).name
     return Path("runs") / f"{model}-{config.loss}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train_step(run: Run, stats: StepStats) -> float:
-    """One optimizer step over grad_accum micro-batches; returns the gradient norm.
+def train_step(runs: Sequence[Run], stats: Sequence[StepStats]) -> list[float]:
+    """One optimizer step of each run over the same grad_accum micro-batches; the gradient norms.
 
-    Raises NonFinite, before the update, when a loss term or the gradient is NaN or infinite.
+    Several runs share a step when trained in one pass (``sae_kit.train.group``): one backward
+    of their summed losses gives each SAE the gradient of its own loss alone. Raises NonFinite,
+    before any update, when a loss term or a gradient is NaN or infinite.
     """
-    accum = run.config.grad_accum
+    lead = runs[0]
+    accum = lead.config.grad_accum
     bad = None
     for i in range(accum):
-        input_ids = next(run.data).to(run.device)
-        with distributed.micro_batch(run.loss, last=i == accum - 1):
-            with precision.autocast(run.device, run.config.dtype):
-                result = run.loss(run.splice, input_ids)
-            (result.loss / accum).backward()
-        stats.add(result, input_ids.numel())
-        bad = bad or nonfinite_term(result)
-    params = [p for group in run.optimizer.param_groups for p in group["params"]]
-    max_norm = run.config.grad_clip or float("inf")
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    if not math.isfinite(grad_norm):
-        bad = bad or f"gradient (norm {grad_norm})"
-    if run.dist.any(bad is not None, run.device):  # every rank stops at the same step
-        run.optimizer.zero_grad(set_to_none=True)
+        input_ids = next(lead.data).to(lead.device)
+        with contextlib.ExitStack() as stack:
+            for run in runs:
+                stack.enter_context(distributed.micro_batch(run.loss, last=i == accum - 1))
+            with precision.autocast(lead.device, lead.config.dtype):
+                results = [run.loss(run.splice, input_ids) for run in runs]
+            total = results[0].loss
+            for result in results[1:]:
+                total = total + result.loss
+            (total / accum).backward()
+        if lead.splice.shared is not None:
+            lead.splice.shared.clear()
+        for run, result, stat in zip(runs, results, stats, strict=True):
+            stat.add(result, input_ids.numel())
+            bad = bad or _in_run(nonfinite_term(result), run, runs)
+    norms = []
+    for run in runs:
+        params = [p for group in run.optimizer.param_groups for p in group["params"]]
+        norm = float(torch.nn.utils.clip_grad_norm_(params, run.config.grad_clip or math.inf))
+        if not math.isfinite(norm):
+            bad = bad or _in_run(f"gradient (norm {norm})", run, runs)
+        norms.append(norm)
+    if lead.dist.any(bad is not None, lead.device):  # every rank stops at the same step
+        for run in runs:
+            run.optimizer.zero_grad(set_to_none=True)
         raise NonFinite(bad or "loss or gradient on another rank")
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scheduler.step()
-    return grad_norm
+    for run in runs:
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scheduler.step()
+    return norms
+
+
+def _in_run(what: str | None, run: Run, runs: Sequence[Run]) -> str | None:
+    return what if what is None or len(runs) == 1 else f"{what} in {run.run_dir}"
 
 
 def save_saes(run: Run, tokens: int) -> None:
@@ -202,41 +228,61 @@ def train(config: TrainConfig, on_step: ProgressCallback | None = None) -> Path:
 
 
 def fit(
-    run: Run, on_step: ProgressCallback | None = None, start: TrainState | None = None
+    run: Run | Sequence[Run], on_step: ProgressCallback | None = None,
+    start: TrainState | None = None, group_dir: Path | None = None,
 ) -> Path:
     """Train the SAEs and write the run directory; returns its path.
 
+    ``run`` may be several runs built to share one pass (``sae_kit.train.group``); each writes
+    its own directory and ``group_dir`` (returned) is where an interrupted group resumes.
     ``on_step(step, total_steps, record)`` is called after every optimizer step; ``record`` is
     the metrics row when one was written at that step, else None. ``start`` is where a resumed
     run stands (see ``sae_kit.train.resume``). A checkpoint is written every ``save_every``
     steps, at the end, and when SIGINT/SIGTERM arrives (then Interrupted is raised). Only rank 0
     writes.
     """
+    runs = [run] if isinstance(run, Run) else list(run)
+    lead = runs[0]
+    group_dir = group_dir or lead.run_dir
     state = start or TrainState()
-    log = _open_run_dir(run, resuming=start is not None)
-    stats = StepStats()
-    saved = next(reversed(checkpoint.list_checkpoints(run.checkpoint_dir)), None)
-    with stop_on_signals(announce=run.dist.is_main) as stop:
-        for step in range(state.step, run.total_steps):
-            lr = run.scheduler.get_last_lr()[0]
+    logs = [_open_run_dir(r, resuming=start is not None) for r in runs]
+    stats = [StepStats() for _ in runs]
+    saved = next(reversed(checkpoint.list_checkpoints(lead.checkpoint_dir)), None)
+    with stop_on_signals(announce=lead.dist.is_main) as stop:
+        for step in range(state.step, lead.total_steps):
+            lrs = [r.scheduler.get_last_lr()[0] for r in runs]
             try:
-                grad_norm = train_step(run, stats)
+                norms = train_step(runs, stats)
             except NonFinite as exc:
                 raise stop_error(exc.what, step + 1, saved) from None
-            state = _advance(run, state)
-            row = _log_step(run, log, stats, state, lr, grad_norm)
+            state = _advance(lead, state)
+            members = zip(runs, logs, stats, lrs, norms, strict=True)
+            rows = [_log_step(*member, state) for member in members]
             if on_step:
-                on_step(state.step, run.total_steps, row)
-            signum = run.dist.max(stop.signum or 0, run.device)  # ranks stop at the same step
-            if signum or state.step % run.config.save_every == 0 or step == run.total_steps - 1:
-                saved = save_checkpoint(run, state)
+                on_step(state.step, lead.total_steps, _progress_row(runs, rows))
+            signum = lead.dist.max(stop.signum or 0, lead.device)  # ranks stop at the same step
+            if signum or state.step % lead.config.save_every == 0 or step == lead.total_steps - 1:
+                saved = [save_checkpoint(r, state) for r in runs][0]
             if signum:
-                run.dist.barrier()  # rank 0's checkpoint is complete before anyone exits
-                raise Interrupted(signum, run.run_dir, state.step, saved, run.dist.world_size)
-    if run.dist.is_main:
-        save_saes(run, state.tokens)
-    run.dist.barrier()
-    return run.run_dir
+                lead.dist.barrier()  # rank 0's checkpoint is complete before anyone exits
+                raise Interrupted(signum, group_dir, state.step, saved, lead.dist.world_size)
+    if lead.dist.is_main:
+        for r in runs:
+            save_saes(r, state.tokens)
+    lead.dist.barrier()
+    return group_dir
+
+
+def _progress_row(runs: Sequence[Run], rows: Sequence[dict[str, Any] | None]
+                  ) -> dict[str, Any] | None:
+    """A lone run's metrics row, or a group's rows side by side (L0 per member)."""
+    if len(rows) == 1 or rows[0] is None:
+        return rows[0]
+    combined = {"tokens_per_s": rows[0]["tokens_per_s"], "loss": sum(r["loss"] for r in rows)}
+    for run, row in zip(runs, rows, strict=True):
+        combined.update({f"{k}@{run.run_dir.name}": v for k, v in row.items()
+                         if k.startswith("l0/")})
+    return combined
 
 
 def _open_run_dir(run: Run, resuming: bool) -> MetricsLog | None:
@@ -262,8 +308,8 @@ def _advance(run: Run, state: TrainState) -> TrainState:
                                tokens=state.tokens + windows * run.resolved["context"])
 
 
-def _log_step(run: Run, log: MetricsLog | None, stats: StepStats, state: TrainState,
-              lr: float, grad_norm: float) -> dict[str, Any] | None:
+def _log_step(run: Run, log: MetricsLog | None, stats: StepStats, lr: float, grad_norm: float,
+              state: TrainState) -> dict[str, Any] | None:
     if (state.step - 1) % run.config.log_every and state.step != run.total_steps:
         return None
     distributed.reduce_stats(stats, run.dist, run.device)

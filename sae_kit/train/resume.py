@@ -22,6 +22,7 @@ from sae_kit.store.sae_dir import read_json
 from sae_kit.train import checkpoint, distributed
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.config import TrainConfig
+from sae_kit.train.group import build_group, common_checkpoints, member_dirs
 from sae_kit.train.loop import Run, build_run
 
 RESUME_OVERRIDES = ("device", "save_every", "keep_checkpoints")
@@ -68,13 +69,7 @@ def resume(
     """
     config = resume_config(run_dir, **overrides)
     run_dir = Path(config.output_dir or run_dir)
-    saved_world = int(read_json(run_dir / "config.json").get("resolved", {}).get("world_size", 1))
-    world = distributed.from_env().world_size
-    if world != saved_world:
-        raise SaeKitError(
-            f"{str(run_dir)!r} was trained by {saved_world} process(es); resume it with the "
-            f"same number (this is {world}), since it sets the batch and schedule"
-        )
+    _check_world_size(run_dir)
     latest, skipped = checkpoint.load_latest(run_dir / "checkpoints")
     run = build_run(config, skip_windows=latest.counters.windows)
     checkpoint.apply(run, latest)
@@ -85,6 +80,34 @@ def resume(
             warn(f"{reason}; renamed it to {moved.name} and resumed from {latest.path.name}")
         _cut_metrics(run_dir / "metrics.jsonl", latest.counters.metrics_offset)
     return run, latest.counters
+
+
+def _check_world_size(run_dir: Path) -> None:
+    saved_world = int(read_json(run_dir / "config.json").get("resolved", {}).get("world_size", 1))
+    world = distributed.from_env().world_size
+    if world != saved_world:
+        raise SaeKitError(
+            f"{str(run_dir)!r} was trained by {saved_world} process(es); resume it with the "
+            f"same number (this is {world}), since it sets the batch and schedule"
+        )
+
+
+def resume_group(group_dir: str | Path, **overrides: Any) -> tuple[list[Run], TrainState]:
+    """Rebuild a group trained in one pass (``sae_kit.train.group``) at the newest step all of
+    its members saved; pass both to ``fit`` with ``group_dir``."""
+    dirs = member_dirs(group_dir)
+    configs = [resume_config(d, **overrides) for d in dirs]
+    for d in dirs:
+        _check_world_size(d)
+    latest = common_checkpoints(dirs)
+    runs = build_group(configs, skip_windows=latest[0].counters.windows)
+    for run, saved in zip(runs, latest, strict=True):
+        checkpoint.apply(run, saved)
+    runs[0].dist.barrier()
+    if runs[0].dist.is_main:
+        for d, saved in zip(dirs, latest, strict=True):
+            _cut_metrics(d / "metrics.jsonl", saved.counters.metrics_offset)
+    return runs, latest[0].counters
 
 
 def _cut_metrics(path: Path, offset: int) -> None:
