@@ -22,7 +22,7 @@ import torch
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
 from sae_kit.errors import SaeKitError, first_line
-from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
+from sae_kit.network import hub_endpoint, hub_offline, hub_reachable, is_local_ref
 
 HOLDOUT_EVERY = 20
 """1 document in 20 (5%) is held out for evaluation when the dataset has no eval split."""
@@ -85,11 +85,11 @@ def _open(spec: DataSpec, split: str) -> Iterable[dict[str, Any]]:
     import datasets
 
     path = Path(spec.dataset).expanduser()
-    if path.exists():
+    if is_local_ref(spec.dataset) or path.suffix in _BUILDERS:
+        if not path.exists():
+            raise SaeKitError(f"dataset file {spec.dataset!r} does not exist; check the path")
         builder, files = _local_files(path)
         return datasets.load_dataset(builder, data_files=files, split="train", streaming=True)
-    if path.suffix in _BUILDERS or spec.dataset.startswith((".", "/", "~")):
-        raise SaeKitError(f"dataset file {spec.dataset!r} does not exist; check the path")
     if not hub_offline() and not hub_reachable():
         raise SaeKitError(
             f"no network: cannot reach {hub_endpoint()} to stream dataset {spec.dataset!r}; "

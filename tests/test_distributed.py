@@ -17,8 +17,9 @@ from safetensors.torch import load_file, save_file
 
 from sae_kit.errors import SaeKitError
 from sae_kit.train import distributed
+from sae_kit.train.build import build_run
 from sae_kit.train.config import TrainConfig
-from sae_kit.train.loop import build_run, fit
+from sae_kit.train.loop import fit
 from tests.conftest import FIRST_PARTY
 
 SAE = "blocks.1.hook_resid_pre"

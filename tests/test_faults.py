@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from sae_kit.errors import SaeKitError
 from sae_kit.train import checkpoint
+from sae_kit.train.build import build_run
 from sae_kit.train.config import TrainConfig
-from sae_kit.train.loop import build_run, fit
+from sae_kit.train.loop import fit
 
 runner = CliRunner()
 SAE = "blocks.1.hook_resid_pre"

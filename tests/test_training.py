@@ -5,8 +5,9 @@ import math
 
 import torch
 
+from sae_kit.train.build import build_run
 from sae_kit.train.config import TrainConfig
-from sae_kit.train.loop import build_run, fit
+from sae_kit.train.loop import fit
 
 
 def _config(model_dir, out, **overrides):

@@ -22,12 +22,13 @@ from sae_kit.architectures.base import SAE
 from sae_kit.data import DataSpec, eval_windows
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.metrics import TokenMean, VarianceSums, ce_loss, fired, kl_divergence, l0
-from sae_kit.model.hookpoints import HookPoint, downstream_positions
+from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice, SplicedRun
-from sae_kit.store.sae_dir import load_run, write_json_atomic
-
-EVAL_FILE = "eval.json"
+from sae_kit.network import is_local_ref
+from sae_kit.store.jsonio import write_json_atomic
+from sae_kit.store.run_dir import RunDir
+from sae_kit.store.sae_dir import load_run
 
 BatchCallback = Callable[[int, int], None]
 
@@ -39,9 +40,9 @@ HUB_RUNS = Path("runs") / "hub"
 def resolve_run_dir(ref: str) -> Path:
     """Turn what the user typed into a local run directory: a path, or a Hub id (downloaded)."""
     path = Path(ref).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1:
+    if is_local_ref(ref) or ref.count("/") != 1:
+        if path.is_dir():
+            return path
         raise SaeKitError(
             f"run directory {ref!r} does not exist (nor is it a Hub id like namespace/name)"
         )
@@ -83,7 +84,7 @@ class _Evaluator:
         self.single = {hp: Splice(model, adapter, {hp: sae}) for hp, sae in self.saes.items()}
         self.per_sae = {hp: _Sums() for hp in self.saes}
         n_layers = self.all_spliced.n_layers
-        self.later = {hp: downstream_positions(hp.position, n_layers) for hp in self.saes}
+        self.later = {hp: hp.downstream(n_layers) for hp in self.saes}
 
     def add_batch(self, input_ids: torch.Tensor) -> None:
         capture = {hp.position for hp in self.saes} | {p for ps in self.later.values() for p in ps}
@@ -142,7 +143,7 @@ def _sae_metrics(sums: _Sums, clean_ce: float, n_dict: int) -> dict[str, float]:
         "mse": sums.variance.mse,
     }
     if sums.downstream:
-        per_layer = {HookPoint(p - 1, "resid_post").name: m.value
+        per_layer = {HookPoint.output_at(p).name: m.value
                      for p, m in sorted(sums.downstream.items())}
         metrics["downstream_mse"] = sum(per_layer.values()) / len(per_layer)
         metrics.update({f"downstream_mse/{name}": v for name, v in per_layer.items()})
@@ -202,5 +203,5 @@ def evaluate_run(
         "context": context, "n_windows": len(windows), "n_tokens": len(windows) * context,
         **evaluator.results(),
     }
-    write_json_atomic(run_dir / EVAL_FILE, result)
+    write_json_atomic(RunDir(run_dir).eval, result)
     return result

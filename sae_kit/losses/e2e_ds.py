@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult
 from sae_kit.losses.e2e import KLOptions, output_kl, sparsity_terms
-from sae_kit.model.hookpoints import downstream_positions
+from sae_kit.model.hookpoints import HookPoint
 
 
 class E2EDownstreamLoss(Loss):
@@ -34,21 +34,22 @@ class E2EDownstreamLoss(Loss):
         )
 
     def positions(self, first: int, n_layers: int) -> list[int]:
-        later = downstream_positions(first, n_layers)
+        later = HookPoint.downstream_positions(first, n_layers)
         if self.options.downstream == "all":
             return later
         try:
-            chosen = [int(x) + 1 for x in self.options.downstream.split(",")]
+            chosen = [HookPoint(int(x), "resid_post").position
+                      for x in self.options.downstream.split(",")]
         except ValueError:
             raise SaeKitError(
                 f"downstream must be 'all' or comma-separated layer numbers, "
                 f"got {self.options.downstream!r}"
             ) from None
-        bad = [p - 1 for p in chosen if p not in later]
+        bad = [HookPoint.output_at(p).layer for p in chosen if p not in later]
         if bad:
             raise SaeKitError(
                 f"downstream layers {bad} are not after the SAE; choose from "
-                f"{[p - 1 for p in later]}"
+                f"{[HookPoint.output_at(p).layer for p in later]}"
             )
         return chosen
 

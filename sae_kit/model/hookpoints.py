@@ -6,7 +6,8 @@ sae-kit uses TransformerLens-style names - ``blocks.6.hook_resid_pre`` is the in
 
 Internally a hook point is a *position* in the residual stream: position p < n_layers is the
 input of layer p, position n_layers the output of the last layer. ``resid_post`` of layer i and
-``resid_pre`` of layer i + 1 are the same position.
+``resid_pre`` of layer i + 1 are the same position. All arithmetic between layers and
+positions lives in :class:`HookPoint`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ class HookPoint:
         return self.layer + (1 if self.kind == "resid_post" else 0)
 
     @classmethod
+    def output_at(cls, position: int) -> HookPoint:
+        """``position`` named as a layer's output: ``resid_post`` of layer ``position - 1``."""
+        return cls(position - 1, "resid_post")
+
+    @staticmethod
+    def downstream_positions(first: int, n_layers: int) -> list[int]:
+        """Residual-stream positions after ``first``: the outputs of every later layer."""
+        return list(range(first + 1, n_layers + 1))
+
+    def downstream(self, n_layers: int) -> list[int]:
+        """Positions after this hook point: the outputs of every later layer."""
+        return self.downstream_positions(self.position, n_layers)
+
+    @classmethod
     def parse(cls, name: str) -> HookPoint:
         match = _NAME.match(name)
         if not match:
@@ -55,6 +70,4 @@ class HookPoint:
         return self.name
 
 
-def downstream_positions(first: int, n_layers: int) -> list[int]:
-    """Residual-stream positions after ``first``: the outputs of every later layer."""
-    return list(range(first + 1, n_layers + 1))
+downstream_positions = HookPoint.downstream_positions  # the name earlier releases exported

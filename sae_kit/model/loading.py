@@ -14,7 +14,7 @@ from sae_kit.builtin import BUILTIN_MODEL_NAME, builtin_model_dir
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.adapter import ModelAdapter
 from sae_kit.model.generic_adapter import GenericAdapter
-from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
+from sae_kit.network import hub_endpoint, hub_offline, hub_reachable, is_local_ref
 
 
 @dataclass
@@ -47,10 +47,11 @@ def resolve_source(name: str) -> str:
     """The built-in model's name maps to its directory inside the package."""
     if name == BUILTIN_MODEL_NAME:
         return str(builtin_model_dir())
-    looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
-    if looks_local and not Path(name).expanduser().exists():
+    if not is_local_ref(name):
+        return name
+    if not Path(name).expanduser().exists():
         raise SaeKitError(f"model directory {name!r} does not exist; pass a Hub id or a path")
-    return str(Path(name).expanduser()) if looks_local else name
+    return str(Path(name).expanduser())
 
 
 def adapter_for(model_type: str) -> ModelAdapter:
@@ -62,7 +63,7 @@ def adapter_for(model_type: str) -> ModelAdapter:
 
 
 def _from_pretrained(loader: Any, source: str, revision: str | None, **kwargs: Any) -> Any:
-    local = Path(source).exists()
+    local = is_local_ref(source)
     if not local and not hub_offline() and not hub_reachable():
         kwargs["local_files_only"] = True  # no network: the local cache is all there is
     try:

@@ -20,8 +20,10 @@ from pathlib import Path
 from sae_kit import __version__
 from sae_kit.errors import SaeKitError
 from sae_kit.network import hub_endpoint, hub_offline, hub_reachable
+from sae_kit.store import run_dir as layout
+from sae_kit.store.jsonio import read_json
+from sae_kit.store.run_dir import RunDir
 
-EVAL_FILE = "eval.json"  # written by `sae-kit eval`; its metrics go into the model card
 CARD = "README.md"
 _REPO_HINT = "expected namespace/name, e.g. alice/gpt2-e2e-saes"
 
@@ -81,26 +83,20 @@ class Upload:
 def plan_upload(run_dir: str | Path, repo_id: str, license: str = "mit") -> Upload:
     """Check the run directory and build the file list and model card; touches no network."""
     from sae_kit.store.model_card import read_evaluation, render_card
-    from sae_kit.store.sae_dir import (  # imports torch
-        CONFIG,
-        WEIGHTS,
-        load_sae,
-        read_json,
-        sae_dirs,
-    )
+    from sae_kit.store.sae_dir import CONFIG, WEIGHTS, load_sae, sae_dirs  # imports torch
 
-    run_dir = Path(run_dir)
-    dirs = sae_dirs(run_dir)  # one clear line when there is no SAE
-    run_config = read_json(run_dir / CONFIG)
+    run = RunDir(run_dir)
+    dirs = sae_dirs(run.path)  # one clear line when there is no SAE
+    run_config = read_json(run.config)
     configs = {hp.name: load_sae(path)[1] for hp, path in dirs.items()}  # refuse broken SAEs
-    evaluation = read_evaluation(run_dir / EVAL_FILE)
+    evaluation = read_evaluation(run.eval)  # written by `sae-kit eval`; goes into the card
     card = render_card(repo_id, run_config, configs, evaluation, license)
-    files: dict[str, Path | bytes] = {CONFIG: run_dir / CONFIG}
+    files: dict[str, Path | bytes] = {layout.CONFIG: run.config}
     for hp, path in dirs.items():
         files[f"{hp.name}/{WEIGHTS}"] = path / WEIGHTS
         files[f"{hp.name}/{CONFIG}"] = path / CONFIG
     if evaluation is not None:
-        files[EVAL_FILE] = run_dir / EVAL_FILE
+        files[layout.EVAL] = run.eval
     files[CARD] = card.encode()
     return Upload(files, card, list(configs))
 
@@ -168,7 +164,7 @@ def stale_files(existing: list[str], upload: Upload) -> list[str]:
             return False
 
     return [p for p in existing
-            if p not in upload.files and (p == EVAL_FILE or is_sae_file(p))]
+            if p not in upload.files and (p == layout.EVAL or is_sae_file(p))]
 
 
 def download(ref: HubRef, revision: str | None = None, out: str | Path | None = None) -> Path:

@@ -10,7 +10,8 @@ from typing import Any
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
-from sae_kit.store.sae_dir import read_json
+from sae_kit.network import is_local_ref
+from sae_kit.store.jsonio import read_json
 
 CITATION = """@article{braun2024identifying,
   title={Identifying Functionally Important Features with End-to-End Sparse Dictionary Learning},
@@ -44,7 +45,7 @@ def hub_id_or_none(name: str | None, builtin: str) -> str | None:
     """``name`` if it can be a Hub repo id (not a local path, not sae-kit's built-in one)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    if not name or name == builtin or name.startswith((".", "/", "~")) or Path(name).exists():
+    if not name or name == builtin or is_local_ref(name):
         return None
     try:
         validate_repo_id(name)

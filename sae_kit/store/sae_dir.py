@@ -1,13 +1,12 @@
 """Saving and loading SAEs: one directory per SAE with ``sae.safetensors`` + ``config.json``.
 
-A run directory holds ``config.json`` (the training settings), ``metrics.jsonl`` and one such
-SAE directory per hook point, named after it (``blocks.6.hook_resid_pre/``). Weights are only
-ever read with safetensors: no pickle, so a downloaded file cannot run code.
+A run directory (:mod:`sae_kit.store.run_dir`) holds one such SAE directory per hook point,
+named after it (``blocks.6.hook_resid_pre/``). Weights are only ever read with safetensors: no
+pickle, so a downloaded file cannot run code.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -19,28 +18,15 @@ from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.jsonio import read_json, write_json_atomic
+from sae_kit.store.run_dir import SAE_DIR_PREFIX, RunDir
+
+__all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "read_json", "sae_dirs", "save_sae",
+           "write_json_atomic"]
 
 WEIGHTS = "sae.safetensors"
 CONFIG = "config.json"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temp file + rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SaeKitError(f"{str(path)!r} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SaeKitError(f"{str(path)!r} is corrupt (not valid JSON: {exc})") from None
+"""An SAE directory's own config (architecture, sizes, options, hook point, provenance)."""
 
 
 def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, Any]) -> Path:
@@ -96,7 +82,7 @@ def sae_dirs(run_dir: str | Path) -> dict[HookPoint, Path]:
     if not run_dir.is_dir():
         raise SaeKitError(f"run directory {str(run_dir)!r} does not exist")
     found = {HookPoint.parse(p.name): p for p in run_dir.iterdir() if (p / CONFIG).exists()
-             and p.name.startswith("blocks.")}
+             and p.name.startswith(SAE_DIR_PREFIX)}
     if not found:
         raise SaeKitError(
             f"{str(run_dir)!r} holds no trained SAE (no blocks.*/{WEIGHTS}); train one with "
@@ -107,6 +93,6 @@ def sae_dirs(run_dir: str | Path) -> dict[HookPoint, Path]:
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[dict, dict]:
     """A run's training config and its SAEs by hook point."""
-    config = read_json(Path(run_dir) / CONFIG)
+    config = read_json(RunDir(run_dir).config)
     saes = {hp: load_sae(path, device)[0] for hp, path in sae_dirs(run_dir).items()}
     return config, saes

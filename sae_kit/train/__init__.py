@@ -1,7 +1,10 @@
 """Training: config, the run, the loop, schedule, checkpoints, resume and what guards them.
 
-``config`` declares every training option once; ``loop`` builds a run and fits it; ``checkpoint``
-and ``resume`` save and restore a run bit-exactly; ``signals`` turns SIGINT/SIGTERM into a saved
+``config`` declares every training option once (and the model-dependent defaults in one table);
+``build`` makes a ``Run`` from a config, one small function per job, without changing the config
+it is given; ``run`` holds the ``Run`` and moves its state in and out of a checkpoint tree;
+``loop`` fits a run; ``checkpoint`` stores trees atomically and ``resume`` rebuilds a run from
+its latest one, bit-exactly; ``signals`` turns SIGINT/SIGTERM into a saved
 checkpoint; ``nonfinite`` stops on NaN/inf; ``distributed`` and ``precision`` wrap torchrun and
 dtypes; ``schedule`` is the learning-rate curve; ``stats`` accumulates and logs step metrics. May
 import ``model``, ``store``, ``losses``, ``architectures`` and the top-level kernel modules;

@@ -10,7 +10,8 @@ A checkpoint is a directory ``RUN_DIR/checkpoints/step-000042/`` holding
 
 It is written into a hidden temporary directory and renamed into place, so a crash (even
 ``kill -9``) leaves either the whole checkpoint or none. Loading uses safetensors and JSON only:
-a checkpoint cannot run code.
+a checkpoint cannot run code. What goes into the tree is the run's business
+(:func:`sae_kit.train.run.capture`); this module only stores and checks trees.
 """
 
 from __future__ import annotations
@@ -18,20 +19,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from sae_kit.errors import SaeKitError, first_line
-
-if TYPE_CHECKING:
-    from sae_kit.train.loop import Run
+from sae_kit.errors import SaeKitError
 
 FORMAT = "sae-kit-checkpoint/1"
 TENSORS = "tensors.safetensors"
@@ -239,48 +236,3 @@ def _decode(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(tree, list):
         return [_decode(v, tensors) for v in tree]
     return tree
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """Every random-number generator training may draw from."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def capture(run: Run) -> dict[str, Any]:
-    """The training state of ``run`` that is not derived from its config: the checkpoint tree."""
-    return {
-        "saes": {hp.name: sae.state_dict() for hp, sae in run.saes.items()},
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "rng": rng_state(run.device),
-    }
-
-
-def apply(run: Run, checkpoint: Checkpoint) -> None:
-    """Put a checkpoint's state into a freshly built ``run`` (same config)."""
-    tree = checkpoint.tree
-    try:
-        saved = tree["saes"]
-        if sorted(saved) != sorted(hp.name for hp in run.saes):
-            raise ValueError(f"it holds SAEs at {sorted(saved)}")
-        for hp, sae in run.saes.items():
-            sae.load_state_dict(saved[hp.name])
-        run.optimizer.load_state_dict(tree["optimizer"])
-        run.scheduler.load_state_dict(tree["scheduler"])
-        set_rng_state(tree["rng"], run.device)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        first = first_line(exc)
-        raise SaeKitError(
-            f"checkpoint {str(checkpoint.path)!r} does not fit this run's config.json ({first})"
-        ) from None

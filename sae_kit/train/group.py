@@ -2,7 +2,7 @@
 
     sae-kit train --lambda 0.5,1,2,4,8 --out runs/sweep     # runs/sweep/lambda0.5/, ...
 
-Every member is a whole :class:`~sae_kit.train.loop.Run` with its own directory, config.json,
+Every member is a whole :class:`~sae_kit.train.run.Run` with its own directory, config.json,
 metrics.jsonl, checkpoints, optimizer and schedule, so it can be evaluated, pushed or resumed as
 if it had been trained alone. What the members share is what does not depend on them: the model,
 the data stream (so they must agree on everything that sets it, see ``SHARED``) and the clean
@@ -16,16 +16,19 @@ continues all of them from the newest step every member has a checkpoint of.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.model.splice import SharedClean
-from sae_kit.store.sae_dir import read_json, write_json_atomic
+from sae_kit.store.jsonio import read_json, write_json_atomic
+from sae_kit.store.run_dir import RunDir
 from sae_kit.train import checkpoint
+from sae_kit.train.build import build_run, run_dir_for
 from sae_kit.train.config import TrainConfig
+from sae_kit.train.loop import fit
 
 GROUP_FILE = "group.json"
 GROUP_FORMAT = "sae-kit-group/1"
@@ -53,8 +56,6 @@ def check_shareable(configs: Sequence[TrainConfig]) -> None:
 
 def build_group(configs: Sequence[TrainConfig], skip_windows: int = 0) -> list[Any]:
     """One Run per config, all reading one model, one data stream and one clean pass per batch."""
-    from sae_kit.train.loop import build_run
-
     check_shareable(configs)
     lead = build_run(configs[0], skip_windows)
     runs = [lead] + [build_run(c, skip_windows, share=lead) for c in configs[1:]]
@@ -96,7 +97,7 @@ def common_checkpoints(dirs: Sequence[Path]) -> list[checkpoint.Checkpoint]:
     were being saved leaves some one step behind)."""
     steps = None
     for d in dirs:
-        found = {p.name for p in checkpoint.list_checkpoints(d / "checkpoints")}
+        found = {p.name for p in checkpoint.list_checkpoints(RunDir(d).checkpoints)}
         steps = found if steps is None else steps & found
     if not steps:
         raise SaeKitError(
@@ -104,29 +105,21 @@ def common_checkpoints(dirs: Sequence[Path]) -> list[checkpoint.Checkpoint]:
             "the group again without --resume"
         )
     newest = max(steps)
-    return [checkpoint.load(d / "checkpoints" / newest) for d in dirs]
+    return [checkpoint.load(RunDir(d).checkpoints / newest) for d in dirs]
 
 
 def lambda_group(config: TrainConfig, lambdas: Sequence[float]) -> tuple[Path, list[TrainConfig]]:
     """``config`` once per lambda, each in ``<output_dir>/lambda<λ>/``; the group directory."""
-    from sae_kit.train.loop import default_run_dir
-
-    group_dir = Path(config.output_dir) if config.output_dir else default_run_dir(config)
-    configs = []
-    for lam in dict.fromkeys(lambdas):
-        member = copy.deepcopy(config)
-        member.sparsity_coeff = lam
-        member.output_dir = str(group_dir / f"lambda{lam:g}")
-        member.__post_init__()
-        configs.append(member)
+    group_dir = run_dir_for(config)
+    configs = [dataclasses.replace(config, sparsity_coeff=lam,
+                                   output_dir=str(group_dir / f"lambda{lam:g}"))
+               for lam in dict.fromkeys(lambdas)]
     return group_dir, configs
 
 
 def train_group(configs: Sequence[TrainConfig], group_dir: str | Path,
                 on_step: Any = None) -> Path:
     """Train ``configs`` in one pass (see the module doc); returns the group directory."""
-    from sae_kit.train.loop import fit
-
     runs = build_group(configs)
     if runs[0].dist.is_main:
         write_manifest(Path(group_dir), runs)

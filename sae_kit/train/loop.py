@@ -1,162 +1,34 @@
 """The training loop. It knows no loss and no model family: both are plugins.
 
     sae-kit train --loss e2e --layer 2          # the CLI builds a TrainConfig and calls train()
+
+``sae_kit.train.build`` makes the :class:`~sae_kit.train.run.Run`; this module fits it: one
+optimizer step, metrics, checkpoints, and the SAE directories at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import math
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sae_kit import __version__, plugins
-from sae_kit.architectures.base import SAE
-from sae_kit.builtin import BUILTIN_MODEL_NAME
-from sae_kit.data import DataSpec, training_batches
+from sae_kit import __version__
 from sae_kit.errors import SaeKitError
-from sae_kit.losses.base import Loss
-from sae_kit.model.device import resolve_device
-from sae_kit.model.hookpoints import HookPoint
-from sae_kit.model.loading import LoadedModel, load_model
-from sae_kit.model.splice import Splice
-from sae_kit.options import parse_options
-from sae_kit.store.sae_dir import save_sae, write_json_atomic
+from sae_kit.store.jsonio import write_json_atomic
+from sae_kit.store.sae_dir import save_sae
 from sae_kit.train import checkpoint, distributed, precision
+from sae_kit.train.build import build_run
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.config import TrainConfig
-from sae_kit.train.distributed import Dist
 from sae_kit.train.nonfinite import NonFinite, nonfinite_term, stop_error
-from sae_kit.train.schedule import warmup_cosine
+from sae_kit.train.run import Run, capture
 from sae_kit.train.signals import Interrupted, stop_on_signals
 from sae_kit.train.stats import MetricsLog, StepStats
-
-PAPER_SAMPLES = 400_000
-# The built-in model's default run must finish in a few minutes on a 2-core CPU: ~200k tokens
-# (2 passes over its text). The paper's lr and 16-sample steps sparsify too slowly for that, so
-# it takes 100 steps of 8 samples at 4x the lr (measured: docs/method.md).
-BUILTIN_SAMPLES = 800
-_DEFAULTS = {"lr": (5e-4, 2e-3), "grad_accum": (2, 1)}  # setting: (paper, built-in model)
-
-
-
-@dataclass
-class Run:
-    """Everything one training run holds, built from a TrainConfig."""
-
-    config: TrainConfig
-    resolved: dict[str, Any]
-    loaded: LoadedModel
-    saes: dict[HookPoint, SAE]
-    splice: Splice
-    loss: Loss
-    """The objective; under torchrun, wrapped so DDP averages the SAE gradients over ranks."""
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    data: Iterator[torch.Tensor]
-    run_dir: Path
-    device: torch.device
-    dist: Dist = field(default_factory=Dist)
-
-    @property
-    def total_steps(self) -> int:
-        return int(self.resolved["total_steps"])
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-
-def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = None) -> Run:
-    """Load the model, make the SAEs, optimizer, schedule and data; validate everything first.
-
-    Under torchrun this joins the process group; ``skip_windows`` (a resumed run) starts the
-    data that many global windows in. ``share``: a run whose model, device and data stream this
-    one uses too (runs trained in one pass, see ``sae_kit.train.group``).
-    """
-    for name, (paper, builtin) in _DEFAULTS.items():  # unset: the saved config gets the value
-        if getattr(config, name) is None:
-            setattr(config, name, builtin if config.model == BUILTIN_MODEL_NAME else paper)
-    loss_cls = plugins.load("losses", config.loss)
-    loss = loss_cls(config.sparsity_coeff, **config.loss_options)
-    arch = plugins.load("architectures", config.architecture)
-    # Typed, defaults filled in: the saved config records the options the run really used.
-    arch_options = parse_options(arch.Options, config.architecture_options, arch.name)
-    config.architecture_options = dataclasses.asdict(arch_options)
-    hook_points = [HookPoint.parse(name) for name in config.hook_points]
-    if share is None:
-        dist, device = distributed.setup(resolve_device(config.device))
-        precision.configure_backends(device)
-        loaded = load_model(config.model, revision=config.revision, device=device)
-    else:
-        dist, device, loaded = share.dist, share.device, share.loaded
-    if not hook_points:
-        hook_points = [HookPoint(loaded.n_layers // 2, "resid_pre")]
-        config.hook_points = [hook_points[0].name]
-    for hp in hook_points:
-        hp.check(loaded.n_layers)
-    context = _context(config, loaded)
-    n_samples = config.n_samples or (
-        BUILTIN_SAMPLES if config.model == BUILTIN_MODEL_NAME else PAPER_SAMPLES
-    )
-    total_steps = math.ceil(n_samples / (config.samples_per_step * dist.world_size))
-    n_dict = max(1, round(config.dict_ratio * loaded.d_model))
-
-    torch.manual_seed(config.seed)
-    saes = {hp: arch(loaded.d_model, n_dict, **config.architecture_options).to(device)
-            for hp in hook_points}
-    if config.compile:
-        precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
-                                  precision.warn_stderr)
-    params = [p for sae in saes.values() for p in sae.parameters()]
-    optimizer = precision.adam(params, lr=config.lr)
-    warmup = round(config.warmup_fraction * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, total_steps, warmup, config.min_lr_ratio)
-    )
-    if share is None:
-        spec = DataSpec(config.dataset, config.split, config.eval_split, config.text_column)
-        data = training_batches(spec, loaded.tokenizer, context, config.seed, config.batch_size,
-                                skip=skip_windows, rank=dist.rank, world_size=dist.world_size)
-        data = itertools.chain([next(data)], data)  # surface dataset errors now, not mid-way
-    else:
-        data = share.data
-    resolved = {
-        "context": context, "n_samples": n_samples, "total_steps": total_steps,
-        "warmup_steps": warmup, "d_model": loaded.d_model, "n_dict": n_dict,
-        "n_layers": loaded.n_layers, "model_type": loaded.model.config.model_type,
-        "adapter": loaded.adapter.describe(loaded.model),
-        "device": str(device), "world_size": dist.world_size,
-    }
-    objective = distributed.data_parallel(loss, saes, dist, device)
-    return Run(config, resolved, loaded, saes, Splice(loaded.model, loaded.adapter, saes),
-               objective, optimizer, scheduler, data, default_run_dir(config), device, dist)
-
-
-def _context(config: TrainConfig, loaded: LoadedModel) -> int:
-    limit = loaded.max_positions
-    if config.context is None:
-        return min(1024, limit) if limit else 1024
-    if limit and config.context > limit:
-        raise SaeKitError(
-            f"context {config.context} is longer than this model's {limit} positions; "
-            f"use --context {limit} or less"
-        )
-    return config.context
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    if config.output_dir:
-        return Path(config.output_dir)
-    model = Path(config.model.rstrip("/")).name
-    return Path("runs") / f"{model}-{config.loss}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def train_step(runs: Sequence[Run], stats: Sequence[StepStats]) -> list[float]:
@@ -216,7 +88,7 @@ def save_saes(run: Run, tokens: int) -> None:
         "loss_options": run.config.loss_options, "sae_kit_version": __version__,
     }
     for hp, sae in run.saes.items():
-        save_sae(sae, hp, run.run_dir / hp.name, extra)
+        save_sae(sae, hp, run.layout.sae(hp), extra)
 
 
 ProgressCallback = Callable[[int, int, "dict[str, Any] | None"], None]
@@ -296,10 +168,9 @@ def _open_run_dir(run: Run, resuming: bool) -> MetricsLog | None:
         return None
     run.run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:  # rows of an earlier run that saved no checkpoint belong to no run now
-        (run.run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    write_json_atomic(run.run_dir / "config.json",
-                      {**run.config.to_dict(), "resolved": run.resolved})
-    return MetricsLog(run.run_dir / "metrics.jsonl")
+        run.layout.metrics.unlink(missing_ok=True)
+    write_json_atomic(run.layout.config, {**run.config.to_dict(), "resolved": run.resolved})
+    return MetricsLog(run.layout.metrics)
 
 
 def _advance(run: Run, state: TrainState) -> TrainState:
@@ -324,9 +195,9 @@ def save_checkpoint(run: Run, state: TrainState) -> Path:
     """Write a checkpoint of ``run`` at ``state`` (rank 0; the others just name it)."""
     if not run.dist.is_main:
         return run.checkpoint_dir / checkpoint.checkpoint_name(state.step)
-    metrics = run.run_dir / "metrics.jsonl"
+    metrics = run.layout.metrics
     counters = dataclasses.replace(
         state, metrics_offset=metrics.stat().st_size if metrics.exists() else 0
     )
-    return checkpoint.save(run.checkpoint_dir, counters, checkpoint.capture(run),
+    return checkpoint.save(run.checkpoint_dir, counters, capture(run),
                            run.config.keep_checkpoints)

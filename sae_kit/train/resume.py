@@ -11,6 +11,7 @@ checkpoint, so no step is logged twice.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.store.sae_dir import read_json
+from sae_kit.store.jsonio import read_json
+from sae_kit.store.run_dir import RunDir
 from sae_kit.train import checkpoint, distributed
+from sae_kit.train.build import build_run
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.group import build_group, common_checkpoints, member_dirs
-from sae_kit.train.loop import Run, build_run
+from sae_kit.train.run import Run, apply
 
 RESUME_OVERRIDES = ("device", "save_every", "keep_checkpoints")
 """Settings a resumed run may change: none of them alters the SAE weights it ends with."""
@@ -35,8 +38,8 @@ def _stderr(message: str) -> None:
 
 def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     """The run's saved TrainConfig, with the allowed ``overrides`` (None means keep)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
+    layout = RunDir(run_dir)
+    if not layout.is_run():
         raise SaeKitError(
             f"{str(run_dir)!r} is not a sae-kit run directory (no config.json); pass the "
             "directory `sae-kit train` printed"
@@ -44,19 +47,14 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     unknown = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if unknown:
         raise SaeKitError(f"a resumed run cannot change {', '.join(unknown)}")
-    saved = read_json(run_dir / "config.json")
+    saved = read_json(layout.config)
     try:
         config = TrainConfig.from_dict(saved)
     except TypeError as exc:
-        raise SaeKitError(
-            f"{str(run_dir / 'config.json')!r} is not a training config ({exc})"
-        ) from None
-    config.output_dir = str(run_dir)  # the directory may have moved since
-    for name, value in overrides.items():
-        if value is not None:
-            setattr(config, name, value)
-    config.__post_init__()  # validate the overrides
-    return config
+        raise SaeKitError(f"{str(layout.config)!r} is not a training config ({exc})") from None
+    given = {name: value for name, value in overrides.items() if value is not None}
+    # The directory may have moved since; replace() validates the overrides.
+    return dataclasses.replace(config, output_dir=str(layout.path), **given)
 
 
 def resume(
@@ -68,26 +66,26 @@ def resume(
     kept one is used; when none is readable this raises SaeKitError.
     """
     config = resume_config(run_dir, **overrides)
-    run_dir = Path(config.output_dir or run_dir)
-    _check_world_size(run_dir)
-    latest, skipped = checkpoint.load_latest(run_dir / "checkpoints")
+    layout = RunDir(config.output_dir or run_dir)
+    _check_world_size(layout)
+    latest, skipped = checkpoint.load_latest(layout.checkpoints)
     run = build_run(config, skip_windows=latest.counters.windows)
-    checkpoint.apply(run, latest)
+    apply(run, latest)
     run.dist.barrier()  # every rank has read the checkpoints before rank 0 renames any
     if run.dist.is_main:
         for path, reason in skipped:
             moved = checkpoint.quarantine(path)
             warn(f"{reason}; renamed it to {moved.name} and resumed from {latest.path.name}")
-        _cut_metrics(run_dir / "metrics.jsonl", latest.counters.metrics_offset)
+        _cut_metrics(layout.metrics, latest.counters.metrics_offset)
     return run, latest.counters
 
 
-def _check_world_size(run_dir: Path) -> None:
-    saved_world = int(read_json(run_dir / "config.json").get("resolved", {}).get("world_size", 1))
+def _check_world_size(layout: RunDir) -> None:
+    saved_world = int(read_json(layout.config).get("resolved", {}).get("world_size", 1))
     world = distributed.from_env().world_size
     if world != saved_world:
         raise SaeKitError(
-            f"{str(run_dir)!r} was trained by {saved_world} process(es); resume it with the "
+            f"{str(layout)!r} was trained by {saved_world} process(es); resume it with the "
             f"same number (this is {world}), since it sets the batch and schedule"
         )
 
@@ -98,15 +96,15 @@ def resume_group(group_dir: str | Path, **overrides: Any) -> tuple[list[Run], Tr
     dirs = member_dirs(group_dir)
     configs = [resume_config(d, **overrides) for d in dirs]
     for d in dirs:
-        _check_world_size(d)
+        _check_world_size(RunDir(d))
     latest = common_checkpoints(dirs)
     runs = build_group(configs, skip_windows=latest[0].counters.windows)
     for run, saved in zip(runs, latest, strict=True):
-        checkpoint.apply(run, saved)
+        apply(run, saved)
     runs[0].dist.barrier()
     if runs[0].dist.is_main:
         for d, saved in zip(dirs, latest, strict=True):
-            _cut_metrics(d / "metrics.jsonl", saved.counters.metrics_offset)
+            _cut_metrics(RunDir(d).metrics, saved.counters.metrics_offset)
     return runs, latest[0].counters
 
 

@@ -1,0 +1,100 @@
+"""`sae-kit train`'s options, made from TrainConfig's fields: each option is declared once.
+
+Every TrainConfig field becomes ``--field-name`` with the field's default and help text. A few
+fields are given in a shape that suits a command line better (``SHAPED``): hook points as
+``--layer``/``--hook``/``--hook-point``, plugin options as repeatable ``key=value``, the output
+directory as ``--out``. :func:`config_from_options` turns the parsed values back into a
+TrainConfig. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from typing import Any
+
+import typer
+
+from sae_kit.cli.common import parse_floats, parse_key_values
+from sae_kit.errors import SaeKitError
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.train.config import TrainConfig
+
+ALIASES = {"compile": ("--compile",)}
+"""Flags other than the field's own ``--field-name`` (a bool given alone is an on-switch)."""
+
+
+def _option(name: str, annotation: Any, default: Any, *flags: str, **kw: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                             default=typer.Option(default, *flags, **kw))
+
+
+SHAPED: dict[str, list[inspect.Parameter]] = {
+    "loss_options": [_option(
+        "loss_option", list[str], [], "--loss-option", "-O",
+        help="Loss option as key=value, repeatable (e.g. ds_coeff=2.5).")],
+    "hook_points": [
+        _option("layer", list[int], [], help="Layer for an SAE, repeatable (several SAEs train "
+                "together); default: middle."),
+        _option("hook", str, "resid_pre", help="Where at each --layer: resid_pre or resid_post."),
+        _option("hook_point", list[str], [],
+                help="Full hook-point name, repeatable, e.g. blocks.6.hook_resid_post."),
+    ],
+    "sparsity_coeff": [_option(
+        "sparsity_coeff", str, "1.0", "--sparsity-coeff", "--lambda",
+        help=TrainConfig.__dataclass_fields__["sparsity_coeff"].metadata["help"] + " Several, "
+        "comma-separated (0.5,1,2), train one SAE each in one shared pass, each in its own run "
+        "directory OUT/lambda<λ>/.")],
+    "architecture_options": [_option(
+        "arch_option", list[str], [], "--arch-option",
+        help="Architecture option as key=value, repeatable (e.g. k=32).")],
+    "output_dir": [
+        _option("resume", str, None, "--resume", metavar="RUN_DIR",
+                help="Continue the run in RUN_DIR from its latest checkpoint, with the settings "
+                "in its config.json; only --device, --save-every and --keep-checkpoints may be "
+                "given again."),
+        _option("out", str, None, "--out", help=TrainConfig.__dataclass_fields__["output_dir"]
+                .metadata["help"]),
+        _option("as_json", bool, False, "--json",
+                help="Print the run dir and last metrics as JSON."),
+    ],
+}
+"""Fields the command line takes in another shape, and the options that stand for them."""
+
+
+def config_parameters() -> list[inspect.Parameter]:
+    """One keyword parameter per option, in TrainConfig's field order, for a Typer command."""
+    hints = typing.get_type_hints(TrainConfig)
+    params: list[inspect.Parameter] = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in SHAPED:
+            params += SHAPED[f.name]
+            continue
+        params.append(_option(f.name, hints[f.name], f.default, *ALIASES.get(f.name, ()),
+                              help=f.metadata["help"]))
+    return params
+
+
+def config_from_options(values: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig for the parsed command-line ``values`` (keyed by parameter name)."""
+    if values["hook"] not in ("resid_pre", "resid_post"):
+        raise SaeKitError(f"--hook must be resid_pre or resid_post, got {values['hook']!r}")
+    points = [HookPoint(n, values["hook"]).name for n in values["layer"]]
+    points += [HookPoint.parse(h).name for h in values["hook_point"]]
+    plain = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)
+             if f.name not in SHAPED}
+    if plain["grad_clip"] is not None and plain["grad_clip"] <= 0:
+        plain["grad_clip"] = None  # --grad-clip 0 turns clipping off
+    return TrainConfig(
+        **plain,
+        loss_options=parse_key_values(values["loss_option"], "--loss-option"),
+        hook_points=list(dict.fromkeys(points)),
+        architecture_options=parse_key_values(values["arch_option"], "--arch-option"),
+        sparsity_coeff=lambdas_from_options(values)[0], output_dir=values["out"],
+    )
+
+
+def lambdas_from_options(values: dict[str, Any]) -> list[float]:
+    """``--lambda 0.5,1,2``: one SAE per value, trained in one pass."""
+    return parse_floats(values["sparsity_coeff"], "--lambda")

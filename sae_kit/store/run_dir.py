@@ -1,0 +1,62 @@
+"""The layout of a run directory, named in one place.
+
+    runs/gpt2-e2e-20261125-120000/
+        config.json                 the training settings (+ "resolved": what they came to)
+        metrics.jsonl               one JSON row per logged step
+        eval.json                   written by `sae-kit eval`
+        checkpoints/step-000042/    see sae_kit.train.checkpoint
+        blocks.6.hook_resid_pre/    one SAE directory per hook point (see sae_kit.store.sae_dir)
+
+Everything that reads or writes these names goes through :class:`RunDir`. No torch import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sae_kit.model.hookpoints import HookPoint
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+EVAL = "eval.json"
+CHECKPOINTS = "checkpoints"
+SAE_DIR_PREFIX = "blocks."
+"""Every SAE directory's name starts so (it is a hook point's name)."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def eval(self) -> Path:
+        return self.path / EVAL
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def sae(self, hook_point: HookPoint | str) -> Path:
+        """The SAE directory of one hook point."""
+        return self.path / str(hook_point)
+
+    def is_run(self) -> bool:
+        return self.config.is_file()
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)

@@ -1,0 +1,184 @@
+"""Build a :class:`~sae_kit.train.run.Run` from a TrainConfig, one small step per job.
+
+    run = build_run(TrainConfig(loss="e2e", hook_points=["blocks.2.hook_resid_pre"]))
+
+The config given is never changed: :func:`resolve_defaults` and :func:`resolve_hook_points`
+return resolved copies, and the run holds the final one (what config.json records). Every input
+error surfaces here, before any training output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sae_kit import plugins
+from sae_kit.architectures.base import SAE
+from sae_kit.data import DataSpec, training_batches
+from sae_kit.errors import SaeKitError
+from sae_kit.losses.base import Loss
+from sae_kit.model.device import resolve_device
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.model.splice import Splice
+from sae_kit.options import parse_options
+from sae_kit.train import distributed, precision
+from sae_kit.train.config import MODEL_DEFAULTS, TrainConfig
+from sae_kit.train.distributed import Dist
+from sae_kit.train.run import Run
+from sae_kit.train.schedule import warmup_cosine
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the settings come to on one model and world size."""
+
+    context: int
+    n_samples: int
+    total_steps: int
+    warmup_steps: int
+    n_dict: int
+
+
+def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = None) -> Run:
+    """Load the model, make the SAEs, optimizer, schedule and data; validate everything first.
+
+    Under torchrun this joins the process group; ``skip_windows`` (a resumed run) starts the
+    data that many global windows in. ``share``: a run whose model, device and data stream this
+    one uses too (runs trained in one pass, see ``sae_kit.train.group``).
+    """
+    loss = make_loss(config)
+    config = resolve_defaults(config)
+    if share is None:
+        dist, device = setup_device(config)
+        loaded = load_model(config.model, revision=config.revision, device=device)
+    else:
+        dist, device, loaded = share.dist, share.device, share.loaded
+    config = resolve_hook_points(config, loaded)
+    sizes = resolve_sizes(config, loaded, dist)
+    saes = build_saes(config, loaded.d_model, sizes.n_dict, device)
+    optimizer, scheduler = make_optimizer(config, saes, sizes)
+    if share is None:
+        data = make_data(config, loaded, sizes.context, skip_windows, dist)
+    else:
+        data = share.data
+    resolved = {
+        "context": sizes.context, "n_samples": sizes.n_samples,
+        "total_steps": sizes.total_steps, "warmup_steps": sizes.warmup_steps,
+        "d_model": loaded.d_model, "n_dict": sizes.n_dict, "n_layers": loaded.n_layers,
+        "model_type": loaded.model.config.model_type,
+        "adapter": loaded.adapter.describe(loaded.model),
+        "device": str(device), "world_size": dist.world_size,
+    }
+    objective = distributed.data_parallel(loss, saes, dist, device)
+    return Run(config, resolved, loaded, saes, Splice(loaded.model, loaded.adapter, saes),
+               objective, optimizer, scheduler, data, run_dir_for(config), device, dist)
+
+
+def resolve_defaults(config: TrainConfig) -> TrainConfig:
+    """A copy with the model-dependent defaults filled in and the options typed.
+
+    Architecture options get their defaults written out, so the saved config records the
+    options the run really used.
+    """
+    defaults = {name: d.for_model(config.model) for name, d in MODEL_DEFAULTS.items()
+                if name != "n_samples" and getattr(config, name) is None}
+    arch = plugins.load("architectures", config.architecture)
+    arch_options = parse_options(arch.Options, config.architecture_options, arch.name)
+    for name in config.hook_points:  # a misspelt name fails before the model loads
+        HookPoint.parse(name)
+    return dataclasses.replace(config, **defaults,
+                               architecture_options=dataclasses.asdict(arch_options))
+
+
+def make_loss(config: TrainConfig) -> Loss:
+    loss_cls = plugins.load("losses", config.loss)
+    return loss_cls(config.sparsity_coeff, **config.loss_options)
+
+
+def setup_device(config: TrainConfig) -> tuple[Dist, torch.device]:
+    """Pick the device (joining the process group under torchrun) and set its backends."""
+    dist, device = distributed.setup(resolve_device(config.device))
+    precision.configure_backends(device)
+    return dist, device
+
+
+def resolve_hook_points(config: TrainConfig, loaded: LoadedModel) -> TrainConfig:
+    """A copy naming its hook points (default: resid_pre of the middle layer), all checked."""
+    points = [HookPoint.parse(name) for name in config.hook_points]
+    if not points:
+        points = [HookPoint(loaded.n_layers // 2, "resid_pre")]
+    for hp in points:
+        hp.check(loaded.n_layers)
+    return dataclasses.replace(config, hook_points=[hp.name for hp in points])
+
+
+def resolve_sizes(config: TrainConfig, loaded: LoadedModel, dist: Dist) -> Sizes:
+    context = _context(config, loaded)
+    n_samples = config.n_samples or int(MODEL_DEFAULTS["n_samples"].for_model(config.model))
+    total_steps = math.ceil(n_samples / (config.samples_per_step * dist.world_size))
+    return Sizes(context=context, n_samples=n_samples, total_steps=total_steps,
+                 warmup_steps=round(config.warmup_fraction * total_steps),
+                 n_dict=max(1, round(config.dict_ratio * loaded.d_model)))
+
+
+def _context(config: TrainConfig, loaded: LoadedModel) -> int:
+    limit = loaded.max_positions
+    if config.context is None:
+        return min(1024, limit) if limit else 1024
+    if limit and config.context > limit:
+        raise SaeKitError(
+            f"context {config.context} is longer than this model's {limit} positions; "
+            f"use --context {limit} or less"
+        )
+    return config.context
+
+
+def build_saes(config: TrainConfig, d_model: int, n_dict: int,
+               device: torch.device) -> dict[HookPoint, SAE]:
+    """One SAE per hook point, initialised from the seed (compiled when asked)."""
+    arch = plugins.load("architectures", config.architecture)
+    torch.manual_seed(config.seed)
+    saes = {HookPoint.parse(name): arch(d_model, n_dict, **config.architecture_options).to(device)
+            for name in config.hook_points}
+    if config.compile:
+        precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
+                                  precision.warn_stderr)
+    return saes
+
+
+def make_optimizer(
+    config: TrainConfig, saes: dict[HookPoint, SAE], sizes: Sizes
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Adam over every SAE's parameters, with linear warm-up then cosine decay."""
+    params = [p for sae in saes.values() for p in sae.parameters()]
+    optimizer = precision.adam(params, lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, sizes.total_steps, sizes.warmup_steps,
+                                           config.min_lr_ratio)
+    )
+    return optimizer, scheduler
+
+
+def make_data(config: TrainConfig, loaded: LoadedModel, context: int, skip_windows: int,
+              dist: Dist) -> Iterator[torch.Tensor]:
+    """This rank's micro-batches; the first is read now so dataset errors surface here."""
+    spec = DataSpec(config.dataset, config.split, config.eval_split, config.text_column)
+    data = training_batches(spec, loaded.tokenizer, context, config.seed, config.batch_size,
+                            skip=skip_windows, rank=dist.rank, world_size=dist.world_size)
+    return itertools.chain([next(data)], data)
+
+
+def run_dir_for(config: TrainConfig) -> Path:
+    """``--out``, or a fresh ``runs/<model>-<loss>-<time>``."""
+    if config.output_dir:
+        return Path(config.output_dir)
+    model = Path(config.model.rstrip("/")).name
+    return Path("runs") / f"{model}-{config.loss}-{time.strftime('%Y%m%d-%H%M%S')}"
