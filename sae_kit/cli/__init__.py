@@ -7,7 +7,7 @@ import os
 import typer
 
 from sae_kit import __version__
-from sae_kit.cli import eval_cmd, hub_cmd, plugins_cmd, saelens_cmd, train_cmd
+from sae_kit.cli import eval_cmd, hub_cmd, plugins_cmd, saelens_cmd, sweep_cmd, train_cmd
 
 app = typer.Typer(
     name="sae-kit",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
+app.command("sweep")(sweep_cmd.sweep)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("push")(hub_cmd.push)
 app.command("pull")(hub_cmd.pull)

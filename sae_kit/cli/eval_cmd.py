@@ -11,9 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from sae_kit.cli.common import err, friendly_errors
-
-# Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens.
-DEFAULT_N_TOKENS = 100_000
+from sae_kit.eval import DEFAULT_N_TOKENS
 
 
 @friendly_errors
@@ -25,13 +23,19 @@ def evaluate(
     batch_size: int = typer.Option(8, help="Windows per forward pass."),
     device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
     plot: str = typer.Option(
-        None, help="Write the L0 vs CE-loss-increase plot of all the runs to this PNG."
+        None, help="Write the L0 vs CE-loss-increase plot of all the runs to this file, in the "
+        "format its extension names (.png, .pdf, .svg, ...); one series per loss and "
+        "architecture."
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print eval.json (a list of them for several runs)."
     ),
 ) -> None:
     """Evaluate SAEs on held-out tokens; writes RUN_DIR/eval.json and prints a table."""
+    if plot:
+        from sae_kit.eval.pareto import plot_format
+
+        plot_format(plot)  # a misspelt extension fails before the evaluation, not after
     from sae_kit.eval.evaluation import evaluate_run  # torch import only once args are parsed
 
     results = []

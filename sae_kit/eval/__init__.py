@@ -5,3 +5,6 @@ runs a trained run's SAEs over held-out windows and writes ``eval.json``; ``pare
 against CE-loss increase across runs. May import ``model``, ``store``, ``losses``,
 ``architectures`` and the top-level kernel modules; never ``train`` or ``cli``.
 """
+
+# Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens.
+DEFAULT_N_TOKENS = 100_000

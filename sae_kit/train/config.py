@@ -162,6 +162,16 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+SHARED_IN_ONE_PASS = (
+    "model", "revision", "dataset", "split", "eval_split", "text_column", "context", "batch_size",
+    "grad_accum", "n_samples", "seed", "device", "dtype", "log_every", "save_every",
+    "keep_checkpoints",
+)
+"""Settings that runs trained in one shared pass (``sae_kit.train.group``) must agree on: they
+set the model, the data stream and the steps. The seed is among them because it sets the data
+order as well as the SAEs' initialisation."""
+
+
 def field_help(name: str) -> str:
     """The help text of one TrainConfig field, for the CLI."""
     for f in dataclasses.fields(TrainConfig):

@@ -27,15 +27,12 @@ from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
 from sae_kit.train import checkpoint
 from sae_kit.train.build import build_run, run_dir_for
-from sae_kit.train.config import TrainConfig
+from sae_kit.train.config import SHARED_IN_ONE_PASS, TrainConfig
 from sae_kit.train.loop import fit
 
 GROUP_FILE = "group.json"
 GROUP_FORMAT = "sae-kit-group/1"
-SHARED = ("model", "revision", "dataset", "split", "eval_split", "text_column", "context",
-          "batch_size", "grad_accum", "n_samples", "seed", "device", "dtype", "log_every",
-          "save_every", "keep_checkpoints")
-"""Settings every member of a group must agree on: they set the model, the data and the steps."""
+SHARED = SHARED_IN_ONE_PASS
 
 
 def check_shareable(configs: Sequence[TrainConfig]) -> None:

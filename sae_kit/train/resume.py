@@ -91,9 +91,13 @@ def _check_world_size(layout: RunDir) -> None:
 
 
 def resume_group(group_dir: str | Path, **overrides: Any) -> tuple[list[Run], TrainState]:
-    """Rebuild a group trained in one pass (``sae_kit.train.group``) at the newest step all of
-    its members saved; pass both to ``fit`` with ``group_dir``."""
-    dirs = member_dirs(group_dir)
+    """Rebuild a group trained in one pass (``sae_kit.train.group``) from its group.json."""
+    return resume_runs(member_dirs(group_dir), **overrides)
+
+
+def resume_runs(dirs: list[Path], **overrides: Any) -> tuple[list[Run], TrainState]:
+    """Rebuild runs that share one pass at the newest step all of them saved; pass both to
+    ``fit``."""
     configs = [resume_config(d, **overrides) for d in dirs]
     for d in dirs:
         _check_world_size(RunDir(d))
