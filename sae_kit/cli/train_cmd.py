@@ -16,6 +16,7 @@ from sae_kit.cli.common import err, friendly_errors
 from sae_kit.cli.train_options import (
     config_from_options,
     config_parameters,
+    config_with_file,
     lambdas_from_options,
 )
 from sae_kit.errors import SaeKitError
@@ -32,14 +33,13 @@ def train(ctx: typer.Context, **options: Any) -> None:
         runs, start = _resume(ctx, options["resume"])
         _fit(runs, start, options["as_json"], Path(options["resume"]))
         return
-    config = config_from_options(options)
-    lambdas = lambdas_from_options(options)
-    from sae_kit.train.group import build_group, lambda_group, write_manifest  # torch from here
+    if options["config"]:
+        config, lambdas = config_with_file(options, _given(ctx))
+    else:
+        config, lambdas = config_from_options(options), lambdas_from_options(options)
+    from sae_kit.api import prepare  # torch import only once args are valid
 
-    group_dir, configs = lambda_group(config, lambdas) if len(lambdas) > 1 else (None, [config])
-    runs = build_group(configs)  # every input error surfaces here, before any progress output
-    if group_dir is not None and runs[0].dist.is_main:
-        write_manifest(group_dir, runs)
+    runs, group_dir = prepare(config, lambdas)  # every input error surfaces here
     _fit(runs, None, options["as_json"], group_dir)
 
 
@@ -58,15 +58,20 @@ def _leave_process_group() -> None:
         teardown()
 
 
+def _given(ctx: typer.Context) -> set[str]:
+    """The options given on the command line (or in the environment), not left at defaults."""
+    # Typer vendors click, so compare the ParameterSource by name.
+    sources = {name: getattr(ctx.get_parameter_source(name), "name", "") for name in ctx.params}
+    given = {name for name, source in sources.items() if source in ("COMMANDLINE", "ENVIRONMENT")}
+    return given - {"as_json"}
+
+
 def _resume(ctx: typer.Context, run_dir: str) -> tuple[list[Run], TrainState]:
     """Rebuild a run from RUN_DIR; options other than the few allowed are refused, not ignored."""
     from sae_kit.train.group import is_group
     from sae_kit.train.resume import RESUME_OVERRIDES, resume, resume_group
 
-    # Typer vendors click, so compare the ParameterSource by name.
-    sources = {name: getattr(ctx.get_parameter_source(name), "name", "") for name in ctx.params}
-    given = {name for name, source in sources.items() if source in ("COMMANDLINE", "ENVIRONMENT")}
-    given -= {"resume", "as_json"}
+    given = _given(ctx) - {"resume"}
     refused = sorted(given - set(RESUME_OVERRIDES))
     if refused:
         flags = {p.name: p.opts[0] for p in ctx.command.params}

@@ -9,4 +9,21 @@ checkpoint; ``nonfinite`` stops on NaN/inf; ``distributed`` and ``precision`` wr
 dtypes; ``schedule`` is the learning-rate curve; ``stats`` accumulates and logs step metrics. May
 import ``model``, ``store``, ``losses``, ``architectures`` and the top-level kernel modules;
 never ``eval`` or ``cli``. The loop names no loss and no model family: both are plugins.
+
+``from sae_kit import train`` gives this package, and calling it calls
+:func:`sae_kit.api.train`: a package cannot also be a function, so the package is callable.
 """
+
+import sys
+import types
+from typing import Any
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from sae_kit.api import train
+
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -125,6 +125,11 @@ class TrainConfig:
         1000,
     )
     keep_checkpoints: int = _help("How many of the newest checkpoints to keep.", 2)
+    trackers: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Experiment trackers (plugins) that get every metrics row too: wandb, "
+                  "tensorboard, ...; metrics.jsonl stays the record."},
+    )
     output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ from sae_kit import __version__
 from sae_kit.errors import SaeKitError
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.sae_dir import save_sae
+from sae_kit.trackers.base import open_trackers
 from sae_kit.train import checkpoint, distributed, precision
 from sae_kit.train.build import build_run
 from sae_kit.train.checkpoint import TrainState
@@ -118,6 +119,23 @@ def fit(
     group_dir = group_dir or lead.run_dir
     state = start or TrainState()
     logs = [_open_run_dir(r, resuming=start is not None) for r in runs]
+    try:
+        state = _steps(runs, logs, state, on_step, group_dir)
+    finally:
+        for log in logs:
+            if log:
+                log.close()
+    if lead.dist.is_main:
+        for r in runs:
+            save_saes(r, state.tokens)
+    lead.dist.barrier()
+    return group_dir
+
+
+def _steps(runs: list[Run], logs: list[MetricsLog | None], state: TrainState,
+           on_step: ProgressCallback | None, group_dir: Path) -> TrainState:
+    """The optimizer steps from ``state`` to the end, with their logs and checkpoints."""
+    lead = runs[0]
     stats = [StepStats() for _ in runs]
     saved = next(reversed(checkpoint.list_checkpoints(lead.checkpoint_dir)), None)
     with stop_on_signals(announce=lead.dist.is_main) as stop:
@@ -138,11 +156,7 @@ def fit(
             if signum:
                 lead.dist.barrier()  # rank 0's checkpoint is complete before anyone exits
                 raise Interrupted(signum, group_dir, state.step, saved, lead.dist.world_size)
-    if lead.dist.is_main:
-        for r in runs:
-            save_saes(r, state.tokens)
-    lead.dist.barrier()
-    return group_dir
+    return state
 
 
 def _progress_row(runs: Sequence[Run], rows: Sequence[dict[str, Any] | None]
@@ -170,7 +184,8 @@ def _open_run_dir(run: Run, resuming: bool) -> MetricsLog | None:
     if not resuming:  # rows of an earlier run that saved no checkpoint belong to no run now
         run.layout.metrics.unlink(missing_ok=True)
     write_json_atomic(run.layout.config, {**run.config.to_dict(), "resolved": run.resolved})
-    return MetricsLog(run.layout.metrics)
+    trackers = open_trackers(run.config.trackers, run.run_dir, run.config.to_dict())
+    return MetricsLog(run.layout.metrics, trackers)
 
 
 def _advance(run: Run, state: TrainState) -> TrainState:
