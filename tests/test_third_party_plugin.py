@@ -88,7 +88,7 @@ def test_installed_plugin_trains_through_the_cli(tmp_path, tiny_model_dir, monke
 
     config = json.loads((out / "config.json").read_text())
     assert config["resolved"]["adapter"] == "sae_kit_example:OPTAdapter"  # not the fallback
-    assert config["loss_options"] == {"scale": "2"}
+    assert config["loss_options"] == {"scale": 2.0}  # typed, as architecture options are
     assert config["architecture_options"] == {"scale": 0.5}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows and all(0 < r[f"cosine/{HOOK}"] < 2 for r in rows)

@@ -6,5 +6,24 @@ against CE-loss increase across runs. May import ``model``, ``store``, ``losses`
 ``architectures`` and the top-level kernel modules; never ``train`` or ``cli``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sae_kit.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from sae_kit.eval.evaluation import evaluate_run
+    from sae_kit.eval.pareto import plot_pareto
+
+__all__ = [  # what the package offers; each name imported from its module on first use
+    "evaluate_run", "plot_pareto",
+]
+_NAMES = {
+    "evaluate_run": "evaluation",
+    "plot_pareto": "pareto",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES)
+
 # Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens.
 DEFAULT_N_TOKENS = 100_000

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+from sae_kit.architectures.codes import active
 from sae_kit.losses.kl import kl_divergence
 
 __all__ = [
@@ -29,13 +30,13 @@ def _tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 def l0(codes: torch.Tensor) -> float:
-    """Mean over tokens of the number of nonzero dictionary coefficients."""
-    return float((codes != 0).reshape(-1, codes.shape[-1]).sum(-1).double().mean())
+    """Mean over tokens of the number of active (non-zero) dictionary coefficients."""
+    return float(active(codes).reshape(-1, codes.shape[-1]).sum(-1).double().mean())
 
 
 def fired(codes: torch.Tensor) -> torch.Tensor:
-    """Boolean mask over dictionary elements: nonzero on at least one token."""
-    return (codes != 0).reshape(-1, codes.shape[-1]).any(0)
+    """Boolean mask over dictionary elements: active (non-zero) on at least one token."""
+    return active(codes).reshape(-1, codes.shape[-1]).any(0)
 
 
 def alive_fraction(fired_mask: torch.Tensor) -> float:

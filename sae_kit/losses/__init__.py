@@ -1,4 +1,10 @@
-"""Training objectives. Each is a plugin in the ``sae_kit.losses`` entry-point group."""
+"""Training objectives. Each is a plugin in the ``sae_kit.losses`` entry-point group.
+
+``base`` is the interface (``Loss``, ``LossResult``); ``local``, ``e2e`` and ``e2e_ds`` the
+first-party objectives; ``kl`` and ``chunked_kl`` the KL they share. May import ``model``,
+``architectures`` and the top-level kernel modules; never ``train``, ``eval``, ``store`` or
+``cli``.
+"""
 
 from sae_kit.losses.base import Loss, LossResult
 

@@ -5,8 +5,10 @@ backpropagates ``result.loss``. A complete loss plugin (``my_loss.py``), registe
 ``[project.entry-points."sae_kit.losses"] cosine = "my_loss:CosineLoss"``::
 
     from dataclasses import dataclass, field
+    import torch
     import torch.nn.functional as F
     from sae_kit.losses import Loss, LossResult
+    from sae_kit.model import Splice
 
     class CosineLoss(Loss):
         name = "cosine"
@@ -15,24 +17,28 @@ backpropagates ``result.loss``. A complete loss plugin (``my_loss.py``), registe
         class Options:
             scale: float = field(default=1.0, metadata={"help": "Weight of the cosine term."})
 
-        def __call__(self, splice, input_ids):
+        def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
             clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
             total, terms, codes = 0.0, {}, {}
             for hp, sae in splice.saes.items():
                 x = clean.acts[hp.position].float()
                 out = sae(x)
                 term = 1 - F.cosine_similarity(out.output, x, dim=-1).mean()
-                total = total + self.options.scale * term + self.sparsity(sae, out.codes)
+                total = total + self.opts.scale * term + self.sparsity(sae, out.codes)
                 terms[f"cosine/{hp}"] = term.detach()
                 codes[hp] = out.codes
             return LossResult(loss=total, terms=terms, codes=codes)
 
 Options are a dataclass whose fields (with ``metadata={"help": ...}``) become ``--loss-option
-key=value`` settings on the command line; ``sae-kit plugins --options`` lists them.
+key=value`` settings on the command line; ``sae-kit plugins --options`` lists them. The loss
+reads them as ``self.opts.<field>``, the same attribute SAE architectures use (``self.options``
+is kept as another name for it), and the run's config.json records them typed, defaults filled
+in. A loss without options leaves ``Options`` out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,6 +46,7 @@ import torch
 
 from sae_kit.architectures.base import SAE
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.splice import Splice
 from sae_kit.options import parse_options
 
 
@@ -54,6 +61,8 @@ class LossResult:
 
 
 class Loss:
+    """An objective: ``loss(splice, input_ids)`` runs the model with the SAEs spliced in."""
+
     name: ClassVar[str] = ""
 
     @dataclass
@@ -62,11 +71,30 @@ class Loss:
 
     def __init__(self, sparsity_coeff: float, **options: Any) -> None:
         self.sparsity_coeff = sparsity_coeff
-        self.options = parse_options(self.Options, options, self.name)
+        self.opts = parse_options(self.Options, options, self.name)
+
+    @property
+    def options(self) -> Any:
+        """Another name for ``opts``, for losses written before the two plugin kinds agreed."""
+        return self.opts
+
+    def options_record(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The options to save in config.json: typed, defaults filled in.
+
+        A loss that keeps options of its own outside ``opts`` (one written against the old
+        guide) gets ``given`` back unchanged, so nothing it was given is dropped.
+        """
+        opts = getattr(self, "opts", None)
+        if not dataclasses.is_dataclass(opts) or isinstance(opts, type):
+            return dict(given)
+        names = {f.name for f in dataclasses.fields(opts)}
+        if not {key.replace("-", "_") for key in given} <= names:
+            return dict(given)
+        return dataclasses.asdict(opts)
 
     def sparsity(self, sae: SAE, codes: torch.Tensor) -> torch.Tensor:
         """lambda times the architecture's penalty (L1 / d_in for the paper's SAE)."""
         return self.sparsity_coeff * sae.sparsity_penalty(codes)
 
-    def __call__(self, splice: Any, input_ids: torch.Tensor) -> LossResult:
+    def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         raise NotImplementedError

@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sae_kit.architectures.base import SAEOutput
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult
 from sae_kit.losses.chunked_kl import DEFAULT_CHUNK, unembed_kl
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.splice import RunResult, Splice, SplicedRun
 
 
 @dataclass
@@ -23,13 +26,16 @@ class KLOptions:
             raise SaeKitError(f"kl_chunk must be at least 1, got {self.kl_chunk}")
 
 
-def output_kl(splice, clean, spliced, options: KLOptions) -> torch.Tensor:
+def output_kl(splice: Splice, clean: RunResult, spliced: SplicedRun,
+              options: KLOptions) -> torch.Tensor:
     """KL(original || spliced) from the two passes' final hidden states, chunked over tokens."""
     return unembed_kl(splice.unembed, clean.final_hidden, spliced.run.final_hidden,
                       options.kl_chunk)
 
 
-def sparsity_terms(loss: Loss, splice, sae_outputs) -> tuple[torch.Tensor, dict, dict]:
+def sparsity_terms(
+    loss: Loss, splice: Splice, sae_outputs: dict[HookPoint, SAEOutput]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[HookPoint, torch.Tensor]]:
     """Sum of each SAE's sparsity penalty, plus its log terms and codes."""
     total = 0.0
     terms, codes = {}, {}
@@ -53,10 +59,10 @@ class E2ELoss(Loss):
     name = "e2e"
     Options = KLOptions
 
-    def __call__(self, splice, input_ids: torch.Tensor) -> LossResult:
+    def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=[splice.first_position])
         spliced = splice.spliced(input_ids, clean=clean)
-        kl = output_kl(splice, clean, spliced, self.options)
+        kl = output_kl(splice, clean, spliced, self.opts)
         sparsity, terms, codes = sparsity_terms(self, splice, spliced.sae_outputs)
         terms["kl"] = kl.detach()
         return LossResult(loss=kl + sparsity, terms=terms, codes=codes)

@@ -11,6 +11,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult
 from sae_kit.losses.e2e import KLOptions, output_kl, sparsity_terms
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.splice import Splice
 
 
 class E2EDownstreamLoss(Loss):
@@ -35,15 +36,15 @@ class E2EDownstreamLoss(Loss):
 
     def positions(self, first: int, n_layers: int) -> list[int]:
         later = HookPoint.downstream_positions(first, n_layers)
-        if self.options.downstream == "all":
+        if self.opts.downstream == "all":
             return later
         try:
             chosen = [HookPoint(int(x), "resid_post").position
-                      for x in self.options.downstream.split(",")]
+                      for x in self.opts.downstream.split(",")]
         except ValueError:
             raise SaeKitError(
                 f"downstream must be 'all' or comma-separated layer numbers, "
-                f"got {self.options.downstream!r}"
+                f"got {self.opts.downstream!r}"
             ) from None
         bad = [HookPoint.output_at(p).layer for p in chosen if p not in later]
         if bad:
@@ -53,19 +54,19 @@ class E2EDownstreamLoss(Loss):
             )
         return chosen
 
-    def __call__(self, splice, input_ids: torch.Tensor) -> LossResult:
+    def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         positions = self.positions(splice.first_position, splice.n_layers)
         clean = splice.clean(input_ids, capture=[splice.first_position, *positions])
         spliced = splice.spliced(input_ids, capture=positions, clean=clean)
-        kl = output_kl(splice, clean, spliced, self.options)
+        kl = output_kl(splice, clean, spliced, self.opts)
         sparsity, terms, codes = sparsity_terms(self, splice, spliced.sae_outputs)
-        total = self.options.kl_coeff * kl + sparsity
+        total = self.opts.kl_coeff * kl + sparsity
         if positions:
             mses = [
                 F.mse_loss(spliced.run.acts[p].float(), clean.acts[p].float()) for p in positions
             ]
             ds = torch.stack(mses).mean()
-            total = total + self.options.ds_coeff * ds
+            total = total + self.opts.ds_coeff * ds
             terms["ds_mse"] = ds.detach()
         terms["kl"] = kl.detach()
         return LossResult(loss=total, terms=terms, codes=codes)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from sae_kit.losses.base import Loss, LossResult
+from sae_kit.model.splice import Splice
 
 
 class LocalLoss(Loss):
@@ -16,7 +17,7 @@ class LocalLoss(Loss):
 
     name = "local"
 
-    def __call__(self, splice, input_ids: torch.Tensor) -> LossResult:
+    def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
         total = torch.zeros((), device=input_ids.device)
         terms, codes = {}, {}

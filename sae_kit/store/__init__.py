@@ -7,3 +7,30 @@ Hub); ``hub`` pushes and pulls; ``model_card`` writes the Hub README; ``saelens`
 from SAELens's format. May import ``model.hookpoints``, ``architectures`` and the top-level
 kernel modules; never ``train``, ``eval`` or ``cli``.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sae_kit.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from sae_kit.store.jsonio import read_json, write_json_atomic
+    from sae_kit.store.run_dir import RunDir
+    from sae_kit.store.sae_dir import load_run, save_sae
+    from sae_kit.store.sources import load_sae, resolve_sae_source
+
+__all__ = [  # what the package offers; each name imported from its module on first use
+    "load_run", "load_sae", "read_json", "resolve_sae_source", "RunDir", "save_sae",
+    "write_json_atomic",
+]
+_NAMES = {
+    "RunDir": "run_dir",
+    "read_json": "jsonio",
+    "write_json_atomic": "jsonio",
+    "save_sae": "sae_dir",
+    "load_run": "sae_dir",
+    "load_sae": "sources",
+    "resolve_sae_source": "sources",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES)

@@ -14,9 +14,37 @@ never ``eval`` or ``cli``. The loop names no loss and no model family: both are 
 :func:`sae_kit.api.train`: a package cannot also be a function, so the package is callable.
 """
 
+from __future__ import annotations
+
 import sys
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sae_kit.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from sae_kit.train.build import build_run
+    from sae_kit.train.checkpoint import TrainState
+    from sae_kit.train.config import MODEL_DEFAULTS, TrainConfig
+    from sae_kit.train.loop import fit, train
+    from sae_kit.train.resume import resume_config
+    from sae_kit.train.run import Run
+
+__all__ = [  # what the package offers; each name imported from its module on first use
+    "build_run", "fit", "MODEL_DEFAULTS", "resume_config", "Run", "train", "TrainConfig",
+    "TrainState",
+]
+_NAMES = {
+    "TrainConfig": "config",
+    "MODEL_DEFAULTS": "config",
+    "Run": "run",
+    "build_run": "build",
+    "train": "loop",
+    "fit": "loop",
+    "TrainState": "checkpoint",
+    "resume_config": "resume",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES)
 
 
 class _CallableModule(types.ModuleType):

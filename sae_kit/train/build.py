@@ -55,7 +55,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     one uses too (runs trained in one pass, see ``sae_kit.train.group``).
     """
     loss = make_loss(config)
-    config = resolve_defaults(config)
+    config = resolve_defaults(config, loss)
     if share is None:
         dist, device = setup_device(config)
         loaded = load_model(config.model, revision=config.revision, device=device)
@@ -82,11 +82,11 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
                objective, optimizer, scheduler, data, run_dir_for(config), device, dist)
 
 
-def resolve_defaults(config: TrainConfig) -> TrainConfig:
-    """A copy with the model-dependent defaults filled in and the options typed.
+def resolve_defaults(config: TrainConfig, loss: Loss) -> TrainConfig:
+    """A copy with the model-dependent defaults filled in and the plugin options typed.
 
-    Architecture options get their defaults written out, so the saved config records the
-    options the run really used.
+    Loss and architecture options get their defaults written out, so the saved config records
+    the options the run really used.
     """
     defaults = {name: d.for_model(config.model) for name, d in MODEL_DEFAULTS.items()
                 if name != "n_samples" and getattr(config, name) is None}
@@ -94,7 +94,9 @@ def resolve_defaults(config: TrainConfig) -> TrainConfig:
     arch_options = parse_options(arch.Options, config.architecture_options, arch.name)
     for name in config.hook_points:  # a misspelt name fails before the model loads
         HookPoint.parse(name)
-    return dataclasses.replace(config, **defaults,
+    record = getattr(loss, "options_record", None)  # absent on a loss not derived from Loss
+    loss_options = record(config.loss_options) if record else dict(config.loss_options)
+    return dataclasses.replace(config, **defaults, loss_options=loss_options,
                                architecture_options=dataclasses.asdict(arch_options))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from sae_kit.architectures.codes import active as codes_active
 from sae_kit.losses.base import LossResult
 
 
@@ -34,7 +35,7 @@ class StepStats:
         for name, value in result.terms.items():
             self.sums[name] += float(value)
         for hp, codes in result.codes.items():
-            active = codes.detach() > 0
+            active = codes_active(codes.detach())
             self.sums[f"l0/{hp}"] += float(active.sum(-1).float().mean())
             fired = active.reshape(-1, active.shape[-1]).any(0)
             key = str(hp)

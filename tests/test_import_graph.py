@@ -1,0 +1,125 @@
+"""sae_kit's import graph: no circle, and each package imports only what its docstring allows.
+
+Every package ``__init__`` says what it may import and what it may ``never`` import; this test
+reads those rules from the docstrings and holds the code to them. Imports under
+``if TYPE_CHECKING:`` are left out (they never run); imports inside functions count for the
+direction rules (a lazy import is still a dependency) but not for circles (they run after every
+module has loaded).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import sae_kit
+
+ROOT = Path(sae_kit.__file__).parent
+PACKAGES = sorted(p.parent.name for p in ROOT.glob("*/__init__.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in ROOT.rglob("*.py")}
+
+
+def _target(module: str, name: str | None) -> str:
+    """The sae_kit module an import names: ``from pkg import sub`` is the submodule if any."""
+    if name and f"{module}.{name}" in MODULES:
+        return f"{module}.{name}"
+    return module
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.AST, top_level: bool) -> set[str]:
+    """sae_kit modules imported, at module level only or anywhere (TYPE_CHECKING left out)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST, depth: int) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child, depth)
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "sae_kit")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sae_kit":
+            found.update(_target(node.module, a.name) for a in node.names)
+        inner = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        if inner and top_level:
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, depth + inner)
+
+    visit(tree, 0)
+    return found
+
+
+def _graph(top_level: bool) -> dict[str, set[str]]:
+    return {name: _imports(ast.parse(path.read_text()), top_level) - {name}
+            for name, path in MODULES.items()}
+
+
+def _package(module: str) -> str:
+    """The subpackage a module belongs to, or "kernel" for the top-level modules."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in PACKAGES else "kernel"
+
+
+def _never(package: str) -> set[str]:
+    """The packages named after "never" in a package's docstring."""
+    doc = ast.get_docstring(ast.parse((ROOT / package / "__init__.py").read_text())) or ""
+    rules = re.findall(r"\bnever\b([^.;]*)", doc)
+    return {name for rule in rules for name in re.findall(r"``(\w+)``", rule)}
+
+
+def test_there_is_no_import_circle():
+    graph = _graph(top_level=True)
+    done: set[str] = set()
+
+    def walk(module: str, path: list[str]) -> None:
+        if module in path:
+            raise AssertionError("import circle: " + " -> ".join([*path, module]))
+        if module in done:
+            return
+        for nxt in sorted(graph.get(module, ())):
+            walk(nxt, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        walk(module, [])
+
+
+def test_packages_import_only_what_their_docstrings_allow():
+    graph = _graph(top_level=False)
+    broken = []
+    for package in PACKAGES:
+        forbidden = _never(package)
+        for module, targets in graph.items():
+            if _package(module) != package:
+                continue
+            broken += [f"{module} imports {t}" for t in targets if _package(t) in forbidden]
+    assert not broken, broken
+
+
+def test_the_rules_are_stated():
+    # What issue 11 fixed: lower layers never reach up into training or the command line.
+    assert {"train", "cli"} <= _never("model") & _never("eval") & _never("store")
+    assert "eval" in _never("store") and "eval" in _never("train")
+    assert {"train", "eval", "store", "cli"} <= _never("losses")
+    assert {"model", "losses", "train", "eval", "store", "cli"} <= _never("architectures")
+
+
+def test_kernel_modules_import_no_package_at_module_level():
+    graph = _graph(top_level=True)
+    for module, targets in graph.items():
+        if _package(module) == "kernel" and module != "sae_kit.__main__":
+            assert all(_package(t) == "kernel" for t in targets), (module, targets)
