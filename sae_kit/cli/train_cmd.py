@@ -37,7 +37,7 @@ def train(ctx: typer.Context, **options: Any) -> None:
         config, lambdas = config_with_file(options, _given(ctx))
     else:
         config, lambdas = config_from_options(options), lambdas_from_options(options)
-    from sae_kit.api import prepare  # torch import only once args are valid
+    from sae_kit.train.api import prepare  # torch import only once args are valid
 
     runs, group_dir = prepare(config, lambdas)  # every input error surfaces here
     _fit(runs, None, options["as_json"], group_dir)

@@ -118,7 +118,7 @@ OPTION_FIELDS = {"loss_option": "loss_options", "layer": "hook_points", "hook": 
 def config_with_file(values: dict[str, Any], given: set[str]) -> tuple[TrainConfig, list[float]]:
     """``--config FILE`` with the options in ``given`` (those on the command line) overriding
     the file's values; the config and its lambdas."""
-    from sae_kit.api import load_config
+    from sae_kit.train.api import load_config
 
     cli = config_from_options(values)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.settings_file import config_from_settings, normalise, read_settings
 from sae_kit.train.config import TrainConfig
+from sae_kit.train.settings_file import config_from_settings, normalise, read_settings
 
 
 def load_config(path: str | Path, **overrides: Any) -> tuple[TrainConfig, list[float]]:
