@@ -20,7 +20,7 @@ from typing import Any
 
 from sae_kit.eval.evaluation import EVAL_FILE, evaluate_run
 from sae_kit.eval.pareto import plot_pareto
-from sae_kit.store.sae_dir import read_json
+from sae_kit.store.jsonio import read_json
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import train
 

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.eval.pareto import pareto_series, plot_pareto
-from tests.test_cli_train import FAST
+from tests.helpers import FAST
 
 runner = CliRunner()
 EVAL = ["--n-tokens", "128", "--batch-size", "2", "--device", "cpu"]

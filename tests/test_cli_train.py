@@ -1,7 +1,6 @@
 """`sae-kit train` end to end through the CLI, on a tiny GPT-2 saved to disk."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,16 +8,10 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.store.sae_dir import load_run, load_sae
+from tests.helpers import FAST, cli_train
 
 runner = CliRunner()
-FAST = ["--n-samples", "8", "--batch-size", "2", "--grad-accum", "2", "--context", "32",
-        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu"]
-
-
-def _train(model_dir: Path, out: Path, *extra: str):
-    result = runner.invoke(app, ["train", "--model", str(model_dir), "--out", str(out),
-                                 *FAST, *extra])
-    return result
+_train = cli_train
 
 
 @pytest.mark.parametrize("loss", ["local", "e2e", "e2e+ds"])

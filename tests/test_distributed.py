@@ -20,7 +20,9 @@ from sae_kit.train import distributed
 from sae_kit.train.build import build_run
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
-from tests.conftest import FIRST_PARTY
+from tests.helpers import FIRST_PARTY
+
+pytestmark = pytest.mark.slow  # two torchrun-style ranks in spawned processes
 
 SAE = "blocks.1.hook_resid_pre"
 STEPS = 4

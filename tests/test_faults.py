@@ -14,6 +14,7 @@ from sae_kit.train import checkpoint
 from sae_kit.train.build import build_run
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
+from tests.helpers import cli_train
 
 runner = CliRunner()
 SAE = "blocks.1.hook_resid_pre"
@@ -91,8 +92,7 @@ def test_nonfinite_stops_before_the_update_and_keeps_the_last_good_checkpoint(
 
 
 def _train(model_dir, out, *extra):
-    return runner.invoke(app, ["train", "--model", str(model_dir), "--out", str(out), *TINY,
-                               *extra])
+    return cli_train(model_dir, out, *extra, base=TINY)
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_then_all_corrupt_is_one_line(tiny_gpt2,

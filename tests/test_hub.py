@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.store.sae_dir import load_sae
-from tests.conftest import FIRST_PARTY
 from tests.fake_hub import FakeHub
-from tests.test_cli_train import FAST
+from tests.helpers import FAST, FIRST_PARTY
+
+pytestmark = pytest.mark.slow  # a fake Hub server and real push/pull round trips
 
 TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.2.hook_resid_pre"]

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.store.model_card import render_card
-from tests.test_saelens import make_sae_dir
+from tests.helpers import make_sae_dir
 
 SAE = {"architecture": "relu", "d_in": 8, "n_dict": 24, "hook_point": "blocks.1.hook_resid_pre",
        "loss": "e2e+ds", "sparsity_coeff": 2.5, "tokens_trained": 409_600_000}

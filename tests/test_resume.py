@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.train import checkpoint
-from tests.conftest import FIRST_PARTY
+from tests.helpers import FIRST_PARTY
+
+pytestmark = pytest.mark.slow  # resume runs whole trainings in subprocesses
 
 runner = CliRunner()
 SAE = "blocks.1.hook_resid_pre"

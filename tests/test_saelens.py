@@ -15,26 +15,12 @@ from sae_kit.architectures.base import SAE
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
-from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.sae_dir import load_sae, save_sae, write_json_atomic
+from sae_kit.store.sae_dir import load_sae, write_json_atomic
+from tests.helpers import SAE_D_IN, SAE_N_DICT, make_sae_dir
 
 runner = CliRunner()
-D_IN, N_DICT, K = 8, 24, 5
+D_IN, N_DICT, K = SAE_D_IN, SAE_N_DICT, 5
 ARCHS = [pytest.param(ReluSAE, {}, id="relu"), pytest.param(TopKSAE, {"k": K}, id="topk")]
-
-
-def make_sae_dir(path: Path, layer: int = 1, seed: int = 0, arch: type[SAE] = ReluSAE,
-                 **options: int) -> Path:
-    """An SAE with a non-zero b_dec and decoder columns of very different norms."""
-    torch.manual_seed(seed)
-    sae = arch(D_IN, N_DICT, **options)
-    with torch.no_grad():
-        sae.W_dec.mul_(torch.linspace(0.2, 5.0, N_DICT))
-        sae.b_enc.normal_()
-        sae.b_dec.normal_()
-    extra = {"model": "gpt2", "revision": None, "loss": "e2e", "sparsity_coeff": 1.5,
-             "dataset": "Skylion007/openwebtext", "context": 64, "tokens_trained": 1000}
-    return save_sae(sae, HookPoint(layer), path / HookPoint(layer).name, extra)
 
 
 def x_batch() -> torch.Tensor:

@@ -7,7 +7,16 @@ import os
 import typer
 
 from sae_kit import __version__
-from sae_kit.cli import eval_cmd, hub_cmd, plugins_cmd, saelens_cmd, sweep_cmd, train_cmd
+from sae_kit.cli import (
+    compare_cmd,
+    eval_cmd,
+    features_cmd,
+    hub_cmd,
+    plugins_cmd,
+    saelens_cmd,
+    sweep_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(
     name="sae-kit",
@@ -19,6 +28,8 @@ app = typer.Typer(
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command("sweep")(sweep_cmd.sweep)
+app.command("features")(features_cmd.features)
+app.command("compare")(compare_cmd.compare)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("push")(hub_cmd.push)
 app.command("pull")(hub_cmd.pull)

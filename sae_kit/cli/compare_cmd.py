@@ -1,0 +1,86 @@
+"""`sae-kit compare`: the geometry of several dictionaries at one hook point (docs/analysis.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sae_kit.cli.common import err, friendly_errors
+
+
+@friendly_errors
+def compare(
+    sources: list[str] = typer.Argument(
+        ..., help="Run directories, SAE directories or Hub ids, all at one hook point."
+    ),
+    hook_point: str = typer.Option(
+        None, help="Which SAE of each run (needed if a run has several)."
+    ),
+    out: str = typer.Option("compare", help="Directory for summary.json and the PNG plots."),
+    tokens: int = typer.Option(
+        100_000, help="Held-out tokens for alive elements and ‖â‖/‖a‖ (fewer if there are fewer)."
+    ),
+    dataset: str = typer.Option(
+        None, help="Run over all of this text instead of the held-out split."
+    ),
+    split: str = typer.Option("train", help="Split of --dataset."),
+    embedding: str = typer.Option(
+        "auto", help="2-D embedding: auto (UMAP if installed), umap, pca."
+    ),
+    batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    as_json: bool = typer.Option(False, "--json", help="Print summary.json."),
+) -> None:
+    """Compare dictionaries: orthogonality, cross-dictionary similarity, movement from their
+    initialisation, a 2-D embedding, and ‖â‖/‖a‖ and cos(â, a) on held-out tokens."""
+    from pathlib import Path
+
+    from sae_kit.errors import SaeKitError
+    from sae_kit.eval.analysis.collect import TextChoice
+    from sae_kit.eval.analysis.compare import compare_sources
+
+    if tokens < 1 or batch_size < 1:
+        raise SaeKitError(f"--tokens and --batch-size must be positive, got {tokens}, "
+                          f"{batch_size}")
+    choice = TextChoice(dataset, split) if dataset else TextChoice()
+    with err.status("running the SAEs over held-out text"):
+        summary = compare_sources(sources, hook_point, Path(out), tokens, batch_size, device,
+                                  choice, embedding)
+    err.print(f"[green]written[/]: {Path(out) / 'summary.json'} and "
+              f"{', '.join(summary['plots'])} (embedding: {summary['embedding_method']})")
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    console = Console()
+    console.print(saes_table(summary))
+    if summary["pairs"]:
+        console.print(pairs_table(summary))
+
+
+def _f(value: Any, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def saes_table(summary: dict[str, Any]) -> Table:
+    table = Table("SAE", "loss", "L0", "alive", "within max cos", "random max cos",
+                  "max cos to init", "‖â‖/‖a‖", "cos(â, a)", title=summary["hook_point"])
+    for label, s in summary["saes"].items():
+        a = s["activations"]
+        table.add_row(label, str(s.get("loss")), _f(a["l0"], ".1f"),
+                      f"{s['n_alive']}/{s['n_dict']}", _f(s["within_max_cos_mean"]),
+                      _f(s["random_max_cos_mean"]), _f(s.get("init_max_cos_mean")),
+                      _f(a["l2_ratio"]), _f(a["cosine"]))
+    return table
+
+
+def pairs_table(summary: dict[str, Any]) -> Table:
+    table = Table("A", "B", "A→B max cos", "B→A max cos", "p (A→B = B→A)",
+                  "p (within A = within B)", title="across dictionaries")
+    for p in summary["pairs"]:
+        table.add_row(p["a"], p["b"], _f(p["a_to_b_mean"]), _f(p["b_to_a_mean"]),
+                      _f(p["p_a_to_b_vs_b_to_a"], ".4f"), _f(p["p_within_a_vs_within_b"], ".4f"))
+    return table

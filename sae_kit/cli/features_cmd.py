@@ -1,0 +1,55 @@
+"""`sae-kit features`: a static HTML report of every feature of one SAE (docs/analysis.md)."""
+
+from __future__ import annotations
+
+import typer
+
+from sae_kit.cli.common import err, friendly_errors
+
+DEFAULT_TOKENS = 50_000
+
+
+@friendly_errors
+def features(
+    run_dir: str = typer.Argument(..., help="A run directory, an SAE directory or a Hub id."),
+    hook_point: str = typer.Option(
+        None, help="Which SAE of the run, e.g. blocks.2.hook_resid_pre (needed if it has several)."
+    ),
+    tokens: int = typer.Option(
+        DEFAULT_TOKENS, help="Tokens to run over (fewer if the text has fewer)."
+    ),
+    out: str = typer.Option(None, help="Report directory; default RUN_DIR/features-HOOK_POINT."),
+    dataset: str = typer.Option(
+        None, help="Run over all of this text (Hub id, local file/directory, or 'pydoc') instead "
+        "of the run's held-out split."
+    ),
+    split: str = typer.Option("train", help="Split of --dataset ('train' or 'eval' for pydoc)."),
+    top_k: int = typer.Option(10, help="Top-activating contexts per feature."),
+    batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+) -> None:
+    """Write a static HTML report of an SAE's features: index, per-feature dashboards, data."""
+    from pathlib import Path
+
+    from sae_kit.errors import SaeKitError
+    from sae_kit.eval.analysis.collect import TextChoice
+    from sae_kit.eval.analysis.features import FeatureSettings, build_features
+
+    if tokens < 1 or top_k < 1 or batch_size < 1:
+        raise SaeKitError(f"--tokens, --top-k and --batch-size must be positive, got {tokens}, "
+                          f"{top_k}, {batch_size}")
+    settings = FeatureSettings(n_tokens=tokens, top_k=top_k, batch_size=batch_size)
+    choice = TextChoice(dataset, split) if dataset else TextChoice()
+    target = Path(out) if out else None
+    if target is None:
+        from sae_kit.eval.analysis.source import open_source
+
+        source = open_source(run_dir, hook_point)  # resolve the default name before the pass
+        target = source.path / f"features-{source.hook_point.name}"
+    with err.status("running the model over the text"):
+        index, meta = build_features(run_dir, target, hook_point, settings, choice, device)
+    fewer = " (all the text there is)" if meta["n_tokens"] < tokens else ""
+    err.print(f"{meta['n_tokens']:,} tokens{fewer} of {meta['text']} in {meta['seconds']:.1f} s; "
+              f"{meta['n_dead']:,} of {meta['n_dict']:,} features dead")
+    err.print(f"[green]report[/]: open {index}")
+    typer.echo(index)

@@ -1,0 +1,18 @@
+"""Looking at what an SAE learned: feature statistics, dashboards, dictionary geometry.
+
+- :mod:`.stats` - streaming per-feature statistics (density, mean, max, activation histogram),
+  top-k and reservoir contexts whose memory does not grow with the number of tokens, quantile
+  sampling; pure tensor code.
+- :mod:`.geometry` - max cosine similarity within and across dictionaries, permutation tests,
+  the activation analysis (‖â‖/‖a‖, cos(â, a) per position).
+- :mod:`.directions` - what a decoder direction does: output tokens through the unembedding,
+  nearest features; a dictionary's initial decoder, recomputed from the run's seed.
+- :mod:`.source`, :mod:`.collect`, :mod:`.tokens` - the SAE to analyse, one streaming pass of
+  the model over text, tokens as visible text.
+- :mod:`.features` and :mod:`.compare` (+ :mod:`.plots`) - the `sae-kit features` and
+  `sae-kit compare` pipelines.
+
+May import sae_kit.model, .store, .data and .eval.metrics, never .train (the initial decoder is
+rebuilt by the rule :func:`sae_kit.train.build.build_saes` follows, and a test holds the two
+equal); imported only by the CLI and :mod:`sae_kit.eval.report` (the HTML templates).
+"""

@@ -1,0 +1,167 @@
+"""`sae-kit compare`: the geometry of several dictionaries at one hook point (Braun et al. 3.3).
+
+    sae-kit compare runs/local-seed0 runs/e2e-seed0 runs/e2e-seed1 --out compare/
+
+Alive elements are those that fire on the held-out tokens; every statistic below is over alive
+elements only. Writes summary.json, maxcos.safetensors (the per-element values) and PNG plots.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sae_kit.errors import SaeKitError
+from sae_kit.eval.analysis.collect import (
+    TextChoice,
+    choose_texts,
+    residual_batches,
+    window_batches,
+)
+from sae_kit.eval.analysis.directions import initial_decoder
+from sae_kit.eval.analysis.features import check_fits
+from sae_kit.eval.analysis.geometry import (
+    ActivationSums,
+    max_cosine_across,
+    max_cosine_within,
+    permutation_test,
+    random_dictionary,
+    same_index_cosine,
+)
+from sae_kit.eval.analysis.source import AnalysisSource, open_source
+from sae_kit.eval.metrics import TokenMean, fired, l0
+from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.store.jsonio import write_json_atomic
+
+
+def _labels(sources: Sequence[AnalysisSource]) -> list[str]:
+    labels = [s.label for s in sources]
+    return [f"{label}#{i}" if labels.count(label) > 1 else label
+            for i, label in enumerate(labels)]
+
+
+def open_sources(refs: Sequence[str], hook_point: str | None,
+                 device: torch.device) -> list[AnalysisSource]:
+    if len(refs) < 1:
+        raise SaeKitError("name at least one run or SAE directory to compare")
+    sources = [open_source(ref, hook_point, device) for ref in refs]
+    points = {s.hook_point for s in sources}
+    models = {(s.model, s.sae.d_in) for s in sources}
+    if len(points) > 1:
+        names = ", ".join(sorted(map(str, points)))
+        raise SaeKitError(f"the SAEs sit at different hook points ({names}); choose one with "
+                          "--hook-point")
+    if len(models) > 1:
+        raise SaeKitError(f"the SAEs belong to different models or widths ({sorted(models)}); "
+                          "compare dictionaries of one model")
+    for source, label in zip(sources, _labels(sources), strict=True):
+        source.label = label
+    return sources
+
+
+def activation_pass(sources: Sequence[AnalysisSource], loaded: LoadedModel, choice: TextChoice,
+                    n_tokens: int, batch_size: int,
+                    device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    """Run every SAE on the same held-out activations: alive masks and activation statistics."""
+    first = sources[0]
+    alive = [torch.zeros(s.sae.n_dict, dtype=torch.bool) for s in sources]
+    sums = [ActivationSums() for _ in sources]
+    l0s = [TokenMean() for _ in sources]
+    position = first.hook_point.position
+    batches = window_batches(choose_texts(first.data_spec, choice), loaded.tokenizer,
+                             first.context, n_tokens, batch_size)
+    n = 0
+    with torch.no_grad():
+        for _, acts in residual_batches(loaded, [position], batches, device):
+            x = acts[position]
+            n += x.shape[0] * x.shape[1]
+            for i, source in enumerate(sources):
+                out = source.sae(x.to(source.sae.W_enc.dtype))
+                alive[i] |= fired(out.codes).cpu()
+                l0s[i].add(l0(out.codes), x.shape[0] * x.shape[1])
+                sums[i].add(x, out.output)
+    stats = [{"n_tokens": n, "l0": m.value, "alive": int(a.sum()),
+              **s.summary(), "per_position": s.per_position()}
+             for a, s, m in zip(alive, sums, l0s, strict=True)]
+    return alive, stats
+
+
+def _mean(x: torch.Tensor) -> float:
+    return float(x.double().mean()) if len(x) else float("nan")
+
+
+def geometry(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
+             n_permutations: int = 2000) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Within, across, to-initialisation and random-baseline max cosines over alive elements."""
+    decoders = [s.sae.W_dec.detach().float().cpu()[:, a] for s, a in zip(sources, alive,
+                                                                          strict=True)]
+    values: dict[str, torch.Tensor] = {}
+    per_sae: dict[str, Any] = {}
+    for source, mask, dec in zip(sources, alive, decoders, strict=True):
+        within = max_cosine_within(dec) if dec.shape[1] > 1 else torch.empty(0)
+        values[f"within/{source.label}"] = within
+        entry: dict[str, Any] = {
+            "within_max_cos_mean": _mean(within), "n_alive": int(mask.sum()),
+            "n_dict": source.sae.n_dict,
+            "random_max_cos_mean": _mean(max_cosine_across(
+                dec, random_dictionary(dec.shape[0], dec.shape[1]))) if dec.shape[1] else None,
+        }
+        init = initial_decoder(source.sae_config, source.run_config, source.hook_point)
+        if init is not None and init.shape == source.sae.W_dec.shape:
+            entry["init_same_index_cos_mean"] = _mean(same_index_cosine(dec, init[:, mask]))
+            to_init = max_cosine_across(dec, init)
+            entry["init_max_cos_mean"] = _mean(to_init)
+            values[f"init/{source.label}"] = to_init
+        else:
+            entry["init_max_cos_mean"] = None  # no run config with a seed: unknown
+        per_sae[source.label] = entry
+    pairs = []
+    for (i, a), (j, b) in itertools.combinations(enumerate(sources), 2):
+        ab = max_cosine_across(decoders[i], decoders[j])
+        ba = max_cosine_across(decoders[j], decoders[i])
+        values[f"across/{a.label}->{b.label}"] = ab
+        values[f"across/{b.label}->{a.label}"] = ba
+        pairs.append({
+            "a": a.label, "b": b.label, "a_to_b_mean": _mean(ab), "b_to_a_mean": _mean(ba),
+            "p_a_to_b_vs_b_to_a": permutation_test(ab, ba, n_permutations),
+            "p_within_a_vs_within_b": permutation_test(
+                values[f"within/{a.label}"], values[f"within/{b.label}"], n_permutations),
+        })
+    return {"saes": per_sae, "pairs": pairs}, values
+
+
+def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
+                    n_tokens: int = 100_000, batch_size: int = 8, device: str = "auto",
+                    choice: TextChoice | None = None, embedding: str = "auto") -> dict[str, Any]:
+    """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary."""
+    from safetensors.torch import save_file
+
+    from sae_kit.eval.analysis.plots import write_plots
+    from sae_kit.model.device import resolve_device
+
+    torch_device = resolve_device(device)
+    sources = open_sources(refs, hook_point, torch_device)
+    loaded = load_model(sources[0].model, revision=sources[0].revision, device=torch_device)
+    for source in sources:
+        check_fits(source, loaded)
+    alive, activation = activation_pass(sources, loaded, choice or TextChoice(), n_tokens,
+                                        batch_size, torch_device)
+    summary, values = geometry(sources, alive)
+    for source, stats in zip(sources, activation, strict=True):
+        summary["saes"][source.label].update(
+            {"source": str(source.path), "loss": source.sae_config.get("loss"),
+             "sparsity_coeff": source.sae_config.get("sparsity_coeff"),
+             "activations": stats})
+    summary["hook_point"] = sources[0].hook_point.name
+    summary["model"] = sources[0].model
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary["plots"], summary["embedding_method"] = write_plots(
+        sources, alive, summary, out, embedding)
+    save_file({k: v.contiguous() for k, v in values.items()}, str(out / "maxcos.safetensors"))
+    write_json_atomic(out / "summary.json", summary)
+    return summary

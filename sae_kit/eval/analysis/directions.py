@@ -1,0 +1,91 @@
+"""What a dictionary element's direction does, and where the dictionary started.
+
+Output-token effects: the decoder direction d (unit norm) is read through the final norm and
+the unembedding, as if added to the last residual stream. A norm's per-dimension gain
+(``weight``) is linear and folded in; LayerNorm's mean subtraction is linear too and applied
+(d - mean(d)); the division by the token's RMS and the norm's bias are not (they depend on the
+token or are the same for every feature), so the values rank tokens within a feature, and the
+scale is that of a unit-norm residual direction. The unembedding's bias is left out likewise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from sae_kit import plugins
+from sae_kit.errors import SaeKitError
+from sae_kit.eval.analysis.geometry import CHUNK, top_cosine, unit_columns
+from sae_kit.model.hookpoints import HookPoint
+
+
+def through_final_norm(directions: torch.Tensor, norm: nn.Module | None) -> torch.Tensor:
+    """(d_model, n) unit directions as the unembedding sees them: centred (LayerNorm), scaled
+    by the norm's gain."""
+    out = directions
+    if isinstance(norm, nn.LayerNorm):
+        out = out - out.mean(0, keepdim=True)
+    weight = getattr(norm, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.shape == (directions.shape[0],):
+        out = out * weight.detach().float().cpu()[:, None]
+    return out
+
+
+def output_token_effects(directions: torch.Tensor, unembed: nn.Module, norm: nn.Module | None,
+                         k: int) -> dict[str, torch.Tensor]:
+    """Each element's k most promoted and k most suppressed output tokens, with logit values.
+
+    Returns ``top_ids``/``top_values`` and ``bottom_ids``/``bottom_values``, each (n, k), the
+    bottom ones most negative first.
+    """
+    folded = through_final_norm(unit_columns(directions), norm)
+    param = next(unembed.parameters())
+    zero = unembed(torch.zeros(1, folded.shape[0], dtype=param.dtype, device=param.device))
+    parts: dict[str, list[torch.Tensor]] = {"top": [], "bottom": []}
+    ids: dict[str, list[torch.Tensor]] = {"top": [], "bottom": []}
+    with torch.no_grad():
+        for start in range(0, folded.shape[1], CHUNK):
+            chunk = folded[:, start:start + CHUNK].T.to(param.device, param.dtype)
+            logits = (unembed(chunk) - zero).float().cpu()  # (chunk, vocab), bias removed
+            for side, largest in (("top", True), ("bottom", False)):
+                v, i = logits.topk(min(k, logits.shape[1]), dim=1, largest=largest)
+                parts[side].append(v)
+                ids[side].append(i)
+    return {f"{side}_{what}": torch.cat(src[side]) for side in ("top", "bottom")
+            for what, src in (("ids", ids), ("values", parts))}
+
+
+def nearest_features(directions: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each element's k nearest other elements by decoder cosine: (values, indices), (n, k)."""
+    return top_cosine(directions, directions, k=k, exclude_self=True)
+
+
+def initial_decoder(sae_config: dict[str, Any], run_config: dict[str, Any] | None,
+                    hook_point: HookPoint) -> torch.Tensor | None:
+    """The decoder this SAE started from, rebuilt from its run's seed; None if not knowable.
+
+    `sae-kit train` seeds torch with the run's seed and then builds one SAE per hook point, in
+    the order of the config's hook points, before anything else draws random numbers; doing
+    the same here reproduces every initial weight exactly (tested against
+    :func:`sae_kit.train.build.build_saes`, which training uses).
+    """
+    if not run_config or "seed" not in run_config or not run_config.get("hook_points"):
+        return None
+    try:
+        arch = plugins.load("architectures", run_config.get("architecture", "relu"))
+    except SaeKitError:
+        return None
+    options = run_config.get("architecture_options", {})
+    d_in, n_dict = int(sae_config["d_in"]), int(sae_config["n_dict"])
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(int(run_config["seed"]))
+        for name in run_config["hook_points"]:
+            sae = arch(d_in, n_dict, **options)
+            if HookPoint.parse(name) == hook_point:
+                return sae.W_dec.detach().clone()
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return None

@@ -1,0 +1,92 @@
+"""One SAE to analyse, from a run directory (+ hook point), an SAE directory or a Hub id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sae_kit.architectures.base import SAE
+from sae_kit.data import DataSpec
+from sae_kit.errors import SaeKitError
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.jsonio import read_json
+from sae_kit.store.run_dir import RunDir
+from sae_kit.store.sae_dir import load_sae, sae_dirs
+from sae_kit.store.sources import is_sae_dir, resolve_sae_source
+
+
+@dataclass
+class AnalysisSource:
+    label: str
+    """Short name for tables and plots: the run directory's name, or the SAE's."""
+    path: Path
+    hook_point: HookPoint
+    sae: SAE
+    sae_config: dict[str, Any]
+    run_config: dict[str, Any] | None
+    """The training run's config.json, where the SAE sits in a run directory."""
+
+    @property
+    def model(self) -> str:
+        return str(self.sae_config.get("model") or (self.run_config or {}).get("model"))
+
+    @property
+    def revision(self) -> str | None:
+        return self.sae_config.get("revision")
+
+    @property
+    def context(self) -> int:
+        run = self.run_config or {}
+        context = self.sae_config.get("context") or run.get("resolved", {}).get("context")
+        if not context:
+            raise SaeKitError(f"{str(self.path)!r} does not record its context length; was it "
+                              "written by `sae-kit train`?")
+        return int(context)
+
+    @property
+    def data_spec(self) -> DataSpec:
+        run = self.run_config or {}
+        return DataSpec(self.sae_config.get("dataset") or run.get("dataset", "pydoc"),
+                        run.get("split", "train"), run.get("eval_split"),
+                        run.get("text_column", "text"))
+
+
+def _pick(run_dir: Path, hook_point: str | None) -> tuple[HookPoint, Path]:
+    dirs = sae_dirs(run_dir)
+    if hook_point is None:
+        if len(dirs) != 1:
+            names = ", ".join(hp.name for hp in dirs)
+            raise SaeKitError(f"{str(run_dir)!r} holds {len(dirs)} SAEs ({names}); choose one "
+                              "with --hook-point")
+        return next(iter(dirs.items()))
+    wanted = HookPoint.parse(hook_point)
+    if wanted not in dirs:
+        names = ", ".join(hp.name for hp in dirs)
+        raise SaeKitError(f"{str(run_dir)!r} has no SAE at {wanted.name}; it has {names}")
+    return wanted, dirs[wanted]
+
+
+def open_source(ref: str, hook_point: str | None = None,
+                device: str | torch.device = "cpu") -> AnalysisSource:
+    """Resolve ``ref`` (run dir, SAE dir or Hub id) and load the SAE at ``hook_point``."""
+    path = resolve_sae_source(ref)
+    if not path.is_dir():
+        raise SaeKitError(f"{ref!r} is a file; pass a run directory or an SAE directory")
+    if is_sae_dir(path):
+        sae, sae_config = load_sae(path, device)
+        hp = HookPoint.parse(sae_config.get("hook_point", path.name))
+        if hook_point is not None and HookPoint.parse(hook_point) != hp:
+            raise SaeKitError(f"{str(path)!r} is the SAE at {hp.name}, not {hook_point}")
+        run = RunDir(path.parent)
+        run_config = read_json(run.config) if run.is_run() else None
+        label = path.parent.name if run_config else path.name
+    else:
+        hp, sae_path = _pick(path, hook_point)
+        sae, sae_config = load_sae(sae_path, device)
+        run_config = read_json(RunDir(path).config) if RunDir(path).is_run() else None
+        label = path.name
+    sae.requires_grad_(False)
+    return AnalysisSource(label, path, hp, sae, sae_config, run_config)

@@ -1,0 +1,177 @@
+"""Per-feature statistics accumulated batch by batch in memory that does not grow with tokens.
+
+Every ``add`` takes ``codes`` of shape (batch, seq, n_dict) and, where contexts are kept, the
+``input_ids`` (batch, seq) they came from. A feature *fires* on a token when its code is
+nonzero (as in :func:`sae_kit.eval.metrics.fired`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+HIST_DECADES = (-4.0, 3.0)
+"""|activation| histogram range, log10: 1e-4 .. 1e3 (values outside land in the end bins)."""
+HIST_BINS_PER_DECADE = 8
+
+
+def hist_edges() -> torch.Tensor:
+    """Edges of the per-feature activation histogram: log-spaced, shared by all features."""
+    lo, hi = HIST_DECADES
+    n = round((hi - lo) * HIST_BINS_PER_DECADE)
+    return torch.logspace(lo, hi, n + 1, dtype=torch.float64)
+
+
+class FeatureStats:
+    """Firing count, activation sum and max, and a log-binned |activation| histogram."""
+
+    def __init__(self, n_dict: int) -> None:
+        self.n_dict = n_dict
+        self.n_tokens = 0
+        self.count = torch.zeros(n_dict, dtype=torch.long)
+        self.total = torch.zeros(n_dict, dtype=torch.float64)
+        self.max = torch.zeros(n_dict)
+        self.edges = hist_edges()
+        self.hist = torch.zeros(n_dict, len(self.edges) - 1, dtype=torch.long)
+
+    def add(self, codes: torch.Tensor) -> None:
+        flat = codes.detach().reshape(-1, self.n_dict).cpu()
+        self.n_tokens += flat.shape[0]
+        self.count += (flat != 0).sum(0)
+        self.total += flat.sum(0, dtype=torch.float64)
+        self.max = torch.maximum(self.max, flat.amax(0).float())
+        tokens, features = flat.nonzero(as_tuple=True)
+        magnitude = flat[tokens, features].abs().double()
+        n_bins = self.hist.shape[1]
+        # Bins are [lo, hi); below the first edge -> bin 0, above the last -> the last bin.
+        bins = torch.bucketize(magnitude, self.edges[1:-1], right=True)
+        flat_index = features * n_bins + bins
+        self.hist += torch.bincount(flat_index, minlength=self.n_dict * n_bins).view_as(self.hist)
+
+    @property
+    def density(self) -> torch.Tensor:
+        """Fraction of tokens on which each feature fires."""
+        return self.count.double() / max(self.n_tokens, 1)
+
+    @property
+    def log10_density(self) -> torch.Tensor:
+        """log10 of the density; -inf for features that never fired (dead)."""
+        return torch.log10(self.density)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Mean activation over the tokens where the feature fires (0 for dead features)."""
+        return self.total / self.count.clamp(min=1)
+
+    @property
+    def dead(self) -> torch.Tensor:
+        return self.count == 0
+
+
+@dataclass
+class Contexts:
+    """k token windows per feature, centred on one token: shapes (k, n_dict[, width])."""
+
+    score: torch.Tensor
+    """What the entries were ranked by; -inf marks an empty slot."""
+    value: torch.Tensor
+    """The feature's activation on the centre token."""
+    tokens: torch.Tensor
+    """Token ids of the window; -1 outside the sequence."""
+    acts: torch.Tensor
+    """The feature's activation on every token of the window."""
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return self.score > -math.inf
+
+
+class TopContexts:
+    """The k highest-scoring tokens per feature so far, each with its surrounding window.
+
+    Each batch's own top k is merged with the running top k, so memory is k x n_dict x width
+    however many tokens pass. Scores are the activations (the top-k contexts) or random keys
+    on firing tokens (:class:`ReservoirContexts`, a uniform sample of the firing tokens).
+    """
+
+    def __init__(self, n_dict: int, k: int, before: int, after: int) -> None:
+        self.k, self.before, self.after = k, before, after
+        width = before + 1 + after
+        self.best = Contexts(
+            score=torch.full((k, n_dict), -math.inf), value=torch.zeros(k, n_dict),
+            tokens=torch.full((k, n_dict, width), -1, dtype=torch.long),
+            acts=torch.zeros(k, n_dict, width),
+        )
+
+    def scores(self, codes: torch.Tensor) -> torch.Tensor:
+        """Rank firing tokens by activation; tokens where the feature is silent never enter."""
+        return codes.masked_fill(codes == 0, -math.inf)
+
+    def add(self, codes: torch.Tensor, input_ids: torch.Tensor) -> None:
+        codes, input_ids = codes.detach().float().cpu(), input_ids.cpu()
+        batch, seq, n_dict = codes.shape
+        score = self.scores(codes).reshape(batch * seq, n_dict)
+        top, index = score.topk(min(self.k, batch * seq), dim=0)  # (kk, n_dict)
+        rows, centre = index // seq, index % seq
+        offsets = torch.arange(-self.before, self.after + 1)
+        positions = centre[..., None] + offsets  # (kk, n_dict, width)
+        inside = (positions >= 0) & (positions < seq)
+        positions = positions.clamp(0, seq - 1)
+        rows3 = rows[..., None].expand_as(positions)
+        features = torch.arange(n_dict)[None, :, None].expand_as(positions)
+        new = Contexts(
+            score=top, value=codes[rows, centre, torch.arange(n_dict)[None, :]],
+            tokens=input_ids[rows3, positions].masked_fill(~inside, -1),
+            acts=codes[rows3, positions, features].masked_fill(~inside, 0.0),
+        )
+        self.best = _merge(self.best, new, self.k)
+
+
+def _merge(old: Contexts, new: Contexts, k: int) -> Contexts:
+    score = torch.cat([old.score, new.score])
+    top, pick = score.topk(k, dim=0)
+    pick3 = pick[..., None].expand(-1, -1, old.tokens.shape[-1])
+    return Contexts(
+        score=top, value=torch.cat([old.value, new.value]).gather(0, pick),
+        tokens=torch.cat([old.tokens, new.tokens]).gather(0, pick3),
+        acts=torch.cat([old.acts, new.acts]).gather(0, pick3),
+    )
+
+
+class ReservoirContexts(TopContexts):
+    """A uniform random sample (without replacement) of k firing tokens per feature.
+
+    Each firing token gets an independent uniform key and the k largest keys are kept: the
+    classic reservoir sample, in the same merge-the-top-k form as :class:`TopContexts`.
+    """
+
+    def __init__(self, n_dict: int, k: int, before: int, after: int, seed: int = 0) -> None:
+        super().__init__(n_dict, k, before, after)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def scores(self, codes: torch.Tensor) -> torch.Tensor:
+        keys = torch.rand(codes.shape, generator=self.generator)
+        return keys.masked_fill(codes == 0, -math.inf)
+
+
+def quantile_groups(values: torch.Tensor, n_groups: int, per_group: int) -> list[list[int]]:
+    """Indices into ``values`` for samples from ``n_groups`` activation quantiles.
+
+    The values are sorted ascending and cut into ``n_groups`` groups of (nearly) equal count;
+    from each group ``per_group`` entries evenly spaced by rank are taken, the group's lowest
+    and highest included. Groups are returned highest first, each highest first; an empty
+    group (fewer values than groups) is left out.
+    """
+    order = torch.argsort(values, stable=True)
+    n = len(order)
+    groups = []
+    for g in reversed(range(n_groups)):
+        lo, hi = (g * n) // n_groups, ((g + 1) * n) // n_groups
+        if hi <= lo:
+            continue
+        take = min(per_group, hi - lo)
+        ranks = torch.linspace(lo, hi - 1, take).round().long().unique()
+        groups.append([int(order[r]) for r in ranks.flip(0)])
+    return groups

@@ -1,0 +1,92 @@
+"""Write the feature report: a static directory that opens from disk, no server, no network.
+
+    report/
+      index.html            # Jinja2: the sortable, searchable index and the density histogram
+      report.js, report.css # shipped files: the feature panel, sorting and search
+      data/tokens.js        # display text of every token the report shows
+      data/features-NNNN.js # CHUNK features each, loaded by <script> when a feature is opened
+      summary.json          # meta + per-feature statistics
+      features.jsonl        # one full record per feature (what the panel shows)
+      features.safetensors  # the raw tensors
+Features are loaded with <script> tags rather than fetch(), which browsers refuse on file://.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import torch
+
+from sae_kit.eval.analysis.features import FeatureData, feature_records, tensors
+
+CHUNK = 128
+"""Features per data file: a panel loads one file of ~0.5 MB, not the whole dictionary."""
+_HERE = Path(__file__).resolve().parent
+
+
+def svg_histogram(values: list[float], n_bins: int = 40, width: int = 640,
+                  height: int = 160) -> dict[str, Any]:
+    """Bars (in SVG coordinates) of a histogram of ``values``, for the template's macro."""
+    if not values:
+        return {"width": width, "height": height, "bars": [], "ticks": []}
+    lo, hi = math.floor(min(values)), math.ceil(max(values))
+    hi = hi if hi > lo else lo + 1
+    counts = torch.histc(torch.tensor(values, dtype=torch.float64), n_bins, lo, hi).long()
+    peak = max(int(counts.max()), 1)
+    step = (hi - lo) / n_bins
+    bar_w = width / n_bins
+    bars = [{"x": round(i * bar_w, 2), "w": round(bar_w - 1, 2), "count": int(c),
+             "h": round(height * int(c) / peak, 2), "y": round(height - height * int(c) / peak, 2),
+             "label": f"{lo + i * step:.2f} to {lo + (i + 1) * step:.2f}"}
+            for i, c in enumerate(counts)]
+    ticks = [{"x": round((t - lo) / (hi - lo) * width, 2), "label": str(t)}
+             for t in range(lo, hi + 1)]
+    return {"width": width, "height": height, "bars": bars, "ticks": ticks}
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE / "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def _write_js(path: Path, call: str, *args: Any) -> None:
+    body = ", ".join(json.dumps(a, ensure_ascii=False, separators=(",", ":")) for a in args)
+    path.write_text(f"{call}({body});\n", encoding="utf-8")
+
+
+def write_report(data: FeatureData, out: Path) -> Path:
+    """Write the report directory; returns its index.html."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for old in (out / "data").glob("features-*.js"):
+        old.unlink()  # a smaller dictionary than last time must not leave stale chunks
+    records = list(feature_records(data))
+    for start in range(0, len(records), CHUNK):
+        _write_js(out / "data" / f"features-{start // CHUNK:04d}.js", "SAEReport.addChunk",
+                  start // CHUNK, records[start:start + CHUNK])
+    _write_js(out / "data" / "tokens.js", "SAEReport.setTokens", data.tokens)
+    with (out / "features.jsonl").open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    summary_keys = ("index", "density", "log10_density", "mean", "max", "dead")
+    summary = {"meta": data.meta, "tokens": data.tokens,
+               "features": [{k: r[k] for k in summary_keys} for r in records]}
+    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False), encoding="utf-8")
+    save_file(tensors(data), str(out / "features.safetensors"), metadata={"format": "pt"})
+    for name in ("report.js", "report.css"):
+        shutil.copyfile(_HERE / "static" / name, out / name)
+    rows = [{**{k: r[k] for k in summary_keys},
+             "promotes": " ".join(data.tokens.get(i, "?") for i, _ in r["promoted"][:3])}
+            for r in records]
+    alive = [r["log10_density"] for r in records if r["log10_density"] is not None]
+    html = _environment().get_template("index.html.j2").render(
+        meta=data.meta, rows=rows, chunk=CHUNK, density_hist=svg_histogram(alive))
+    (out / "index.html").write_text(html, encoding="utf-8")
+    return out / "index.html"

@@ -1,0 +1,158 @@
+// sae-kit feature report: sorting and search of the index, and the per-feature panel (#f123).
+// Feature data arrive as data/features-NNNN.js files calling SAEReport.addChunk; they are
+// loaded with <script> tags because browsers refuse fetch() on file:// pages.
+"use strict";
+
+const SAEReport = {
+  chunks: {}, tokens: {}, waiting: {},
+  chunkSize: Number(document.body.dataset.chunk),
+  setTokens(tokens) { this.tokens = tokens; },
+  addChunk(index, features) {
+    this.chunks[index] = features;
+    (this.waiting[index] || []).forEach((done) => done());
+    delete this.waiting[index];
+  },
+  withChunk(index, done) {
+    if (this.chunks[index]) { done(); return; }
+    if (this.waiting[index]) { this.waiting[index].push(done); return; }
+    this.waiting[index] = [done];
+    const script = document.createElement("script");
+    script.src = `data/features-${String(index).padStart(4, "0")}.js`;
+    document.body.appendChild(script);
+  },
+  token(id) { return id < 0 ? "" : (this.tokens[id] ?? `<${id}>`); },
+};
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function fmt(x) { return Number(x).toPrecision(3); }
+
+// One context: every token shaded by the feature's activation relative to its maximum.
+function contextRow(ctx, max, centre) {
+  const row = el("div", { class: "context" }, el("span", { class: "ctx-value" }, fmt(ctx.value)));
+  ctx.tokens.forEach((id, i) => {
+    if (id < 0) return;
+    const act = ctx.acts[i];
+    const span = el("span", { class: i === centre ? "tok centre" : "tok",
+      title: `${SAEReport.token(id)}  ${fmt(act)}` }, SAEReport.token(id));
+    if (act !== 0) span.style.backgroundColor = `rgba(255, 110, 0, ${Math.min(1, Math.abs(act) / max).toFixed(3)})`;
+    row.append(span);
+  });
+  return row;
+}
+
+function histogramSvg(hist) {
+  const ns = "http://www.w3.org/2000/svg", w = 480, h = 120;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("id", "activation-histogram");
+  svg.setAttribute("class", "histogram");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h + 30}`);
+  svg.setAttribute("width", w); svg.setAttribute("height", h + 30);
+  const peak = Math.max(1, ...hist.counts), bw = w / Math.max(1, hist.counts.length);
+  hist.counts.forEach((c, i) => {
+    const rect = document.createElementNS(ns, "rect");
+    const bh = h * c / peak;
+    rect.setAttribute("x", i * bw); rect.setAttribute("y", h - bh);
+    rect.setAttribute("width", Math.max(1, bw - 1)); rect.setAttribute("height", bh);
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `${fmt(hist.edges[i])} to ${fmt(hist.edges[i + 1])}: ${c}`;
+    rect.append(title); svg.append(rect);
+  });
+  if (hist.edges.length) {
+    [[0, "start"], [hist.edges.length - 1, "end"]].forEach(([i, anchor]) => {
+      const text = document.createElementNS(ns, "text");
+      text.setAttribute("x", i * bw); text.setAttribute("y", h + 14);
+      text.setAttribute("text-anchor", anchor); text.textContent = fmt(hist.edges[i]);
+      svg.append(text);
+    });
+  }
+  const label = document.createElementNS(ns, "text");
+  label.setAttribute("x", w / 2); label.setAttribute("y", h + 28);
+  label.setAttribute("text-anchor", "middle"); label.textContent = "activation (log-spaced bins)";
+  svg.append(label);
+  return svg;
+}
+
+function tokenTable(id, caption, pairs) {
+  const table = el("table", { id, class: "logits" }, el("caption", {}, caption),
+    el("tr", {}, el("th", {}, "token"), el("th", {}, "logit effect")));
+  pairs.forEach(([tok, v]) => table.append(el("tr", {},
+    el("td", { class: "tok" }, SAEReport.token(tok)), el("td", {}, fmt(v)))));
+  return table;
+}
+
+function renderFeature(f) {
+  const body = document.getElementById("feature-body");
+  body.replaceChildren(el("h2", {}, `Feature ${f.index}`),
+    el("p", { class: "stats" }, f.dead ? "dead: never fired on these tokens" :
+      `density ${fmt(f.density)} (log10 ${fmt(f.log10_density)}), mean ${fmt(f.mean)}, max ${fmt(f.max)}`));
+  if (f.dead) return;
+  const max = f.max || 1, centre = SAEReport.before;
+  const top = el("section", { id: "top-contexts" }, el("h3", {}, "Top activations"));
+  f.top.forEach((ctx) => top.append(contextRow(ctx, max, centre)));
+  const quant = el("section", { id: "quantiles" }, el("h3", {}, "Samples by activation quantile"));
+  f.quantiles.forEach((q) => {
+    quant.append(el("h4", {}, `quantile ${q.quantile} of ${q.of} (${fmt(q.low)} to ${fmt(q.high)})`));
+    q.contexts.forEach((ctx) => quant.append(contextRow(ctx, max, centre)));
+  });
+  const near = el("ul", { id: "neighbours" });
+  f.neighbours.forEach(([j, c]) => near.append(el("li", {}, el("a", { href: `#f${j}` }, `feature ${j}`), ` cos ${fmt(c)}`)));
+  body.append(top, quant,
+    el("section", {}, el("h3", {}, "Activation histogram (firing tokens)"), histogramSvg(f.histogram)),
+    el("section", { class: "side" }, el("h3", {}, "Output tokens"),
+      tokenTable("promoted", "most promoted", f.promoted),
+      tokenTable("suppressed", "most suppressed", f.suppressed)),
+    el("section", {}, el("h3", {}, "Nearest features (decoder cosine)"), near));
+}
+
+function route() {
+  const match = /^#f(\d+)$/.exec(location.hash);
+  document.getElementById("feature").hidden = !match;
+  document.getElementById("index").hidden = Boolean(match);
+  if (!match) return;
+  const i = Number(match[1]), chunk = Math.floor(i / SAEReport.chunkSize);
+  SAEReport.withChunk(chunk, () => {
+    const f = SAEReport.chunks[chunk][i - chunk * SAEReport.chunkSize];
+    if (f) renderFeature(f); else document.getElementById("feature-body").textContent = `no feature ${i}`;
+    window.scrollTo(0, 0);
+  });
+}
+
+function setUpTable() {
+  const table = document.getElementById("features"), tbody = table.tBodies[0];
+  const rows = Array.from(tbody.rows);
+  table.tHead.querySelectorAll("th").forEach((th, col) => th.addEventListener("click", () => {
+    const descending = th.dataset.sorted !== "desc";
+    table.tHead.querySelectorAll("th").forEach((h) => delete h.dataset.sorted);
+    th.dataset.sorted = descending ? "desc" : "asc";
+    const key = (r) => r.cells[col].dataset.value;
+    const numeric = th.dataset.type === "num";
+    rows.sort((a, b) => {
+      const d = numeric ? Number(key(a)) - Number(key(b)) : key(a).localeCompare(key(b));
+      return descending ? -d : d;
+    });
+    tbody.append(...rows);
+  }));
+  document.getElementById("search").addEventListener("input", (event) => {
+    const q = event.target.value.trim().toLowerCase();
+    let shown = 0;
+    rows.forEach((r) => {
+      const hit = !q || r.dataset.search.toLowerCase().split(" ").some((w) => w.startsWith(q));
+      r.hidden = !hit; shown += hit;
+    });
+    document.getElementById("shown").textContent = shown;
+  });
+}
+
+// After every <script> of the page has run (data/tokens.js comes after this file).
+document.addEventListener("DOMContentLoaded", () => {
+  SAEReport.before = Number(document.body.dataset.before);
+  setUpTable();
+  window.addEventListener("hashchange", route);
+  route();
+});

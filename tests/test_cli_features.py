@@ -1,0 +1,110 @@
+"""`sae-kit features` and `sae-kit compare` through the CLI on tiny runs."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from sae_kit.cli import app
+from tests.helpers import FAST
+
+runner = CliRunner()
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HP = "blocks.1.hook_resid_pre"
+
+
+def test_report_files_and_data(report):
+    summary = json.loads((report / "summary.json").read_text())
+    meta = summary["meta"]
+    assert meta["n_tokens"] == 320 and meta["hook_point"] == HP and meta["n_dict"] == 128
+    features = summary["features"]
+    assert [f["index"] for f in features] == list(range(128))
+    assert meta["n_dead"] == sum(f["dead"] for f in features)
+    records = [json.loads(line) for line in (report / "features.jsonl").read_text().splitlines()]
+    alive = [r for r in records if not r["dead"]]
+    assert alive, "some feature fires on 320 tokens"
+    for r in alive:
+        values = [c["value"] for c in r["top"]]
+        assert values == sorted(values, reverse=True) and values[0] == pytest.approx(r["max"],
+                                                                                     rel=1e-3)
+        centre = meta["settings"]["before"]
+        assert all(c["acts"][centre] == pytest.approx(c["value"], rel=1e-2) for c in r["top"])
+        assert sum(r["histogram"]["counts"]) == round(r["density"] * 320)
+        assert len(r["promoted"]) == 10 and r["promoted"][0][1] >= r["suppressed"][0][1]
+        assert r["index"] not in [j for j, _ in r["neighbours"]]
+        shown = {t for c in r["top"] for t in c["tokens"] if t >= 0}
+        assert shown <= {int(k) for k in summary["tokens"]}
+    tensors = load_file(str(report / "features.safetensors"))
+    assert torch.allclose(tensors["density"], torch.tensor([f["density"] for f in features],
+                                                           dtype=torch.float64))
+    assert tensors["top_tokens"].shape == (10, 128, 17)
+    html = (report / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html  # nothing from the network
+    assert (report / "data" / "features-0000.js").read_text().startswith("SAEReport.addChunk(0,")
+
+
+def test_default_out_is_inside_the_run(runs):
+    result = runner.invoke(app, ["features", str(runs["e2e0"]), "--tokens", "64",
+                                 "--device", "cpu", "--hook-point", HP])
+    assert result.exit_code == 0, result.output
+    assert (runs["e2e0"] / f"features-{HP}" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tokens", "0"], "--tokens"),
+    (["--hook-point", "blocks.2.hook_resid_pre"], "has no SAE at blocks.2.hook_resid_pre"),
+    (["--hook-point", "layer2"], "bad hook point"),
+    (["--dataset", "pydoc", "--split", "test"], "splits 'train' and 'eval'"),
+])
+def test_bad_input_is_one_error_line(runs, tmp_path, args, message):
+    result = runner.invoke(app, ["features", str(runs["local0"]), "--out", str(tmp_path),
+                                 "--device", "cpu", *args])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+def test_run_dir_without_saes_is_one_error_line(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    for command in (["features", str(tmp_path)], ["compare", str(tmp_path)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and result.output.startswith("error:"), result.output
+        assert "holds no trained SAE" in result.output
+
+
+def test_compare_writes_summary_and_plots(runs, tmp_path):
+    paths = [str(runs[n]) for n in ("local0", "local1", "e2e0")]
+    result = runner.invoke(app, ["compare", *paths, "--out", str(tmp_path), "--tokens", "256",
+                                 "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert json.loads(result.stdout) == summary
+    assert summary["hook_point"] == HP and summary["embedding_method"] in ("umap", "pca")
+    assert len(summary["pairs"]) == 3
+    for name in ("within.png", "across.png", "activations.png", "embedding.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
+    values = load_file(str(tmp_path / "maxcos.safetensors"))
+    for label, s in summary["saes"].items():
+        assert s["n_alive"] == len(values[f"within/{label}"]) > 0
+        assert s["within_max_cos_mean"] == pytest.approx(float(values[f"within/{label}"].mean()),
+                                                         rel=1e-5)
+        # Eight training steps barely move the decoder from its (recomputed) initialisation.
+        assert s["init_max_cos_mean"] > 0.9
+        assert s["activations"]["l2_ratio"] > 0 and -1 <= s["activations"]["cosine"] <= 1
+        assert len(s["activations"]["per_position"]["l2_ratio"]) == 32
+    local_e2e = next(p for p in summary["pairs"] if {p["a"], p["b"]} == {"local0", "e2e0"})
+    local_local = next(p for p in summary["pairs"] if {p["a"], p["b"]} == {"local0", "local1"})
+    # Same seed, same initial decoder: far more alike than two seeds of one loss.
+    assert local_e2e["a_to_b_mean"] > local_local["a_to_b_mean"] + 0.3
+
+
+def test_compare_refuses_different_hook_points(tiny_gpt2, runs, tmp_path):
+    other = tmp_path / "other"
+    result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), "--out", str(other),
+                                 "--layer", "2", "--loss", "local", *FAST])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["compare", str(runs["local0"]), str(other), "--out",
+                                 str(tmp_path / "c")])
+    assert result.exit_code == 2 and "different hook points" in result.output

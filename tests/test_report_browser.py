@@ -1,0 +1,84 @@
+"""The feature report in a real browser: headless Chromium loads it from disk (no server).
+
+Uses the system's Chromium and chromedriver (Debian: `apt-get install chromium
+chromium-driver`, which .ci/run does); Selenium is given both paths, so it never downloads a
+browser. Without them the test is skipped and says why.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install -e .[dev])")
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
+    if missing:
+        pytest.skip(f"no browser: {', '.join(missing)} missing; apt-get install chromium "
+                    "chromium-driver (as .ci/run does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_report_opens_and_shows_a_feature(browser, report):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    browser.get((report / "index.html").as_uri())
+    rows = browser.find_elements(By.CSS_SELECTOR, "#features tbody tr")
+    assert len(rows) == 128
+    assert browser.find_elements(By.CSS_SELECTOR, "#density-histogram rect")
+
+    # Sorting by max activation puts the strongest feature first; search narrows the rows.
+    browser.find_element(By.XPATH, "//th[text()='max act.']").click()
+    first = browser.find_element(By.CSS_SELECTOR, "#features tbody tr:not([hidden])")
+    maxes = [float(r.find_elements(By.TAG_NAME, "td")[3].get_attribute("data-value"))
+             for r in rows]
+    assert float(first.find_elements(By.TAG_NAME, "td")[3].get_attribute("data-value")) == max(
+        maxes)
+    feature = first.find_element(By.TAG_NAME, "a").text
+
+    browser.find_element(By.ID, "search").send_keys(feature)
+    assert browser.find_element(By.ID, "shown").text != "128"
+
+    first.find_element(By.TAG_NAME, "a").click()
+    WebDriverWait(browser, 10).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#top-contexts .tok")))
+    assert browser.find_element(By.CSS_SELECTOR, "#feature-body h2").text == f"Feature {feature}"
+    shaded = [t for t in browser.find_elements(By.CSS_SELECTOR, "#top-contexts .tok")
+              if t.value_of_css_property("background-color") not in ("rgba(0, 0, 0, 0)", "")]
+    assert shaded, "the tokens where the feature fires are shaded"
+    assert browser.find_elements(By.CSS_SELECTOR, "#top-contexts .tok.centre")
+    assert browser.find_elements(By.CSS_SELECTOR, "#activation-histogram rect")
+    promoted = browser.find_elements(By.CSS_SELECTOR, "#promoted tr")
+    assert len(promoted) == 11  # a header row and 10 tokens
+    assert browser.find_elements(By.CSS_SELECTOR, "#suppressed tr")
+    assert browser.find_elements(By.CSS_SELECTOR, "#quantiles .context")
+
+    # A neighbour link opens that feature's panel (another data chunk may load).
+    link = browser.find_element(By.CSS_SELECTOR, "#neighbours a")
+    target = link.get_attribute("href").rsplit("#f", 1)[1]
+    link.click()
+    WebDriverWait(browser, 10).until(ec.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, "#feature-body h2"), f"Feature {target}"))
+    assert _errors(browser) == []
