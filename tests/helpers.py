@@ -10,8 +10,8 @@ from typing import Any
 FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
 """The distributions whose plugins the tests see (SAE_KIT_PLUGINS)."""
 
-FAST = ["--n-samples", "8", "--batch-size", "2", "--grad-accum", "2", "--context", "32",
-        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu"]
+FAST = ["--dataset", "pydoc", "--n-samples", "8", "--batch-size", "2", "--grad-accum", "2",
+        "--context", "32", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu"]
 """`sae-kit train` options for a run of a few seconds on a tiny model."""
 
 SAE_D_IN, SAE_N_DICT = 8, 24

@@ -24,8 +24,9 @@ def _one_thread():
 
 
 def _settings(model_dir):
-    return (f'model = "{model_dir}"\nloss = "local"\nlayer = 1\ncontext = 16\nbatch_size = 2\n'
-            'grad_accum = 1\nn_samples = 4\ndict_ratio = 4\ndevice = "cpu"\nlambda = 0.5\n')
+    return (f'model = "{model_dir}"\ndataset = "pydoc"\nloss = "local"\nlayer = 1\n'
+            'context = 16\nbatch_size = 2\ngrad_accum = 1\nn_samples = 4\ndict_ratio = 4\n'
+            'device = "cpu"\nlambda = 0.5\n')
 
 
 def _config(run_dir):
@@ -69,8 +70,9 @@ def test_python_api_trains_a_group_and_returns_its_directory(tiny_gpt2, tmp_path
     group = train(path, lambdas=[0.1, 1.0], output_dir=str(tmp_path / "g"))
     assert group == tmp_path / "g"
     assert [_config(group / f"lambda{x}")["sparsity_coeff"] for x in ("0.1", "1")] == [0.1, 1.0]
-    config = TrainConfig(model=str(tiny_gpt2), loss="local", hook_points=[SAE], context=16,
-                         batch_size=2, grad_accum=1, n_samples=4, dict_ratio=4, device="cpu")
+    config = TrainConfig(model=str(tiny_gpt2), dataset="pydoc", loss="local", hook_points=[SAE],
+                         context=16, batch_size=2, grad_accum=1, n_samples=4, dict_ratio=4,
+                         device="cpu")
     run_dir = train(config, output_dir=str(tmp_path / "one"))
     assert (run_dir / SAE / "sae.safetensors").is_file()
 

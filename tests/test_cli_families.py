@@ -25,8 +25,9 @@ ADAPTERS = {
     "llama": "sae_kit_llama:LlamaAdapter",
 }
 ARCHITECTURES = {
-    "relu": ([], ReluSAE, {}),
-    "topk": (["--architecture", "topk", "--arch-option", "k=8"], TopKSAE, {"k": 8}),
+    "relu": ([], ReluSAE, {"bias_init": "zeros"}),
+    "topk": (["--architecture", "topk", "--arch-option", "k=8"], TopKSAE,
+             {"bias_init": "zeros", "k": 8}),
 }
 HOOK = "blocks.1.hook_resid_pre"
 

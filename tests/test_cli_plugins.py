@@ -51,7 +51,9 @@ def test_options_lists_what_each_loss_and_architecture_takes():
     assert options["topk"]["k"]["default"] == 32 and options["topk"]["k"]["type"] == "int"
     assert "Active latents" in options["topk"]["k"]["help"]
     assert options["e2e+ds"]["ds_coeff"]["default"] == 2.5
-    assert options["relu"] == {} and options["llama"] == {}
+    assert options["e2e+ds"]["downstream"]["default"] == "paper"
+    assert set(options["relu"]) == {"bias_init"} and options["llama"] == {}
+    assert options["topk"]["bias_init"]["default"] == "zeros"
 
 
 def test_restricting_distributions_hides_the_others(monkeypatch):

@@ -29,7 +29,8 @@ STEPS = 4
 
 
 def _config(model_dir: str, out: Path, batch_size: int) -> TrainConfig:
-    return TrainConfig(model=model_dir, output_dir=str(out), loss="e2e", hook_points=[SAE],
+    return TrainConfig(model=model_dir, dataset="pydoc", output_dir=str(out), loss="e2e",
+                       hook_points=[SAE],
                        context=16, batch_size=batch_size, grad_accum=2, dict_ratio=4,
                        device="cpu", log_every=1, lr=3e-3, seed=7, warmup_fraction=0.0,
                        n_samples=STEPS * 2 * 4)

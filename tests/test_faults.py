@@ -18,8 +18,9 @@ from tests.helpers import cli_train
 
 runner = CliRunner()
 SAE = "blocks.1.hook_resid_pre"
-TINY = ["--n-samples", "12", "--batch-size", "2", "--grad-accum", "2", "--context", "16",
-        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu", "--layer", "1",
+TINY = ["--dataset", "pydoc", "--n-samples", "12", "--batch-size", "2", "--grad-accum", "2",
+        "--context", "16", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu",
+        "--layer", "1",
         "--save-every", "1", "--keep-checkpoints", "2"]
 
 
@@ -32,7 +33,7 @@ def _one_thread():
 
 
 def _run(model_dir, out, **overrides):
-    settings = dict(model=str(model_dir), output_dir=str(out), loss="e2e",
+    settings = dict(model=str(model_dir), dataset="pydoc", output_dir=str(out), loss="e2e",
                     hook_points=[f"{SAE}"], context=16, batch_size=2, grad_accum=1,
                     dict_ratio=4, device="cpu", log_every=1, n_samples=12, save_every=1)
     settings.update(overrides)

@@ -27,7 +27,7 @@ def _one_thread():
 
 
 def _config(model_dir, out, **overrides):
-    settings = dict(model=str(model_dir), output_dir=str(out), loss="e2e",
+    settings = dict(model=str(model_dir), dataset="pydoc", output_dir=str(out), loss="e2e",
                     hook_points=["blocks.1.hook_resid_pre"], context=32, batch_size=4,
                     grad_accum=2, dict_ratio=4, device="cpu", log_every=2, lr=3e-3,
                     n_samples=4 * 2 * 6, warmup_fraction=0.2, seed=5)
@@ -118,7 +118,8 @@ def test_cli_lambda_list_trains_one_run_per_lambda_and_resumes_the_group(tiny_gp
     from sae_kit.train import checkpoint
 
     out = tmp_path / "group"
-    args = ["train", "--model", str(tiny_gpt2), "--out", str(out), "--loss", "e2e",
+    args = ["train", "--model", str(tiny_gpt2), "--dataset", "pydoc", "--out", str(out),
+            "--loss", "e2e",
             "--layer", "1", "--n-samples", "24", "--batch-size", "2", "--grad-accum", "2",
             "--context", "16", "--dict-ratio", "4", "--device", "cpu", "--log-every", "1",
             "--save-every", "2", "--lambda", "0.01,0.5"]

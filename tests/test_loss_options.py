@@ -25,7 +25,7 @@ def test_losses_and_architectures_share_the_options_attribute():
 def test_options_are_recorded_typed_with_defaults():
     loss = E2EDownstreamLoss(1.0, **{"ds-coeff": "3"})
     assert loss.options_record({"ds-coeff": "3"}) == {
-        "kl_chunk": loss.opts.kl_chunk, "kl_coeff": 0.5, "ds_coeff": 3.0, "downstream": "all"}
+        "kl_chunk": loss.opts.kl_chunk, "kl_coeff": 0.5, "ds_coeff": 3.0, "downstream": "paper"}
 
 
 class OldStyleLoss(Loss):
@@ -54,7 +54,7 @@ def test_unknown_option_is_one_line():
 
 def test_config_json_records_typed_loss_options(tiny_gpt2, tmp_path):
     out = tmp_path / "run"
-    config = TrainConfig(model=str(tiny_gpt2), output_dir=str(out), loss="e2e+ds",
+    config = TrainConfig(model=str(tiny_gpt2), dataset="pydoc", output_dir=str(out), loss="e2e+ds",
                          loss_options={"ds_coeff": "2"}, **FAST)
     fit(build_run(config))
     saved = json.loads((out / "config.json").read_text())
@@ -67,7 +67,7 @@ def test_config_json_records_typed_loss_options(tiny_gpt2, tmp_path):
 
 def test_a_run_saved_with_plain_string_options_still_resumes(tiny_gpt2, tmp_path):
     out = tmp_path / "run"
-    config = TrainConfig(model=str(tiny_gpt2), output_dir=str(out), loss="e2e+ds",
+    config = TrainConfig(model=str(tiny_gpt2), dataset="pydoc", output_dir=str(out), loss="e2e+ds",
                          save_every=1, **{**FAST, "n_samples": 8})
     run = build_run(config)
     run.resolved["total_steps"] = 1  # stop after one step: a checkpoint to resume from

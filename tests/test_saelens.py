@@ -84,7 +84,7 @@ def test_export_then_import_gives_the_same_sae(tmp_path, arch, options):
     for key in ("architecture", "options", "hook_point", "model", "loss", "sparsity_coeff",
                 "dataset", "tokens_trained"):
         assert back_config[key] == config[key]
-    assert back_config["options"] == options  # k comes back
+    assert back_config["options"] == {"bias_init": "zeros", **options}  # k comes back
 
 
 def test_import_folds_decoder_norms_and_input_centring(tmp_path):
@@ -151,7 +151,7 @@ def test_import_topk_folds_decoder_norms_only_where_saelens_ranks_scaled_acts(tm
         return
     assert result.exit_code == 0, result.output
     sae, config = load_sae(tmp_path / "kit")
-    assert (config["architecture"], config["options"]) == ("topk", {"k": 3})
+    assert (config["architecture"], config["options"]) == ("topk", {"bias_init": "zeros", "k": 3})
     x = x_batch()
     codes, expected = saelens_topk(x, w, 3, rescale=True)
     torch.testing.assert_close(sae(x).output, expected, rtol=1e-5, atol=1e-4)
@@ -173,7 +173,7 @@ def test_pre_6_topk_cfg_with_one_decoder_norm_imports_as_topk(tmp_path, dtype):
     result = invoke("import", str(src), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
     sae, config = load_sae(tmp_path / "kit")
-    assert (config["architecture"], config["options"]) == ("topk", {"k": 4})
+    assert (config["architecture"], config["options"]) == ("topk", {"bias_init": "zeros", "k": 4})
     x = torch.randn(4096, D_IN, generator=g) * 3  # enough tokens for near-ties at the k-th place
     # no apply_b_dec_to_input: the pre-6 default centres the input
     codes, expected = saelens_topk(x, {k: v.float() for k, v in w.items()}, 4, rescale=False)

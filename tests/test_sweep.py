@@ -34,6 +34,7 @@ plot = "frontier.pdf"
 
 [base]
 model = "{model_dir}"
+dataset = "pydoc"
 layer = 1
 context = 16
 batch_size = 2

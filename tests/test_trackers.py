@@ -10,9 +10,9 @@ from sae_kit.errors import SaeKitError
 from sae_kit.trackers.base import require
 
 runner = CliRunner()
-FAST = ["--n-samples", "6", "--batch-size", "2", "--grad-accum", "1", "--context", "16",
-        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu", "--layer", "1",
-        "--loss", "local"]
+FAST = ["--dataset", "pydoc", "--n-samples", "6", "--batch-size", "2", "--grad-accum", "1",
+        "--context", "16", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu",
+        "--layer", "1", "--loss", "local"]
 
 
 def _train(model_dir, out, *extra):

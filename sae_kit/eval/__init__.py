@@ -26,6 +26,3 @@ _NAMES = {
     "plot_pareto": "pareto",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES)
-
-# Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens.
-DEFAULT_N_TOKENS = 100_000

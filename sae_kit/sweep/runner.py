@@ -58,13 +58,12 @@ def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) 
 
 
 def evaluate_point(sweep: Sweep, point: Point, say: Say) -> dict[str, Any]:
-    from sae_kit.eval import DEFAULT_N_TOKENS
     from sae_kit.eval.evaluation import evaluate_run
 
     say(f"evaluating {point.name}")
     device = "cpu" if point.config.device == "cpu" else "auto"
-    return evaluate_run(point.config.output_dir or "", sweep.eval_tokens or DEFAULT_N_TOKENS,
-                        sweep.eval_batch_size, device)
+    return evaluate_run(point.config.output_dir or "", sweep.eval_tokens, sweep.eval_batch_size,
+                        device)
 
 
 def results(sweep: Sweep) -> list[dict[str, Any]]:

@@ -67,10 +67,11 @@ class TrainConfig:
         BUILTIN_MODEL_NAME,
     )
     revision: str | None = _help("Model revision (branch, tag or commit) on the Hub.", None)
-    dataset: str = _help(
+    dataset: str | None = _help(
         f"Hub dataset id (streamed), local .txt/.jsonl/.parquet file or directory, or "
-        f"{BUILTIN_DATASET_NAME!r} (the built-in text).",
-        BUILTIN_DATASET_NAME,
+        f"{BUILTIN_DATASET_NAME!r} (the built-in text, ~100k tokens); default "
+        f"{BUILTIN_DATASET_NAME!r} for the built-in model, required for any other.",
+        None,
     )
     split: str = _help("Dataset split to train on.", "train")
     eval_split: str | None = _help(
@@ -133,6 +134,8 @@ class TrainConfig:
     output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
 
     def __post_init__(self) -> None:
+        if self.dataset is None:
+            self.dataset = _default_dataset(self.model)
         checks = {
             "dict_ratio": self.dict_ratio > 0,
             "sparsity_coeff": self.sparsity_coeff >= 0,
@@ -165,6 +168,18 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _default_dataset(model: str) -> str:
+    """The built-in text, for the built-in model only: a real model would loop over it."""
+    if model != BUILTIN_MODEL_NAME:
+        raise SaeKitError(
+            f"--model {model} needs --dataset (a Hub dataset id or local .txt/.jsonl/.parquet "
+            f"files): the built-in {BUILTIN_DATASET_NAME!r} text is ~100k tokens, which the "
+            "paper's 400k samples of 1024 tokens would pass over ~4,000 times; pass --dataset "
+            f"{BUILTIN_DATASET_NAME} to train on it anyway"
+        )
+    return BUILTIN_DATASET_NAME
 
 
 SHARED_IN_ONE_PASS = (
