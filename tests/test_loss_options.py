@@ -47,6 +47,25 @@ def test_a_loss_without_options_keeps_what_it_was_given():
     assert loss.options_record({"weight": "2"}) == {"weight": "2"}  # nothing dropped
 
 
+class SelfParsingLoss(Loss):
+    """Also old-style: parses its options itself, into the attribute the old guide named."""
+
+    name = "self-parsing"
+
+    def __init__(self, sparsity_coeff: float, **options):
+        self.sparsity_coeff = sparsity_coeff
+        self.options = E2EDownstreamLoss.Options(**options)
+
+    def __call__(self, splice, input_ids) -> LossResult:
+        raise NotImplementedError
+
+
+def test_a_loss_that_sets_options_itself_still_works():
+    loss = SelfParsingLoss(1.0, ds_coeff=3.0)
+    assert loss.opts.ds_coeff == 3.0 and loss.options is loss.opts
+    assert loss.options_record({"ds_coeff": 3.0})["ds_coeff"] == 3.0
+
+
 def test_unknown_option_is_one_line():
     with pytest.raises(SaeKitError, match="unknown option 'nope' for 'e2e\\+ds'; it takes: "):
         E2EDownstreamLoss(1.0, nope="1")

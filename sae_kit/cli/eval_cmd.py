@@ -81,7 +81,8 @@ def evaluate(
         console.print(f"[bold]{result['run_dir']}[/] ({result['loss']}, λ="
                       f"{result['sparsity_coeff']}): {result['n_tokens']:,} held-out tokens, "
                       f"clean CE loss {result['clean_ce_loss']:.4f} nats; alive counted over "
-                      f"{result['alive_n_tokens']:,} training tokens",
+                      f"{result['alive_n_tokens']:,} training tokens"
+                      + ("; reference-compatible sizes" if result["paper_compatible"] else ""),
                       soft_wrap=True, highlight=False)
         console.print(results_table(result))
 
