@@ -108,3 +108,35 @@ def test_bad_numbers_are_one_clear_line(two_runs):
     result = runner.invoke(app, ["eval", str(two_runs[0]), "--n-tokens", "0"])
     assert result.exit_code == 2
     assert "--n-tokens 0: must be a positive number" in result.stderr
+
+
+def test_pareto_has_one_series_per_loss_and_architecture():
+    def result(arch, l0):
+        return {"loss": "e2e", "architecture": arch,
+                "saes": {"blocks.2.hook_resid_pre": {"l0": l0, "ce_loss_increase": 0.1}}}
+
+    series = pareto_series([result("relu", 30), result("topk", 8), result("relu", 10)])
+    assert series == {"e2e (relu)": [(10, 0.1), (30, 0.1)], "e2e (topk)": [(8, 0.1)]}
+
+
+@pytest.mark.parametrize(("name", "magic"), [("p.pdf", b"%PDF"), ("p.svg", b"<?xml"),
+                                             ("p.png", PNG_SIGNATURE)])
+def test_pareto_writes_the_format_its_extension_names_on_a_log_l0_axis(tmp_path, name, magic):
+    import matplotlib.pyplot as plt
+
+    point = {"blocks.2.hook_resid_pre": {"l0": 3.0, "ce_loss_increase": 0.2}}
+    seen = []
+    original = plt.Axes.set_xscale
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt.Axes, "set_xscale",
+                   lambda self, scale, **kw: seen.append(scale) or original(self, scale, **kw))
+        plot_pareto([{"loss": "e2e", "saes": point}], tmp_path / name)
+    assert (tmp_path / name).read_bytes().startswith(magic)
+    assert seen == ["log"]
+
+
+def test_a_plot_name_without_a_known_format_is_one_line_before_evaluating(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "nothing"), "--plot",
+                                 str(tmp_path / "plot.xyz")])
+    assert result.exit_code == 2
+    assert "cannot tell the plot format from" in result.output and ".pdf" in result.output

@@ -298,7 +298,7 @@ def test_sae_kit_imports_a_topk_sae_saelens_saved(tmp_path):
     result = invoke("import", str(tmp_path / "sl"), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
     sae, config = load_sae(tmp_path / "kit")
-    assert config["options"] == {"k": 3}
+    assert config["options"] == {"k": 3, "bias_init": "zeros"}  # every option, typed
     x = x_batch()
     with torch.no_grad():
         torch.testing.assert_close(sae(x).output, theirs.decode(theirs.encode(x)),

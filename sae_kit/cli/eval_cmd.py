@@ -35,13 +35,19 @@ def evaluate(
     ),
     device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
     plot: str = typer.Option(
-        None, help="Write the L0 vs CE-loss-increase plot of all the runs to this PNG."
+        None, help="Write the L0 vs CE-loss-increase plot of all the runs to this file, in the "
+        "format its extension names (.png, .pdf, .svg, ...); one series per loss and "
+        "architecture."
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print eval.json (a list of them for several runs)."
     ),
 ) -> None:
     """Evaluate SAEs on held-out tokens; writes RUN_DIR/eval.json and prints a table."""
+    if plot:
+        from sae_kit.eval.pareto import plot_format
+
+        plot_format(plot)  # a misspelt extension fails before the evaluation, not after
     from pathlib import Path
 
     from sae_kit.eval.evaluation import (  # torch import only once args are parsed

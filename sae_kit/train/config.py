@@ -127,6 +127,11 @@ class TrainConfig:
         1000,
     )
     keep_checkpoints: int = _help("How many of the newest checkpoints to keep.", 2)
+    trackers: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Experiment trackers (plugins) that get every metrics row too: wandb, "
+                  "tensorboard, ...; metrics.jsonl stays the record."},
+    )
     output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
 
     def __post_init__(self) -> None:
@@ -182,6 +187,16 @@ def _default_dataset(model: str) -> str:
             f"{BUILTIN_DATASET_NAME} to train on it anyway"
         )
     return BUILTIN_DATASET_NAME
+
+
+SHARED_IN_ONE_PASS = (
+    "model", "revision", "dataset", "split", "eval_split", "text_column", "context", "batch_size",
+    "grad_accum", "n_samples", "seed", "device", "dtype", "log_every", "save_every",
+    "keep_checkpoints",
+)
+"""Settings that runs trained in one shared pass (``sae_kit.train.group``) must agree on: they
+set the model, the data stream and the steps. The seed is among them because it sets the data
+order as well as the SAEs' initialisation."""
 
 
 def field_help(name: str) -> str:

@@ -25,6 +25,7 @@ from sae_kit.train import checkpoint, distributed
 from sae_kit.train.build import build_run, make_data
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.config import TrainConfig
+from sae_kit.train.group import build_group, common_checkpoints, member_dirs
 from sae_kit.train.run import Run, apply
 from sae_kit.train.stats import MetricsLog
 
@@ -71,13 +72,7 @@ def resume(
     """
     config = resume_config(run_dir, **overrides)
     layout = RunDir(config.output_dir or run_dir)
-    saved_world = int(read_json(layout.config).get("resolved", {}).get("world_size", 1))
-    world = distributed.from_env().world_size
-    if world != saved_world:
-        raise SaeKitError(
-            f"{str(layout)!r} was trained by {saved_world} process(es); resume it with the "
-            f"same number (this is {world}), since it sets the batch and schedule"
-        )
+    _check_world_size(layout)
     # Held from before the first read to the end of training: a second resume of this run
     # would write every checkpoint and metrics row twice.
     lock = lock_run(layout.path) if distributed.from_env().is_main else None
@@ -125,3 +120,41 @@ def _put_into(run: Run, found: checkpoint.Checkpoint) -> None:
         raise SaeKitError(f"checkpoint {str(found.path)!r} is corrupt: it disagrees with "
                           f"config.json: {', '.join(wrong)}")
     apply(run, found)
+
+
+def _check_world_size(layout: RunDir) -> None:
+    saved_world = int(read_json(layout.config).get("resolved", {}).get("world_size", 1))
+    world = distributed.from_env().world_size
+    if world != saved_world:
+        raise SaeKitError(
+            f"{str(layout)!r} was trained by {saved_world} process(es); resume it with the "
+            f"same number (this is {world}), since it sets the batch and schedule"
+        )
+
+
+def resume_group(group_dir: str | Path, **overrides: Any) -> tuple[list[Run], TrainState]:
+    """Rebuild a group trained in one pass (``sae_kit.train.group``) from its group.json."""
+    return resume_runs(member_dirs(group_dir), **overrides)
+
+
+def resume_runs(dirs: list[Path], **overrides: Any) -> tuple[list[Run], TrainState]:
+    """Rebuild runs that share one pass at the newest step all of them saved; pass both to
+    ``fit``."""
+    configs = [resume_config(d, **overrides) for d in dirs]
+    for d in dirs:
+        _check_world_size(RunDir(d))
+    main = distributed.from_env().is_main
+    locks = [lock_run(d) if main else None for d in dirs]  # one process per run, as resume()
+    latest = common_checkpoints(dirs)
+    runs = build_group(configs, skip_windows=latest[0].counters.windows)
+    for run, lock in zip(runs, locks, strict=True):
+        run.lock = lock
+    for run, saved in zip(runs, latest, strict=True):
+        apply(run, saved)
+    runs[0].dist.barrier()
+    if runs[0].dist.is_main:
+        for d, saved in zip(dirs, latest, strict=True):
+            problem = MetricsLog(RunDir(d).metrics).rewind(saved.counters.metrics_offset)
+            if problem:
+                _stderr(problem)
+    return runs, latest[0].counters
