@@ -401,10 +401,17 @@ def test_5_8_meaningless_options_are_one_line(tiny_gpt2, tmp_path, args, needle)
     one_line_error(result, needle)
 
 
-def test_8_topk_records_no_lambda(tiny_gpt2, tmp_path):
+def test_8_topk_shows_no_lambda_in_its_sae_config_eval_header_and_card(tiny_gpt2, tmp_path):
     out = tmp_path / "r"
     assert _train(tiny_gpt2, out, "--architecture", "topk", "--arch-option", "k=4").exit_code == 0
-    assert json.loads((out / "config.json").read_text())["sparsity_coeff"] == 0.0
+    assert json.loads((out / SAE / "config.json").read_text())["sparsity_coeff"] is None
+    result = runner.invoke(app, ["eval", str(out), "--n-tokens", "32", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "λ" not in result.stdout.splitlines()[0]
+    card = runner.invoke(app, ["push", str(out), "alice/x", "--dry-run"])
+    assert card.exit_code == 0, card.output
+    row = next(line for line in card.stdout.splitlines() if line.startswith(f"| `{SAE}`"))
+    assert "| — |" in row
 
 
 @pytest.mark.parametrize("where", ["under a file", "/proc"])

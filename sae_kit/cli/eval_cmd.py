@@ -86,8 +86,9 @@ def evaluate(
         return
     console = Console()
     for result in results:
-        console.print(f"[bold]{result['run_dir']}[/] ({result['loss']}, λ="
-                      f"{result['sparsity_coeff']}): {result['n_tokens']:,} held-out tokens, "
+        lam = "" if result["sparsity_coeff"] is None else f", λ={result['sparsity_coeff']}"
+        console.print(f"[bold]{result['run_dir']}[/] ({result['loss']}{lam}): "
+                      f"{result['n_tokens']:,} held-out tokens, "
                       f"clean CE loss {result['clean_ce_loss']:.4f} nats; alive counted over "
                       f"{result['alive_n_tokens']:,} training tokens"
                       + ("; reference-compatible sizes" if result["paper_compatible"] else ""),

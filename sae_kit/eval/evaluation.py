@@ -222,7 +222,9 @@ def evaluate_run(
             step()
     result = {
         "run_dir": str(run_dir), "model": config["model"], "dataset": config["dataset"],
-        "loss": config.get("loss"), "sparsity_coeff": config.get("sparsity_coeff"),
+        "loss": config.get("loss"),
+        "sparsity_coeff": config.get("sparsity_coeff")  # None: no SAE has a penalty (TopK)
+        if any(sae.penalised for sae in saes.values()) else None,
         "context": context, "n_windows": len(windows), "n_tokens": len(windows) * context,
         "alive_n_tokens": len(alive_rows) * context, "alive_part": "train",
         "paper_compatible": paper_compatible, **evaluator.results(alive),

@@ -128,8 +128,12 @@ def _sae_table(saes: dict[str, dict[str, Any]]) -> str:
              "tokens trained"]]
     for name, c in saes.items():
         rows.append([f"`{name}`", c.get("architecture"), c.get("d_in"), c.get("n_dict"),
-                     c.get("loss"), c.get("sparsity_coeff"), c.get("tokens_trained")])
+                     c.get("loss"), _or_dash(c.get("sparsity_coeff")), c.get("tokens_trained")])
     return _table(rows)
+
+
+def _or_dash(value: Any) -> Any:
+    return "—" if value is None else value  # None: the architecture has no penalty (TopK)
 
 
 def _training(run: dict[str, Any], first: dict[str, Any], dataset: str | None) -> str:

@@ -97,8 +97,6 @@ def resolve_defaults(config: TrainConfig, loss: Loss) -> TrainConfig:
         HookPoint.parse(name)
     record = getattr(loss, "options_record", None)  # absent on a loss not derived from Loss
     loss_options = record(config.loss_options) if record else dict(config.loss_options)
-    if not arch.penalised:  # no penalty (TopK): record lambda as 0, not a value never used
-        defaults["sparsity_coeff"] = 0.0
     return dataclasses.replace(config, **defaults, loss_options=loss_options,
                                architecture_options=dataclasses.asdict(arch_options))
 

@@ -93,7 +93,9 @@ def save_saes(run: Run, tokens: int) -> None:
         "loss_options": run.config.loss_options, "sae_kit_version": __version__,
     }
     for hp, sae in run.saes.items():
-        save_sae(sae, hp, run.layout.sae(hp), extra)
+        # lambda weights no penalty of an architecture without one (TopK): record none
+        save_sae(sae, hp, run.layout.sae(hp),
+                 extra if sae.penalised else {**extra, "sparsity_coeff": None})
 
 
 ProgressCallback = Callable[[int, int, "dict[str, Any] | None"], None]
@@ -120,12 +122,12 @@ def fit(
     """
     runs = [run] if isinstance(run, Run) else list(run)
     lead = runs[0]
-    group_dir = group_dir or lead.run_dir
     state = start or TrainState()
     logs: list[MetricsLog | None] = []
     try:
         for r in runs:
             logs.append(_open_run_dir(r, resuming=start is not None))
+        group_dir = group_dir or lead.run_dir  # as claimed: a default name may have grown -2
         state = _steps(runs, logs, state, on_step, group_dir)
         if lead.dist.is_main:
             for r in runs:
