@@ -46,7 +46,7 @@ class FeatureSettings:
     quantiles: int = 4
     """Activation quantile groups sampled below the top."""
     per_quantile: int = 3
-    reservoir: int = 32
+    reservoir: int = 16
     """Uniformly sampled firing tokens per feature, from which the quantile samples are drawn."""
     before: int = 12
     after: int = 4
@@ -186,7 +186,8 @@ def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
         out.update({f"{name}_{field}": getattr(contexts, field)
                     for field in ("score", "value", "tokens", "acts")})
     out.update({f"logit_{k}": v for k, v in data.effects.items()})
-    return {k: v.contiguous() for k, v in out.items()}
+    # int32 ids and counts: half the file, and ids and counts fit.
+    return {k: (v.int() if v.dtype == torch.long else v).contiguous() for k, v in out.items()}
 
 
 def build_features(ref: str, out: Path, hook_point: str | None = None,

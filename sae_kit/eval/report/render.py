@@ -74,7 +74,7 @@ def write_report(data: FeatureData, out: Path) -> Path:
     _write_js(out / "data" / "tokens.js", "SAEReport.setTokens", data.tokens)
     with (out / "features.jsonl").open("w", encoding="utf-8") as f:
         for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
     summary_keys = ("index", "density", "log10_density", "mean", "max", "dead")
     summary = {"meta": data.meta, "tokens": data.tokens,
                "features": [{k: r[k] for k in summary_keys} for r in records]}
