@@ -153,27 +153,40 @@ def _pairs(ids: torch.Tensor, values: torch.Tensor) -> list[list[list[float]]]:
             for row_i, row_v in zip(ids.tolist(), rounded, strict=True)]
 
 
+BLOCK = 512
+"""Features converted to Python lists at a time: lists of numbers cost ~30x their tensors."""
+
+
+def _block(contexts: Contexts, lo: int, hi: int) -> Contexts:
+    return Contexts(*(getattr(contexts, f)[:, lo:hi] for f in ("score", "value", "tokens",
+                                                               "acts")))
+
+
 def feature_records(data: FeatureData) -> Iterator[dict[str, Any]]:
     """Everything the dashboard shows, one JSON-ready dict per feature."""
     stats, effects = data.stats, data.effects
-    top, sample = _lists(data.top), _lists(data.sample)
-    density, log10 = stats.density.tolist(), stats.log10_density.tolist()
-    mean, maximum, dead = stats.mean.tolist(), stats.max.tolist(), stats.dead.tolist()
-    hist, edges = stats.hist.tolist(), _significant(stats.edges, 4).tolist()
-    promoted = _pairs(effects["top_ids"], effects["top_values"])
-    suppressed = _pairs(effects["bottom_ids"], effects["bottom_values"])
-    neighbours = _pairs(data.neighbours[1], data.neighbours[0])
-    for f in range(stats.n_dict):
-        used = [b for b, count in enumerate(hist[f]) if count]
-        lo, hi = (used[0], used[-1] + 1) if used else (0, 0)
-        yield {
-            "index": f, "density": density[f], "log10_density": None if dead[f] else log10[f],
-            "mean": mean[f], "max": maximum[f], "dead": dead[f],
-            "top": _contexts(top, f, [s for s, ok in enumerate(top["valid"][f]) if ok]),
-            "quantiles": _quantiles(data, sample, f),
-            "histogram": {"edges": edges[lo:hi + 1], "counts": hist[f][lo:hi]},
-            "promoted": promoted[f], "suppressed": suppressed[f], "neighbours": neighbours[f],
-        }
+    for lo in range(0, stats.n_dict, BLOCK):
+        hi = min(lo + BLOCK, stats.n_dict)
+        top, sample = _lists(_block(data.top, lo, hi)), _lists(_block(data.sample, lo, hi))
+        density, log10 = stats.density[lo:hi].tolist(), stats.log10_density[lo:hi].tolist()
+        mean, maximum = stats.mean[lo:hi].tolist(), stats.max[lo:hi].tolist()
+        dead, hist = stats.dead[lo:hi].tolist(), stats.hist[lo:hi].tolist()
+        edges = _significant(stats.edges, 4).tolist()
+        promoted = _pairs(effects["top_ids"][lo:hi], effects["top_values"][lo:hi])
+        suppressed = _pairs(effects["bottom_ids"][lo:hi], effects["bottom_values"][lo:hi])
+        neighbours = _pairs(data.neighbours[1][lo:hi], data.neighbours[0][lo:hi])
+        for f in range(hi - lo):
+            used = [b for b, count in enumerate(hist[f]) if count]
+            first, last = (used[0], used[-1] + 1) if used else (0, 0)
+            yield {
+                "index": lo + f, "density": density[f], "mean": mean[f], "max": maximum[f],
+                "log10_density": None if dead[f] else log10[f], "dead": dead[f],
+                "top": _contexts(top, f, [s for s, ok in enumerate(top["valid"][f]) if ok]),
+                "quantiles": _quantiles(data, sample, f),
+                "histogram": {"edges": edges[first:last + 1], "counts": hist[f][first:last]},
+                "promoted": promoted[f], "suppressed": suppressed[f],
+                "neighbours": neighbours[f],
+            }
 
 
 def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
