@@ -8,6 +8,21 @@ if TYPE_CHECKING:
     from sae_kit.architectures.base import SAE
 
 __version__ = "0.1.0"
+__all__ = ["TrainConfig", "load_sae", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `import sae_kit` stays light: `train` (sae_kit.train.api.train, through the
+    # callable sae_kit.train package) and TrainConfig import only their own modules.
+    if name == "TrainConfig":
+        from sae_kit.train.config import TrainConfig
+
+        return TrainConfig
+    if name == "train":
+        import sae_kit.train
+
+        return sae_kit.train
+    raise AttributeError(f"module 'sae_kit' has no attribute {name!r}")
 
 
 def load_sae(source: Any, hook_point: str | None = None, *, revision: str | None = None,

@@ -182,12 +182,15 @@ def training_batches(
 
 def eval_windows(spec: DataSpec, tokenizer: Any, context: int, limit: int) -> list[list[int]]:
     """Up to ``limit`` held-out windows, in dataset order."""
-    windows = []
-    for window in token_windows(iter_texts(spec, "eval"), tokenizer, context):
-        windows.append(window)
-        if len(windows) == limit:
-            break
-    return windows
+    return first_windows(spec, "eval", tokenizer, context, limit)
+
+
+def first_windows(
+    spec: DataSpec, part: Part, tokenizer: Any, context: int, limit: int
+) -> list[list[int]]:
+    """Up to ``limit`` windows of one part, in dataset order (unshuffled, one pass at most)."""
+    windows = token_windows(iter_texts(spec, part), tokenizer, context)
+    return list(itertools.islice(windows, limit))
 
 
 def batches(windows: Iterator[list[int]], batch_size: int) -> Iterator[torch.Tensor]:

@@ -21,6 +21,7 @@ GROUPS = {
     "models": "sae_kit.models",
     "losses": "sae_kit.losses",
     "architectures": "sae_kit.architectures",
+    "trackers": "sae_kit.trackers",
 }
 
 INSTALL_HINTS = {
@@ -28,6 +29,7 @@ INSTALL_HINTS = {
     "or write one (docs/writing-plugins.md)",
     "losses": "write one in two files (docs/writing-plugins.md)",
     "architectures": "write one in two files (docs/writing-plugins.md)",
+    "trackers": "write one in two files (sae_kit/trackers/base.py shows one)",
 }
 
 
@@ -87,7 +89,8 @@ def load(kind: str, name: str) -> Any:
     available = discover(kind)
     if name not in available:
         listing = ", ".join(sorted(available)) or "none"
-        singular = {"models": "model", "losses": "loss", "architectures": "architecture"}[kind]
+        singular = {"models": "model", "losses": "loss", "architectures": "architecture",
+                    "trackers": "tracker"}[kind]
         raise SaeKitError(
             f"no {singular} plugin named {name!r}; installed: {listing}. To add one: "
             f"{INSTALL_HINTS[kind]}"

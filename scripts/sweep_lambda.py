@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sae_kit.eval.evaluation import EVAL_FILE, evaluate_run
+from sae_kit.eval.evaluation import evaluate_run
 from sae_kit.eval.pareto import plot_pareto
-from sae_kit.store.sae_dir import read_json
+from sae_kit.store.jsonio import read_json
+from sae_kit.store.run_dir import RunDir
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import train
 
@@ -49,8 +50,8 @@ def parse_args() -> argparse.Namespace:
 def run_one(out: Path, loss: str, lam: float, args: argparse.Namespace) -> dict[str, Any]:
     """Train (unless already done) and evaluate one SAE; returns its eval.json data."""
     run_dir = out / f"{loss}-lambda{lam:g}"
-    if (run_dir / EVAL_FILE).exists():
-        return read_json(run_dir / EVAL_FILE)
+    if RunDir(run_dir).eval.exists():
+        return read_json(RunDir(run_dir).eval)
     settings: dict[str, Any] = {"loss": loss, "sparsity_coeff": lam, "output_dir": str(run_dir),
                                 "device": "cpu", "log_every": 25}
     if args.n_samples:

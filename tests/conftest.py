@@ -1,6 +1,7 @@
 """Shared fixtures: tiny models built from config, saved and loaded through `from_pretrained`.
 
-Nothing is downloaded. Plugins are restricted to the first-party distributions so a plugin
+Also the feature-report runs that test_cli_features and test_report_browser share. Nothing is
+downloaded. Plugins are restricted to the first-party distributions so a plugin
 installed locally by a developer cannot change what the tests see.
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
+from tests.helpers import FIRST_PARTY, cli_train, save_tiny_model
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,14 +56,6 @@ def tiny_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def save_tiny_model(model, tokenizer_dir: Path, path: Path) -> Path:
-    from transformers import AutoTokenizer
-
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir: Path) -> Path:
     """A 3-layer GPT-2 with random weights, as a local directory."""
@@ -93,3 +86,32 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir:
         return made[family]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_gpt2, tmp_path_factory):
+    """local (seed 0), local (seed 1) and e2e (seed 0) runs at layer 1 of the tiny GPT-2."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, args in {"local0": ["--loss", "local"], "local1": ["--loss", "local", "--seed", "1"],
+                       "e2e0": ["--loss", "e2e"]}.items():
+        result = cli_train(tiny_gpt2, root / name, "--layer", "1", *args)
+        assert result.exit_code == 0, result.output
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    """`sae-kit features` on the first local run: the report directory."""
+    from typer.testing import CliRunner
+
+    from sae_kit.cli import app
+
+    runner = CliRunner()
+    out = tmp_path_factory.mktemp("report")
+    result = runner.invoke(app, ["features", str(runs["local0"]), "--tokens", "320", "--out",
+                                 str(out), "--device", "cpu", "--batch-size", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out / "index.html")
+    return out

@@ -14,6 +14,8 @@ from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import load_model
 from sae_kit.model.splice import ModelRunner, Splice
 
+pytestmark = pytest.mark.slow  # builds a tiny model of every family
+
 ADAPTERS = {
     "gpt2": "sae_kit_gpt2:GPT2Adapter",
     "gpt_neox": "sae_kit_pythia:GPTNeoXAdapter",

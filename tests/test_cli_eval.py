@@ -7,10 +7,10 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.eval.pareto import pareto_series, plot_pareto
-from tests.test_cli_train import FAST
+from tests.helpers import FAST
 
 runner = CliRunner()
-EVAL = ["--n-tokens", "128", "--batch-size", "2", "--device", "cpu"]
+EVAL = ["--n-tokens", "128", "--batch-size", "2", "--alive-tokens", "640", "--device", "cpu"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -40,6 +40,11 @@ def test_eval_prints_a_table_and_writes_eval_json(two_runs):
     assert 0 <= metrics["l0"] <= metrics["n_dict"] == 128
     assert "blocks.1.hook_resid_pre" in result.stdout and "CE loss increase" in result.stdout
     assert f"{metrics['kl']:.4f}" in result.stdout
+    # 640 training tokens = 20 windows of 32; the table says where alive was counted.
+    assert data["alive_n_tokens"] == 640 and "alive counted over 640 training tokens" in " ".join(
+        result.stdout.split())
+    assert "explained variance (e2e_sae)" in result.stdout
+    assert f"{metrics['explained_variance_e2e_sae']:.4f}" in result.stdout
 
 
 def test_eval_json_and_pareto_plot_over_several_runs(two_runs, tmp_path):
@@ -92,7 +97,46 @@ def test_bad_run_dir_is_one_clear_line(tmp_path, make, message):
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_paper_compatible_refuses_other_sizes(two_runs):
+    result = runner.invoke(app, ["eval", str(two_runs[0]), "--paper-compatible", *EVAL])
+    assert result.exit_code == 2
+    assert ("--paper-compatible sets the evaluation sizes to the reference's; drop --n-tokens, "
+            "--batch-size, --alive-tokens") in " ".join(result.stderr.split())
+
+
 def test_bad_numbers_are_one_clear_line(two_runs):
     result = runner.invoke(app, ["eval", str(two_runs[0]), "--n-tokens", "0"])
     assert result.exit_code == 2
-    assert "--n-tokens and --batch-size must be positive" in result.stderr
+    assert "--n-tokens 0: must be a positive number" in result.stderr
+
+
+def test_pareto_has_one_series_per_loss_and_architecture():
+    def result(arch, l0):
+        return {"loss": "e2e", "architecture": arch,
+                "saes": {"blocks.2.hook_resid_pre": {"l0": l0, "ce_loss_increase": 0.1}}}
+
+    series = pareto_series([result("relu", 30), result("topk", 8), result("relu", 10)])
+    assert series == {"e2e (relu)": [(10, 0.1), (30, 0.1)], "e2e (topk)": [(8, 0.1)]}
+
+
+@pytest.mark.parametrize(("name", "magic"), [("p.pdf", b"%PDF"), ("p.svg", b"<?xml"),
+                                             ("p.png", PNG_SIGNATURE)])
+def test_pareto_writes_the_format_its_extension_names_on_a_log_l0_axis(tmp_path, name, magic):
+    import matplotlib.pyplot as plt
+
+    point = {"blocks.2.hook_resid_pre": {"l0": 3.0, "ce_loss_increase": 0.2}}
+    seen = []
+    original = plt.Axes.set_xscale
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt.Axes, "set_xscale",
+                   lambda self, scale, **kw: seen.append(scale) or original(self, scale, **kw))
+        plot_pareto([{"loss": "e2e", "saes": point}], tmp_path / name)
+    assert (tmp_path / name).read_bytes().startswith(magic)
+    assert seen == ["log"]
+
+
+def test_a_plot_name_without_a_known_format_is_one_line_before_evaluating(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "nothing"), "--plot",
+                                 str(tmp_path / "plot.xyz")])
+    assert result.exit_code == 2
+    assert "cannot tell the plot format from" in result.output and ".pdf" in result.output

@@ -15,7 +15,9 @@ from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
 from sae_kit.store.sae_dir import load_sae
 from sae_kit.train.config import TrainConfig
-from tests.test_cli_train import FAST
+from tests.helpers import FAST
+
+pytestmark = pytest.mark.slow  # trains every model family through the CLI
 
 ADAPTERS = {
     "gpt2": "sae_kit_gpt2:GPT2Adapter",
@@ -23,8 +25,9 @@ ADAPTERS = {
     "llama": "sae_kit_llama:LlamaAdapter",
 }
 ARCHITECTURES = {
-    "relu": ([], ReluSAE, {}),
-    "topk": (["--architecture", "topk", "--arch-option", "k=8"], TopKSAE, {"k": 8}),
+    "relu": ([], ReluSAE, {"bias_init": "zeros"}),
+    "topk": (["--architecture", "topk", "--arch-option", "k=8"], TopKSAE,
+             {"bias_init": "zeros", "k": 8}),
 }
 HOOK = "blocks.1.hook_resid_pre"
 

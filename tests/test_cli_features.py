@@ -8,35 +8,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from tests.test_cli_train import FAST
+from tests.helpers import FAST
 
 runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HP = "blocks.1.hook_resid_pre"
-
-
-@pytest.fixture(scope="module")
-def runs(tiny_gpt2, tmp_path_factory):
-    """local (seed 0), local (seed 1) and e2e (seed 0) runs at layer 1 of the tiny GPT-2."""
-    root = tmp_path_factory.mktemp("runs")
-    out = {}
-    for name, args in {"local0": ["--loss", "local"], "local1": ["--loss", "local", "--seed", "1"],
-                       "e2e0": ["--loss", "e2e"]}.items():
-        result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), "--out",
-                                     str(root / name), "--layer", "1", *FAST, *args])
-        assert result.exit_code == 0, result.output
-        out[name] = root / name
-    return out
-
-
-@pytest.fixture(scope="module")
-def report(runs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
-    result = runner.invoke(app, ["features", str(runs["local0"]), "--tokens", "320", "--out",
-                                 str(out), "--device", "cpu", "--batch-size", "3"])
-    assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == str(out / "index.html")
-    return out
 
 
 def test_report_files_and_data(report):

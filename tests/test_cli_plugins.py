@@ -17,6 +17,8 @@ FIRST_PARTY = {
     ("sae_kit.losses", "e2e+ds"): "sae-kit",
     ("sae_kit.architectures", "relu"): "sae-kit",
     ("sae_kit.architectures", "topk"): "sae-kit",
+    ("sae_kit.trackers", "wandb"): "sae-kit",
+    ("sae_kit.trackers", "tensorboard"): "sae-kit",
 }
 
 
@@ -32,7 +34,7 @@ def test_json_lists_every_first_party_plugin_with_its_distribution():
         "sae_kit.architectures.topk:TopKSAE")
     groups = [r["group"] for r in rows]  # grouped, in a fixed order
     assert groups == sorted(groups, key=["sae_kit.models", "sae_kit.losses",
-                                         "sae_kit.architectures"].index)
+                                         "sae_kit.architectures", "sae_kit.trackers"].index)
 
 
 def test_table_names_each_plugin_and_distribution():
@@ -49,7 +51,9 @@ def test_options_lists_what_each_loss_and_architecture_takes():
     assert options["topk"]["k"]["default"] == 32 and options["topk"]["k"]["type"] == "int"
     assert "Active latents" in options["topk"]["k"]["help"]
     assert options["e2e+ds"]["ds_coeff"]["default"] == 2.5
-    assert options["relu"] == {} and options["llama"] == {}
+    assert options["e2e+ds"]["downstream"]["default"] == "paper"
+    assert set(options["relu"]) == {"bias_init"} and options["llama"] == {}
+    assert options["topk"]["bias_init"]["default"] == "zeros"
 
 
 def test_restricting_distributions_hides_the_others(monkeypatch):

@@ -1,7 +1,6 @@
 """`sae-kit train` end to end through the CLI, on a tiny GPT-2 saved to disk."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,16 +8,10 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.store.sae_dir import load_run, load_sae
+from tests.helpers import FAST, cli_train
 
 runner = CliRunner()
-FAST = ["--n-samples", "8", "--batch-size", "2", "--grad-accum", "2", "--context", "32",
-        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu"]
-
-
-def _train(model_dir: Path, out: Path, *extra: str):
-    result = runner.invoke(app, ["train", "--model", str(model_dir), "--out", str(out),
-                                 *FAST, *extra])
-    return result
+_train = cli_train
 
 
 @pytest.mark.parametrize("loss", ["local", "e2e", "e2e+ds"])
@@ -76,7 +69,7 @@ def test_json_output_is_machine_readable(tiny_gpt2, tmp_path):
          "option 'k' of 'topk' must be an int, got 'many'"),
         (["--architecture", "topk", "--arch-option", "k=129"],
          "topk option k=129 must be between 1 and the dictionary size 128"),
-        (["--arch-option", "k=3"], "unknown option 'k' for 'relu'; it takes: none"),
+        (["--arch-option", "k=3"], "unknown option 'k' for 'relu'; it takes: bias_init"),
         (["--arch-option", "k"], "--arch-option must look like key=value, got 'k'"),
     ],
 )
@@ -102,6 +95,15 @@ def test_model_family_without_adapter_trains_through_the_generic_fallback(
     assert len(rows) == 2 and all(r["kl"] > 0 for r in rows)
 
 
+def test_another_model_without_dataset_is_one_line_naming_the_builtin_text(tiny_gpt2):
+    result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), *FAST[2:]])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    text = " ".join(result.stderr.split())
+    assert text.startswith(f"error: --model {tiny_gpt2} needs --dataset")
+    assert "pass --dataset pydoc to train on it anyway" in text
+
+
 def test_missing_model_directory(tmp_path):
     result = runner.invoke(app, ["train", "--model", str(tmp_path / "nothing"), *FAST])
     assert result.exit_code == 2
@@ -125,8 +127,8 @@ def test_no_network_for_a_hub_model_is_one_clear_line(monkeypatch, tmp_path):
 
 def test_no_network_for_a_hub_dataset_is_one_clear_line(monkeypatch, tmp_path, tiny_gpt2):
     _no_network(monkeypatch, tmp_path)
-    result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), "--dataset", "org/data",
-                                 *FAST])
+    result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), *FAST, "--dataset",
+                                 "org/data"])
     assert result.exit_code == 2
     assert "no network: cannot reach http://127.0.0.1:9 to stream dataset 'org/data'" in " ".join(
         result.stderr.split())

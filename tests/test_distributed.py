@@ -20,14 +20,17 @@ from sae_kit.train import distributed
 from sae_kit.train.build import build_run
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
-from tests.conftest import FIRST_PARTY
+from tests.helpers import FIRST_PARTY
+
+pytestmark = pytest.mark.slow  # two torchrun-style ranks in spawned processes
 
 SAE = "blocks.1.hook_resid_pre"
 STEPS = 4
 
 
 def _config(model_dir: str, out: Path, batch_size: int) -> TrainConfig:
-    return TrainConfig(model=model_dir, output_dir=str(out), loss="e2e", hook_points=[SAE],
+    return TrainConfig(model=model_dir, dataset="pydoc", output_dir=str(out), loss="e2e",
+                       hook_points=[SAE],
                        context=16, batch_size=batch_size, grad_accum=2, dict_ratio=4,
                        device="cpu", log_every=1, lr=3e-3, seed=7, warmup_fraction=0.0,
                        n_samples=STEPS * 2 * 4)

@@ -14,11 +14,13 @@ from sae_kit.train import checkpoint
 from sae_kit.train.build import build_run
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
+from tests.helpers import cli_train
 
 runner = CliRunner()
 SAE = "blocks.1.hook_resid_pre"
-TINY = ["--n-samples", "12", "--batch-size", "2", "--grad-accum", "2", "--context", "16",
-        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu", "--layer", "1",
+TINY = ["--dataset", "pydoc", "--n-samples", "12", "--batch-size", "2", "--grad-accum", "2",
+        "--context", "16", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu",
+        "--layer", "1",
         "--save-every", "1", "--keep-checkpoints", "2"]
 
 
@@ -31,7 +33,7 @@ def _one_thread():
 
 
 def _run(model_dir, out, **overrides):
-    settings = dict(model=str(model_dir), output_dir=str(out), loss="e2e",
+    settings = dict(model=str(model_dir), dataset="pydoc", output_dir=str(out), loss="e2e",
                     hook_points=[f"{SAE}"], context=16, batch_size=2, grad_accum=1,
                     dict_ratio=4, device="cpu", log_every=1, n_samples=12, save_every=1)
     settings.update(overrides)
@@ -91,8 +93,7 @@ def test_nonfinite_stops_before_the_update_and_keeps_the_last_good_checkpoint(
 
 
 def _train(model_dir, out, *extra):
-    return runner.invoke(app, ["train", "--model", str(model_dir), "--out", str(out), *TINY,
-                               *extra])
+    return cli_train(model_dir, out, *extra, base=TINY)
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_then_all_corrupt_is_one_line(tiny_gpt2,

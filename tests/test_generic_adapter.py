@@ -10,8 +10,7 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from sae_kit.errors import SaeKitError
 from sae_kit.model.generic_adapter import GenericAdapter
-from tests.conftest import save_tiny_model
-from tests.test_cli_train import FAST
+from tests.helpers import FAST, save_tiny_model
 
 
 class ToyConfig(PretrainedConfig):

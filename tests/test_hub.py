@@ -21,11 +21,11 @@ import yaml
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from sae_kit.store.hub import Upload, stale_files
 from sae_kit.store.sae_dir import load_sae
-from tests.conftest import FIRST_PARTY
 from tests.fake_hub import FakeHub
-from tests.test_cli_train import FAST
+from tests.helpers import FAST, FIRST_PARTY
+
+pytestmark = pytest.mark.slow  # a fake Hub server and real push/pull round trips
 
 TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.2.hook_resid_pre"]
@@ -171,12 +171,20 @@ def test_private_push_to_a_new_branch_then_pull_one_sae(run_dir, hub, tmp_path):
     assert_no_token_anywhere(hub, outputs, home, out)
 
 
-def test_only_files_of_an_earlier_push_are_stale():
-    upload = Upload({"README.md": b"", "config.json": Path("c"),
-                     "blocks.0.hook_resid_pre/sae.safetensors": Path("w")}, "", [])
-    existing = [".gitattributes", "README.md", "notes/blocks.1.txt", "eval.json",
-                "blocks.0.hook_resid_pre/sae.safetensors", "blocks.3.hook_resid_post/config.json"]
-    assert stale_files(existing, upload) == ["eval.json", "blocks.3.hook_resid_post/config.json"]
+def test_a_repush_deletes_only_files_of_an_earlier_push_in_the_same_commit(run_dir, hub,
+                                                                           tmp_path):
+    hub.seed("alice/saes", {"README.md": b"old", "notes/blocks.1.txt": b"keep",
+                            "blocks.3.hook_resid_post/config.json": b"{}",
+                            "blocks.3.hook_resid_post/sae.safetensors": b"x",
+                            "eval.json": b"{}"})
+    (run_dir / "eval.json").unlink()  # this run was not evaluated: the old eval.json is stale
+    push = sae_kit(["push", str(run_dir), "alice/saes"], tmp_path / "home", hub.url)
+    assert push.returncode == 0, push.stderr
+    assert [r.route for r in hub.writes].count("commit") == 1
+    files = set(hub.head_files("alice/saes"))
+    assert "notes/blocks.1.txt" in files and "eval.json" not in files
+    assert not any(f.startswith("blocks.3.") for f in files)
+    assert {f"{h}/sae.safetensors" for h in HOOKS} <= files
 
 
 def test_dry_run_lists_files_and_card_without_network_or_token(trained_run, hub, monkeypatch):

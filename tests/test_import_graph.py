@@ -123,3 +123,9 @@ def test_kernel_modules_import_no_package_at_module_level():
     for module, targets in graph.items():
         if _package(module) == "kernel" and module != "sae_kit.__main__":
             assert all(_package(t) == "kernel" for t in targets), (module, targets)
+
+
+def test_the_top_level_stays_small():
+    # Everything else belongs in a package; the top level is the kernel every package may use.
+    modules = sorted(p.stem for p in ROOT.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert len(modules) <= 8, modules

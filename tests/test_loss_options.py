@@ -25,7 +25,7 @@ def test_losses_and_architectures_share_the_options_attribute():
 def test_options_are_recorded_typed_with_defaults():
     loss = E2EDownstreamLoss(1.0, **{"ds-coeff": "3"})
     assert loss.options_record({"ds-coeff": "3"}) == {
-        "kl_chunk": loss.opts.kl_chunk, "kl_coeff": 0.5, "ds_coeff": 3.0, "downstream": "all"}
+        "kl_chunk": loss.opts.kl_chunk, "kl_coeff": 0.5, "ds_coeff": 3.0, "downstream": "paper"}
 
 
 class OldStyleLoss(Loss):
@@ -47,6 +47,25 @@ def test_a_loss_without_options_keeps_what_it_was_given():
     assert loss.options_record({"weight": "2"}) == {"weight": "2"}  # nothing dropped
 
 
+class SelfParsingLoss(Loss):
+    """Also old-style: parses its options itself, into the attribute the old guide named."""
+
+    name = "self-parsing"
+
+    def __init__(self, sparsity_coeff: float, **options):
+        self.sparsity_coeff = sparsity_coeff
+        self.options = E2EDownstreamLoss.Options(**options)
+
+    def __call__(self, splice, input_ids) -> LossResult:
+        raise NotImplementedError
+
+
+def test_a_loss_that_sets_options_itself_still_works():
+    loss = SelfParsingLoss(1.0, ds_coeff=3.0)
+    assert loss.opts.ds_coeff == 3.0 and loss.options is loss.opts
+    assert loss.options_record({"ds_coeff": 3.0})["ds_coeff"] == 3.0
+
+
 def test_unknown_option_is_one_line():
     with pytest.raises(SaeKitError, match="unknown option 'nope' for 'e2e\\+ds'; it takes: "):
         E2EDownstreamLoss(1.0, nope="1")
@@ -54,7 +73,7 @@ def test_unknown_option_is_one_line():
 
 def test_config_json_records_typed_loss_options(tiny_gpt2, tmp_path):
     out = tmp_path / "run"
-    config = TrainConfig(model=str(tiny_gpt2), output_dir=str(out), loss="e2e+ds",
+    config = TrainConfig(model=str(tiny_gpt2), dataset="pydoc", output_dir=str(out), loss="e2e+ds",
                          loss_options={"ds_coeff": "2"}, **FAST)
     fit(build_run(config))
     saved = json.loads((out / "config.json").read_text())
@@ -67,7 +86,7 @@ def test_config_json_records_typed_loss_options(tiny_gpt2, tmp_path):
 
 def test_a_run_saved_with_plain_string_options_still_resumes(tiny_gpt2, tmp_path):
     out = tmp_path / "run"
-    config = TrainConfig(model=str(tiny_gpt2), output_dir=str(out), loss="e2e+ds",
+    config = TrainConfig(model=str(tiny_gpt2), dataset="pydoc", output_dir=str(out), loss="e2e+ds",
                          save_every=1, **{**FAST, "n_samples": 8})
     run = build_run(config)
     run.resolved["total_steps"] = 1  # stop after one step: a checkpoint to resume from

@@ -71,7 +71,7 @@ def test_e2e_loss_is_kl_original_to_spliced_plus_sparsity(loaded, setup):
 
 def test_e2e_ds_loss_adds_downstream_mse(loaded, setup):
     splice, sae, ids = setup
-    loss = plugins.load("losses", "e2e+ds")(sparsity_coeff=0.3, ds_coeff="2.0")
+    loss = plugins.load("losses", "e2e+ds")(sparsity_coeff=0.3, ds_coeff="2.0", downstream="all")
     result = loss(splice, ids)
     with torch.no_grad():
         clean_out = loaded.model(ids, output_hidden_states=True)
@@ -84,6 +84,30 @@ def test_e2e_ds_loss_adds_downstream_mse(loaded, setup):
     sparsity = 0.3 * result.codes[HookPoint(1)].abs().sum(-1).mean() / 32
     torch.testing.assert_close(result.terms["ds_mse"], mse.detach())
     torch.testing.assert_close(result.loss, 0.5 * kl + 2.0 * mse + sparsity)
+
+
+def test_e2e_ds_default_leaves_out_the_last_layer_s_output(loaded, setup):
+    splice, sae, ids = setup  # 3 layers, the SAE at resid_pre.1
+    result = plugins.load("losses", "e2e+ds")(sparsity_coeff=0.3, ds_coeff="2.0")(splice, ids)
+    with torch.no_grad():
+        clean_out = loaded.model(ids, output_hidden_states=True)
+    spliced, acts = _reference_spliced_logits(loaded, sae, ids, capture=[2])
+    mse = F.mse_loss(acts[2], clean_out.hidden_states[2])  # the output of layer 1 only
+    log_p, log_q = F.log_softmax(clean_out.logits, -1), F.log_softmax(spliced, -1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    sparsity = 0.3 * result.codes[HookPoint(1)].abs().sum(-1).mean() / 32
+    torch.testing.assert_close(result.terms["ds_mse"], mse.detach())
+    torch.testing.assert_close(result.loss, 0.5 * kl + 2.0 * mse + sparsity)
+
+
+@pytest.mark.parametrize(("downstream", "positions"), [
+    ("paper", list(range(7, 12))),  # blocks.7..11.hook_resid_pre: the reference's 5 terms
+    ("all", list(range(7, 13))),    # and the last layer's output: 6 terms
+    ("8,10", [9, 11]),
+])
+def test_e2e_ds_layers_for_an_sae_at_layer_6_of_12(downstream, positions):
+    loss = plugins.load("losses", "e2e+ds")(sparsity_coeff=1.0, downstream=downstream)
+    assert loss.positions(6, 12) == positions
 
 
 def _pre_norm_last(loaded, ids):

@@ -12,6 +12,7 @@ from sae_kit.eval.metrics import (
     ce_loss,
     downstream_mse,
     explained_variance,
+    explained_variance_e2e_sae,
     fired,
     l0,
     mse,
@@ -63,6 +64,29 @@ def test_predicting_the_token_mean_explains_no_variance():
     x = torch.tensor([[0.0, 5.0], [2.0, 5.0]])
     x_hat = torch.tensor([[1.0, 5.0], [1.0, 5.0]])  # predicts the mean: EV 0
     assert explained_variance(x, x_hat) == pytest.approx(0.0)
+
+
+def test_e2e_sae_explained_variance_by_hand_is_negative_where_ours_is_positive():
+    x = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    x_hat = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    # The reference's target is x_hat: mean (0.5, 0), so each token's ||x_hat - mean||^2 = 0.25.
+    # Per token: 1 - 1 / 0.25 = -3 and 1 - 0 / 0.25 = 1; their mean is -1.
+    per_token = explained_variance_e2e_sae(x, x_hat)
+    assert per_token.tolist() == pytest.approx([-3.0, 1.0])
+    assert float(per_token.mean()) == pytest.approx(-1.0)
+    # sae-kit's: mean of x is (1, 0), sum ||x - mean||^2 = 2, residual 1 -> 1 - 1/2.
+    assert explained_variance(x, x_hat) == pytest.approx(0.5)
+
+
+def test_e2e_sae_explained_variance_uses_the_batch_mean_of_the_output():
+    # Swapping the arguments changes it (the target is the second one), and the mean is over
+    # every token given, whatever the leading shape.
+    x = torch.tensor([[[1.0, 0.0], [3.0, 2.0]]])
+    x_hat = torch.tensor([[[1.0, 1.0], [2.0, 2.0]]])
+    # x_hat mean (1.5, 1.5): spreads 0.25 + 0.25 = 0.5 each; residuals 1 and 1 -> 1 - 2 = -1.
+    assert explained_variance_e2e_sae(x, x_hat).tolist() == pytest.approx([-1.0, -1.0])
+    # With x as the target: x mean (2, 1): spreads 2 and 2 -> 1 - 1/2 each.
+    assert explained_variance_e2e_sae(x_hat, x).tolist() == pytest.approx([0.5, 0.5])
 
 
 def test_downstream_mse_is_per_position():

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.store.model_card import render_card
-from tests.test_saelens import make_sae_dir
+from tests.helpers import make_sae_dir
 
 SAE = {"architecture": "relu", "d_in": 8, "n_dict": 24, "hook_point": "blocks.1.hook_resid_pre",
        "loss": "e2e+ds", "sparsity_coeff": 2.5, "tokens_trained": 409_600_000}
@@ -63,3 +63,22 @@ def test_malformed_eval_json_is_one_clear_line(tmp_path):
     result = CliRunner().invoke(app, ["push", str(run), "alice/x", "--dry-run"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "is not what `sae-kit eval` writes" in " ".join(result.stderr.split())
+
+
+def test_eval_figures_are_machine_readable_model_index():
+    from huggingface_hub import ModelCard
+
+    saes = {"blocks.0.hook_resid_pre": SAE, "blocks.1.hook_resid_pre": SAE}
+    evaluation = {"saes": {"blocks.0.hook_resid_pre": {"l0": 31.25, "ce_loss_increase": 0.0817},
+                           "blocks.1.hook_resid_pre": {"l0": 4, "ce_loss_increase": None}},
+                  "n_tokens": 524288}
+    card = render_card("alice/gpt2-saes", {"model": "gpt2", "loss": "e2e",
+                                           "dataset": "Skylion007/openwebtext"}, saes, evaluation)
+    parsed = ModelCard(card).data  # the Hub's own parser of model-index
+    found = {(r.metric_name, r.metric_type): r.metric_value for r in parsed.eval_results}
+    assert found == {("blocks.0.hook_resid_pre l0", "l0"): 31.25,
+                     ("blocks.0.hook_resid_pre ce_loss_increase", "ce_loss_increase"): 0.0817,
+                     ("blocks.1.hook_resid_pre l0", "l0"): 4}
+    assert {r.dataset_type for r in parsed.eval_results} == {"Skylion007/openwebtext"}
+    assert parsed.model_name == "gpt2-saes"
+    assert "model-index" not in render_card("alice/x", {"loss": "e2e"}, saes, None)

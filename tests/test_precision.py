@@ -14,7 +14,7 @@ from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import load_model
 from sae_kit.model.splice import Splice
 from sae_kit.train import precision
-from tests.test_cli_train import FAST
+from tests.helpers import cli_train
 
 runner = CliRunner()
 CPU = torch.device("cpu")
@@ -22,8 +22,7 @@ SAE_DIR = "blocks.1.hook_resid_pre"
 
 
 def _train(model_dir, out, *extra):
-    return runner.invoke(app, ["train", "--model", str(model_dir), "--out", str(out), *FAST,
-                               "--loss", "e2e", "--layer", "1", *extra])
+    return cli_train(model_dir, out, "--loss", "e2e", "--layer", "1", *extra)
 
 
 def test_the_sae_computes_in_fp32_under_bf16_autocast():

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_features import report, runs  # noqa: F401  (fixtures)
-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 

@@ -19,13 +19,16 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.train import checkpoint
-from tests.conftest import FIRST_PARTY
+from tests.helpers import FIRST_PARTY
+
+pytestmark = pytest.mark.slow  # resume runs whole trainings in subprocesses
 
 runner = CliRunner()
 SAE = "blocks.1.hook_resid_pre"
 # 60 steps of 4 windows; one thread, as tiny matrices only lose to thread hand-offs.
-TINY = ["--n-samples", "240", "--batch-size", "2", "--grad-accum", "2", "--context", "16",
-        "--dict-ratio", "4", "--log-every", "1", "--device", "cpu", "--layer", "1",
+TINY = ["--dataset", "pydoc", "--n-samples", "240", "--batch-size", "2", "--grad-accum", "2",
+        "--context", "16", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu",
+        "--layer", "1",
         "--lr", "3e-3", "--seed", "5"]
 
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from sae_kit.architectures.relu import ReluSAE
+from sae_kit.architectures.topk import TopKSAE
 from sae_kit.errors import SaeKitError
 
 
@@ -54,8 +55,41 @@ def test_sparsity_penalty_is_mean_l1_over_d_in():
 
 
 def test_unknown_option_is_rejected():
-    with pytest.raises(SaeKitError, match="unknown option 'k' for 'relu'; it takes: none"):
+    with pytest.raises(SaeKitError, match="unknown option 'k' for 'relu'; it takes: bias_init"):
         ReluSAE(4, 8, k=3)
+
+
+@pytest.mark.parametrize("arch", [ReluSAE, TopKSAE])
+def test_biases_start_at_zero_by_default(arch):
+    sae = arch(4, 64)
+    assert sae.opts.bias_init == "zeros"
+    assert not sae.b_enc.any() and not sae.b_dec.any()
+
+
+@pytest.mark.parametrize("arch", [ReluSAE, TopKSAE])
+def test_uniform_bias_init_is_nn_linear_s_and_leaves_the_weights_alone(arch):
+    torch.manual_seed(0)
+    zeros = arch(4, 64)
+    torch.manual_seed(0)
+    uniform = arch(4, 64, bias_init="uniform")
+    torch.testing.assert_close(uniform.W_enc, zeros.W_enc, rtol=0, atol=0)
+    torch.testing.assert_close(uniform.W_dec, zeros.W_dec, rtol=0, atol=0)
+    # nn.Linear's bias bound is 1/sqrt(fan_in): the encoder's fan-in is d_in = 4 -> 0.5, the
+    # decoder's (nn.Linear(n_dict, d_in) in the reference) n_dict = 64 -> 0.125.
+    assert uniform.b_enc.abs().max() <= 0.5 and uniform.b_enc.abs().max() > 0.25
+    assert uniform.b_dec.abs().max() <= 0.125 and uniform.b_dec.abs().max() > 0.0
+    # The same draws as nn.Linear's own init of a bias of that shape and fan-in.
+    torch.manual_seed(0)
+    arch(4, 64)
+    expected_enc = torch.empty(64).uniform_(-0.5, 0.5)
+    expected_dec = torch.empty(4).uniform_(-0.125, 0.125)
+    torch.testing.assert_close(uniform.b_enc.detach(), expected_enc, rtol=0, atol=0)
+    torch.testing.assert_close(uniform.b_dec.detach(), expected_dec, rtol=0, atol=0)
+
+
+def test_bad_bias_init_is_one_clear_error():
+    with pytest.raises(SaeKitError, match="bias_init must be one of zeros, uniform, got 'normal'"):
+        ReluSAE(4, 8, bias_init="normal")
 
 
 def test_fused_normalised_decode_equals_f_normalize_with_autograd():

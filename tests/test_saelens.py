@@ -15,26 +15,12 @@ from sae_kit.architectures.base import SAE
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
-from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.sae_dir import load_sae, save_sae, write_json_atomic
+from sae_kit.store.sae_dir import load_sae, write_json_atomic
+from tests.helpers import SAE_D_IN, SAE_N_DICT, make_sae_dir
 
 runner = CliRunner()
-D_IN, N_DICT, K = 8, 24, 5
+D_IN, N_DICT, K = SAE_D_IN, SAE_N_DICT, 5
 ARCHS = [pytest.param(ReluSAE, {}, id="relu"), pytest.param(TopKSAE, {"k": K}, id="topk")]
-
-
-def make_sae_dir(path: Path, layer: int = 1, seed: int = 0, arch: type[SAE] = ReluSAE,
-                 **options: int) -> Path:
-    """An SAE with a non-zero b_dec and decoder columns of very different norms."""
-    torch.manual_seed(seed)
-    sae = arch(D_IN, N_DICT, **options)
-    with torch.no_grad():
-        sae.W_dec.mul_(torch.linspace(0.2, 5.0, N_DICT))
-        sae.b_enc.normal_()
-        sae.b_dec.normal_()
-    extra = {"model": "gpt2", "revision": None, "loss": "e2e", "sparsity_coeff": 1.5,
-             "dataset": "Skylion007/openwebtext", "context": 64, "tokens_trained": 1000}
-    return save_sae(sae, HookPoint(layer), path / HookPoint(layer).name, extra)
 
 
 def x_batch() -> torch.Tensor:
@@ -98,7 +84,7 @@ def test_export_then_import_gives_the_same_sae(tmp_path, arch, options):
     for key in ("architecture", "options", "hook_point", "model", "loss", "sparsity_coeff",
                 "dataset", "tokens_trained"):
         assert back_config[key] == config[key]
-    assert back_config["options"] == options  # k comes back
+    assert back_config["options"] == {"bias_init": "zeros", **options}  # k comes back
 
 
 def test_import_folds_decoder_norms_and_input_centring(tmp_path):
@@ -165,7 +151,7 @@ def test_import_topk_folds_decoder_norms_only_where_saelens_ranks_scaled_acts(tm
         return
     assert result.exit_code == 0, result.output
     sae, config = load_sae(tmp_path / "kit")
-    assert (config["architecture"], config["options"]) == ("topk", {"k": 3})
+    assert (config["architecture"], config["options"]) == ("topk", {"bias_init": "zeros", "k": 3})
     x = x_batch()
     codes, expected = saelens_topk(x, w, 3, rescale=True)
     torch.testing.assert_close(sae(x).output, expected, rtol=1e-5, atol=1e-4)
@@ -187,7 +173,7 @@ def test_pre_6_topk_cfg_with_one_decoder_norm_imports_as_topk(tmp_path, dtype):
     result = invoke("import", str(src), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
     sae, config = load_sae(tmp_path / "kit")
-    assert (config["architecture"], config["options"]) == ("topk", {"k": 4})
+    assert (config["architecture"], config["options"]) == ("topk", {"bias_init": "zeros", "k": 4})
     x = torch.randn(4096, D_IN, generator=g) * 3  # enough tokens for near-ties at the k-th place
     # no apply_b_dec_to_input: the pre-6 default centres the input
     codes, expected = saelens_topk(x, {k: v.float() for k, v in w.items()}, 4, rescale=False)
@@ -312,7 +298,7 @@ def test_sae_kit_imports_a_topk_sae_saelens_saved(tmp_path):
     result = invoke("import", str(tmp_path / "sl"), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
     sae, config = load_sae(tmp_path / "kit")
-    assert config["options"] == {"k": 3}
+    assert config["options"] == {"k": 3, "bias_init": "zeros"}  # every option, typed
     x = x_batch()
     with torch.no_grad():
         torch.testing.assert_close(sae(x).output, theirs.decode(theirs.encode(x)),

@@ -12,7 +12,7 @@ import sae_kit
 from sae_kit.errors import SaeKitError
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 from sae_kit.store.sources import resolve_sae_source
-from tests.test_saelens import make_sae_dir
+from tests.helpers import make_sae_dir
 
 HOOK0, HOOK2 = "blocks.0.hook_resid_pre", "blocks.2.hook_resid_pre"
 

@@ -203,7 +203,8 @@ def test_training_through_the_cli_ends_at_the_same_weights(tiny_gpt2, tmp_path, 
         kernels(max_density)
         out = tmp_path / f"run-{max_density}"
         result = CliRunner().invoke(app, [
-            "train", "--model", str(tiny_gpt2), "--out", str(out), "--loss", loss,
+            "train", "--model", str(tiny_gpt2), "--dataset", "pydoc", "--out", str(out),
+            "--loss", loss,
             "--architecture", arch, *(["--arch-option", "k=6"] if arch == "topk" else []),
             "--layer", "0", "--layer", "2", "--n-samples", "8", "--batch-size", "2",
             "--grad-accum", "2", "--context", "32", "--dict-ratio", "4", "--device", "cpu"])

@@ -14,12 +14,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import sae_kit.architectures.base
 import sae_kit.losses.base
 import sae_kit.model.adapter
 from sae_kit import plugins
 from sae_kit.store.sae_dir import load_sae
-from tests.test_cli_train import FAST
+from tests.helpers import FAST
 
 PYPROJECT = """\
 [build-system]
@@ -73,6 +75,7 @@ def install_example_plugin(tmp_path: Path) -> Path:
     return site
 
 
+@pytest.mark.slow  # pip-installs a distribution, then trains in a subprocess
 def test_installed_plugin_trains_through_the_cli(tmp_path, tiny_model_dir, monkeypatch):
     site = install_example_plugin(tmp_path)
     assert list(site.glob("sae_kit_example-0.3.1.dist-info/entry_points.txt"))

@@ -49,7 +49,8 @@ def test_k_is_saved_and_loaded_with_the_weights(tmp_path):
     sae = TopKSAE(8, 32, k=7)
     save_sae(sae, HookPoint(1), tmp_path / "sae", {})
     loaded, config = load_sae(tmp_path / "sae")
-    assert config["options"] == {"k": 7} and isinstance(loaded, TopKSAE) and loaded.opts.k == 7
+    assert config["options"] == {"bias_init": "zeros", "k": 7}
+    assert isinstance(loaded, TopKSAE) and loaded.opts.k == 7
     x = torch.randn(4, 8)
     torch.testing.assert_close(loaded(x).output, sae(x).output, rtol=0, atol=0)
 

@@ -11,7 +11,7 @@ from sae_kit.train.loop import fit
 
 
 def _config(model_dir, out, **overrides):
-    settings = dict(model=str(model_dir), output_dir=str(out), loss="e2e",
+    settings = dict(model=str(model_dir), dataset="pydoc", output_dir=str(out), loss="e2e",
                     hook_points=["blocks.1.hook_resid_pre"], context=32, batch_size=4,
                     grad_accum=1, dict_ratio=4, device="cpu", log_every=1, lr=3e-3,
                     sparsity_coeff=0.05, warmup_fraction=0.0)

@@ -40,7 +40,8 @@ weights. An architecture without options leaves ``Options`` out.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -53,7 +54,24 @@ from sae_kit.architectures.sparse import (
     gated_encode,
     sparse_max_density,
 )
+from sae_kit.errors import SaeKitError
 from sae_kit.options import parse_options
+
+BIAS_INITS = ("zeros", "uniform")
+
+
+@dataclass
+class BiasInitOptions:
+    """``bias_init`` for architectures that offer the reference's initialisation (relu, topk)."""
+
+    bias_init: str = field(default="zeros", metadata={
+        "help": "zeros, or uniform: nn.Linear's default bias init, as the reference (e2e_sae) "
+                "has; the weights stay those of the same seed's zeros init."})
+
+    def __post_init__(self) -> None:
+        if self.bias_init not in BIAS_INITS:
+            raise SaeKitError(f"bias_init must be one of {', '.join(BIAS_INITS)}, "
+                              f"got {self.bias_init!r}")
 
 
 @dataclass
@@ -97,6 +115,13 @@ class SAE(nn.Module):
         # Encoder as nn.Linear's default; decoder orthogonal, as in the paper.
         nn.init.kaiming_uniform_(self.W_enc, a=5**0.5)
         nn.init.orthogonal_(self.W_dec)
+        if isinstance(self.opts, BiasInitOptions) and self.opts.bias_init == "uniform":
+            # nn.Linear's default bias, U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the reference's
+            # encoder has fan-in d_in, its decoder n_dict. Drawn after the weights, so the
+            # weights equal the zeros init's for the same seed.
+            enc, dec = 1 / math.sqrt(self.d_in), 1 / math.sqrt(self.n_dict)
+            nn.init.uniform_(self.b_enc, -enc, enc)
+            nn.init.uniform_(self.b_dec, -dec, dec)
 
     def options(self) -> dict[str, Any]:
         """Architecture-specific constructor options, saved with the weights."""

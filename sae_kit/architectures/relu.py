@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from sae_kit.architectures.base import SAE
+from sae_kit.architectures.base import SAE, BiasInitOptions
 
 
 class ReluSAE(SAE):
     name = "relu"
+
+    Options = BiasInitOptions
 
     def select(self, pre: torch.Tensor) -> torch.Tensor:
         return pre.relu_()  # a gate: each code is its pre-activation or zero

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from sae_kit.architectures.base import SAE
+from sae_kit.architectures.base import SAE, BiasInitOptions
 from sae_kit.errors import SaeKitError
 
 
@@ -19,7 +19,7 @@ class TopKSAE(SAE):
     name = "topk"
 
     @dataclass
-    class Options:
+    class Options(BiasInitOptions):
         k: int = field(default=32, metadata={"help": "Active latents per token (the L0)."})
 
     def __init__(self, d_in: int, n_dict: int, **options: Any) -> None:

@@ -14,6 +14,7 @@ from sae_kit.cli import (
     hub_cmd,
     plugins_cmd,
     saelens_cmd,
+    sweep_cmd,
     train_cmd,
 )
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
+app.command("sweep")(sweep_cmd.sweep)
 app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
 app.command("plugins")(plugins_cmd.plugins)

@@ -41,3 +41,14 @@ def parse_key_values(pairs: list[str], what: str) -> dict[str, str]:
             raise SaeKitError(f"{what} must look like key=value, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    """`0.5,1,2` to [0.5, 1.0, 2.0], with one clear line for a malformed list."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SaeKitError(f"{what} takes numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise SaeKitError(f"{what} needs at least one number")
+    return values

@@ -11,28 +11,51 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from sae_kit.cli.common import err, friendly_errors
-
-# Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens.
-DEFAULT_N_TOKENS = 100_000
+from sae_kit.errors import SaeKitError
 
 
 @friendly_errors
 def evaluate(
     run_dir: list[str] = typer.Argument(..., help="Run directories written by `sae-kit train`."),
     n_tokens: int = typer.Option(
-        DEFAULT_N_TOKENS, help="Held-out tokens to evaluate on (fewer if the data has fewer)."
+        None, help="Held-out tokens to evaluate on (fewer if the data has fewer); default "
+        "100,000, or 500 windows with --paper-compatible.", show_default=False,
     ),
-    batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    batch_size: int = typer.Option(
+        8, help="Windows per forward pass (also the batch over which the reference's "
+        "explained variance takes its mean; the reference used 8)."
+    ),
+    alive_tokens: int = typer.Option(
+        500_000, help="Alive elements are counted over the first this many training tokens "
+        "(fewer if the data has fewer), as the reference does."
+    ),
+    paper_compatible: bool = typer.Option(
+        False, "--paper-compatible", help="The reference's (e2e_sae's) evaluation sizes: 500 "
+        "held-out windows, batches of 8, alive over 500k training tokens; see docs/eval.md."
+    ),
     device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
     plot: str = typer.Option(
-        None, help="Write the L0 vs CE-loss-increase plot of all the runs to this PNG."
+        None, help="Write the L0 vs CE-loss-increase plot of all the runs to this file, in the "
+        "format its extension names (.png, .pdf, .svg, ...); one series per loss and "
+        "architecture."
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print eval.json (a list of them for several runs)."
     ),
 ) -> None:
     """Evaluate SAEs on held-out tokens; writes RUN_DIR/eval.json and prints a table."""
+    if plot:
+        from sae_kit.eval.pareto import plot_format
+
+        plot_format(plot)  # a misspelt extension fails before the evaluation, not after
     from sae_kit.eval.evaluation import evaluate_run  # torch import only once args are parsed
+
+    if paper_compatible:
+        clash = {"--n-tokens": n_tokens is not None, "--batch-size": batch_size != 8,
+                 "--alive-tokens": alive_tokens != 500_000}
+        if any(clash.values()):
+            raise SaeKitError("--paper-compatible sets the evaluation sizes to the reference's; "
+                              f"drop {', '.join(flag for flag, on in clash.items() if on)}")
 
     results = []
     for one in run_dir:
@@ -42,7 +65,9 @@ def evaluate(
             def on_batch(done: int, total: int, task: Any = task, progress: Any = progress) -> None:
                 progress.update(task, completed=done, total=total)
 
-            results.append(evaluate_run(one, n_tokens, batch_size, device, on_batch))
+            results.append(evaluate_run(one, n_tokens, batch_size, device, on_batch,
+                                        alive_tokens=alive_tokens,
+                                        paper_compatible=paper_compatible))
     if plot:
         from sae_kit.eval.pareto import plot_pareto
 
@@ -55,7 +80,9 @@ def evaluate(
     for result in results:
         console.print(f"[bold]{result['run_dir']}[/] ({result['loss']}, λ="
                       f"{result['sparsity_coeff']}): {result['n_tokens']:,} held-out tokens, "
-                      f"clean CE loss {result['clean_ce_loss']:.4f} nats",
+                      f"clean CE loss {result['clean_ce_loss']:.4f} nats; alive counted over "
+                      f"{result['alive_n_tokens']:,} training tokens"
+                      + ("; reference-compatible sizes" if result["paper_compatible"] else ""),
                       soft_wrap=True, highlight=False)
         console.print(results_table(result))
 
@@ -69,7 +96,8 @@ def _progress() -> Progress:
 _ROWS = [
     ("L0", "l0", ".2f"), ("alive", "alive", "d"), ("alive fraction", "alive_fraction", ".3f"),
     ("CE loss increase", "ce_loss_increase", ".4f"), ("KL", "kl", ".4f"),
-    ("explained variance", "explained_variance", ".4f"), ("MSE", "mse", ".4g"),
+    ("explained variance", "explained_variance", ".4f"),
+    ("explained variance (e2e_sae)", "explained_variance_e2e_sae", ".4f"), ("MSE", "mse", ".4g"),
     ("downstream MSE", "downstream_mse", ".4g"),
 ]
 

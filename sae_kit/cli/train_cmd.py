@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -12,7 +13,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sae_kit.cli.common import err, friendly_errors
-from sae_kit.cli.train_options import config_from_options, config_parameters
+from sae_kit.cli.train_options import (
+    config_from_options,
+    config_parameters,
+    config_with_file,
+    lambdas_from_options,
+)
 from sae_kit.errors import SaeKitError
 
 if TYPE_CHECKING:
@@ -24,13 +30,17 @@ def train(ctx: typer.Context, **options: Any) -> None:
     """Train SAEs on a model's residual stream (default: e2e on the built-in model)."""
     ctx.call_on_close(_leave_process_group)
     if options["resume"]:
-        _fit(*_resume(ctx, options["resume"]), options["as_json"])
+        runs, start = _resume(ctx, options["resume"])
+        _fit(runs, start, options["as_json"], Path(options["resume"]))
         return
-    config = config_from_options(options)
-    from sae_kit.train.build import build_run  # torch import only once args are valid
+    if options["config"]:
+        config, lambdas = config_with_file(options, _given(ctx))
+    else:
+        config, lambdas = config_from_options(options), lambdas_from_options(options)
+    from sae_kit.train.api import prepare  # torch import only once args are valid
 
-    run = build_run(config)  # every input error surfaces here, before any progress output
-    _fit(run, None, options["as_json"])
+    runs, group_dir = prepare(config, lambdas)  # every input error surfaces here
+    _fit(runs, None, options["as_json"], group_dir)
 
 
 # The options come from TrainConfig's fields (sae_kit.cli.train_options), so Typer reads them
@@ -48,14 +58,20 @@ def _leave_process_group() -> None:
         teardown()
 
 
-def _resume(ctx: typer.Context, run_dir: str) -> tuple[Run, TrainState]:
-    """Rebuild a run from RUN_DIR; options other than the few allowed are refused, not ignored."""
-    from sae_kit.train.resume import RESUME_OVERRIDES, resume
-
+def _given(ctx: typer.Context) -> set[str]:
+    """The options given on the command line (or in the environment), not left at defaults."""
     # Typer vendors click, so compare the ParameterSource by name.
     sources = {name: getattr(ctx.get_parameter_source(name), "name", "") for name in ctx.params}
     given = {name for name, source in sources.items() if source in ("COMMANDLINE", "ENVIRONMENT")}
-    given -= {"resume", "as_json"}
+    return given - {"as_json"}
+
+
+def _resume(ctx: typer.Context, run_dir: str) -> tuple[list[Run], TrainState]:
+    """Rebuild a run from RUN_DIR; options other than the few allowed are refused, not ignored."""
+    from sae_kit.train.group import is_group
+    from sae_kit.train.resume import RESUME_OVERRIDES, resume, resume_group
+
+    given = _given(ctx) - {"resume"}
     refused = sorted(given - set(RESUME_OVERRIDES))
     if refused:
         flags = {p.name: p.opts[0] for p in ctx.command.params}
@@ -68,13 +84,19 @@ def _resume(ctx: typer.Context, run_dir: str) -> tuple[Run, TrainState]:
     def warn(message: str) -> None:
         err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
-    return resume(run_dir, warn=warn, **{name: ctx.params[name] for name in given})
+    overrides = {name: ctx.params[name] for name in given}
+    if is_group(run_dir):
+        return resume_group(run_dir, **overrides)
+    run, start = resume(run_dir, warn=warn, **overrides)
+    return [run], start
 
 
-def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
+def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
+         group_dir: Path | None = None) -> None:
     from sae_kit.train.loop import fit
     from sae_kit.train.signals import Interrupted
 
+    run = runs[0]
     main = run.dist.is_main  # only rank 0 prints
     last: dict[str, Any] = {}
     with _progress(disable=not main) as progress:
@@ -88,7 +110,7 @@ def _fit(run: Run, start: TrainState | None, as_json: bool) -> None:
             progress.update(task, completed=step, total=total, status=_status(last))
 
         try:
-            run_dir = fit(run, on_step=on_step, start=start)
+            run_dir = fit(runs, on_step=on_step, start=start, group_dir=group_dir)
         except Interrupted as stop:
             progress.stop()
             if main:

@@ -16,12 +16,12 @@ from typing import Any
 
 import typer
 
-from sae_kit.cli.common import parse_key_values
+from sae_kit.cli.common import parse_floats, parse_key_values
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.train.config import TrainConfig
 
-ALIASES = {"sparsity_coeff": ("--sparsity-coeff", "--lambda"), "compile": ("--compile",)}
+ALIASES = {"compile": ("--compile",)}
 """Flags other than the field's own ``--field-name`` (a bool given alone is an on-switch)."""
 
 
@@ -41,10 +41,23 @@ SHAPED: dict[str, list[inspect.Parameter]] = {
         _option("hook_point", list[str], [],
                 help="Full hook-point name, repeatable, e.g. blocks.6.hook_resid_post."),
     ],
+    "sparsity_coeff": [_option(
+        "sparsity_coeff", str, "1.0", "--sparsity-coeff", "--lambda",
+        help=TrainConfig.__dataclass_fields__["sparsity_coeff"].metadata["help"] + " Several, "
+        "comma-separated (0.5,1,2), train one SAE each in one shared pass, each in its own run "
+        "directory OUT/lambda<λ>/.")],
     "architecture_options": [_option(
         "arch_option", list[str], [], "--arch-option",
         help="Architecture option as key=value, repeatable (e.g. k=32).")],
+    "trackers": [_option(
+        "tracker", list[str], [], "--tracker",
+        help="Experiment tracker that gets every metrics row too, repeatable: wandb, "
+        "tensorboard, ... (each needs its package); metrics.jsonl stays the record.")],
     "output_dir": [
+        _option("config", str, None, "--config", metavar="FILE",
+                help="Read the settings from a TOML, JSON or YAML file (a run's config.json "
+                "reruns it, in a fresh directory unless --out is given); options given on the "
+                "command line override the file's values."),
         _option("resume", str, None, "--resume", metavar="RUN_DIR",
                 help="Continue the run in RUN_DIR from its latest checkpoint, with the settings "
                 "in its config.json; only --device, --save-every and --keep-checkpoints may be "
@@ -86,5 +99,34 @@ def config_from_options(values: dict[str, Any]) -> TrainConfig:
         loss_options=parse_key_values(values["loss_option"], "--loss-option"),
         hook_points=list(dict.fromkeys(points)),
         architecture_options=parse_key_values(values["arch_option"], "--arch-option"),
+        sparsity_coeff=lambdas_from_options(values)[0], trackers=list(values["tracker"]),
         output_dir=values["out"],
     )
+
+
+def lambdas_from_options(values: dict[str, Any]) -> list[float]:
+    """``--lambda 0.5,1,2``: one SAE per value, trained in one pass."""
+    return parse_floats(values["sparsity_coeff"], "--lambda")
+
+
+OPTION_FIELDS = {"loss_option": "loss_options", "layer": "hook_points", "hook": "hook_points",
+                 "hook_point": "hook_points", "arch_option": "architecture_options",
+                 "out": "output_dir", "tracker": "trackers"}
+"""The TrainConfig field each shaped option sets (the others are named as their field)."""
+
+
+def config_with_file(values: dict[str, Any], given: set[str]) -> tuple[TrainConfig, list[float]]:
+    """``--config FILE`` with the options in ``given`` (those on the command line) overriding
+    the file's values; the config and its lambdas."""
+    from sae_kit.train.api import load_config
+
+    cli = config_from_options(values)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides: dict[str, Any] = {}
+    for name in given:
+        field = OPTION_FIELDS.get(name, name)
+        if field in fields:
+            overrides[field] = getattr(cli, field)
+    if "sparsity_coeff" in given:
+        overrides["sparsity_coeff"] = lambdas_from_options(values)
+    return load_config(values["config"], **overrides)

@@ -5,7 +5,8 @@
 Each SAE is measured with only itself spliced into the model; with several SAEs in a run, the
 CE-loss increase and KL with all of them spliced at once are reported too. Batches are
 accumulated exactly (token-weighted means, merged variance sums), so the numbers do not depend
-on the batch size.
+on the batch size (except ``explained_variance_e2e_sae``, the reference's per-batch quantity).
+Alive elements are counted on training tokens instead (:mod:`sae_kit.eval.alive`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,17 @@ from typing import Any
 import torch
 
 from sae_kit.architectures.base import SAE
-from sae_kit.data import DataSpec, eval_windows
+from sae_kit.data import DataSpec, Part, first_windows
 from sae_kit.errors import SaeKitError
-from sae_kit.eval.metrics import TokenMean, VarianceSums, ce_loss, fired, kl_divergence, l0
+from sae_kit.eval.alive import ALIVE_TOKENS, alive_window_count, count_alive
+from sae_kit.eval.metrics import (
+    TokenMean,
+    VarianceSums,
+    ce_loss,
+    explained_variance_e2e_sae,
+    kl_divergence,
+    l0,
+)
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice, SplicedRun
@@ -29,6 +38,11 @@ from sae_kit.network import is_local_ref
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.run_dir import RunDir
 from sae_kit.store.sae_dir import load_run
+
+DEFAULT_N_TOKENS = 100_000
+"""Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens."""
+PAPER_EVAL_WINDOWS = 500
+"""--paper-compatible: the reference evaluated on 500 samples (``eval_n_samples``)."""
 
 BatchCallback = Callable[[int, int], None]
 
@@ -58,14 +72,10 @@ class _Sums:
     ce: TokenMean = field(default_factory=TokenMean)
     kl: TokenMean = field(default_factory=TokenMean)
     l0: TokenMean = field(default_factory=TokenMean)
-    fired: torch.Tensor | None = None
     variance: VarianceSums = field(default_factory=VarianceSums)
+    ev_e2e_sae: TokenMean = field(default_factory=TokenMean)
+    """The reference's per-batch explained variance, averaged over batches by token count."""
     downstream: dict[int, TokenMean] = field(default_factory=dict)
-
-    def add_codes(self, codes: torch.Tensor) -> None:
-        mask = fired(codes).cpu()
-        self.fired = mask if self.fired is None else self.fired | mask
-        self.l0.add(l0(codes), codes[..., 0].numel())
 
 
 @dataclass
@@ -114,17 +124,18 @@ class _Evaluator:
 
     def _add_reconstruction(self, sums: _Sums, hp: HookPoint, spliced: SplicedRun,
                             clean_acts: dict[int, torch.Tensor]) -> None:
-        out = spliced.sae_outputs[hp]
-        sums.add_codes(out.codes)
-        sums.variance.add(spliced.sae_inputs[hp], out.output)
+        out, x = spliced.sae_outputs[hp], spliced.sae_inputs[hp]
         n_tokens = out.codes[..., 0].numel()
+        sums.l0.add(l0(out.codes), n_tokens)
+        sums.variance.add(x, out.output)
+        sums.ev_e2e_sae.add(float(explained_variance_e2e_sae(x, out.output).mean()), n_tokens)
         for p in self.later[hp]:
             diff = spliced.run.acts[p].double() - clean_acts[p].double()
             sums.downstream.setdefault(p, TokenMean()).add(float((diff**2).mean()), n_tokens)
 
-    def results(self) -> dict[str, Any]:
+    def results(self, alive: dict[HookPoint, torch.Tensor]) -> dict[str, Any]:
         clean = self.clean_ce.value
-        saes = {hp.name: _sae_metrics(self.per_sae[hp], clean, sae.n_dict)
+        saes = {hp.name: _sae_metrics(self.per_sae[hp], clean, int(alive[hp].sum()), sae.n_dict)
                 for hp, sae in self.saes.items()}
         out: dict[str, Any] = {"clean_ce_loss": clean, "saes": saes}
         if len(self.saes) > 1:
@@ -134,13 +145,12 @@ class _Evaluator:
         return out
 
 
-def _sae_metrics(sums: _Sums, clean_ce: float, n_dict: int) -> dict[str, float]:
-    alive = int(sums.fired.sum()) if sums.fired is not None else 0
+def _sae_metrics(sums: _Sums, clean_ce: float, alive: int, n_dict: int) -> dict[str, float]:
     metrics: dict[str, Any] = {
         "l0": sums.l0.value, "alive": alive, "alive_fraction": alive / n_dict, "n_dict": n_dict,
         "ce_loss": sums.ce.value, "ce_loss_increase": sums.ce.value - clean_ce,
         "kl": sums.kl.value, "explained_variance": sums.variance.explained_variance,
-        "mse": sums.variance.mse,
+        "explained_variance_e2e_sae": sums.ev_e2e_sae.value, "mse": sums.variance.mse,
     }
     if sums.downstream:
         per_layer = {HookPoint.output_at(p).name: m.value
@@ -162,46 +172,78 @@ def _load(run_dir: Path, device: torch.device) -> tuple[dict, dict[HookPoint, SA
 
 def evaluate_run(
     run_ref: str,
-    n_tokens: int,
+    n_tokens: int | None = None,
     batch_size: int = 8,
     device: str = "auto",
     on_batch: BatchCallback | None = None,
+    *,
+    alive_tokens: int = ALIVE_TOKENS,
+    paper_compatible: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate every SAE of a run on held-out tokens; writes and returns ``eval.json``'s data."""
+    """Evaluate every SAE of a run on held-out tokens; writes and returns ``eval.json``'s data.
+
+    ``n_tokens`` defaults to 100,000, or with ``paper_compatible`` to the reference's 500
+    windows. Alive elements are counted on the first ``alive_tokens`` training tokens.
+    """
     from sae_kit.model.device import resolve_device
 
-    if n_tokens < 1 or batch_size < 1:
-        raise SaeKitError(f"--n-tokens and --batch-size must be positive, got {n_tokens}, "
-                          f"{batch_size}")
+    sizes = {"--n-tokens": 1 if n_tokens is None else n_tokens, "--batch-size": batch_size,
+             "--alive-tokens": alive_tokens}
+    bad = [f"{flag} {value}" for flag, value in sizes.items() if value < 1]
+    if bad:
+        raise SaeKitError(f"{', '.join(bad)}: must be a positive number")
     run_dir = resolve_run_dir(run_ref)
     torch_device = resolve_device(device)
     config, saes = _load(run_dir, torch_device)
-    loaded = load_model(config["model"], revision=config.get("revision"), device=torch_device)
+    loaded = _load_model(config, saes, torch_device)
+    context = int(config["resolved"]["context"])
+    if n_tokens is None:
+        n_tokens = PAPER_EVAL_WINDOWS * context if paper_compatible else DEFAULT_N_TOKENS
+    spec = DataSpec(config["dataset"], config.get("split", "train"), config.get("eval_split"),
+                    config.get("text_column", "text"))
+    windows = _windows(spec, "eval", loaded, context, math.ceil(n_tokens / context))
+    alive_rows = _windows(spec, "train", loaded, context,
+                          alive_window_count(alive_tokens, context))
+    evaluator = _Evaluator(loaded, saes)
+    total = math.ceil(len(alive_rows) / batch_size) + math.ceil(len(windows) / batch_size)
+    done = iter(range(1, total + 1))
+
+    def step() -> None:
+        if on_batch:
+            on_batch(next(done), total)
+
+    with torch.no_grad():
+        alive = count_alive(evaluator.all_spliced, alive_rows, batch_size, torch_device, step)
+        for start in range(0, len(windows), batch_size):
+            rows = windows[start:start + batch_size]
+            evaluator.add_batch(torch.tensor(rows, dtype=torch.long, device=torch_device))
+            step()
+    result = {
+        "run_dir": str(run_dir), "model": config["model"], "dataset": config["dataset"],
+        "loss": config.get("loss"), "sparsity_coeff": config.get("sparsity_coeff"),
+        "context": context, "n_windows": len(windows), "n_tokens": len(windows) * context,
+        "alive_n_tokens": len(alive_rows) * context, "alive_part": "train",
+        "paper_compatible": paper_compatible, **evaluator.results(alive),
+    }
+    write_json_atomic(RunDir(run_dir).eval, result)
+    return result
+
+
+def _load_model(config: dict, saes: dict[HookPoint, SAE], device: torch.device) -> LoadedModel:
+    loaded = load_model(config["model"], revision=config.get("revision"), device=device)
     for hp, sae in saes.items():
         hp.check(loaded.n_layers)
         if sae.d_in != loaded.d_model:
             raise SaeKitError(f"SAE {hp} takes width {sae.d_in}, but {config['model']!r} has "
                               f"d_model {loaded.d_model}")
-    context = int(config["resolved"]["context"])
-    spec = DataSpec(config["dataset"], config.get("split", "train"), config.get("eval_split"),
-                    config.get("text_column", "text"))
-    windows = eval_windows(spec, loaded.tokenizer, context, math.ceil(n_tokens / context))
+    return loaded
+
+
+def _windows(spec: DataSpec, part: Part, loaded: LoadedModel, context: int,
+             limit: int) -> list[list[int]]:
+    windows = first_windows(spec, part, loaded.tokenizer, context, limit)
     if not windows:
-        raise SaeKitError(f"the held-out part of {config['dataset']!r} has no full window of "
+        what = "held-out" if part == "eval" else "training"
+        raise SaeKitError(f"the {what} part of {spec.dataset!r} has no full window of "
                           f"{context} tokens")
-    evaluator = _Evaluator(loaded, saes)
-    n_batches = math.ceil(len(windows) / batch_size)
-    with torch.no_grad():
-        for index in range(n_batches):
-            rows = windows[index * batch_size:(index + 1) * batch_size]
-            evaluator.add_batch(torch.tensor(rows, dtype=torch.long, device=torch_device))
-            if on_batch:
-                on_batch(index + 1, n_batches)
-    result = {
-        "run_dir": str(run_dir), "model": config["model"], "dataset": config["dataset"],
-        "loss": config.get("loss"), "sparsity_coeff": config.get("sparsity_coeff"),
-        "context": context, "n_windows": len(windows), "n_tokens": len(windows) * context,
-        **evaluator.results(),
-    }
-    write_json_atomic(RunDir(run_dir).eval, result)
-    return result
+    return windows

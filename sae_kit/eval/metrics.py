@@ -20,7 +20,7 @@ from sae_kit.losses.kl import kl_divergence
 
 __all__ = [
     "TokenMean", "VarianceSums", "alive_fraction", "ce_loss", "downstream_mse",
-    "explained_variance", "fired", "kl_divergence", "l0", "mse",
+    "explained_variance", "explained_variance_e2e_sae", "fired", "kl_divergence", "l0", "mse",
 ]
 
 
@@ -65,6 +65,21 @@ def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     residual = ((x64 - x_hat64) ** 2).sum()
     total = ((x64 - x64.mean(0)) ** 2).sum()
     return float(1 - residual / total)
+
+
+def explained_variance_e2e_sae(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """The reference's (e2e_sae's) logged explained variance, one value per token.
+
+    1 - ||x_t - x_hat_t||^2 / ||x_hat_t - mean(x_hat)||^2, the mean over the tokens given (one
+    batch). The reference passes (input, output), so its *target* is the SAE's output: the
+    spread in the denominator is the reconstruction's, per token. Averaged over tokens it is
+    what the paper's figures read, and it is often negative for e2e SAEs. Kept for comparison
+    only; :func:`explained_variance` is sae-kit's headline value.
+    """
+    x64, out64 = _tokens(x), _tokens(x_hat)
+    residual = ((x64 - out64) ** 2).sum(-1)
+    spread = ((out64 - out64.mean(0)) ** 2).sum(-1)
+    return 1 - residual / spread
 
 
 def downstream_mse(

@@ -1,6 +1,6 @@
 """The L0 vs CE-loss-increase plot (the paper's main figure) from several runs' eval results.
 
-    sae-kit eval runs/a runs/b runs/c --plot pareto.png
+    sae-kit eval runs/a runs/b runs/c --plot pareto.png      # or .pdf, .svg
 """
 
 from __future__ import annotations
@@ -8,6 +8,10 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from sae_kit.errors import SaeKitError
+from sae_kit.store.jsonio import read_json
+from sae_kit.store.run_dir import RunDir
 
 Point = tuple[float, float]
 
@@ -19,45 +23,78 @@ _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab
 
 
 def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
-    """(L0, CE-loss increase) per SAE, grouped into one series per loss, sorted by L0.
+    """(L0, CE-loss increase) per SAE, one series per loss and architecture, sorted by L0.
 
-    When the runs hold SAEs at more than one hook point, the series are per loss and hook point,
-    since points from different layers do not lie on one curve.
+    A series is a frontier only when its points differ in lambda alone: ReLU and TopK SAEs of
+    one loss get a series each (labelled "loss (architecture)" when the runs use several), and
+    when the runs hold SAEs at more than one hook point the series are split by hook point too.
     """
     hook_points = {name for result in results for name in result["saes"]}
+    archs = [architecture_of(result) for result in results]
     series: dict[str, list[Point]] = defaultdict(list)
-    for result in results:
-        loss = str(result.get("loss") or "?")
+    for result, arch in zip(results, archs, strict=True):
+        label = str(result.get("loss") or "?")
+        if len(set(archs)) > 1:
+            label = f"{label} ({arch or '?'})"
         for name, metrics in result["saes"].items():
-            label = loss if len(hook_points) == 1 else f"{loss} @ {name}"
-            series[label].append((float(metrics["l0"]), float(metrics["ce_loss_increase"])))
+            key = label if len(hook_points) == 1 else f"{label} @ {name}"
+            series[key].append((float(metrics["l0"]), float(metrics["ce_loss_increase"])))
 
     def order(label: str) -> tuple[int, str]:
-        loss = label.split(" @ ")[0]
+        loss = label.split(" ")[0]
         return (_ORDER.index(loss) if loss in _ORDER else len(_ORDER), label)
 
     return {label: sorted(series[label]) for label in sorted(series, key=order)}
 
 
 def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, list[Point]]:
-    """Draw the plot to ``path`` (PNG with the Agg backend); returns the plotted series."""
+    """Draw the plot to ``path`` in the format its extension names (.png, .pdf, .svg, ...);
+    returns the plotted series. L0 is on a log axis, as sweeps space lambda geometrically."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
     import matplotlib.pyplot as plt
 
     series = pareto_series(results)
+    fmt = plot_format(path)
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
     for index, (label, points) in enumerate(series.items()):
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker=_MARKERS[index % len(_MARKERS)],
                 color=_COLOURS[index % len(_COLOURS)], label=label)
-    ax.set_xlabel("L0 (active dictionary elements per token)")
+    if all(x > 0 for points in series.values() for x, _ in points):
+        ax.set_xscale("log")
+    else:  # a dead SAE (L0 = 0) has no place on a log axis; keep it visible
+        ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("L0 (active dictionary elements per token, log scale)")
     ax.set_ylabel("CE loss increase (nats)")
     ax.set_title("Sparsity vs. performance on held-out tokens")
-    ax.grid(True, alpha=0.3)
+    ax.grid(True, which="both", alpha=0.3)
     ax.legend(title="loss")
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    fig.savefig(path, format=fmt)
     plt.close(fig)
     return series
+
+
+def plot_format(path: str | Path) -> str:
+    """The file format ``path``'s extension names; one line naming the choices if it names none.
+
+    Called before any evaluation, so a misspelt name fails at once.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    ext = Path(path).suffix.lower().lstrip(".")
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if ext not in supported:
+        raise SaeKitError(f"cannot tell the plot format from {str(path)!r}; end the file name "
+                          f"in one of: {', '.join('.' + e for e in sorted(supported))}")
+    return ext
+
+
+def architecture_of(result: dict[str, Any]) -> str | None:
+    """A result's architecture: from eval.json, else from its run's config.json."""
+    if result.get("architecture"):
+        return str(result["architecture"])
+    config = RunDir(result.get("run_dir") or ".").config
+    return read_json(config).get("architecture") if config.is_file() else None

@@ -78,6 +78,10 @@ class Loss:
         """Another name for ``opts``, for losses written before the two plugin kinds agreed."""
         return self.opts
 
+    @options.setter
+    def options(self, value: Any) -> None:  # an old-style loss may set it in its __init__
+        self.opts = value
+
     def options_record(self, given: dict[str, Any]) -> dict[str, Any]:
         """The options to save in config.json: typed, defaults filled in.
 

@@ -18,7 +18,8 @@ class E2EDownstreamLoss(Loss):
     """kl_coeff * KL + ds_coeff * mean_l MSE(spliced_l, original_l) + lambda * L1/d_in.
 
     l runs over the outputs of the layers after the first SAE (``downstream``), each MSE an
-    element mean. Paper defaults: kl_coeff 0.5, ds_coeff 2.5, every later layer.
+    element mean. Paper defaults: kl_coeff 0.5, ds_coeff 2.5, and the reference's configs' layers:
+    every later layer's output except the last layer's (5 terms for an SAE at layer 6 of 12).
     """
 
     name = "e2e+ds"
@@ -30,20 +31,23 @@ class E2EDownstreamLoss(Loss):
             default=2.5, metadata={"help": "beta: weight of the mean downstream MSE."}
         )
         downstream: str = field(
-            default="all",
-            metadata={"help": "Layers whose outputs are compared: 'all' later ones, or '8,10'."},
+            default="paper",
+            metadata={"help": "Layers whose outputs are compared: 'paper' (every later layer "
+                      "but the last, as the reference's configs), 'all' later ones, or '8,10'."},
         )
 
     def positions(self, first: int, n_layers: int) -> list[int]:
         later = HookPoint.downstream_positions(first, n_layers)
         if self.opts.downstream == "all":
             return later
+        if self.opts.downstream == "paper":  # the last layer's output, position n_layers, out
+            return [p for p in later if p < n_layers]
         try:
             chosen = [HookPoint(int(x), "resid_post").position
                       for x in self.opts.downstream.split(",")]
         except ValueError:
             raise SaeKitError(
-                f"downstream must be 'all' or comma-separated layer numbers, "
+                f"downstream must be 'paper', 'all' or comma-separated layer numbers, "
                 f"got {self.opts.downstream!r}"
             ) from None
         bad = [HookPoint.output_at(p).layer for p in chosen if p not in later]

@@ -9,6 +9,10 @@ clean pass already computed - temporarily swaps layers 0..i-1 for pass-throughs,
 embedding runs (cheap) and every later layer gets the position embeddings, masks and rotary
 tables the model itself computes. A pass-through returns what the real layers return (a tensor,
 or a tuple in families that still use them), as learned from the first pass.
+
+Several runs trained in one pass (one SAE per lambda, say) share a :class:`SharedClean`: the
+clean pass of a batch runs once and every run's splice reads it, so a ``local`` step runs the
+model once for all of them and an ``e2e`` step runs the layers before the SAE once.
 """
 
 from __future__ import annotations
@@ -160,6 +164,41 @@ def _removing(handle: torch.utils.hooks.RemovableHandle) -> Iterator[None]:
         handle.remove()
 
 
+class SharedClean:
+    """The clean pass of the current batch, computed once for every splice that shares it.
+
+    A request the cached pass covers (its captures, and the final hidden states if asked for)
+    returns the cached result; otherwise the pass runs again with the union of both requests.
+    Hooks only read the stream, so a pass with more captures computes the same numbers.
+    """
+
+    def __init__(self, runner: ModelRunner) -> None:
+        self.runner = runner
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the cached pass (its tensors are freed once no graph holds them)."""
+        self._input_ids: torch.Tensor | None = None
+        self._capture: set[int] = set()
+        self._final_hidden = False
+        self._result: RunResult | None = None
+
+    def get(self, input_ids: torch.Tensor, capture: Iterable[int], final_hidden: bool
+            ) -> RunResult:
+        capture = set(capture)
+        same_batch = input_ids is self._input_ids
+        if same_batch and capture <= self._capture and (self._final_hidden or not final_hidden):
+            return self._result  # type: ignore[return-value]
+        if same_batch:
+            capture |= self._capture
+            final_hidden = final_hidden or self._final_hidden
+        with torch.no_grad():
+            result = self.runner.run(input_ids, capture=capture, final_hidden=final_hidden)
+        self._input_ids, self._capture, self._final_hidden = input_ids, capture, final_hidden
+        self._result = result
+        return result
+
+
 @dataclass
 class SplicedRun:
     run: RunResult
@@ -176,9 +215,15 @@ class Splice:
 
     def __init__(self, model: nn.Module, adapter: ModelAdapter, saes: Mapping[HookPoint, SAE]):
         self.runner = ModelRunner(model, adapter)
+        self.shared: SharedClean | None = None
         self.saes = dict(sorted(saes.items()))
         self.n_layers = self.runner.n_layers
         self.first_position = min(hp.position for hp in self.saes)
+
+    def share_clean(self, shared: SharedClean) -> None:
+        """Read clean passes from ``shared`` (built on the same model) instead of running them."""
+        self.shared = shared
+        self.runner = shared.runner
 
     @property
     def sae_positions(self) -> list[int]:
@@ -187,6 +232,8 @@ class Splice:
     def clean(
         self, input_ids: torch.Tensor, capture: Iterable[int] = (), final_hidden: bool = True
     ) -> RunResult:
+        if self.shared is not None:
+            return self.shared.get(input_ids, capture, final_hidden)
         with torch.no_grad():
             return self.runner.run(input_ids, capture=capture, final_hidden=final_hidden)
 

@@ -13,6 +13,9 @@ huggingface_hub: it is never printed and never written into a file.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,45 +129,60 @@ def push(upload: Upload, ref: HubRef, token: str, private: bool = False,
     """Create the repo (and branch) if needed and upload everything in one commit.
 
     Returns the commit URL. Files are only written by the final commit, so a failure at any
-    earlier step leaves nothing uploaded.
+    earlier step leaves nothing uploaded. The same commit deletes what an earlier push left that
+    this run lacks (``STALE``: other SAE folders, an old eval.json): they would make the repo
+    disagree with its card and config; anything else in the repo is left alone.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import HfApi
 
     refuse_token_in_files(upload, token)
     endpoint = _check_online()
     api = HfApi(endpoint=endpoint, token=token, library_name="sae-kit",
                 library_version=__version__)
-    operations: list = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=src)
-                        for name, src in upload.files.items()]
-    with hub_errors(endpoint, ref, revision, token):
+    with tempfile.TemporaryDirectory() as staging, _quiet_retries(), \
+            hub_errors(endpoint, ref, revision, token):
+        _stage(upload, Path(staging))
         api.create_repo(ref.repo_id, private=private or None, exist_ok=True)  # None: Hub default
         if revision and revision != "main":
             api.create_branch(ref.repo_id, branch=revision, exist_ok=True)
-        existing = api.list_repo_files(ref.repo_id, revision=revision)
-        operations += [CommitOperationDelete(path_in_repo=p)
-                       for p in stale_files(existing, upload)]
-        info = api.create_commit(
-            ref.repo_id, operations, revision=revision,
+        info = api.upload_folder(
+            repo_id=ref.repo_id, folder_path=staging, revision=revision,
+            delete_patterns=STALE,
             commit_message=f"Upload {len(upload.hook_points)} SAE(s) with sae-kit {__version__}",
         )
     return str(info.commit_url)
 
 
-def stale_files(existing: list[str], upload: Upload) -> list[str]:
-    """Files of an earlier push that this run lacks: other SAE folders, an old eval.json.
+STALE = [f"{layout.SAE_DIR_PREFIX}*", layout.EVAL]
+"""What a push replaces wholesale: the SAE folders (hook-point names start so) and eval.json."""
 
-    They would make the repo disagree with its card and config; anything else is left alone.
-    """
-    from sae_kit.model.hookpoints import HookPoint
 
-    def is_sae_file(path: str) -> bool:
+@contextlib.contextmanager
+def _quiet_retries() -> Iterator[None]:
+    """huggingface_hub logs each retry of a failed request; the user sees one line at the end."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    logger = hf_logging.get_logger()
+    level = logger.level
+    logger.setLevel(hf_logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _stage(upload: Upload, folder: Path) -> None:
+    """The upload as a folder: files linked (or copied) in, generated ones written."""
+    for name, src in upload.files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(src, bytes):
+            target.write_bytes(src)
+            continue
         try:
-            return "/" in path and HookPoint.parse(path.split("/")[0]) is not None
-        except SaeKitError:
-            return False
-
-    return [p for p in existing
-            if p not in upload.files and (p == layout.EVAL or is_sae_file(p))]
+            os.link(src, target)
+        except OSError:  # another file system
+            shutil.copyfile(src, target)
 
 
 def download(ref: HubRef, revision: str | None = None, out: str | Path | None = None) -> Path:

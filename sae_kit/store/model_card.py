@@ -63,7 +63,8 @@ def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any
     loss = str(run.get("loss") or first.get("loss") or "unknown")
     sections = [
         _metadata(license, loss, hub_id_or_none(model, BUILTIN_MODEL_NAME),
-                  hub_id_or_none(dataset, BUILTIN_DATASET_NAME), first.get("model_type")),
+                  hub_id_or_none(dataset, BUILTIN_DATASET_NAME), first.get("model_type"),
+                  eval_results(evaluation, dataset), repo_id.split("/")[-1]),
         f"# {repo_id.split('/')[-1]}",
         f"Sparse autoencoders (SAEs) on the residual stream of {_describe_model(model)}, trained "
         f"with sae-kit's `{loss}` objective (Braun et al. 2024, *Identifying Functionally "
@@ -78,7 +79,8 @@ def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any
 
 
 def _metadata(license: str, loss: str, base_model: str | None, dataset: str | None,
-              model_type: str | None) -> str:
+              model_type: str | None, results: list[Any] | None = None,
+              name: str | None = None) -> str:
     from huggingface_hub import ModelCardData
 
     slug = re.sub(r"[^a-z0-9]+", "-", loss.lower()).strip("-")
@@ -86,8 +88,31 @@ def _metadata(license: str, loss: str, base_model: str | None, dataset: str | No
     if model_type:
         tags.append(str(model_type))
     data = ModelCardData(library_name="sae-kit", license=license, tags=tags,
-                         base_model=base_model, datasets=[dataset] if dataset else None)
+                         base_model=base_model, datasets=[dataset] if dataset else None,
+                         eval_results=results or None,
+                         model_name=name if results else None)
     return f"---\n{data.to_yaml()}\n---"
+
+
+def eval_results(evaluation: dict[str, Any] | None, dataset: str | None) -> list[Any]:
+    """eval.json as the Hub's machine-readable ``model-index``: one result per SAE and metric
+    (metric type = the eval.json key, metric name = "hook point metric")."""
+    from huggingface_hub import EvalResult
+
+    if evaluation is None:
+        return []
+    data_id = hub_id_or_none(dataset, BUILTIN_DATASET_NAME) or str(dataset or "unknown")
+    found = []
+    for hook_point, metrics in evaluation["saes"].items():
+        for metric, value in metrics.items():
+            if _is_number(value):
+                found.append(EvalResult(
+                    task_type="sparse-autoencoder", task_name="SAE evaluation on held-out text",
+                    dataset_type=data_id, dataset_name=Path(data_id).name,
+                    metric_type=metric, metric_value=value,
+                    metric_name=f"{hook_point} {metric}",
+                ))
+    return found
 
 
 def _describe_model(model: str | None) -> str:

@@ -6,14 +6,21 @@ it is given; ``run`` holds the ``Run`` and moves its state in and out of a check
 ``loop`` fits a run; ``checkpoint`` stores trees atomically and ``resume`` rebuilds a run from
 its latest one, bit-exactly; ``signals`` turns SIGINT/SIGTERM into a saved
 checkpoint; ``nonfinite`` stops on NaN/inf; ``distributed`` and ``precision`` wrap torchrun and
-dtypes; ``schedule`` is the learning-rate curve; ``stats`` accumulates and logs step metrics. May
-import ``model``, ``store``, ``losses``, ``architectures`` and the top-level kernel modules;
-never ``eval`` or ``cli``. The loop names no loss and no model family: both are plugins.
+dtypes; ``schedule`` is the learning-rate curve; ``stats`` accumulates and logs step metrics
+(and hands rows to the experiment trackers). ``group`` trains several runs in one shared pass;
+``settings_file`` reads TOML/JSON/YAML settings; ``api`` is the Python API. May import
+``model``, ``store``, ``losses``, ``architectures``, ``trackers`` and the top-level kernel
+modules; never ``eval`` or ``cli``. The loop names no loss and no model family: both are plugins.
+
+``from sae_kit import train`` gives this package, and calling it calls
+:func:`sae_kit.train.api.train`: a package cannot also be a function, so the package is callable.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 from sae_kit.exports import lazy_exports
 
@@ -40,3 +47,13 @@ _NAMES = {
     "resume_config": "resume",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES)
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from sae_kit.train.api import train
+
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -47,21 +47,28 @@ class Sizes:
     n_dict: int
 
 
-def build_run(config: TrainConfig, skip_windows: int = 0) -> Run:
+def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = None) -> Run:
     """Load the model, make the SAEs, optimizer, schedule and data; validate everything first.
 
     Under torchrun this joins the process group; ``skip_windows`` (a resumed run) starts the
-    data that many global windows in.
+    data that many global windows in. ``share``: a run whose model, device and data stream this
+    one uses too (runs trained in one pass, see ``sae_kit.train.group``).
     """
     loss = make_loss(config)
     config = resolve_defaults(config, loss)
-    dist, device = setup_device(config)
-    loaded = load_model(config.model, revision=config.revision, device=device)
+    if share is None:
+        dist, device = setup_device(config)
+        loaded = load_model(config.model, revision=config.revision, device=device)
+    else:
+        dist, device, loaded = share.dist, share.device, share.loaded
     config = resolve_hook_points(config, loaded)
     sizes = resolve_sizes(config, loaded, dist)
     saes = build_saes(config, loaded.d_model, sizes.n_dict, device)
     optimizer, scheduler = make_optimizer(config, saes, sizes)
-    data = make_data(config, loaded, sizes.context, skip_windows, dist)
+    if share is None:
+        data = make_data(config, loaded, sizes.context, skip_windows, dist)
+    else:
+        data = share.data
     resolved = {
         "context": sizes.context, "n_samples": sizes.n_samples,
         "total_steps": sizes.total_steps, "warmup_steps": sizes.warmup_steps,

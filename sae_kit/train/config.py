@@ -67,10 +67,11 @@ class TrainConfig:
         BUILTIN_MODEL_NAME,
     )
     revision: str | None = _help("Model revision (branch, tag or commit) on the Hub.", None)
-    dataset: str = _help(
+    dataset: str | None = _help(
         f"Hub dataset id (streamed), local .txt/.jsonl/.parquet file or directory, or "
-        f"{BUILTIN_DATASET_NAME!r} (the built-in text).",
-        BUILTIN_DATASET_NAME,
+        f"{BUILTIN_DATASET_NAME!r} (the built-in text, ~100k tokens); default "
+        f"{BUILTIN_DATASET_NAME!r} for the built-in model, required for any other.",
+        None,
     )
     split: str = _help("Dataset split to train on.", "train")
     eval_split: str | None = _help(
@@ -125,9 +126,16 @@ class TrainConfig:
         1000,
     )
     keep_checkpoints: int = _help("How many of the newest checkpoints to keep.", 2)
+    trackers: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Experiment trackers (plugins) that get every metrics row too: wandb, "
+                  "tensorboard, ...; metrics.jsonl stays the record."},
+    )
     output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
 
     def __post_init__(self) -> None:
+        if self.dataset is None:
+            self.dataset = _default_dataset(self.model)
         checks = {
             "dict_ratio": self.dict_ratio > 0,
             "sparsity_coeff": self.sparsity_coeff >= 0,
@@ -160,6 +168,28 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _default_dataset(model: str) -> str:
+    """The built-in text, for the built-in model only: a real model would loop over it."""
+    if model != BUILTIN_MODEL_NAME:
+        raise SaeKitError(
+            f"--model {model} needs --dataset (a Hub dataset id or local .txt/.jsonl/.parquet "
+            f"files): the built-in {BUILTIN_DATASET_NAME!r} text is ~100k tokens, which the "
+            "paper's 400k samples of 1024 tokens would pass over ~4,000 times; pass --dataset "
+            f"{BUILTIN_DATASET_NAME} to train on it anyway"
+        )
+    return BUILTIN_DATASET_NAME
+
+
+SHARED_IN_ONE_PASS = (
+    "model", "revision", "dataset", "split", "eval_split", "text_column", "context", "batch_size",
+    "grad_accum", "n_samples", "seed", "device", "dtype", "log_every", "save_every",
+    "keep_checkpoints",
+)
+"""Settings that runs trained in one shared pass (``sae_kit.train.group``) must agree on: they
+set the model, the data stream and the steps. The seed is among them because it sets the data
+order as well as the SAEs' initialisation."""
 
 
 def field_help(name: str) -> str:

@@ -8,9 +8,10 @@ optimizer step, metrics, checkpoints, and the SAE directories at the end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sae_kit import __version__
 from sae_kit.errors import SaeKitError
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.sae_dir import save_sae
+from sae_kit.trackers.base import open_trackers
 from sae_kit.train import checkpoint, distributed, precision
 from sae_kit.train.build import build_run
 from sae_kit.train.checkpoint import TrainState
@@ -30,33 +32,52 @@ from sae_kit.train.signals import Interrupted, stop_on_signals
 from sae_kit.train.stats import MetricsLog, StepStats
 
 
-def train_step(run: Run, stats: StepStats) -> float:
-    """One optimizer step over grad_accum micro-batches; returns the gradient norm.
+def train_step(runs: Sequence[Run], stats: Sequence[StepStats]) -> list[float]:
+    """One optimizer step of each run over the same grad_accum micro-batches; the gradient norms.
 
-    Raises NonFinite, before the update, when a loss term or the gradient is NaN or infinite.
+    Several runs share a step when trained in one pass (``sae_kit.train.group``): one backward
+    of their summed losses gives each SAE the gradient of its own loss alone. Raises NonFinite,
+    before any update, when a loss term or a gradient is NaN or infinite.
     """
-    accum = run.config.grad_accum
+    lead = runs[0]
+    accum = lead.config.grad_accum
     bad = None
     for i in range(accum):
-        input_ids = next(run.data).to(run.device)
-        with distributed.micro_batch(run.loss, last=i == accum - 1):
-            with precision.autocast(run.device, run.config.dtype):
-                result = run.loss(run.splice, input_ids)
-            (result.loss / accum).backward()
-        stats.add(result, input_ids.numel())
-        bad = bad or nonfinite_term(result)
-    params = [p for group in run.optimizer.param_groups for p in group["params"]]
-    max_norm = run.config.grad_clip or float("inf")
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    if not math.isfinite(grad_norm):
-        bad = bad or f"gradient (norm {grad_norm})"
-    if run.dist.any(bad is not None, run.device):  # every rank stops at the same step
-        run.optimizer.zero_grad(set_to_none=True)
+        input_ids = next(lead.data).to(lead.device)
+        with contextlib.ExitStack() as stack:
+            for run in runs:
+                stack.enter_context(distributed.micro_batch(run.loss, last=i == accum - 1))
+            with precision.autocast(lead.device, lead.config.dtype):
+                results = [run.loss(run.splice, input_ids) for run in runs]
+            total = results[0].loss
+            for result in results[1:]:
+                total = total + result.loss
+            (total / accum).backward()
+        if lead.splice.shared is not None:
+            lead.splice.shared.clear()
+        for run, result, stat in zip(runs, results, stats, strict=True):
+            stat.add(result, input_ids.numel())
+            bad = bad or _in_run(nonfinite_term(result), run, runs)
+    norms = []
+    for run in runs:
+        params = [p for group in run.optimizer.param_groups for p in group["params"]]
+        norm = float(torch.nn.utils.clip_grad_norm_(params, run.config.grad_clip or math.inf))
+        if not math.isfinite(norm):
+            bad = bad or _in_run(f"gradient (norm {norm})", run, runs)
+        norms.append(norm)
+    if lead.dist.any(bad is not None, lead.device):  # every rank stops at the same step
+        for run in runs:
+            run.optimizer.zero_grad(set_to_none=True)
         raise NonFinite(bad or "loss or gradient on another rank")
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scheduler.step()
-    return grad_norm
+    for run in runs:
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scheduler.step()
+    return norms
+
+
+def _in_run(what: str | None, run: Run, runs: Sequence[Run]) -> str | None:
+    return what if what is None or len(runs) == 1 else f"{what} in {run.run_dir}"
 
 
 def save_saes(run: Run, tokens: int) -> None:
@@ -80,41 +101,74 @@ def train(config: TrainConfig, on_step: ProgressCallback | None = None) -> Path:
 
 
 def fit(
-    run: Run, on_step: ProgressCallback | None = None, start: TrainState | None = None
+    run: Run | Sequence[Run], on_step: ProgressCallback | None = None,
+    start: TrainState | None = None, group_dir: Path | None = None,
 ) -> Path:
     """Train the SAEs and write the run directory; returns its path.
 
+    ``run`` may be several runs built to share one pass (``sae_kit.train.group``); each writes
+    its own directory and ``group_dir`` (returned) is where an interrupted group resumes.
     ``on_step(step, total_steps, record)`` is called after every optimizer step; ``record`` is
     the metrics row when one was written at that step, else None. ``start`` is where a resumed
     run stands (see ``sae_kit.train.resume``). A checkpoint is written every ``save_every``
     steps, at the end, and when SIGINT/SIGTERM arrives (then Interrupted is raised). Only rank 0
     writes.
     """
+    runs = [run] if isinstance(run, Run) else list(run)
+    lead = runs[0]
+    group_dir = group_dir or lead.run_dir
     state = start or TrainState()
-    log = _open_run_dir(run, resuming=start is not None)
-    stats = StepStats()
-    saved = next(reversed(checkpoint.list_checkpoints(run.checkpoint_dir)), None)
-    with stop_on_signals(announce=run.dist.is_main) as stop:
-        for step in range(state.step, run.total_steps):
-            lr = run.scheduler.get_last_lr()[0]
+    logs = [_open_run_dir(r, resuming=start is not None) for r in runs]
+    try:
+        state = _steps(runs, logs, state, on_step, group_dir)
+    finally:
+        for log in logs:
+            if log:
+                log.close()
+    if lead.dist.is_main:
+        for r in runs:
+            save_saes(r, state.tokens)
+    lead.dist.barrier()
+    return group_dir
+
+
+def _steps(runs: list[Run], logs: list[MetricsLog | None], state: TrainState,
+           on_step: ProgressCallback | None, group_dir: Path) -> TrainState:
+    """The optimizer steps from ``state`` to the end, with their logs and checkpoints."""
+    lead = runs[0]
+    stats = [StepStats() for _ in runs]
+    saved = next(reversed(checkpoint.list_checkpoints(lead.checkpoint_dir)), None)
+    with stop_on_signals(announce=lead.dist.is_main) as stop:
+        for step in range(state.step, lead.total_steps):
+            lrs = [r.scheduler.get_last_lr()[0] for r in runs]
             try:
-                grad_norm = train_step(run, stats)
+                norms = train_step(runs, stats)
             except NonFinite as exc:
                 raise stop_error(exc.what, step + 1, saved) from None
-            state = _advance(run, state)
-            row = _log_step(run, log, stats, state, lr, grad_norm)
+            state = _advance(lead, state)
+            members = zip(runs, logs, stats, lrs, norms, strict=True)
+            rows = [_log_step(*member, state) for member in members]
             if on_step:
-                on_step(state.step, run.total_steps, row)
-            signum = run.dist.max(stop.signum or 0, run.device)  # ranks stop at the same step
-            if signum or state.step % run.config.save_every == 0 or step == run.total_steps - 1:
-                saved = save_checkpoint(run, state)
+                on_step(state.step, lead.total_steps, _progress_row(runs, rows))
+            signum = lead.dist.max(stop.signum or 0, lead.device)  # ranks stop at the same step
+            if signum or state.step % lead.config.save_every == 0 or step == lead.total_steps - 1:
+                saved = [save_checkpoint(r, state) for r in runs][0]
             if signum:
-                run.dist.barrier()  # rank 0's checkpoint is complete before anyone exits
-                raise Interrupted(signum, run.run_dir, state.step, saved, run.dist.world_size)
-    if run.dist.is_main:
-        save_saes(run, state.tokens)
-    run.dist.barrier()
-    return run.run_dir
+                lead.dist.barrier()  # rank 0's checkpoint is complete before anyone exits
+                raise Interrupted(signum, group_dir, state.step, saved, lead.dist.world_size)
+    return state
+
+
+def _progress_row(runs: Sequence[Run], rows: Sequence[dict[str, Any] | None]
+                  ) -> dict[str, Any] | None:
+    """A lone run's metrics row, or a group's rows side by side (L0 per member)."""
+    if len(rows) == 1 or rows[0] is None:
+        return rows[0]
+    combined = {"tokens_per_s": rows[0]["tokens_per_s"], "loss": sum(r["loss"] for r in rows)}
+    for run, row in zip(runs, rows, strict=True):
+        combined.update({f"{k}@{run.run_dir.name}": v for k, v in row.items()
+                         if k.startswith("l0/")})
+    return combined
 
 
 def _open_run_dir(run: Run, resuming: bool) -> MetricsLog | None:
@@ -130,7 +184,8 @@ def _open_run_dir(run: Run, resuming: bool) -> MetricsLog | None:
     if not resuming:  # rows of an earlier run that saved no checkpoint belong to no run now
         run.layout.metrics.unlink(missing_ok=True)
     write_json_atomic(run.layout.config, {**run.config.to_dict(), "resolved": run.resolved})
-    return MetricsLog(run.layout.metrics)
+    trackers = open_trackers(run.config.trackers, run.run_dir, run.config.to_dict())
+    return MetricsLog(run.layout.metrics, trackers)
 
 
 def _advance(run: Run, state: TrainState) -> TrainState:
@@ -139,8 +194,8 @@ def _advance(run: Run, state: TrainState) -> TrainState:
                                tokens=state.tokens + windows * run.resolved["context"])
 
 
-def _log_step(run: Run, log: MetricsLog | None, stats: StepStats, state: TrainState,
-              lr: float, grad_norm: float) -> dict[str, Any] | None:
+def _log_step(run: Run, log: MetricsLog | None, stats: StepStats, lr: float, grad_norm: float,
+              state: TrainState) -> dict[str, Any] | None:
     if (state.step - 1) % run.config.log_every and state.step != run.total_steps:
         return None
     distributed.reduce_stats(stats, run.dist, run.device)

@@ -25,6 +25,7 @@ from sae_kit.train import checkpoint, distributed
 from sae_kit.train.build import build_run
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.config import TrainConfig
+from sae_kit.train.group import build_group, common_checkpoints, member_dirs
 from sae_kit.train.run import Run, apply
 
 RESUME_OVERRIDES = ("device", "save_every", "keep_checkpoints")
@@ -66,13 +67,7 @@ def resume(
     """
     config = resume_config(run_dir, **overrides)
     layout = RunDir(config.output_dir or run_dir)
-    saved_world = int(read_json(layout.config).get("resolved", {}).get("world_size", 1))
-    world = distributed.from_env().world_size
-    if world != saved_world:
-        raise SaeKitError(
-            f"{str(layout)!r} was trained by {saved_world} process(es); resume it with the "
-            f"same number (this is {world}), since it sets the batch and schedule"
-        )
+    _check_world_size(layout)
     latest, skipped = checkpoint.load_latest(layout.checkpoints)
     run = build_run(config, skip_windows=latest.counters.windows)
     apply(run, latest)
@@ -83,6 +78,38 @@ def resume(
             warn(f"{reason}; renamed it to {moved.name} and resumed from {latest.path.name}")
         _cut_metrics(layout.metrics, latest.counters.metrics_offset)
     return run, latest.counters
+
+
+def _check_world_size(layout: RunDir) -> None:
+    saved_world = int(read_json(layout.config).get("resolved", {}).get("world_size", 1))
+    world = distributed.from_env().world_size
+    if world != saved_world:
+        raise SaeKitError(
+            f"{str(layout)!r} was trained by {saved_world} process(es); resume it with the "
+            f"same number (this is {world}), since it sets the batch and schedule"
+        )
+
+
+def resume_group(group_dir: str | Path, **overrides: Any) -> tuple[list[Run], TrainState]:
+    """Rebuild a group trained in one pass (``sae_kit.train.group``) from its group.json."""
+    return resume_runs(member_dirs(group_dir), **overrides)
+
+
+def resume_runs(dirs: list[Path], **overrides: Any) -> tuple[list[Run], TrainState]:
+    """Rebuild runs that share one pass at the newest step all of them saved; pass both to
+    ``fit``."""
+    configs = [resume_config(d, **overrides) for d in dirs]
+    for d in dirs:
+        _check_world_size(RunDir(d))
+    latest = common_checkpoints(dirs)
+    runs = build_group(configs, skip_windows=latest[0].counters.windows)
+    for run, saved in zip(runs, latest, strict=True):
+        apply(run, saved)
+    runs[0].dist.barrier()
+    if runs[0].dist.is_main:
+        for d, saved in zip(dirs, latest, strict=True):
+            _cut_metrics(RunDir(d).metrics, saved.counters.metrics_offset)
+    return runs, latest[0].counters
 
 
 def _cut_metrics(path: Path, offset: int) -> None:

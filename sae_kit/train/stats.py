@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,19 @@ class StepStats:
 
 
 class MetricsLog:
-    """Append-only JSONL, one record per line, flushed so a crash loses nothing written."""
+    """Append-only JSONL, one record per line, flushed so a crash loses nothing written; each
+    row goes to the run's experiment trackers too (sae_kit.trackers)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, trackers: Sequence[Any] = ()) -> None:
         self.path = path
+        self.trackers = list(trackers)
 
     def write(self, row: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        for tracker in self.trackers:
+            tracker.log(row)
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()

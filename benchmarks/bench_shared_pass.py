@@ -1,0 +1,127 @@
+"""Several SAEs in one shared pass against the same SAEs trained one after another.
+
+    python benchmarks/bench_shared_pass.py --loss local          # built-in model, 5 lambdas
+    python benchmarks/bench_shared_pass.py --loss e2e --steps 8
+
+Each measurement runs in a fresh subprocess (so peak RSS is its own): build the run(s) (load the
+model, tokenize the data, make the SAEs) and train --steps optimizer steps on the built-in model
+with its defaults, on one thread per --threads. "separate" is one process per lambda, as five
+`sae-kit train` commands would be (interpreter start-up excluded); "shared" is one process
+training all lambdas in one pass (`sae-kit train --lambda a,b,c,d,e`); "shared-1" is one lambda
+through the same path, for the memory baseline. Step times are medians over the steps after the
+first. The clean pass (what sharing saves per extra SAE) is timed alone in the "separate" runs.
+Ratios are printed against the baseline measured in the same invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LAMBDAS = [0.5, 1.0, 2.0, 4.0, 8.0]
+
+
+def _configs(args: argparse.Namespace, lambdas: list[float], out: Path) -> list:
+    from sae_kit.train.config import TrainConfig
+
+    return [TrainConfig(loss=args.loss, sparsity_coeff=lam, device=args.device,
+                        dict_ratio=args.dict_ratio, n_samples=args.steps * 8, log_every=1000,
+                        output_dir=str(out / f"lambda{lam:g}"), seed=0)
+            for lam in lambdas]
+
+
+def measure(args: argparse.Namespace, lambdas: list[float]) -> dict:
+    """Build and train ``lambdas`` in one pass in this process; times and peak RSS."""
+    import torch
+
+    from sae_kit.train.group import build_group
+    from sae_kit.train.loop import fit
+
+    torch.set_num_threads(args.threads)
+    steps: list[float] = []
+    last = [0.0]
+
+    def on_step(step: int, total: int, row: dict | None) -> None:
+        now = time.perf_counter()
+        steps.append(now - last[0])
+        last[0] = now
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        runs = build_group(_configs(args, lambdas, Path(tmp)))
+        built = last[0] = time.perf_counter()
+        fit(runs, on_step, group_dir=Path(tmp))
+        ended = time.perf_counter()
+        clean = _clean_pass(runs[0], args.loss) if len(lambdas) == 1 else None
+    return {"wall_s": ended - started, "build_s": built - started,
+            "step_s": statistics.median(steps[1:]), "clean_s": clean,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _clean_pass(run, loss: str) -> float:
+    """Median time of the clean pass the loss asks for (what sharing computes once)."""
+    ids = next(run.data).to(run.device)
+    final = loss != "local"
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        run.splice.clean(ids, capture=run.splice.sae_positions, final_hidden=final)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _child(args: argparse.Namespace, lambdas: list[float]) -> dict:
+    cmd = [sys.executable, __file__, "--child", ",".join(map(str, lambdas)), "--loss", args.loss,
+           "--steps", str(args.steps), "--dict-ratio", str(args.dict_ratio),
+           "--device", args.device, "--threads", str(args.threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--loss", default="local")
+    parser.add_argument("--steps", type=int, default=6, help="Optimizer steps per run.")
+    parser.add_argument("--dict-ratio", type=float, default=60.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args, [float(x) for x in args.child.split(",")])))
+        return
+    separate = [_child(args, [lam]) for lam in LAMBDAS]
+    shared = _child(args, LAMBDAS)
+    alone = sum(r["wall_s"] for r in separate)
+    single_step = statistics.median(r["step_s"] for r in separate)
+    clean = statistics.median(r["clean_s"] for r in separate)
+    n = len(LAMBDAS)
+    print(f"{args.loss}, {n} lambdas, {args.steps} steps of 8 x 256 tokens, dict_ratio "
+          f"{args.dict_ratio:g}, {args.device}, {args.threads} thread(s)")
+    print(f"separate runs: {alone:.1f} s in all (build {separate[0]['build_s']:.1f} s each, "
+          f"step {single_step:.3f} s, of which clean pass {clean:.3f} s)")
+    print(f"shared pass:   {shared['wall_s']:.1f} s (build {shared['build_s']:.1f} s, "
+          f"step {shared['step_s']:.3f} s)")
+    print(f"speed-up: {alone / shared['wall_s']:.2f}x whole runs, "
+          f"{n * single_step / shared['step_s']:.2f}x per step")
+    own = single_step - clean  # what a member costs that sharing cannot remove
+    marginal = (shared["step_s"] - single_step) / (n - 1)
+    print(f"each extra SAE adds {marginal:.3f} s per step; its own (unshared) part of a lone "
+          f"step is {own:.3f} s: ratio {marginal / own:.2f} (<= 1: no slower than alone)")
+    bound = n * single_step / (clean + n * own)
+    print(f"bound if sharing were free: {bound:.2f}x per step (clean pass once, the rest {n}x)")
+    one = _child(args, LAMBDAS[:1])
+    print(f"peak RSS: 1 SAE {one['peak_rss_mb']:.0f} MB, {n} shared SAEs "
+          f"{shared['peak_rss_mb']:.0f} MB, {n} separate runs {separate[0]['peak_rss_mb']:.0f} MB "
+          "each")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""`sae-kit sweep SWEEP.toml`: train every point of a sweep in shared passes, evaluate, plot."""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+
+from sae_kit.cli.common import err, friendly_errors
+from sae_kit.errors import SaeKitError
+
+if TYPE_CHECKING:
+    from sae_kit.sweep.spec import Sweep
+
+
+@friendly_errors
+def sweep(
+    path: str = typer.Argument(..., metavar="SWEEP.toml", help="The sweep file (docs/cli.md)."),
+    only: int = typer.Option(
+        None, "--only", metavar="N",
+        help="Train and evaluate group N alone (as --print-commands numbers them).",
+    ),
+    print_commands: bool = typer.Option(
+        False, "--print-commands",
+        help="Print one command per shared-pass group, for a scheduler to spread over machines "
+        "(a SLURM array: run line $SLURM_ARRAY_TASK_ID); nothing is trained.",
+    ),
+    launcher: str = typer.Option(
+        "sae-kit", help="What --print-commands starts each group with, e.g. "
+        "'torchrun --nproc-per-node 4 -m sae_kit'.",
+    ),
+) -> None:
+    """Train a grid of SAEs, one shared pass per group; evaluate them; write the table and plot.
+
+    Finished points are skipped and interrupted ones resume from their checkpoints, so the same
+    command continues a sweep. Prints the results table on stdout.
+    """
+    from sae_kit.sweep.spec import load_sweep
+
+    spec = load_sweep(path)
+    if print_commands:
+        for i in range(len(spec.groups)):
+            typer.echo(f"{launcher} sweep {shlex.quote(path)} --only {i}")
+        err.print(f"then `sae-kit sweep {escape(path)}` writes the table and plot")
+        return
+    if only is not None and not 0 <= only < len(spec.groups):
+        raise SaeKitError(f"--only {only}: {path} has groups 0 to {len(spec.groups) - 1}")
+    _run(spec, only)
+
+
+def _run(spec: Sweep, only: int | None) -> None:
+    from sae_kit.sweep.report import table, write_report
+    from sae_kit.sweep.runner import results, run_group
+    from sae_kit.train.signals import Interrupted
+
+    def say(message: str) -> None:
+        err.print(f"[bold]sweep[/]: {escape(message)}", highlight=False, soft_wrap=True)
+
+    groups = spec.groups if only is None else [spec.groups[only]]
+    say(f"{len(spec.points)} points in {len(spec.groups)} shared-pass group(s); runs in {spec.out}")
+    for group in groups:
+        try:
+            run_group(spec, group, say)
+        except Interrupted as stop:
+            err.print(f"[yellow]stopped by a signal after step {stop.step}; run the same "
+                      "command again to continue[/]", highlight=False)
+            raise typer.Exit(stop.exit_code) from None
+    if only is not None:
+        return
+    found = results(spec)
+    text_path, plot_path = write_report(found, spec.out, spec.plot)
+    typer.echo(table(found))
+    say(f"table: {text_path}; plot: {plot_path}")

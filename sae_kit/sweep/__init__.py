@@ -1,0 +1,7 @@
+"""`sae-kit sweep SWEEP.toml`: a grid of runs in shared passes, trained, evaluated and plotted.
+
+``spec`` reads the sweep file into points (one TrainConfig each) and groups them into runs that
+can share one pass (``sae_kit.train.group``); it imports no torch. ``runner`` trains, resumes and
+evaluates the groups; ``report`` writes the table and the Pareto plot. May import ``train``,
+``eval``, ``store`` and the top-level kernel modules; never ``cli``.
+"""

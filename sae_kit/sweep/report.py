@@ -1,0 +1,37 @@
+"""A sweep's results: a Markdown table (one row per point) and the Pareto plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sae_kit.eval.pareto import architecture_of
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The results as a Markdown table, one row per SAE."""
+    lines = ["| run | loss | arch | λ | L0 | alive | CE loss increase | KL | explained variance "
+             "| downstream MSE |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        for hook_point, m in r["saes"].items():
+            name = Path(r["run_dir"]).name + ("" if len(r["saes"]) == 1 else f" @ {hook_point}")
+            lines.append(
+                f"| {name} | {r['loss']} | {architecture_of(r) or '?'} | "
+                f"{r['sparsity_coeff']:g} | {m['l0']:.1f} | {m['alive']}/{m['n_dict']} | "
+                f"{m['ce_loss_increase']:.4f} | {m['kl']:.4f} | "
+                f"{m['explained_variance']:.3f} | {m.get('downstream_mse', float('nan')):.4g} |"
+            )
+    clean = results[0]["clean_ce_loss"]
+    lines.append(f"\nClean CE loss {clean:.4f} nats on {results[0]['n_tokens']:,} held-out tokens.")
+    return "\n".join(lines)
+
+
+def write_report(results: list[dict[str, Any]], out: Path, plot: str) -> tuple[Path, Path]:
+    """results.md and the plot (format from its extension) in ``out``; their paths."""
+    from sae_kit.eval.pareto import plot_pareto
+
+    text_path, plot_path = out / "results.md", out / plot
+    text_path.write_text(table(results) + "\n")
+    plot_pareto(results, plot_path)
+    return text_path, plot_path

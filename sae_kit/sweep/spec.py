@@ -1,0 +1,147 @@
+"""The sweep file: settings shared by every run, and a grid (or list) of what varies.
+
+    out = "runs/e2e-vs-local"          # one run directory per point, named by what varies
+    eval_tokens = 100000               # held-out tokens per evaluation (default: sae-kit eval's)
+    plot = "pareto.png"                # written into `out`, in the format its extension names
+
+    [base]                             # TrainConfig fields (as in config.json) for every point
+    dict_ratio = 16
+
+    [grid]                             # every combination of these lists
+    loss = ["local", "e2e"]
+    lambda = [0.5, 1, 2, 4, 8]         # = sparsity_coeff; `layer = [1, 2]` sets hook_points
+    arch = [{name = "relu"}, {name = "topk32", architecture = "topk",
+            architecture_options = {k = 32}}]      # (one line in a real file)
+
+    [[runs]]                           # and/or an explicit list of points (merged onto base)
+    loss = "e2e+ds"
+    lambda = 4
+
+A grid key that is not a TrainConfig field takes tables, merged onto the point (``name`` names
+the table in the run directory's name). Points that agree on everything but lambda and the
+architecture settings form one group, trained in one shared pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sae_kit.errors import SaeKitError
+from sae_kit.eval.pareto import plot_format
+from sae_kit.train.config import SHARED_IN_ONE_PASS, TrainConfig
+from sae_kit.train.settings_file import config_from_settings, read_settings
+
+TOP_KEYS = {"out", "eval_tokens", "eval_batch_size", "plot", "base", "grid", "runs"}
+SHAPES = ("loss", "loss_options", "hook_points")
+"""Besides SHARED_IN_ONE_PASS, what the members of one shared pass have in common."""
+
+
+@dataclass
+class Point:
+    name: str
+    config: TrainConfig
+
+
+@dataclass
+class Sweep:
+    path: Path
+    out: Path
+    points: list[Point]
+    eval_tokens: int | None = None
+    eval_batch_size: int = 8
+    plot: str = "pareto.png"
+    groups: list[list[Point]] = field(default_factory=list)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file; every point's config is validated here."""
+    path = Path(path)
+    data = read_settings(path)
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise SaeKitError(f"{str(path)!r}: unknown key(s) {', '.join(unknown)}; a sweep file "
+                          f"has {', '.join(sorted(TOP_KEYS))}")
+    out = Path(data.get("out") or Path("runs") / path.stem)
+    base = _table(data.get("base", {}), "base", path)
+    points = [_point(out, base, name, values, path) for name, values in _grid(data, path)]
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise SaeKitError(f"{str(path)!r}: two points would share a run directory; give the "
+                          "[[runs]] entries or grid tables a distinct `name`")
+    if not points:
+        raise SaeKitError(f"{str(path)!r} has no [grid] and no [[runs]]: nothing to train")
+    sweep = Sweep(path, out, points, data.get("eval_tokens"), int(data.get("eval_batch_size", 8)),
+                  str(data.get("plot", "pareto.png")))
+    plot_format(sweep.plot)  # a misspelt extension fails now, not after the training
+    sweep.groups = group_points(points)
+    return sweep
+
+
+def _table(value: Any, what: str, path: Path) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SaeKitError(f"{str(path)!r}: {what} must be a table of settings")
+    return dict(value)
+
+
+def _grid(data: dict[str, Any], path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(name, settings) per point: the grid's combinations, then the [[runs]] entries."""
+    grid = _table(data.get("grid", {}), "grid", path)
+    found: list[tuple[str, dict[str, Any]]] = []
+    if grid:
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise SaeKitError(f"{str(path)!r}: grid.{key} must be a non-empty list")
+        keys = list(grid)
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            settings: dict[str, Any] = {}
+            parts = []
+            for key, value in zip(keys, combo, strict=True):
+                part, extra = _grid_value(key, value, grid[key])
+                parts.append(part)
+                settings.update(extra)
+            found.append(("-".join(parts), settings))
+    for i, entry in enumerate(data.get("runs", [])):
+        entry = _table(entry, f"runs[{i}]", path)
+        name = str(entry.pop("name", "") or "-".join(_name_part(k, v) for k, v in entry.items()))
+        found.append((name, entry))
+    return found
+
+
+def _grid_value(key: str, value: Any, values: list[Any]) -> tuple[str, dict[str, Any]]:
+    if isinstance(value, dict):
+        table = dict(value)
+        name = str(table.pop("name", f"{key}{values.index(value)}"))
+        if key == "arch" and "architecture" not in table:
+            table["architecture"] = name
+        return name, table
+    return _name_part(key, value), {key: value}
+
+
+def _name_part(key: str, value: Any) -> str:
+    if key in ("loss", "architecture", "model", "dataset"):
+        return str(value).replace("/", "_")
+    short = {"sparsity_coeff": "lambda"}.get(key, key)
+    return f"{short}{value:g}" if isinstance(value, float) else f"{short}{value}"
+
+
+def _point(out: Path, base: dict[str, Any], name: str, settings: dict[str, Any],
+           path: Path) -> Point:
+    merged = {**base, **settings, "output_dir": str(out / name)}
+    try:
+        return Point(name, config_from_settings(merged, where=f"{path} point {name!r}"))
+    except SaeKitError as exc:
+        raise SaeKitError(f"{str(path)!r}, point {name!r}: {exc}") from None
+
+
+def group_points(points: list[Point]) -> list[list[Point]]:
+    """Points that can share one pass, in the order they first appear."""
+    groups: dict[str, list[Point]] = {}
+    for point in points:
+        c = dataclasses.asdict(point.config)
+        key = repr([c[name] for name in (*SHARED_IN_ONE_PASS, *SHAPES)])
+        groups.setdefault(key, []).append(point)
+    return list(groups.values())

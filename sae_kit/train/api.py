@@ -1,0 +1,72 @@
+"""The Python API: ``from sae_kit import TrainConfig, train``.
+
+    from sae_kit import TrainConfig, train
+
+    run_dir = train(TrainConfig(loss="e2e", sparsity_coeff=2.0, n_samples=400))
+    group = train("run.toml", lambdas=[0.5, 1, 2, 4, 8], seed=1)   # one SAE per lambda, one pass
+
+``train`` takes a TrainConfig or a settings file (TOML, JSON — a run's config.json — or YAML),
+field overrides as keywords, and optionally several lambdas trained in one shared pass; it
+returns the run directory (the group directory for several lambdas, one run directory per
+lambda inside it). The CLI's ``sae-kit train`` is a thin layer over :func:`prepare` and the
+loop's ``fit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sae_kit.errors import SaeKitError
+from sae_kit.train.config import TrainConfig
+from sae_kit.train.settings_file import config_from_settings, normalise, read_settings
+
+
+def load_config(path: str | Path, **overrides: Any) -> tuple[TrainConfig, list[float]]:
+    """A settings file as a TrainConfig with ``overrides``; and its lambdas (a file may list
+    several: ``lambda = [0.5, 1, 2]``). A run's config.json keeps everything but its output
+    directory, so a rerun gets a fresh one unless ``output_dir`` is given."""
+    settings = normalise(read_settings(path), where=str(path))
+    if "resolved" in read_settings(path):
+        settings.pop("output_dir", None)
+    settings.update(overrides)
+    lambdas = settings.get("sparsity_coeff", TrainConfig.sparsity_coeff)
+    lambdas = [float(x) for x in lambdas] if isinstance(lambdas, list) else [float(lambdas)]
+    if not lambdas:
+        raise SaeKitError(f"{path}: lambda needs at least one value")
+    settings["sparsity_coeff"] = lambdas[0]
+    return config_from_settings(settings, where=str(path)), lambdas
+
+
+def prepare(config: TrainConfig, lambdas: Sequence[float] | None = None
+            ) -> tuple[list[Any], Path | None]:
+    """Build the run (or, for several lambdas, the shared-pass group and its group.json);
+    every input error surfaces here. Returns the runs and the group directory (None alone)."""
+    from sae_kit.train.group import build_group, lambda_group, write_manifest
+
+    lambdas = list(lambdas or [config.sparsity_coeff])
+    if len(lambdas) == 1:
+        config = dataclasses.replace(config, sparsity_coeff=lambdas[0])
+        return build_group([config]), None
+    group_dir, configs = lambda_group(config, lambdas)
+    runs = build_group(configs)
+    if runs[0].dist.is_main:
+        write_manifest(group_dir, runs)
+    return runs, group_dir
+
+
+def train(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None = None,
+          on_step: Callable[[int, int, dict | None], None] | None = None,
+          **overrides: Any) -> Path:
+    """Train SAEs; returns the run directory (see the module doc)."""
+    from sae_kit.train.loop import fit
+
+    if isinstance(config, TrainConfig):
+        config = dataclasses.replace(config, **overrides)
+        found = [config.sparsity_coeff]
+    else:
+        config, found = load_config(config, **overrides)
+    runs, group_dir = prepare(config, lambdas or found)
+    return fit(runs, on_step, group_dir=group_dir)

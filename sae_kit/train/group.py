@@ -1,0 +1,123 @@
+"""Several runs trained in one pass: one SAE per lambda (or architecture) at the same hook points.
+
+    sae-kit train --lambda 0.5,1,2,4,8 --out runs/sweep     # runs/sweep/lambda0.5/, ...
+
+Every member is a whole :class:`~sae_kit.train.run.Run` with its own directory, config.json,
+metrics.jsonl, checkpoints, optimizer and schedule, so it can be evaluated, pushed or resumed as
+if it had been trained alone. What the members share is what does not depend on them: the model,
+the data stream (so they must agree on everything that sets it, see ``SHARED``) and the clean
+forward pass of each batch (:class:`~sae_kit.model.splice.SharedClean`). One backward pass of the
+sum of the members' losses gives each SAE exactly the gradient of its own loss, since no SAE
+appears in another member's loss; clipping, Adam and the schedule then run per member, as alone.
+
+The group directory holds ``group.json`` naming its members; ``sae-kit train --resume GROUP``
+continues all of them from the newest step every member has a checkpoint of.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sae_kit.errors import SaeKitError
+from sae_kit.model.splice import SharedClean
+from sae_kit.store.jsonio import read_json, write_json_atomic
+from sae_kit.store.run_dir import RunDir
+from sae_kit.train import checkpoint
+from sae_kit.train.build import build_run, run_dir_for
+from sae_kit.train.config import SHARED_IN_ONE_PASS, TrainConfig
+from sae_kit.train.loop import fit
+
+GROUP_FILE = "group.json"
+GROUP_FORMAT = "sae-kit-group/1"
+SHARED = SHARED_IN_ONE_PASS
+
+
+def check_shareable(configs: Sequence[TrainConfig]) -> None:
+    """Refuse, in one line, configs that cannot be trained in one pass."""
+    if not configs:
+        raise SaeKitError("a group needs at least one run")
+    for name in SHARED:
+        values = {repr(getattr(c, name)) for c in configs}
+        if len(values) > 1:
+            raise SaeKitError(
+                f"runs trained in one pass must share {name} (got {', '.join(sorted(values))}); "
+                "train them separately"
+            )
+    dirs = [c.output_dir for c in configs]
+    if len(configs) > 1 and (None in dirs or len(set(dirs)) != len(dirs)):
+        raise SaeKitError("each run in a group needs its own output_dir")
+
+
+def build_group(configs: Sequence[TrainConfig], skip_windows: int = 0) -> list[Any]:
+    """One Run per config, all reading one model, one data stream and one clean pass per batch."""
+    check_shareable(configs)
+    lead = build_run(configs[0], skip_windows)
+    runs = [lead] + [build_run(c, skip_windows, share=lead) for c in configs[1:]]
+    if len(runs) > 1:
+        shared = SharedClean(lead.splice.runner)
+        for run in runs:
+            run.splice.share_clean(shared)
+    return runs
+
+
+def write_manifest(group_dir: Path, runs: Sequence[Any]) -> None:
+    """group.json: the members' directories, relative to the group directory when inside it."""
+    members = []
+    for run in runs:
+        path = Path(run.run_dir)
+        try:
+            members.append(str(path.relative_to(group_dir)))
+        except ValueError:
+            members.append(str(path))
+    group_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(group_dir / GROUP_FILE, {"format": GROUP_FORMAT, "members": members})
+
+
+def is_group(path: str | Path) -> bool:
+    return (Path(path) / GROUP_FILE).is_file()
+
+
+def member_dirs(group_dir: str | Path) -> list[Path]:
+    """The members named by a group directory's group.json."""
+    group_dir = Path(group_dir)
+    data = read_json(group_dir / GROUP_FILE)
+    if not isinstance(data, dict) or data.get("format") != GROUP_FORMAT:
+        raise SaeKitError(f"{str(group_dir / GROUP_FILE)!r} is not a sae-kit group file")
+    return [group_dir / m for m in data["members"]]
+
+
+def common_checkpoints(dirs: Sequence[Path]) -> list[checkpoint.Checkpoint]:
+    """Each member's checkpoint at the newest step all of them saved (a kill while the members
+    were being saved leaves some one step behind)."""
+    steps = None
+    for d in dirs:
+        found = {p.name for p in checkpoint.list_checkpoints(RunDir(d).checkpoints)}
+        steps = found if steps is None else steps & found
+    if not steps:
+        raise SaeKitError(
+            f"the runs in {str(dirs[0].parent)!r} have no checkpoint of a common step; start "
+            "the group again without --resume"
+        )
+    newest = max(steps)
+    return [checkpoint.load(RunDir(d).checkpoints / newest) for d in dirs]
+
+
+def lambda_group(config: TrainConfig, lambdas: Sequence[float]) -> tuple[Path, list[TrainConfig]]:
+    """``config`` once per lambda, each in ``<output_dir>/lambda<λ>/``; the group directory."""
+    group_dir = run_dir_for(config)
+    configs = [dataclasses.replace(config, sparsity_coeff=lam,
+                                   output_dir=str(group_dir / f"lambda{lam:g}"))
+               for lam in dict.fromkeys(lambdas)]
+    return group_dir, configs
+
+
+def train_group(configs: Sequence[TrainConfig], group_dir: str | Path,
+                on_step: Any = None) -> Path:
+    """Train ``configs`` in one pass (see the module doc); returns the group directory."""
+    runs = build_group(configs)
+    if runs[0].dist.is_main:
+        write_manifest(Path(group_dir), runs)
+    return fit(runs, on_step, group_dir=Path(group_dir))

@@ -1,0 +1,95 @@
+"""Config files (`sae-kit train --config`) and the Python API (`from sae_kit import train`)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from sae_kit.cli import app
+
+runner = CliRunner()
+SAE = "blocks.1.hook_resid_pre"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _settings(model_dir):
+    return (f'model = "{model_dir}"\ndataset = "pydoc"\nloss = "local"\nlayer = 1\n'
+            'context = 16\nbatch_size = 2\ngrad_accum = 1\nn_samples = 4\ndict_ratio = 4\n'
+            'device = "cpu"\nlambda = 0.5\n')
+
+
+def _config(run_dir):
+    return json.loads((run_dir / "config.json").read_text())
+
+
+def test_a_toml_config_file_with_flags_overriding_it(tiny_gpt2, tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(_settings(tiny_gpt2))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--config", str(path), "--seed", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = _config(out)
+    assert saved["seed"] == 3 and saved["sparsity_coeff"] == 0.5 and saved["loss"] == "local"
+    assert saved["hook_points"] == [SAE] and saved["batch_size"] == 2
+
+
+def test_a_runs_config_json_reruns_it_with_one_change(tiny_gpt2, tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(_settings(tiny_gpt2))
+    first, again, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert runner.invoke(app, ["train", "--config", str(path), "--out", str(first)]).exit_code == 0
+    config_json = str(first / "config.json")
+    assert runner.invoke(app, ["train", "--config", config_json, "--out", str(again)]
+                         ).exit_code == 0
+    result = runner.invoke(app, ["train", "--config", config_json, "--seed", "1",
+                                 "--out", str(other)])
+    assert result.exit_code == 0, result.output
+    a, b, c = (load_file(str(d / SAE / "sae.safetensors")) for d in (first, again, other))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the same run, reproduced
+    assert not torch.equal(a["W_enc"], c["W_enc"])
+    changed = {k for k, v in _config(other).items() if _config(first)[k] != v}
+    assert changed == {"seed", "output_dir"}
+
+
+def test_python_api_trains_a_group_and_returns_its_directory(tiny_gpt2, tmp_path):
+    from sae_kit import TrainConfig, train
+
+    path = tmp_path / "run.toml"
+    path.write_text(_settings(tiny_gpt2))
+    group = train(path, lambdas=[0.1, 1.0], output_dir=str(tmp_path / "g"))
+    assert group == tmp_path / "g"
+    assert [_config(group / f"lambda{x}")["sparsity_coeff"] for x in ("0.1", "1")] == [0.1, 1.0]
+    config = TrainConfig(model=str(tiny_gpt2), dataset="pydoc", loss="local", hook_points=[SAE],
+                         context=16, batch_size=2, grad_accum=1, n_samples=4, dict_ratio=4,
+                         device="cpu")
+    run_dir = train(config, output_dir=str(tmp_path / "one"))
+    assert (run_dir / SAE / "sae.safetensors").is_file()
+
+
+def test_importing_the_api_names_does_not_import_torch():
+    code = "import sys; from sae_kit import TrainConfig, train; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("colour = 1\n", "unknown setting(s) colour"),
+    ("lambda = [\n", "is not valid TOML"),
+])
+def test_a_bad_config_file_is_one_line(tmp_path, text, message):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    result = runner.invoke(app, ["train", "--config", str(path)])
+    assert result.exit_code == 2 and message in result.output
