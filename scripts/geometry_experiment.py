@@ -32,7 +32,7 @@ from sae_kit.train.loop import train
 HOOK_POINT = "blocks.2.hook_resid_pre"
 # λ per loss, picked from docs/experiments/e2e-vs-local.md's sweep so the L0s land close: local
 # needs a larger λ than e2e for the same L0 on this model.
-LAMBDAS = {"local": 4.0, "e2e": 3.0, "e2e+ds": 3.0}
+LAMBDAS = {"local": 4.0, "e2e": 3.0, "e2e+ds": 10.0}
 SEEDS = (0, 1)
 # Long enough (and at a high enough lr) that each decoder clearly leaves its orthogonal start:
 # 1,200 steps of 4 windows of 64 tokens at 4x the built-in lr. Short windows, small batches and
@@ -45,6 +45,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default="runs/geometry", help="Directory for runs and results.")
     parser.add_argument("--tokens", type=int, default=100_000,
                         help="Held-out tokens for alive elements and the activation analysis.")
+    parser.add_argument("--train", nargs="+", metavar="RUN", default=None,
+                        help="Only train these runs (e.g. e2eds-seed1) and stop: to spread the "
+                        "training over several processes.")
     return parser.parse_args()
 
 
@@ -117,6 +120,12 @@ def markdown(summary: dict[str, Any], values: dict[str, torch.Tensor]) -> str:
 def main() -> None:
     args = parse_args()
     out = Path(args.out)
+    if args.train:
+        for loss in LAMBDAS:
+            for seed in SEEDS:
+                if run_name(loss, seed) in args.train:
+                    train_one(out, loss, seed)
+        return
     runs = [train_one(out, loss, seed) for loss in LAMBDAS for seed in SEEDS]
     started = time.perf_counter()
     summary = compare_sources([str(r) for r in runs], HOOK_POINT, out / "compare",

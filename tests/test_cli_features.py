@@ -108,3 +108,16 @@ def test_compare_refuses_different_hook_points(tiny_gpt2, runs, tmp_path):
     result = runner.invoke(app, ["compare", str(runs["local0"]), str(other), "--out",
                                  str(tmp_path / "c")])
     assert result.exit_code == 2 and "different hook points" in result.output
+
+
+def test_blocks_and_chunks_do_not_change_the_data(runs, report, tmp_path, monkeypatch):
+    from sae_kit.eval.analysis import features
+    from sae_kit.eval.report import render
+
+    monkeypatch.setattr(features, "BLOCK", 50)
+    monkeypatch.setattr(render, "CHUNK", 40)
+    result = runner.invoke(app, ["features", str(runs["local0"]), "--tokens", "320", "--out",
+                                 str(tmp_path), "--device", "cpu", "--batch-size", "3"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "features.jsonl").read_text() == (report / "features.jsonl").read_text()
+    assert len(list((tmp_path / "data").glob("features-*.js"))) == 4  # 128 features / 40

@@ -27,6 +27,7 @@ from sae_kit.eval.analysis.directions import nearest_features, output_token_effe
 from sae_kit.eval.analysis.source import AnalysisSource, open_source
 from sae_kit.eval.analysis.stats import (
     Contexts,
+    Entries,
     FeatureStats,
     ReservoirContexts,
     TopContexts,
@@ -45,7 +46,7 @@ class FeatureSettings:
     quantiles: int = 4
     """Activation quantile groups sampled below the top."""
     per_quantile: int = 3
-    reservoir: int = 32
+    reservoir: int = 16
     """Uniformly sampled firing tokens per feature, from which the quantile samples are drawn."""
     before: int = 12
     after: int = 4
@@ -88,10 +89,11 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
     started = time.perf_counter()
     with torch.no_grad():
         for input_ids, acts in residual_batches(loaded, [position], batches, device):
-            codes = sae.encode(acts[position].to(sae.W_enc.dtype))
-            stats.add(codes)
-            top.add(codes, input_ids)
-            sample.add(codes, input_ids)
+            codes = sae.encode(acts[position].to(sae.W_enc.dtype)).cpu()
+            entries = Entries.of(codes)  # once per batch, shared by the accumulators
+            stats.add(codes, entries)
+            top.add(codes, input_ids, entries)
+            sample.add(codes, input_ids, entries)
             if on_batch:
                 on_batch(stats.n_tokens)
         effects = output_token_effects(sae.W_dec, loaded.adapter.unembed(loaded.model),
@@ -110,60 +112,81 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
                        token_table(loaded.tokenizer, ids.tolist()), meta)
 
 
-def _round(values: torch.Tensor, digits: int = 4) -> list[float]:
-    return [float(f"{v:.{digits}g}") for v in values.tolist()]
+def _significant(x: torch.Tensor, digits: int) -> torch.Tensor:
+    """Rounded to ``digits`` significant digits, in float64 so the JSON stays short."""
+    x = x.double()
+    magnitude = torch.floor(torch.log10(x.abs().clamp(min=1e-30)))
+    scale = 10.0 ** (digits - 1 - magnitude)
+    return torch.round(x * scale) / scale
 
 
-def _context(contexts: Contexts, slot: int, feature: int) -> dict[str, Any]:
-    return {"value": float(f"{float(contexts.value[slot, feature]):.4g}"),
-            "tokens": contexts.tokens[slot, feature].tolist(),
-            "acts": _round(contexts.acts[slot, feature], 3)}
+def _lists(contexts: Contexts) -> dict[str, list]:
+    """Per feature (outer index), the contexts as Python lists: converted once, not per item."""
+    return {"valid": contexts.valid.T.tolist(),
+            "value": _significant(contexts.value.T, 5).tolist(),
+            "tokens": contexts.tokens.permute(1, 0, 2).tolist(),
+            "acts": _significant(contexts.acts.permute(1, 0, 2), 3).tolist()}
 
 
-def _quantiles(data: FeatureData, feature: int) -> list[dict[str, Any]]:
-    valid = data.sample.valid[:, feature].nonzero().flatten()
-    values = data.sample.value[valid, feature]
+def _contexts(c: dict[str, list], feature: int, slots: list[int]) -> list[dict[str, Any]]:
+    return [{"value": c["value"][feature][s], "tokens": c["tokens"][feature][s],
+             "acts": c["acts"][feature][s]} for s in slots]
+
+
+def _quantiles(data: FeatureData, sample: dict[str, list], feature: int) -> list[dict[str, Any]]:
+    slots = [s for s, ok in enumerate(sample["valid"][feature]) if ok]
+    values = [sample["value"][feature][s] for s in slots]
     groups = quantile_groups(values, data.settings.quantiles, data.settings.per_quantile)
     out = []
     for rank, group in zip(range(len(groups), 0, -1), groups, strict=False):
-        slots = [int(valid[i]) for i in group]
-        picked = values[group]
-        out.append({"quantile": rank, "of": data.settings.quantiles,
-                    "low": float(f"{float(picked.min()):.4g}"),
-                    "high": float(f"{float(picked.max()):.4g}"),
-                    "contexts": [_context(data.sample, s, feature) for s in slots]})
+        picked = [values[i] for i in group]
+        out.append({"quantile": rank, "of": data.settings.quantiles, "low": min(picked),
+                    "high": max(picked),
+                    "contexts": _contexts(sample, feature, [slots[i] for i in group])})
     return out
 
 
-def feature_record(data: FeatureData, feature: int) -> dict[str, Any]:
-    """Everything the dashboard shows for one feature, JSON-ready."""
-    stats, effects = data.stats, data.effects
-    hist = stats.hist[feature]
-    used = hist.nonzero().flatten()
-    lo, hi = (int(used.min()), int(used.max()) + 1) if len(used) else (0, 0)
-    near_values, near_ids = data.neighbours
-    return {
-        "index": feature, "density": float(stats.density[feature]),
-        "log10_density": None if stats.dead[feature] else float(stats.log10_density[feature]),
-        "mean": float(stats.mean[feature]), "max": float(stats.max[feature]),
-        "dead": bool(stats.dead[feature]),
-        "top": [_context(data.top, s, feature)
-                for s in data.top.valid[:, feature].nonzero().flatten().tolist()],
-        "quantiles": _quantiles(data, feature),
-        "histogram": {"edges": _round(stats.edges[lo:hi + 1]), "counts": hist[lo:hi].tolist()},
-        "promoted": [[int(i), round(float(v), 4)] for i, v in
-                     zip(effects["top_ids"][feature], effects["top_values"][feature], strict=True)],
-        "suppressed": [[int(i), round(float(v), 4)] for i, v in
-                       zip(effects["bottom_ids"][feature], effects["bottom_values"][feature],
-                           strict=True)],
-        "neighbours": [[int(j), round(float(c), 4)] for j, c in
-                       zip(near_ids[feature], near_values[feature], strict=True)],
-    }
+def _pairs(ids: torch.Tensor, values: torch.Tensor) -> list[list[list[float]]]:
+    """(n, k) ids and values as [[id, value], ...] per row."""
+    rounded = _significant(values, 4).tolist()
+    return [[[i, v] for i, v in zip(row_i, row_v, strict=True)]
+            for row_i, row_v in zip(ids.tolist(), rounded, strict=True)]
+
+
+BLOCK = 512
+"""Features converted to Python lists at a time: lists of numbers cost ~30x their tensors."""
+
+
+def _block(contexts: Contexts, lo: int, hi: int) -> Contexts:
+    return Contexts(*(getattr(contexts, f)[:, lo:hi] for f in ("score", "value", "tokens",
+                                                               "acts")))
 
 
 def feature_records(data: FeatureData) -> Iterator[dict[str, Any]]:
-    for feature in range(data.stats.n_dict):
-        yield feature_record(data, feature)
+    """Everything the dashboard shows, one JSON-ready dict per feature."""
+    stats, effects = data.stats, data.effects
+    for lo in range(0, stats.n_dict, BLOCK):
+        hi = min(lo + BLOCK, stats.n_dict)
+        top, sample = _lists(_block(data.top, lo, hi)), _lists(_block(data.sample, lo, hi))
+        density, log10 = stats.density[lo:hi].tolist(), stats.log10_density[lo:hi].tolist()
+        mean, maximum = stats.mean[lo:hi].tolist(), stats.max[lo:hi].tolist()
+        dead, hist = stats.dead[lo:hi].tolist(), stats.hist[lo:hi].tolist()
+        edges = _significant(stats.edges, 4).tolist()
+        promoted = _pairs(effects["top_ids"][lo:hi], effects["top_values"][lo:hi])
+        suppressed = _pairs(effects["bottom_ids"][lo:hi], effects["bottom_values"][lo:hi])
+        neighbours = _pairs(data.neighbours[1][lo:hi], data.neighbours[0][lo:hi])
+        for f in range(hi - lo):
+            used = [b for b, count in enumerate(hist[f]) if count]
+            first, last = (used[0], used[-1] + 1) if used else (0, 0)
+            yield {
+                "index": lo + f, "density": density[f], "mean": mean[f], "max": maximum[f],
+                "log10_density": None if dead[f] else log10[f], "dead": dead[f],
+                "top": _contexts(top, f, [s for s, ok in enumerate(top["valid"][f]) if ok]),
+                "quantiles": _quantiles(data, sample, f),
+                "histogram": {"edges": edges[first:last + 1], "counts": hist[f][first:last]},
+                "promoted": promoted[f], "suppressed": suppressed[f],
+                "neighbours": neighbours[f],
+            }
 
 
 def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
@@ -176,7 +199,8 @@ def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
         out.update({f"{name}_{field}": getattr(contexts, field)
                     for field in ("score", "value", "tokens", "acts")})
     out.update({f"logit_{k}": v for k, v in data.effects.items()})
-    return {k: v.contiguous() for k, v in out.items()}
+    # int32 ids and counts: half the file, and ids and counts fit.
+    return {k: (v.int() if v.dtype == torch.long else v).contiguous() for k, v in out.items()}
 
 
 def build_features(ref: str, out: Path, hook_point: str | None = None,

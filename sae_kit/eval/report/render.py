@@ -67,25 +67,29 @@ def write_report(data: FeatureData, out: Path) -> Path:
     (out / "data").mkdir(parents=True, exist_ok=True)
     for old in (out / "data").glob("features-*.js"):
         old.unlink()  # a smaller dictionary than last time must not leave stale chunks
-    records = list(feature_records(data))
-    for start in range(0, len(records), CHUNK):
-        _write_js(out / "data" / f"features-{start // CHUNK:04d}.js", "SAEReport.addChunk",
-                  start // CHUNK, records[start:start + CHUNK])
-    _write_js(out / "data" / "tokens.js", "SAEReport.setTokens", data.tokens)
-    with (out / "features.jsonl").open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
     summary_keys = ("index", "density", "log10_density", "mean", "max", "dead")
+    rows, chunk = [], []
+    # Streamed: one chunk of records in memory at a time, not the whole dictionary's.
+    with (out / "features.jsonl").open("w", encoding="utf-8") as jsonl:
+        for record in feature_records(data):
+            jsonl.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            rows.append({**{k: record[k] for k in summary_keys},
+                         "promotes": " ".join(data.tokens.get(i, "?")
+                                              for i, _ in record["promoted"][:3])})
+            chunk.append(record)
+            if len(chunk) == CHUNK or record["index"] == data.stats.n_dict - 1:
+                number = record["index"] // CHUNK
+                _write_js(out / "data" / f"features-{number:04d}.js", "SAEReport.addChunk",
+                          number, chunk)
+                chunk = []
+    _write_js(out / "data" / "tokens.js", "SAEReport.setTokens", data.tokens)
     summary = {"meta": data.meta, "tokens": data.tokens,
-               "features": [{k: r[k] for k in summary_keys} for r in records]}
+               "features": [{k: r[k] for k in summary_keys} for r in rows]}
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False), encoding="utf-8")
     save_file(tensors(data), str(out / "features.safetensors"), metadata={"format": "pt"})
     for name in ("report.js", "report.css"):
         shutil.copyfile(_HERE / "static" / name, out / name)
-    rows = [{**{k: r[k] for k in summary_keys},
-             "promotes": " ".join(data.tokens.get(i, "?") for i, _ in r["promoted"][:3])}
-            for r in records]
-    alive = [r["log10_density"] for r in records if r["log10_density"] is not None]
+    alive = [r["log10_density"] for r in rows if r["log10_density"] is not None]
     html = _environment().get_template("index.html.j2").render(
         meta=data.meta, rows=rows, chunk=CHUNK, density_hist=svg_histogram(alive))
     (out / "index.html").write_text(html, encoding="utf-8")
