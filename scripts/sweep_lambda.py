@@ -8,6 +8,10 @@ on the built-in pydoc text and evaluated on its held-out split, exactly as `sae-
 Writes, into --out: one run directory per SAE (with its eval.json), results.md (the table) and
 pareto.png (L0 vs CE-loss increase). Finished runs (those with an eval.json) are reused, so an
 interrupted sweep resumes where it stopped. Results: docs/experiments/e2e-vs-local.md.
+
+`sae-kit sweep docs/sweeps/e2e-vs-local.toml` now does the same in one command, training each
+loss's five lambdas in one shared pass (to the same weights); this script is kept as the
+baseline that comparison was measured against.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sae_kit.eval.evaluation import evaluate_run
 from sae_kit.eval.pareto import plot_pareto
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
+from sae_kit.sweep.report import table
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import train
 
@@ -65,22 +70,6 @@ def run_one(out: Path, loss: str, lam: float, args: argparse.Namespace) -> dict[
     print(f"{run_dir.name}: trained in {trained - started:.0f} s, evaluated in "
           f"{time.perf_counter() - trained:.0f} s", file=sys.stderr, flush=True)
     return result
-
-
-def table(results: list[dict[str, Any]]) -> str:
-    """The results as a Markdown table, one row per run."""
-    lines = ["| loss | λ | L0 | alive | CE loss increase | KL | explained variance | "
-             "downstream MSE |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in results:
-        (m,) = r["saes"].values()
-        lines.append(
-            f"| {r['loss']} | {r['sparsity_coeff']:g} | {m['l0']:.1f} | "
-            f"{m['alive']}/{m['n_dict']} | {m['ce_loss_increase']:.4f} | {m['kl']:.4f} | "
-            f"{m['explained_variance']:.3f} | {m.get('downstream_mse', float('nan')):.4g} |"
-        )
-    clean = results[0]["clean_ce_loss"]
-    lines.append(f"\nClean CE loss {clean:.4f} nats on {results[0]['n_tokens']:,} held-out tokens.")
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -115,3 +115,14 @@ def report(runs, tmp_path_factory):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out / "index.html")
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (deterministic CPU kernels for exact comparisons)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

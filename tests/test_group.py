@@ -3,8 +3,8 @@
 The comparison is exact (torch.equal), not to a tolerance: sharing changes which passes run, not
 the arithmetic. The clean pass is computed by the same ops on the same batch whoever asks for
 it; each member's spliced pass, loss and backward are the same ops on the same tensors as alone
-(the backward of a sum hands each loss a gradient of exactly 1); clipping, Adam and the schedule
-run per member. One thread keeps torch's CPU kernels deterministic.
+(each member runs its own backward); clipping, Adam and the schedule run per member. One thread
+keeps torch's CPU kernels deterministic.
 """
 
 import json
@@ -17,13 +17,7 @@ from sae_kit.train.config import TrainConfig
 from sae_kit.train.group import build_group, is_group, member_dirs
 from sae_kit.train.loop import build_run, fit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(model_dir, out, **overrides):

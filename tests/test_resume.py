@@ -32,14 +32,6 @@ TINY = ["--dataset", "pydoc", "--n-samples", "240", "--batch-size", "2", "--grad
         "--lr", "3e-3", "--seed", "5"]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def reference(tiny_gpt2, tmp_path_factory):
     """The same run, never interrupted."""

@@ -17,12 +17,7 @@ runner = CliRunner()
 SAE = "blocks.1.hook_resid_pre"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _sweep_file(tmp_path, model_dir, extra=""):

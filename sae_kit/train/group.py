@@ -6,9 +6,9 @@ Every member is a whole :class:`~sae_kit.train.run.Run` with its own directory, 
 metrics.jsonl, checkpoints, optimizer and schedule, so it can be evaluated, pushed or resumed as
 if it had been trained alone. What the members share is what does not depend on them: the model,
 the data stream (so they must agree on everything that sets it, see ``SHARED``) and the clean
-forward pass of each batch (:class:`~sae_kit.model.splice.SharedClean`). One backward pass of the
-sum of the members' losses gives each SAE exactly the gradient of its own loss, since no SAE
-appears in another member's loss; clipping, Adam and the schedule then run per member, as alone.
+forward pass of each batch (:class:`~sae_kit.model.splice.SharedClean`). Each member then
+runs its own loss and backward in turn (no SAE appears in another member's loss), and clipping,
+Adam and the schedule run per member, as alone.
 
 The group directory holds ``group.json`` naming its members; ``sae-kit train --resume GROUP``
 continues all of them from the newest step every member has a checkpoint of.

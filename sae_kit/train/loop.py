@@ -8,7 +8,6 @@ optimizer step, metrics, checkpoints, and the SAE directories at the end.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -39,29 +38,26 @@ logger = logging.getLogger("sae_kit.train")
 def train_step(runs: Sequence[Run], stats: Sequence[StepStats]) -> list[float]:
     """One optimizer step of each run over the same grad_accum micro-batches; the gradient norms.
 
-    Several runs share a step when trained in one pass (``sae_kit.train.group``): one backward
-    of their summed losses gives each SAE the gradient of its own loss alone. Raises NonFinite,
-    before any update, when a loss term or a gradient is NaN or infinite.
+    Several runs share a step when trained in one pass (``sae_kit.train.group``): on each
+    micro-batch every run in turn computes its loss (reading the clean pass they share) and runs
+    its backward, so one run's graph is freed before the next is built (peak memory of one run)
+    and each SAE gets exactly the gradient it gets alone. Raises NonFinite, before any update,
+    when a loss term or a gradient is NaN or infinite.
     """
     lead = runs[0]
     accum = lead.config.grad_accum
     bad = None
     for i in range(accum):
         input_ids = next(lead.data).to(lead.device)
-        with contextlib.ExitStack() as stack:
-            for run in runs:
-                stack.enter_context(distributed.micro_batch(run.loss, last=i == accum - 1))
-            with precision.autocast(lead.device, lead.config.dtype):
-                results = [run.loss(run.splice, input_ids) for run in runs]
-            total = results[0].loss
-            for result in results[1:]:
-                total = total + result.loss
-            (total / accum).backward()
-        if lead.splice.shared is not None:
-            lead.splice.shared.clear()
-        for run, result, stat in zip(runs, results, stats, strict=True):
+        for run, stat in zip(runs, stats, strict=True):
+            with distributed.micro_batch(run.loss, last=i == accum - 1):
+                with precision.autocast(lead.device, lead.config.dtype):
+                    result = run.loss(run.splice, input_ids)
+                (result.loss / accum).backward()
             stat.add(result, input_ids.numel())
             bad = bad or _in_run(nonfinite_term(result), run, runs)
+        if lead.splice.shared is not None:
+            lead.splice.shared.clear()
     norms = []
     for run in runs:
         params = [p for group in run.optimizer.param_groups for p in group["params"]]
