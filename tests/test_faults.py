@@ -21,12 +21,7 @@ SAE = SAE_AT_1
 TINY = SAVE_EVERY_STEP
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(model_dir, out, **overrides):
