@@ -59,11 +59,7 @@ def evaluate(
     if plot:
         check_writable(Path(plot))  # before the evaluation, not after it
     if paper_compatible:
-        clash = {"--n-tokens": n_tokens is not None, "--batch-size": batch_size != 8,
-                 "--alive-tokens": alive_tokens != 500_000}
-        if any(clash.values()):
-            raise SaeKitError("--paper-compatible sets the evaluation sizes to the reference's; "
-                              f"drop {', '.join(flag for flag, on in clash.items() if on)}")
+        _refuse_other_sizes(n_tokens, batch_size, alive_tokens)
 
     results = []
     for one in run_dir:
@@ -84,6 +80,20 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         return
+    _print_results(results)
+
+
+def _refuse_other_sizes(n_tokens: int | None, batch_size: int, alive_tokens: int) -> None:
+    """--paper-compatible fixes the sizes: one given beside it is a contradiction, not ignored."""
+    clash = {"--n-tokens": n_tokens is not None, "--batch-size": batch_size != 8,
+             "--alive-tokens": alive_tokens != 500_000}
+    if any(clash.values()):
+        raise SaeKitError("--paper-compatible sets the evaluation sizes to the reference's; "
+                          f"drop {', '.join(flag for flag, on in clash.items() if on)}")
+
+
+def _print_results(results: list[dict[str, Any]]) -> None:
+    """A header line and a metrics table per run, on stdout."""
     console = Console()
     for result in results:
         lam = "" if result["sparsity_coeff"] is None else f", λ={result['sparsity_coeff']}"

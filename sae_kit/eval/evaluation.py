@@ -188,11 +188,7 @@ def evaluate_run(
     """
     from sae_kit.model.device import resolve_device
 
-    sizes = {"--n-tokens": 1 if n_tokens is None else n_tokens, "--batch-size": batch_size,
-             "--alive-tokens": alive_tokens}
-    bad = [f"{flag} {value}" for flag, value in sizes.items() if value < 1]
-    if bad:
-        raise SaeKitError(f"{', '.join(bad)}: must be a positive number")
+    _check_sizes(n_tokens, batch_size, alive_tokens)
     run_dir = resolve_run_dir(run_ref)
     check_writable(RunDir(run_dir).eval)  # before minutes of evaluation, not after
     torch_device = resolve_device(device)
@@ -234,6 +230,14 @@ def evaluate_run(
     except OSError as exc:
         raise _unwritable(RunDir(run_dir).eval, exc) from None
     return result
+
+
+def _check_sizes(n_tokens: int | None, batch_size: int, alive_tokens: int) -> None:
+    sizes = {"--n-tokens": 1 if n_tokens is None else n_tokens, "--batch-size": batch_size,
+             "--alive-tokens": alive_tokens}
+    bad = [f"{flag} {value}" for flag, value in sizes.items() if value < 1]
+    if bad:
+        raise SaeKitError(f"{', '.join(bad)}: must be a positive number")
 
 
 def _load_model(config: dict, saes: dict[HookPoint, SAE], device: torch.device) -> LoadedModel:
