@@ -243,10 +243,7 @@ def _check_sizes(n_tokens: int | None, batch_size: int, alive_tokens: int) -> No
 def _load_model(config: dict, saes: dict[HookPoint, SAE], device: torch.device) -> LoadedModel:
     loaded = load_model(config["model"], revision=config.get("revision"), device=device)
     for hp, sae in saes.items():
-        hp.check(loaded.n_layers)
-        if sae.d_in != loaded.d_model:
-            raise SaeKitError(f"SAE {hp} takes width {sae.d_in}, but {config['model']!r} has "
-                              f"d_model {loaded.d_model}")
+        loaded.check_fits(hp, sae.d_in)
     return loaded
 
 

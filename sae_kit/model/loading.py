@@ -18,6 +18,7 @@ from sae_kit.builtin import BUILTIN_MODEL_NAME, builtin_model_dir
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.adapter import ModelAdapter
 from sae_kit.model.generic_adapter import GenericAdapter
+from sae_kit.model.hookpoints import HookPoint
 from sae_kit.network import (
     configure_hub,
     hub_endpoint,
@@ -46,6 +47,13 @@ class LoadedModel:
     @property
     def d_model(self) -> int:
         return self.adapter.d_model(self.model)
+
+    def check_fits(self, hook_point: HookPoint, d_in: int) -> None:
+        """One clear line if an SAE of width ``d_in`` at ``hook_point`` cannot sit in this model."""
+        hook_point.check(self.n_layers)
+        if d_in != self.d_model:
+            raise SaeKitError(f"the SAE at {hook_point} takes width {d_in}, but {self.name!r} "
+                              f"has d_model {self.d_model}")
 
     @property
     def max_positions(self) -> int | None:

@@ -23,7 +23,6 @@ from sae_kit.eval.analysis.collect import (
     window_batches,
 )
 from sae_kit.eval.analysis.directions import initial_decoder
-from sae_kit.eval.analysis.features import check_fits
 from sae_kit.eval.analysis.geometry import (
     ActivationSums,
     max_cosine_across,
@@ -147,7 +146,7 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
     sources = open_sources(refs, hook_point, torch_device)
     loaded = load_model(sources[0].model, revision=sources[0].revision, device=torch_device)
     for source in sources:
-        check_fits(source, loaded)
+        loaded.check_fits(source.hook_point, source.sae.d_in)
     alive, activation = activation_pass(sources, loaded, choice or TextChoice(), n_tokens,
                                         batch_size, torch_device)
     summary, values = geometry(sources, alive)

@@ -69,13 +69,6 @@ class FeatureData:
     meta: dict[str, Any]
 
 
-def check_fits(source: AnalysisSource, loaded: LoadedModel) -> None:
-    source.hook_point.check(loaded.n_layers)
-    if source.sae.d_in != loaded.d_model:
-        raise SaeKitError(f"the SAE at {source.hook_point} takes width {source.sae.d_in}, but "
-                          f"{source.model!r} has d_model {loaded.d_model}")
-
-
 def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
                      settings: FeatureSettings, device: torch.device,
                      on_batch: Callable[[int], None] | None = None) -> FeatureData:
@@ -217,7 +210,7 @@ def build_features(ref: str, out: Path, hook_point: str | None = None,
     torch_device = resolve_device(device)
     source = open_source(ref, hook_point, torch_device)
     loaded = load_model(source.model, revision=source.revision, device=torch_device)
-    check_fits(source, loaded)
+    loaded.check_fits(source.hook_point, source.sae.d_in)
     data = collect_features(source, loaded, choice or TextChoice(), settings, torch_device,
                             on_batch)
     return write_report(data, out), data.meta
