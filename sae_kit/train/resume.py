@@ -90,10 +90,16 @@ def resume(
         for path, reason in skipped:
             moved = checkpoint.quarantine(path)
             warn(f"{reason}; renamed it to {moved.name} and resumed from {latest.path.name}")
-        problem = MetricsLog(layout.metrics).rewind(latest.counters.metrics_offset)
-        if problem:
-            warn(problem)
+        _rewind_metrics(layout, latest, warn)
     return run, latest.counters
+
+
+def _rewind_metrics(layout: RunDir, saved: checkpoint.Checkpoint,
+                    warn: Callable[[str], None]) -> None:
+    """Cut metrics.jsonl back to the checkpoint's step (a torn last row included)."""
+    problem = MetricsLog(layout.metrics).rewind(saved.counters.metrics_offset)
+    if problem:
+        warn(problem)
 
 
 def _put_into(run: Run, found: checkpoint.Checkpoint) -> None:
@@ -150,11 +156,9 @@ def resume_runs(dirs: list[Path], **overrides: Any) -> tuple[list[Run], TrainSta
     for run, lock in zip(runs, locks, strict=True):
         run.lock = lock
     for run, saved in zip(runs, latest, strict=True):
-        apply(run, saved)
+        _put_into(run, saved)  # the same checks against config.json as a lone resume
     runs[0].dist.barrier()
     if runs[0].dist.is_main:
         for d, saved in zip(dirs, latest, strict=True):
-            problem = MetricsLog(RunDir(d).metrics).rewind(saved.counters.metrics_offset)
-            if problem:
-                _stderr(problem)
+            _rewind_metrics(RunDir(d), saved, _stderr)
     return runs, latest[0].counters
