@@ -148,3 +148,62 @@ def test_losses_give_the_same_sae_gradients_for_any_chunk(tiny_gpt2, loss_name):
 def test_kl_chunk_must_be_positive():
     with pytest.raises(SaeKitError, match="kl_chunk must be at least 1"):
         plugins.load("losses", "e2e")(sparsity_coeff=1.0, kl_chunk="0")
+
+
+@pytest.mark.parametrize("chunk", [7, 30])
+def test_a_shared_clean_cache_gives_the_uncached_values_bit_for_bit(chunk):
+    clean, spliced, weight, b = _inputs((3, 10))
+    other = (spliced.detach() + 0.1).requires_grad_()  # a second SAE's spliced states
+    cache: dict = {}
+    for hidden in (spliced, other, spliced):  # fills the cache, then reads it twice
+        want, want_grad = _grad(lambda: chunked_kl(clean, hidden, weight, b, chunk), hidden)
+        got, got_grad = _grad(lambda: chunked_kl(clean, hidden, weight, b, chunk,
+                                                 clean_cache=cache), hidden)
+        assert torch.equal(got, want) and torch.equal(got_grad, want_grad)
+    (entry,) = cache.values()
+    assert sorted(entry) == list(range(0, 30, chunk))  # one (log p, p) per chunk, kept once
+
+
+def test_the_cache_is_read_not_recomputed():
+    clean, spliced, weight, b = _inputs((2, 5))
+    cache: dict = {}
+    first = chunked_kl(clean, spliced, weight, b, 4, clean_cache=cache)
+    (entry,) = cache.values()
+    for log_p, p in entry.values():  # as if the clean model predicted something else
+        log_p.zero_().sub_(torch.log(torch.tensor(float(VOCAB))))
+        p.fill_(1.0 / VOCAB)
+    uniform = chunked_kl(clean, spliced, weight, b, 4, clean_cache=cache)
+    assert not torch.isclose(uniform, first)
+    # KL(uniform || q) = -log V - mean over the vocabulary of log q
+    log_q = torch.log_softmax(F.linear(spliced.detach(), weight, b), -1)
+    torch.testing.assert_close(uniform, (-log_q.mean(-1) - torch.log(torch.tensor(50.0))).mean())
+
+
+def test_the_cache_keeps_nothing_over_its_budget():
+    clean, spliced, weight, b = _inputs((4, 64))  # 256 tokens x 50 x 2 x 4 bytes = 100 kB
+    cache: dict = {}
+    chunked_kl(clean, spliced, weight, b, 32, clean_cache=cache, cache_mb=0.05)
+    assert cache == {}
+    chunked_kl(clean, spliced, weight, b, 32, clean_cache=cache, cache_mb=0.2)
+    assert len(next(iter(cache.values()))) == 256 // 32
+
+
+def test_a_group_computes_the_clean_distribution_once_per_batch(tmp_path):
+    from sae_kit.train.config import TrainConfig
+    from sae_kit.train.group import build_group
+    from sae_kit.train.loop import train_step
+    from sae_kit.train.stats import StepStats
+
+    configs = [TrainConfig(loss="e2e", sparsity_coeff=lam, context=16, batch_size=2,
+                           n_samples=4, dict_ratio=1, output_dir=str(tmp_path / str(lam)))
+               for lam in (1.0, 2.0, 4.0)]
+    runs = build_group(configs)
+    calls = []
+    real = torch.log_softmax
+    try:
+        torch.log_softmax = lambda *a, **k: calls.append(1) or real(*a, **k)
+        train_step(runs, [StepStats() for _ in runs])
+    finally:
+        torch.log_softmax = real
+    assert len(calls) == 1 + len(runs)  # the clean side once, each SAE's spliced side once
+    assert runs[0].splice.shared._result is None  # cleared after the step: the cache is freed

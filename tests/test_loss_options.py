@@ -25,7 +25,8 @@ def test_losses_and_architectures_share_the_options_attribute():
 def test_options_are_recorded_typed_with_defaults():
     loss = E2EDownstreamLoss(1.0, **{"ds-coeff": "3"})
     assert loss.options_record({"ds-coeff": "3"}) == {
-        "kl_chunk": loss.opts.kl_chunk, "kl_coeff": 0.5, "ds_coeff": 3.0, "downstream": "paper"}
+        "kl_chunk": loss.opts.kl_chunk, "kl_cache_mb": loss.opts.kl_cache_mb, "kl_coeff": 0.5,
+        "ds_coeff": 3.0, "downstream": "paper"}
 
 
 class OldStyleLoss(Loss):

@@ -15,6 +15,15 @@ def active(codes: torch.Tensor) -> torch.Tensor:
     return codes != 0
 
 
+def count_true(mask: torch.Tensor) -> int:
+    """How many entries of a boolean mask are set."""
+    # Per row in int32 (a row holds at most n_dict entries), then the rows' total in int64: on
+    # CPU a bool -> int64 sum of a [tokens, n_dict] mask, and count_nonzero, each took ~3x as
+    # long (the int64 conversion is a copy of the whole mask).
+    rows = mask.reshape(-1, mask.shape[-1]) if mask.dim() else mask.reshape(1, 1)
+    return int(rows.sum(-1, dtype=torch.int32).sum(dtype=torch.int64))
+
+
 def count_active(codes: torch.Tensor) -> int:
-    """How many codes are active, without materialising the mask (same rule as :func:`active`)."""
-    return int(torch.count_nonzero(codes))
+    """How many codes are active (same rule as :func:`active`)."""
+    return count_true(active(codes))

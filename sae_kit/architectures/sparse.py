@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from sae_kit.architectures.codes import count_active
+from sae_kit.architectures.codes import active, count_true
 
 # Largest fraction of non-zero codes at which the sparse kernels run, per device type. On the
 # 2-core CPU the SAE step with them took 0.79x the dense step's time at density 0.033 and 1.08x
@@ -46,9 +46,11 @@ def sparse_max_density(device: torch.device) -> float:
 
 def is_sparse_enough(values: torch.Tensor, max_density: float) -> bool:
     """Whether few enough codes are active for the sparse kernels to pay."""
-    if max_density <= 0.0:
-        return False
-    return count_active(values) <= max_density * values.numel()
+    return _mask_is_sparse(active(values), max_density)
+
+
+def _mask_is_sparse(mask: torch.Tensor, max_density: float) -> bool:
+    return max_density > 0.0 and count_true(mask) <= max_density * mask.numel()
 
 
 def _bag_offsets(sorted_keys: torch.Tensor, n_bags: int) -> torch.Tensor:
@@ -74,11 +76,12 @@ class _GatedEncoder(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not zeros
         with torch.no_grad():
             codes = select(torch.addmm(bias, x, weight.T))
-        ctx.sparse = is_sparse_enough(codes, max_density)
+            gate = active(codes)  # one mask for the density check and the dense backward
+        ctx.sparse = _mask_is_sparse(gate, max_density)
         if not ctx.sparse:
-            ctx.save_for_backward(x, weight, codes)
+            ctx.save_for_backward(x, weight, gate)
             return codes, None, None, None
-        rows, cols = codes.nonzero(as_tuple=True)
+        rows, cols = gate.nonzero(as_tuple=True)
         values = codes.reshape(-1).index_select(0, rows * codes.shape[1] + cols)
         ctx.save_for_backward(x, weight, rows, cols)
         ctx.mark_non_differentiable(rows, cols)
@@ -89,10 +92,12 @@ class _GatedEncoder(torch.autograd.Function):
     def backward(ctx, grad_codes, _rows, _cols, grad_values):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         if not ctx.sparse:
-            x, weight, codes = ctx.saved_tensors
+            x, weight, gate = ctx.saved_tensors
             if grad_codes is None:
                 return None, None, None, None, None
-            grad_pre = grad_codes.masked_fill(codes == 0, 0.0)  # the gate passes or blocks
+            # The gate passes or blocks. A product, not masked_fill: 3x faster on CPU; a blocked
+            # entry becomes 0 or -0, which sum alike in every product below.
+            grad_pre = grad_codes * gate
             return (grad_pre @ weight if need_x else None, grad_pre.T @ x if need_w else None,
                     grad_pre.sum(0) if need_b else None, None, None)
         x, weight, rows, cols = ctx.saved_tensors

@@ -12,6 +12,12 @@ gradient of the spliced hidden states. Doing it while the chunk's softmaxes exis
 matmul per chunk; recomputing them in the backward pass would cost two more unembedding matmuls
 per step. What is kept for backward is one [tokens, d_model] tensor. The unembedding is frozen:
 it gets no gradient.
+
+When several SAEs are trained in one pass (``sae_kit.train.group``) they share the clean hidden
+states, so the clean side of every chunk (its logits, log-softmax and softmax) is the same for
+all of them: given a ``clean_cache`` (the shared pass's ``RunResult.derived``), the first SAE
+keeps each chunk's log p and p there and the others read them, within a memory budget. The
+values are those computed alone, chunk for chunk.
 """
 
 from __future__ import annotations
@@ -28,12 +34,31 @@ from sae_kit.losses.kl import kl_divergence
 # (benchmarks/bench_kl_chunks.py, docs/performance.md). 512 holds a chunk's four fp32
 # [chunk, vocab] buffers at 0.4 GB for that vocabulary; its matmuls are large enough for a GPU.
 DEFAULT_CHUNK = 512
+# Largest clean distribution (log p and p of one micro-batch, fp32) kept for reuse by default:
+# 67 MB for the built-in model's 2,048 tokens x 4,096 vocabulary; GPT-2's 50k vocabulary fits
+# ~2,600 tokens in it.
+DEFAULT_CACHE_MB = 1024
+
+
+def _clean_side(p_hidden: torch.Tensor, rows: slice, w: torch.Tensor, b: torch.Tensor | None,
+                cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None
+                ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """(log p, p) of a chunk of clean hidden states; whether they belong to the cache."""
+    if cache is not None and rows.start in cache:
+        return (*cache[rows.start], True)
+    log_p = torch.log_softmax(F.linear(p_hidden[rows].float(), w, b), dim=-1)
+    p = log_p.exp()
+    if cache is None:
+        return log_p, p, False
+    cache[rows.start] = (log_p, p)
+    return log_p, p, True
 
 
 class _ChunkedKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, clean: torch.Tensor, spliced: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None, chunk_size: int, want_grad: bool) -> torch.Tensor:
+                bias: torch.Tensor | None, chunk_size: int, want_grad: bool,
+                cache: dict | None) -> torch.Tensor:
         d_model = clean.shape[-1]
         p_hidden, q_hidden = clean.reshape(-1, d_model), spliced.reshape(-1, d_model)
         n = p_hidden.shape[0]
@@ -47,11 +72,11 @@ class _ChunkedKL(torch.autograd.Function):
         with torch.autocast(clean.device.type, enabled=False):
             for start in range(0, n, chunk_size):
                 rows = slice(start, start + chunk_size)
-                log_p = torch.log_softmax(F.linear(p_hidden[rows].float(), w, b), dim=-1)
+                log_p, p, shared = _clean_side(p_hidden, rows, w, b, cache)
                 log_q = torch.log_softmax(F.linear(q_hidden[rows].float(), w, b), dim=-1)
-                p = log_p.exp()
-                per_token[rows] = log_p.sub_(log_q).mul_(p).sum(-1)
-                del log_p
+                log_ratio = log_p - log_q if shared else log_p.sub_(log_q)  # same values
+                per_token[rows] = log_ratio.mul_(p).sum(-1)
+                del log_p, log_ratio
                 if grad is not None:
                     grad[rows] = log_q.exp_().sub_(p) @ w  # (q - p) W, scaled in backward
                 del log_q, p
@@ -66,7 +91,7 @@ class _ChunkedKL(torch.autograd.Function):
         grad_spliced = None
         if ctx.needs_input_grad[1]:
             grad_spliced = (grad * (grad_kl / ctx.n)).to(ctx.dtype).reshape(ctx.shape)
-        return None, grad_spliced, None, None, None, None
+        return None, grad_spliced, None, None, None, None, None
 
 
 def chunked_kl(
@@ -75,12 +100,17 @@ def chunked_kl(
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    clean_cache: dict | None = None,
+    cache_mb: float = DEFAULT_CACHE_MB,
 ) -> torch.Tensor:
     """Mean over tokens of KL(softmax(clean W^T + b) || softmax(spliced W^T + b)), in fp32.
 
     clean_hidden: the original model's final normed hidden states (no gradient needed).
     spliced_hidden: the same with SAEs spliced in; the only input that gets a gradient.
     weight, bias: the unembedding, shape (vocab, d_model) and (vocab,).
+    clean_cache: a dict that lives as long as ``clean_hidden`` (a shared pass's
+        ``RunResult.derived``): the clean side of each chunk is kept there for the next call on
+        the same hidden states, unless it takes more than ``cache_mb`` megabytes.
     Equals ``kl_divergence(F.linear(clean, W, b), F.linear(spliced, W, b))``.
     """
     if chunk_size < 1:
@@ -88,8 +118,22 @@ def chunked_kl(
     if weight.requires_grad or (bias is not None and bias.requires_grad):
         raise ValueError("chunked_kl gives no gradient to the unembedding; freeze the model")
     want_grad = torch.is_grad_enabled() and spliced_hidden.requires_grad
+    cache = _chunk_cache(clean_cache, clean_hidden, weight, bias, chunk_size, cache_mb)
     return _ChunkedKL.apply(clean_hidden.detach(), spliced_hidden, weight, bias, chunk_size,
-                            want_grad)
+                            want_grad, cache)
+
+
+def _chunk_cache(clean_cache: dict | None, clean_hidden: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor | None, chunk_size: int, cache_mb: float) -> dict | None:
+    """This computation's entry in ``clean_cache``, or None where it would exceed the budget."""
+    if clean_cache is None:
+        return None
+    n_tokens = clean_hidden.numel() // clean_hidden.shape[-1]
+    if 2 * n_tokens * weight.shape[0] * 4 > cache_mb * 2**20:  # log p and p, fp32
+        return None
+    key = ("chunked_kl", chunk_size, weight.data_ptr(),
+           None if bias is None else bias.data_ptr(), clean_hidden.data_ptr())
+    return clean_cache.setdefault(key, {})
 
 
 def unembed_kl(
@@ -97,6 +141,8 @@ def unembed_kl(
     clean_hidden: torch.Tensor,
     spliced_hidden: torch.Tensor,
     chunk_size: int = DEFAULT_CHUNK,
+    clean_cache: dict | None = None,
+    cache_mb: float = DEFAULT_CACHE_MB,
 ) -> torch.Tensor:
     """KL on the model's output distributions, given the unembedding's inputs.
 
@@ -104,5 +150,6 @@ def unembed_kl(
     other module (a scaled or soft-capped head, say) gets full logits and the plain KL.
     """
     if isinstance(unembed, nn.Linear) and type(unembed).forward is nn.Linear.forward:
-        return chunked_kl(clean_hidden, spliced_hidden, unembed.weight, unembed.bias, chunk_size)
+        return chunked_kl(clean_hidden, spliced_hidden, unembed.weight, unembed.bias, chunk_size,
+                          clean_cache, cache_mb)
     return kl_divergence(unembed(clean_hidden), unembed(spliced_hidden))

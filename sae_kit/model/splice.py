@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,6 +49,9 @@ class RunResult:
     """Residual stream at each captured position, as it entered (before any SAE there)."""
     final_hidden: torch.Tensor | None = None
     """Normed last hidden states: the unembedding's input."""
+    derived: dict[Any, Any] = field(default_factory=dict)
+    """What losses compute from this pass and may reuse while the pass is shared by several runs
+    (``SharedClean``): e.g. the chunked KL's clean output distribution. Freed with the pass."""
 
 
 def _first_tensor(value: object) -> torch.Tensor:

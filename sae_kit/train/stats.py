@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from sae_kit.architectures.codes import active as codes_active
+from sae_kit.architectures.codes import count_true
 from sae_kit.losses.base import LossResult
 
 
@@ -36,9 +37,9 @@ class StepStats:
         for name, value in result.terms.items():
             self.sums[name] += float(value)
         for hp, codes in result.codes.items():
-            active = codes_active(codes.detach())
-            self.sums[f"l0/{hp}"] += float(active.sum(-1).float().mean())
-            fired = active.reshape(-1, active.shape[-1]).any(0)
+            active = codes_active(codes.detach()).reshape(-1, codes.shape[-1])
+            self.sums[f"l0/{hp}"] += count_true(active) / active.shape[0]  # mean over tokens
+            fired = active.any(0)
             key = str(hp)
             self.fired[key] = fired | self.fired[key] if key in self.fired else fired
 
