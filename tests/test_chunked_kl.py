@@ -156,9 +156,9 @@ def test_a_shared_clean_cache_gives_the_uncached_values_bit_for_bit(chunk):
     other = (spliced.detach() + 0.1).requires_grad_()  # a second SAE's spliced states
     cache: dict = {}
     for hidden in (spliced, other, spliced):  # fills the cache, then reads it twice
-        want, want_grad = _grad(lambda: chunked_kl(clean, hidden, weight, b, chunk), hidden)
-        got, got_grad = _grad(lambda: chunked_kl(clean, hidden, weight, b, chunk,
-                                                 clean_cache=cache), hidden)
+        want, want_grad = _grad(lambda h=hidden: chunked_kl(clean, h, weight, b, chunk), hidden)
+        got, got_grad = _grad(lambda h=hidden: chunked_kl(clean, h, weight, b, chunk,
+                                                          clean_cache=cache), hidden)
         assert torch.equal(got, want) and torch.equal(got_grad, want_grad)
     (entry,) = cache.values()
     assert sorted(entry) == list(range(0, 30, chunk))  # one (log p, p) per chunk, kept once
