@@ -12,6 +12,7 @@ from sae_kit.cli import (
     eval_cmd,
     features_cmd,
     hub_cmd,
+    malloc,
     plugins_cmd,
     saelens_cmd,
     sweep_cmd,
@@ -53,9 +54,5 @@ def _root(
 
 
 def main() -> None:
-    # Transparent huge pages for torch's large CPU tensors (Linux; ignored elsewhere): a fresh
-    # 141 MB tensor was written 3x faster here, and a CPU training step ran up to 1.2x faster
-    # (docs/performance.md). torch reads this once, at its first allocation, so it is set before
-    # any command imports torch; a value the user set is kept.
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    malloc.configure()  # before any command imports torch (docs/performance.md)
     app()
