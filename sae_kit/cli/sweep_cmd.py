@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import TYPE_CHECKING
 
@@ -75,7 +76,7 @@ def _run(spec: Sweep, only: int | None) -> None:
         typer.echo(table(found))
         say(f"table: {text_path}" + (f"; plot: {plot_path}" if plot_path.exists() else ""))
     stopped = failed_points([p for g in groups for p in g])
-    for line in stopped:  # the others are trained, evaluated and in the table
+    for line in stopped if os.environ.get("RANK", "0") == "0" else []:  # rank 0 speaks
         err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
-    if stopped:
+    if stopped:  # the others are trained, evaluated and in the table
         raise typer.Exit(1)

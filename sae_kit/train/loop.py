@@ -130,12 +130,12 @@ def fit(
     state = start or TrainState()
     logs: list[MetricsLog | None] = []
     stopped: dict[Path, str] = {}
-    alone = len(runs) > 1 or group_dir is not None
+    stop_alone = len(runs) > 1 or group_dir is not None
     try:
         for r in runs:
             logs.append(_open_run_dir(r, resuming=start is not None))
         group_dir = group_dir or lead.run_dir  # as claimed: a default name may have grown -2
-        state, stopped = _steps(runs, logs, state, on_step, group_dir, alone)
+        state, stopped = _steps(runs, logs, state, on_step, group_dir, stop_alone)
         if lead.dist.is_main:
             for r in runs:
                 if r.run_dir not in stopped:
@@ -156,10 +156,10 @@ def fit(
 
 
 def _steps(runs: list[Run], logs: list[MetricsLog | None], state: TrainState,
-           on_step: ProgressCallback | None, group_dir: Path, alone: bool
+           on_step: ProgressCallback | None, group_dir: Path, stop_alone: bool
            ) -> tuple[TrainState, dict[Path, str]]:
     """The optimizer steps from ``state`` to the end, with their logs and checkpoints; the end
-    state and the error line of each run that stopped on a non-finite step (``alone``)."""
+    state and the error line of each run that stopped on a non-finite step (``stop_alone``)."""
     lead = runs[0]
     log_of = {r.run_dir: log for r, log in zip(runs, logs, strict=True)}
     stats = {r.run_dir: StepStats() for r in runs}
@@ -172,7 +172,7 @@ def _steps(runs: list[Run], logs: list[MetricsLog | None], state: TrainState,
             norms, bad = train_step(active, [stats[r.run_dir] for r in active])
             for j, what in bad.items():
                 r = active[j]
-                if not alone:
+                if not stop_alone:
                     raise stop_error(what, step + 1, saved[r.run_dir])
                 stopped[r.run_dir] = _stop_alone(r, what, step + 1, saved[r.run_dir])
             members = [m for j, m in enumerate(zip(active, lrs, norms, strict=True))
