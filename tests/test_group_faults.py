@@ -129,3 +129,28 @@ def test_a_lone_run_still_stops_at_once_with_one_line_and_no_failure_record(tiny
     assert f"at step 2; stopped without updating the weights and the last good checkpoint is " \
            f"{out / 'checkpoints' / 'step-000001'}" in " ".join(result.stderr.split())
     assert read_failure(out) is None and not (out / "failed.json").exists()
+
+
+def test_a_stopped_member_resumed_alone_is_a_lone_run_again(tiny_gpt2, tmp_path):
+    from sae_kit.errors import SaeKitError
+    from sae_kit.train.nonfinite import record_failure
+    from sae_kit.train.resume import resume
+
+    group = tmp_path / "group"
+    runs = build_group([_config(tiny_gpt2, group / "a"), _config(tiny_gpt2, group / "bad",
+                                                                 **OVERFLOW)])
+    with pytest.raises(MembersStopped):
+        fit(runs, group_dir=group)
+    run, start = resume(group / "bad")  # the same settings stop the same way, as a lone run
+    with pytest.raises(SaeKitError) as info:
+        fit(run, start=start)
+    assert not isinstance(info.value, MembersStopped)
+    assert " at step 2; " in str(info.value) and f"in {group}" not in str(info.value)
+    assert read_failure(group / "bad")["step"] == 2  # still recorded
+
+    # A stopped run that a lone resume takes to the end (here: one that had finished) is a
+    # finished run again: no failed.json.
+    record_failure(group / "a", 3, "loss term 'kl' = nan", "non-finite ...")
+    run, start = resume(group / "a")
+    fit(run, start=start)
+    assert read_failure(group / "a") is None and (group / "a" / SAE / "sae.safetensors").exists()

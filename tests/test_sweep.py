@@ -177,9 +177,13 @@ arch = [{{name = "topk", architecture = "topk", architecture_options = {{k = {k}
         return load_sweep(path).points
 
     points = sweep_with()  # no layer, no lr: the model's defaults
-    train(points[0].config)  # the point's directory as a sweep leaves it
+    run_dir = train(points[0].config)  # the point's directory as a sweep leaves it
     where = str(tmp_path / "edit.toml")
     check_unchanged(points, where)  # the defaults a run fills in are no change
+    saved = json.loads((run_dir / "config.json").read_text())
+    del saved["architecture_options"]["bias_init"]  # as an earlier sae-kit wrote it
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    check_unchanged(points, where)  # an option added since, at its default, is no change
     check_unchanged(sweep_with("save_every = 7\nlog_every = 3", device="auto"), where)
 
     for edited, change in [
@@ -211,3 +215,13 @@ def test_sweep_refuses_an_edited_point_before_training_anything(tiny_gpt2, tmp_p
     assert len(result.stderr.strip().splitlines()) == 1  # nothing trained, nothing evaluated
     assert not (tmp_path / "runs" / "e2e-lambda0.5").exists()
     assert (tmp_path / "runs" / "local-lambda0.5" / "config.json").read_text() == before
+
+
+def test_the_table_of_a_sweep_whose_points_all_stopped_has_their_rows_only():
+    from sae_kit.sweep.report import table
+
+    failed = {"run_dir": "runs/s/lr1e+20", "loss": "local", "sparsity_coeff": 1.0,
+              "architecture": "relu", "failed": {"step": 2, "reason": "gradient (norm inf)"}}
+    lines = table([failed]).splitlines()
+    assert lines[2:] == ["| lr1e+20 | local | relu | 1 | failed at step 2: non-finite gradient "
+                         "(norm inf) | | | | | |"]

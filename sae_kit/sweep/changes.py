@@ -44,25 +44,29 @@ def check_unchanged(points: Sequence[Point], sweep_file: str) -> None:
 
 
 def _settings(saved: Any) -> dict[str, Any]:
-    """A config.json's settings that matter, as JSON values (its resolved block dropped)."""
+    """A config.json's settings that matter, as JSON values (its resolved block dropped); an
+    option a newer sae-kit added is filled in with its default, as for the sweep's side."""
     if not isinstance(saved, dict):
         return {}
     try:
-        config = TrainConfig.from_dict(saved)
+        return _comparable(_resolved(TrainConfig.from_dict(saved)).to_dict())
     except (TypeError, SaeKitError):  # not a config we can read: compare it as written
         return _comparable({k: v for k, v in saved.items() if k != "resolved"})
-    return _comparable(config.to_dict())
 
 
 def _settings_now(config: TrainConfig, saved: Any) -> dict[str, Any]:
     """The point's settings with the defaults a run fills in, as its config.json would say."""
-    from sae_kit.train.build import make_loss, resolve_defaults
-
-    resolved = resolve_defaults(config, make_loss(config))
+    resolved = _resolved(config)
     n_layers = saved.get("resolved", {}).get("n_layers") if isinstance(saved, dict) else None
     if not resolved.hook_points and isinstance(n_layers, int):  # the model's default layer
         resolved.hook_points = [HookPoint.default(n_layers).name]
     return _comparable(resolved.to_dict())
+
+
+def _resolved(config: TrainConfig) -> TrainConfig:
+    from sae_kit.train.build import make_loss, resolve_defaults
+
+    return resolve_defaults(config, make_loss(config))
 
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
