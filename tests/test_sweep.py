@@ -108,3 +108,120 @@ def test_groups_need_distinct_names(tmp_path):
     path.write_text('[[runs]]\nname = "a"\nlambda = 1\n[[runs]]\nname = "a"\nlambda = 2\n')
     with pytest.raises(SaeKitError, match="share a run directory"):
         load_sweep(path)
+
+
+def test_a_point_that_overflows_is_reported_failed_and_not_retrained(tiny_gpt2, tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(f"""
+out = "{tmp_path / 'runs'}"
+eval_tokens = 256
+[base]
+model = "{tiny_gpt2}"
+dataset = "pydoc"
+layer = 1
+loss = "local"
+context = 16
+batch_size = 2
+grad_accum = 1
+n_samples = 6
+dict_ratio = 4
+device = "cpu"
+save_every = 1
+warmup_fraction = 0.0
+[grid]
+lr = [0.003, 1e20]
+""")  # lr 1e20: Adam's first step makes the next forward pass overflow
+    result = runner.invoke(app, ["sweep", str(path)])
+    assert result.exit_code == 1, result.output
+    bad = tmp_path / "runs" / "lr1e+20"
+    assert "| lr0.003 | local | relu | 1 | " in result.stdout  # evaluated, in the table
+    assert "| lr1e+20 | local | relu | 1 | failed at step 2: non-finite " in result.stdout
+    assert "failed at step 2" in (tmp_path / "runs" / "results.md").read_text()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: sweep point 'lr1e+20' stopped: ")
+    assert f"to train it again, delete {bad}" in " ".join(result.stderr.split())
+    assert not (bad / SAE).exists() and (tmp_path / "runs" / "lr0.003" / "eval.json").exists()
+    record = (bad / "failed.json").stat().st_mtime_ns
+
+    result = runner.invoke(app, ["sweep", str(path)])  # says so again; trains nothing
+    assert result.exit_code == 1, result.output
+    assert "lr1e+20 stopped earlier on a non-finite step; skipping it" in result.output
+    assert "training" not in result.output and "resuming" not in result.output
+    assert f"to train it again, delete {bad}" in " ".join(result.stderr.split())
+    assert (bad / "failed.json").stat().st_mtime_ns == record
+
+
+def test_a_point_trained_with_other_settings_is_refused_naming_what_changed(tiny_gpt2,
+                                                                             tmp_path):
+    from sae_kit.sweep.changes import check_unchanged
+    from sae_kit.train.api import train
+
+    def sweep_with(extra="", n_samples=2, k=4, device="cpu"):
+        path = tmp_path / "edit.toml"
+        path.write_text(f"""
+out = "{tmp_path / 'runs'}"
+[base]
+model = "{tiny_gpt2}"
+dataset = "pydoc"
+context = 16
+batch_size = 2
+grad_accum = 1
+n_samples = {n_samples}
+dict_ratio = 4
+device = "{device}"
+loss = "local"
+{extra}
+[grid]
+arch = [{{name = "topk", architecture = "topk", architecture_options = {{k = {k}}}}}]
+""")
+        return load_sweep(path).points
+
+    points = sweep_with()  # no layer, no lr: the model's defaults
+    run_dir = train(points[0].config)  # the point's directory as a sweep leaves it
+    where = str(tmp_path / "edit.toml")
+    check_unchanged(points, where)  # the defaults a run fills in are no change
+    saved = json.loads((run_dir / "config.json").read_text())
+    del saved["architecture_options"]["bias_init"]  # as an earlier sae-kit wrote it
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    check_unchanged(points, where)  # an option added since, at its default, is no change
+    check_unchanged(sweep_with("save_every = 7\nlog_every = 3", device="auto"), where)
+
+    for edited, change in [
+        (sweep_with(n_samples=4), "n_samples 2 → 4"),
+        (sweep_with("lr = 0.01"), "lr 0.0005 → 0.01"),
+        (sweep_with(k=8), "architecture_options.k 4 → 8"),
+        (sweep_with("layer = 2"),
+         'hook_points ["blocks.1.hook_resid_pre"] → ["blocks.2.hook_resid_pre"]'),
+    ]:
+        with pytest.raises(SaeKitError) as info:
+            check_unchanged(edited, where)
+        message = str(info.value)
+        assert message.startswith(f"sweep point 'topk' in {tmp_path / 'runs' / 'topk'} was "
+                                  f"trained with other settings than {where} now asks for: ")
+        assert change in message, message
+        assert message.endswith(f"delete {tmp_path / 'runs' / 'topk'} to train it with the "
+                                "new settings, or give the sweep a new `out`")
+
+
+def test_sweep_refuses_an_edited_point_before_training_anything(tiny_gpt2, tmp_path):
+    path = _sweep_file(tmp_path, tiny_gpt2)
+    assert runner.invoke(app, ["sweep", str(path), "--only", "0"]).exit_code == 0
+    before = (tmp_path / "runs" / "local-lambda0.5" / "config.json").read_text()
+    path.write_text(path.read_text().replace("n_samples = 6", "n_samples = 8"))
+    result = runner.invoke(app, ["sweep", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: sweep point 'local-lambda0.01' in ")
+    assert "n_samples 6 → 8" in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1  # nothing trained, nothing evaluated
+    assert not (tmp_path / "runs" / "e2e-lambda0.5").exists()
+    assert (tmp_path / "runs" / "local-lambda0.5" / "config.json").read_text() == before
+
+
+def test_the_table_of_a_sweep_whose_points_all_stopped_has_their_rows_only():
+    from sae_kit.sweep.report import table
+
+    failed = {"run_dir": "runs/s/lr1e+20", "loss": "local", "sparsity_coeff": 1.0,
+              "architecture": "relu", "failed": {"step": 2, "reason": "gradient (norm inf)"}}
+    lines = table([failed]).splitlines()
+    assert lines[2:] == ["| lr1e+20 | local | relu | 1 | failed at step 2: non-finite gradient "
+                         "(norm inf) | | | | | |"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import TYPE_CHECKING
 
@@ -51,14 +52,16 @@ def sweep(
 
 
 def _run(spec: Sweep, only: int | None) -> None:
+    from sae_kit.sweep.changes import check_unchanged
     from sae_kit.sweep.report import table, write_report
-    from sae_kit.sweep.runner import results, run_group
+    from sae_kit.sweep.runner import failed_points, results, run_group
     from sae_kit.train.signals import Interrupted
 
     def say(message: str) -> None:
         err.print(f"[bold]sweep[/]: {escape(message)}", highlight=False, soft_wrap=True)
 
     groups = spec.groups if only is None else [spec.groups[only]]
+    check_unchanged([p for g in groups for p in g], str(spec.path))  # before training any
     say(f"{len(spec.points)} points in {len(spec.groups)} shared-pass group(s); runs in {spec.out}")
     for group in groups:
         try:
@@ -67,9 +70,13 @@ def _run(spec: Sweep, only: int | None) -> None:
             err.print(f"[yellow]stopped by a signal after step {stop.step}; run the same "
                       "command again to continue[/]", highlight=False)
             raise typer.Exit(stop.exit_code) from None
-    if only is not None:
-        return
-    found = results(spec)
-    text_path, plot_path = write_report(found, spec.out, spec.plot)
-    typer.echo(table(found))
-    say(f"table: {text_path}; plot: {plot_path}")
+    if only is None:
+        found = results(spec)
+        text_path, plot_path = write_report(found, spec.out, spec.plot)
+        typer.echo(table(found))
+        say(f"table: {text_path}" + (f"; plot: {plot_path}" if plot_path.exists() else ""))
+    stopped = failed_points([p for g in groups for p in g])
+    for line in stopped if os.environ.get("RANK", "0") == "0" else []:  # rank 0 speaks
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if stopped:  # the others are trained, evaluated and in the table
+        raise typer.Exit(1)

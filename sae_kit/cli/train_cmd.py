@@ -31,8 +31,8 @@ def train(ctx: typer.Context, **options: Any) -> None:
     ctx.call_on_close(_leave_process_group)
     setup_logging()
     if options["resume"]:
-        runs, start = _resume(ctx, options["resume"])
-        _fit(runs, start, options["as_json"], Path(options["resume"]))
+        runs, start, group_dir = _resume(ctx, options["resume"])
+        _fit(runs, start, options["as_json"], group_dir)
         return
     if options["config"]:
         config, lambdas = config_with_file(options, _given(ctx))
@@ -80,8 +80,10 @@ def _given(ctx: typer.Context) -> set[str]:
     return given - {"as_json"}
 
 
-def _resume(ctx: typer.Context, run_dir: str) -> tuple[list[Run], TrainState]:
-    """Rebuild a run from RUN_DIR; options other than the few allowed are refused, not ignored."""
+def _resume(ctx: typer.Context, run_dir: str
+            ) -> tuple[list[Run], TrainState, Path | None]:
+    """Rebuild a run (or a group) from RUN_DIR, and the group directory (None for a run);
+    options other than the few allowed are refused, not ignored."""
     from sae_kit.train.group import is_group
     from sae_kit.train.resume import RESUME_OVERRIDES, resume, resume_group
 
@@ -100,15 +102,16 @@ def _resume(ctx: typer.Context, run_dir: str) -> tuple[list[Run], TrainState]:
 
     overrides = {name: ctx.params[name] for name in given}
     if is_group(run_dir):
-        return resume_group(run_dir, **overrides)
+        return (*resume_group(run_dir, warn=warn, **overrides), Path(run_dir))
     run, start = resume(run_dir, warn=warn, **overrides)
-    return [run], start
+    return [run], start, None
 
 
 def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
          group_dir: Path | None = None) -> None:
     from sae_kit.train.distributed import peer_failure
     from sae_kit.train.loop import fit
+    from sae_kit.train.nonfinite import MembersStopped
     from sae_kit.train.signals import Interrupted
 
     run = runs[0]
@@ -136,6 +139,11 @@ def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
             if main:
                 err.print(f"[yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(stop.exit_code) from None
+        except MembersStopped as stopped:  # the other runs of the group finished and are saved
+            bar.stop()
+            if main:
+                _report_stopped(stopped.lines, len(runs), group_dir)
+            raise typer.Exit(1) from None
     if not main:
         return
     if start and start.step >= run.total_steps:
@@ -146,6 +154,14 @@ def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
         typer.echo(json.dumps({"run_dir": str(run_dir), "metrics": last}))
     else:
         typer.echo(str(run_dir))
+
+
+def _report_stopped(lines: list[str], n_runs: int, group_dir: Path | None) -> None:
+    """The runs that finished, then one error line per run that stopped (it says why)."""
+    err.print(f"[green]done[/]: {n_runs - len(lines)} of {n_runs} runs trained in "
+              f"{escape(str(group_dir))}", highlight=False, soft_wrap=True)
+    for line in lines:
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def _status(row: dict[str, Any]) -> str:

@@ -36,6 +36,11 @@ class HookPoint:
         return self.layer + (1 if self.kind == "resid_post" else 0)
 
     @classmethod
+    def default(cls, n_layers: int) -> HookPoint:
+        """Where an SAE goes when no hook point is named: the middle layer's input."""
+        return cls(n_layers // 2, "resid_pre")
+
+    @classmethod
     def output_at(cls, position: int) -> HookPoint:
         """``position`` named as a layer's output: ``resid_post`` of layer ``position - 1``."""
         return cls(position - 1, "resid_post")

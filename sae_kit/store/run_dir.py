@@ -4,6 +4,7 @@
         config.json                 the training settings (+ "resolved": what they came to)
         metrics.jsonl               one JSON row per logged step
         eval.json                   written by `sae-kit eval`
+        failed.json                 a group member that stopped on a non-finite step (why, when)
         checkpoints/step-000042/    see sae_kit.train.checkpoint
         blocks.6.hook_resid_pre/    one SAE directory per hook point (see sae_kit.store.sae_dir)
 
@@ -20,6 +21,7 @@ from sae_kit.model.hookpoints import HookPoint
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
+FAILED = "failed.json"
 CHECKPOINTS = "checkpoints"
 SAE_DIR_PREFIX = "blocks."
 """Every SAE directory's name starts so (it is a hook point's name)."""
@@ -43,6 +45,11 @@ class RunDir:
     @property
     def eval(self) -> Path:
         return self.path / EVAL
+
+    @property
+    def failed(self) -> Path:
+        """Written when this run stopped alone in a group or sweep (sae_kit.train.nonfinite)."""
+        return self.path / FAILED
 
     @property
     def checkpoints(self) -> Path:

@@ -14,6 +14,12 @@ def table(results: list[dict[str, Any]]) -> str:
              "| downstream MSE |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
+        if "failed" in r:  # stopped on a non-finite step: no SAE, no figures
+            f = r["failed"]
+            lines.append(f"| {Path(r['run_dir']).name} | {r['loss']} | {r['architecture']} | "
+                         f"{r['sparsity_coeff']:g} | failed at step {f['step']}: non-finite "
+                         f"{f['reason']} | | | | | |")
+            continue
         for hook_point, m in r["saes"].items():
             name = Path(r["run_dir"]).name + ("" if len(r["saes"]) == 1 else f" @ {hook_point}")
             lines.append(
@@ -22,8 +28,11 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"{m['ce_loss_increase']:.4f} | {m['kl']:.4f} | "
                 f"{m['explained_variance']:.3f} | {m.get('downstream_mse', float('nan')):.4g} |"
             )
-    clean = results[0]["clean_ce_loss"]
-    lines.append(f"\nClean CE loss {clean:.4f} nats on {results[0]['n_tokens']:,} held-out tokens.")
+    evaluated = [r for r in results if "failed" not in r]
+    if evaluated:
+        first = evaluated[0]
+        lines.append(f"\nClean CE loss {first['clean_ce_loss']:.4f} nats on "
+                     f"{first['n_tokens']:,} held-out tokens.")
     return "\n".join(lines)
 
 
@@ -33,5 +42,7 @@ def write_report(results: list[dict[str, Any]], out: Path, plot: str) -> tuple[P
 
     text_path, plot_path = out / "results.md", out / plot
     text_path.write_text(table(results) + "\n")
-    plot_pareto(results, plot_path)
+    evaluated = [r for r in results if "failed" not in r]
+    if evaluated:  # a point that stopped has no figures to plot
+        plot_pareto(evaluated, plot_path)
     return text_path, plot_path

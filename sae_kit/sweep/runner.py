@@ -1,8 +1,10 @@
 """Train and evaluate a sweep's groups; finished points are skipped, interrupted ones resumed.
 
 A point is *evaluated* (its eval.json exists: nothing to do), *trained* (every SAE it names is
-saved: evaluate it), *started* (it has checkpoints: resume it) or *new*. A group's started
-points resume together from the newest step they all saved; its new points train together.
+saved: evaluate it), *failed* (it stopped on a non-finite step, see sae_kit.train.nonfinite:
+reported, never retrained until its directory is deleted), *started* (it has checkpoints:
+resume it) or *new*. A group's started points resume together from the newest step they all
+saved; its new points train together; a point that stops leaves the others of its group going.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.spec import Point, Sweep
 from sae_kit.train import checkpoint
+from sae_kit.train.nonfinite import MembersStopped, read_failure, retry_hint
 
 Say = Callable[[str], None]
 
@@ -27,6 +30,8 @@ def point_state(point: Point) -> str:
         names = read_json(layout.config).get("hook_points") or []
         if names and all((layout.sae(n) / "sae.safetensors").is_file() for n in names):
             return "trained"
+    if layout.failed.is_file():
+        return "failed"
     if checkpoint.list_checkpoints(layout.checkpoints):
         return "started"
     return "new"
@@ -43,17 +48,26 @@ def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) 
     states = {p.name: point_state(p) for p in points}
     started = [p for p in points if states[p.name] == "started"]
     new = [p for p in points if states[p.name] == "new"]
-    if started:
-        say(f"resuming {', '.join(p.name for p in started)}")
-        runs, start = resume_runs([Path(p.config.output_dir or "") for p in started])
-        fit(runs, on_step, start=start, group_dir=sweep.out)
-    if new:
-        say(f"training {', '.join(p.name for p in new)} in one pass")
-        fit(build_group([p.config for p in new]), on_step, group_dir=sweep.out)
+    for point in points:
+        if states[point.name] == "failed":
+            say(f"{point.name} stopped earlier on a non-finite step; skipping it")
+    try:
+        if started:
+            say(f"resuming {', '.join(p.name for p in started)}")
+            runs, start = resume_runs([Path(p.config.output_dir or "") for p in started])
+            fit(runs, on_step, start=start, group_dir=sweep.out)
+    except MembersStopped:
+        pass  # each stopped point's failed.json says why; the report lists it
+    try:
+        if new:
+            say(f"training {', '.join(p.name for p in new)} in one pass")
+            fit(build_group([p.config for p in new]), on_step, group_dir=sweep.out)
+    except MembersStopped:
+        pass
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 evaluates
     for point in points:
-        if point_state(point) != "evaluated":
+        if point_state(point) == "trained":
             evaluate_point(sweep, point, say)
 
 
@@ -67,5 +81,28 @@ def evaluate_point(sweep: Sweep, point: Point, say: Say) -> dict[str, Any]:
 
 
 def results(sweep: Sweep) -> list[dict[str, Any]]:
-    """Every point's eval.json, in sweep order (all points must be evaluated)."""
-    return [read_json(RunDir(p.config.output_dir or "").eval) for p in sweep.points]
+    """Every point's eval.json, in sweep order; a point that stopped on a non-finite step gives
+    its run directory, loss, lambda and ``failed`` (its failed.json) instead."""
+    found = []
+    for point in sweep.points:
+        run_dir = point.config.output_dir or ""
+        failure = read_failure(run_dir)
+        if failure is not None and point_state(point) == "failed":
+            found.append({"run_dir": run_dir, "loss": point.config.loss,
+                          "sparsity_coeff": point.config.sparsity_coeff,
+                          "architecture": point.config.architecture, "failed": failure})
+        else:
+            found.append(read_json(RunDir(run_dir).eval))
+    return found
+
+
+def failed_points(points: list[Point]) -> list[str]:
+    """One error line per point that stopped on a non-finite step: why, and how to retry."""
+    lines = []
+    for point in points:
+        if point_state(point) == "failed":
+            run_dir = point.config.output_dir or ""
+            failure = read_failure(run_dir) or {}
+            lines.append(f"sweep point {point.name!r} stopped: {failure.get('error', '?')}; "
+                         f"{retry_hint(run_dir)}")
+    return lines

@@ -9,7 +9,8 @@
 field overrides as keywords, and optionally several lambdas trained in one shared pass; it
 returns the run directory (the group directory for several lambdas, one run directory per
 lambda inside it). The CLI's ``sae-kit train`` is a thin layer over :func:`prepare` and the
-loop's ``fit``.
+loop's ``fit``. A lone run that goes NaN raises SaeKitError; in a group such an SAE stops alone
+and, once the others are saved, ``MembersStopped`` (a SaeKitError) lists each one that stopped.
 """
 
 from __future__ import annotations

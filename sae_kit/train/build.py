@@ -117,7 +117,7 @@ def resolve_hook_points(config: TrainConfig, loaded: LoadedModel) -> TrainConfig
     """A copy naming its hook points (default: resid_pre of the middle layer), all checked."""
     points = [HookPoint.parse(name) for name in config.hook_points]
     if not points:
-        points = [HookPoint(loaded.n_layers // 2, "resid_pre")]
+        points = [HookPoint.default(loaded.n_layers)]
     for hp in points:
         hp.check(loaded.n_layers)
     return dataclasses.replace(config, hook_points=[hp.name for hp in points])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +48,13 @@ class Dist:
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
         return int(tensor.item())
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank when ``flag`` is true on any rank."""
-        return bool(self.max(int(flag), device))
+    def any_each(self, flags: Sequence[bool], device: torch.device) -> list[bool]:
+        """Per position, True on every rank when that flag is true on any rank."""
+        if not self.enabled:
+            return list(flags)
+        tensor = torch.tensor([int(f) for f in flags], device=device, dtype=torch.int64)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return [bool(v) for v in tensor.tolist()]
 
     def barrier(self) -> None:
         if self.enabled:

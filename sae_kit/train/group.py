@@ -11,7 +11,9 @@ runs its own loss and backward in turn (no SAE appears in another member's loss)
 Adam and the schedule run per member, as alone.
 
 The group directory holds ``group.json`` naming its members; ``sae-kit train --resume GROUP``
-continues all of them from the newest step every member has a checkpoint of.
+continues all of them from the newest step every member has a checkpoint of, except members
+that stopped on a non-finite step (``failed.json``, see ``sae_kit.train.nonfinite``): as if
+trained alone, such a member stops alone and the others go on.
 """
 
 from __future__ import annotations

@@ -27,7 +27,12 @@ from sae_kit.train import checkpoint, distributed, precision
 from sae_kit.train.build import build_run
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.config import TrainConfig
-from sae_kit.train.nonfinite import NonFinite, nonfinite_term, stop_error
+from sae_kit.train.nonfinite import (
+    MembersStopped,
+    nonfinite_term,
+    record_failure,
+    stop_error,
+)
 from sae_kit.train.run import Run, capture
 from sae_kit.train.signals import Interrupted, stop_on_signals
 from sae_kit.train.stats import MetricsLog, StepStats
@@ -35,49 +40,49 @@ from sae_kit.train.stats import MetricsLog, StepStats
 logger = logging.getLogger("sae_kit.train")
 
 
-def train_step(runs: Sequence[Run], stats: Sequence[StepStats]) -> list[float]:
-    """One optimizer step of each run over the same grad_accum micro-batches; the gradient norms.
+def train_step(runs: Sequence[Run], stats: Sequence[StepStats]
+               ) -> tuple[list[float], dict[int, str]]:
+    """One optimizer step of each run over the same grad_accum micro-batches.
 
     Several runs share a step when trained in one pass (``sae_kit.train.group``): on each
     micro-batch every run in turn computes its loss (reading the clean pass they share) and runs
     its backward, so one run's graph is freed before the next is built (peak memory of one run)
-    and each SAE gets exactly the gradient it gets alone. Raises NonFinite, before any update,
-    when a loss term or a gradient is NaN or infinite.
+    and each SAE gets exactly the gradient it gets alone. Returns the gradient norms and, by
+    index, what went NaN or infinite (a loss term or the gradient, on any rank) in the runs that
+    got no update; the others were updated.
     """
     lead = runs[0]
     accum = lead.config.grad_accum
-    bad = None
+    bad: list[str | None] = [None] * len(runs)
     for i in range(accum):
         input_ids = next(lead.data).to(lead.device)
-        for run, stat in zip(runs, stats, strict=True):
+        for j, (run, stat) in enumerate(zip(runs, stats, strict=True)):
             with distributed.micro_batch(run.loss, last=i == accum - 1):
                 with precision.autocast(lead.device, lead.config.dtype):
                     result = run.loss(run.splice, input_ids)
                 (result.loss / accum).backward()
             stat.add(result, input_ids.numel())
-            bad = bad or _in_run(nonfinite_term(result), run, runs)
+            bad[j] = bad[j] or nonfinite_term(result)
         if lead.splice.shared is not None:
             lead.splice.shared.clear()
     norms = []
-    for run in runs:
+    for j, run in enumerate(runs):
         params = [p for group in run.optimizer.param_groups for p in group["params"]]
         norm = float(torch.nn.utils.clip_grad_norm_(params, run.config.grad_clip or math.inf))
         if not math.isfinite(norm):
-            bad = bad or _in_run(f"gradient (norm {norm})", run, runs)
+            bad[j] = bad[j] or f"gradient (norm {norm})"
         norms.append(norm)
-    if lead.dist.any(bad is not None, lead.device):  # every rank stops at the same step
-        for run in runs:
-            run.optimizer.zero_grad(set_to_none=True)
-        raise NonFinite(bad or "loss or gradient on another rank")
-    for run in runs:
-        run.optimizer.step()
+    # Every rank skips the same runs at the same step, so their weights stay identical.
+    agreed = lead.dist.any_each([what is not None for what in bad], lead.device)
+    failed = {}
+    for j, run in enumerate(runs):
+        if agreed[j]:
+            failed[j] = bad[j] or "loss or gradient on another rank"
+        else:
+            run.optimizer.step()
+            run.scheduler.step()
         run.optimizer.zero_grad(set_to_none=True)
-        run.scheduler.step()
-    return norms
-
-
-def _in_run(what: str | None, run: Run, runs: Sequence[Run]) -> str | None:
-    return what if what is None or len(runs) == 1 else f"{what} in {run.run_dir}"
+    return norms, failed
 
 
 def save_saes(run: Run, tokens: int) -> None:
@@ -115,19 +120,27 @@ def fit(
     run stands (see ``sae_kit.train.resume``). A checkpoint is written every ``save_every``
     steps, at the end, and when SIGINT/SIGTERM arrives (then Interrupted is raised). Only rank 0
     writes.
+
+    A non-finite loss or gradient stops a lone run at once (SaeKitError). Several runs, or a
+    run given a ``group_dir`` (a group or sweep member), stop one by one instead: the others
+    train to the end and are saved, then MembersStopped names each run that stopped.
     """
     runs = [run] if isinstance(run, Run) else list(run)
     lead = runs[0]
     state = start or TrainState()
     logs: list[MetricsLog | None] = []
+    stopped: dict[Path, str] = {}
+    stop_alone = len(runs) > 1 or group_dir is not None
     try:
         for r in runs:
             logs.append(_open_run_dir(r, resuming=start is not None))
         group_dir = group_dir or lead.run_dir  # as claimed: a default name may have grown -2
-        state = _steps(runs, logs, state, on_step, group_dir)
+        state, stopped = _steps(runs, logs, state, on_step, group_dir, stop_alone)
         if lead.dist.is_main:
             for r in runs:
-                save_saes(r, state.tokens)
+                if r.run_dir not in stopped:
+                    save_saes(r, state.tokens)
+                    r.layout.failed.unlink(missing_ok=True)  # a stopped run resumed alone
     finally:
         for log in logs:
             if log:
@@ -137,34 +150,62 @@ def fit(
                 r.lock.release()
                 r.lock = None
     lead.dist.barrier()
+    if stopped:
+        raise MembersStopped(list(stopped.values()))
     return group_dir
 
 
 def _steps(runs: list[Run], logs: list[MetricsLog | None], state: TrainState,
-           on_step: ProgressCallback | None, group_dir: Path) -> TrainState:
-    """The optimizer steps from ``state`` to the end, with their logs and checkpoints."""
+           on_step: ProgressCallback | None, group_dir: Path, stop_alone: bool
+           ) -> tuple[TrainState, dict[Path, str]]:
+    """The optimizer steps from ``state`` to the end, with their logs and checkpoints; the end
+    state and the error line of each run that stopped on a non-finite step (``stop_alone``)."""
     lead = runs[0]
-    stats = [StepStats() for _ in runs]
-    saved = next(reversed(checkpoint.list_checkpoints(lead.checkpoint_dir)), None)
+    log_of = {r.run_dir: log for r, log in zip(runs, logs, strict=True)}
+    stats = {r.run_dir: StepStats() for r in runs}
+    saved = {r.run_dir: _newest_checkpoint(r) for r in runs}
+    stopped: dict[Path, str] = {}
+    active = list(runs)
     with stop_on_signals(announce=lead.dist.is_main) as stop:
         for step in range(state.step, lead.total_steps):
-            lrs = [r.scheduler.get_last_lr()[0] for r in runs]
-            try:
-                norms = train_step(runs, stats)
-            except NonFinite as exc:
-                raise stop_error(exc.what, step + 1, saved) from None
+            lrs = [r.scheduler.get_last_lr()[0] for r in active]
+            norms, bad = train_step(active, [stats[r.run_dir] for r in active])
+            for j, what in bad.items():
+                r = active[j]
+                if not stop_alone:
+                    raise stop_error(what, step + 1, saved[r.run_dir])
+                stopped[r.run_dir] = _stop_alone(r, what, step + 1, saved[r.run_dir])
+            members = [m for j, m in enumerate(zip(active, lrs, norms, strict=True))
+                       if j not in bad]
+            active = [r for r, _, _ in members]
+            if not active:
+                break
             state = _advance(lead, state)
-            members = zip(runs, logs, stats, lrs, norms, strict=True)
-            rows = [_log_step(*member, state) for member in members]
+            rows = [_log_step(r, log_of[r.run_dir], stats[r.run_dir], lr, norm, state)
+                    for r, lr, norm in members]
             if on_step:
-                on_step(state.step, lead.total_steps, _progress_row(runs, rows))
+                on_step(state.step, lead.total_steps, _progress_row(active, rows))
             signum = lead.dist.max(stop.signum or 0, lead.device)  # ranks stop at the same step
             if signum or state.step % lead.config.save_every == 0 or step == lead.total_steps - 1:
-                saved = [save_checkpoint(r, state) for r in runs][0]
+                saved.update({r.run_dir: save_checkpoint(r, state) for r in active})
             if signum:
                 lead.dist.barrier()  # rank 0's checkpoint is complete before anyone exits
-                raise Interrupted(signum, group_dir, state.step, saved, lead.dist.world_size)
-    return state
+                raise Interrupted(signum, group_dir, state.step, saved[active[0].run_dir],
+                                  lead.dist.world_size)
+    return state, stopped
+
+
+def _newest_checkpoint(run: Run) -> Path | None:
+    return next(reversed(checkpoint.list_checkpoints(run.checkpoint_dir)), None)
+
+
+def _stop_alone(run: Run, what: str, step: int, saved: Path | None) -> str:
+    """Record in ``run``'s directory that it stopped (rank 0); its one error line."""
+    error = str(stop_error(f"{what} in {run.run_dir}", step, saved))
+    if run.dist.is_main:
+        record_failure(run.run_dir, step, what, error)
+        logger.warning("%s; the other runs go on", error)
+    return error
 
 
 def _progress_row(runs: Sequence[Run], rows: Sequence[dict[str, Any] | None]

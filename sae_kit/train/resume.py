@@ -26,6 +26,7 @@ from sae_kit.train.build import build_run, make_data
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.group import build_group, common_checkpoints, member_dirs
+from sae_kit.train.nonfinite import read_failure
 from sae_kit.train.run import Run, apply
 from sae_kit.train.stats import MetricsLog
 
@@ -138,9 +139,26 @@ def _check_world_size(layout: RunDir) -> None:
         )
 
 
-def resume_group(group_dir: str | Path, **overrides: Any) -> tuple[list[Run], TrainState]:
-    """Rebuild a group trained in one pass (``sae_kit.train.group``) from its group.json."""
-    return resume_runs(member_dirs(group_dir), **overrides)
+def resume_group(group_dir: str | Path, warn: Callable[[str], None] = _stderr,
+                 **overrides: Any) -> tuple[list[Run], TrainState]:
+    """Rebuild a group trained in one pass (``sae_kit.train.group``) from its group.json.
+
+    Members that stopped on a non-finite step (their failed.json) stay as they are; the others
+    resume, and ``warn`` says so in one line.
+    """
+    dirs = member_dirs(group_dir)
+    failed = {d: read_failure(d) for d in dirs}
+    left = [d for d in dirs if failed[d] is None]
+    if not left:
+        raise SaeKitError(f"every run in {str(group_dir)!r} stopped on a non-finite loss or "
+                          "gradient (see failed.json in each); train the group again with a "
+                          "lower --lr or --lambda")
+    if len(left) < len(dirs) and distributed.from_env().is_main:
+        gone = [f"{d.name} (step {failed[d]['step']}: non-finite {failed[d]['reason']})"
+                for d in dirs if failed[d] is not None]
+        warn(f"resuming {len(left)} of {len(dirs)} runs; {', '.join(gone)} stopped earlier "
+             "and stay as they are")
+    return resume_runs(left, **overrides)
 
 
 def resume_runs(dirs: list[Path], **overrides: Any) -> tuple[list[Run], TrainState]:

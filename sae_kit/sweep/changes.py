@@ -1,0 +1,90 @@
+"""Refuse a sweep point whose directory holds a run of other settings than the sweep asks for.
+
+A point's directory is named by what varies in the sweep, so editing a setting that is not in
+the name (n_samples, lr, an architecture option, ...) keeps the name; without this check the
+old run would be skipped as finished, or resumed, under the new settings' name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sae_kit.errors import SaeKitError
+from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.jsonio import read_json
+from sae_kit.store.run_dir import RunDir
+from sae_kit.sweep.spec import Point
+from sae_kit.train.config import TrainConfig
+
+HOW_NOT_WHAT = ("output_dir", "device", "compile", "save_every", "keep_checkpoints",
+                "log_every", "trackers")
+"""Settings that say where and how a run went, not what it trained: never compared."""
+
+
+def check_unchanged(points: Sequence[Point], sweep_file: str) -> None:
+    """One line naming the first point whose saved config.json differs from its settings now:
+    the setting(s), old → new, and how to mend it."""
+    for point in points:
+        layout = RunDir(point.config.output_dir or "")
+        if not layout.config.is_file():
+            continue
+        saved = read_json(layout.config)
+        old, new = _settings(saved), _settings_now(point.config, saved)
+        changed = [f"{name} {_show(old, name)} → {_show(new, name)}"
+                   for name in sorted(set(old) | set(new)) if old.get(name, _UNSET) !=
+                   new.get(name, _UNSET)]
+        if changed:
+            raise SaeKitError(
+                f"sweep point {point.name!r} in {layout} was trained with other settings than "
+                f"{sweep_file} now asks for: {', '.join(changed)}; delete {layout} to train it "
+                "with the new settings, or give the sweep a new `out`"
+            )
+
+
+def _settings(saved: Any) -> dict[str, Any]:
+    """A config.json's settings that matter, as JSON values (its resolved block dropped); an
+    option a newer sae-kit added is filled in with its default, as for the sweep's side."""
+    if not isinstance(saved, dict):
+        return {}
+    try:
+        return _comparable(_resolved(TrainConfig.from_dict(saved)).to_dict())
+    except (TypeError, SaeKitError):  # not a config we can read: compare it as written
+        return _comparable({k: v for k, v in saved.items() if k != "resolved"})
+
+
+def _settings_now(config: TrainConfig, saved: Any) -> dict[str, Any]:
+    """The point's settings with the defaults a run fills in, as its config.json would say."""
+    resolved = _resolved(config)
+    n_layers = saved.get("resolved", {}).get("n_layers") if isinstance(saved, dict) else None
+    if not resolved.hook_points and isinstance(n_layers, int):  # the model's default layer
+        resolved.hook_points = [HookPoint.default(n_layers).name]
+    return _comparable(resolved.to_dict())
+
+
+def _resolved(config: TrainConfig) -> TrainConfig:
+    from sae_kit.train.build import make_loss, resolve_defaults
+
+    return resolve_defaults(config, make_loss(config))
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """JSON values (tuples as lists, as saved), a table's keys as ``name.key`` (so a message
+    names the one option that changed)."""
+    kept = json.loads(json.dumps({k: v for k, v in settings.items() if k not in HOW_NOT_WHAT},
+                                 default=str))
+    flat = {}
+    for name, value in kept.items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{key}": v for key, v in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+_UNSET = object()
+
+
+def _show(settings: dict[str, Any], name: str) -> str:
+    return json.dumps(settings[name]) if name in settings else "(unset)"
