@@ -3,9 +3,10 @@
     python benchmarks/bench_shared_pass.py --loss local          # built-in model, 5 lambdas
     python benchmarks/bench_shared_pass.py --loss e2e --steps 8
 
-Each measurement runs in a fresh subprocess (so peak RSS is its own): build the run(s) (load the
-model, tokenize the data, make the SAEs) and train --steps optimizer steps on the built-in model
-with its defaults, on one thread per --threads. "separate" is one process per lambda, as five
+Each measurement runs in a fresh subprocess (so peak RSS is its own), with the allocator set up
+as the ``sae-kit`` command sets it: build the run(s) (load the model, tokenize the data, make the
+SAEs) and train --steps optimizer steps (default: the built-in model's whole default run) with
+its defaults, on --threads threads. "separate" is one process per lambda, as five
 `sae-kit train` commands would be (interpreter start-up excluded); "shared" is one process
 training all lambdas in one pass (`sae-kit train --lambda a,b,c,d,e`); "shared-1" is one lambda
 through the same path, for the memory baseline. Step times are medians over the steps after the
@@ -13,6 +14,10 @@ first; CPU time (user + system, build and training) is reported too, since a cor
 other jobs inflates it less than wall time. The clean pass (what sharing saves per extra SAE) is
 timed alone in the "separate" runs. Ratios are printed against the baseline measured in the same
 invocation, with the shared run measured between the separate ones.
+
+It also prints the most that sharing can give by arithmetic (Amdahl's law): a lone step costs
+T, of which the shared part (the clean pass, timed alone) is C; n SAEs in one pass cost at
+least C + n (T - C), so the per-step speed-up is at most n T / (C + n (T - C)).
 """
 
 from __future__ import annotations
@@ -79,13 +84,19 @@ def _cpu_s() -> float:
 
 
 def _clean_pass(run, loss: str) -> float:
-    """Median time of the clean pass the loss asks for (what sharing computes once)."""
+    """Median time of what a shared pass computes once: the clean pass the loss asks for and,
+    for the KL losses, the clean output distribution (its logits, log-softmax and softmax)."""
+    import torch
+
     ids = next(run.data).to(run.device)
     final = loss != "local"
     times = []
     for _ in range(3):
         started = time.perf_counter()
-        run.splice.clean(ids, capture=run.splice.sae_positions, final_hidden=final)
+        clean = run.splice.clean(ids, capture=run.splice.sae_positions, final_hidden=final)
+        if final:
+            with torch.no_grad():
+                torch.log_softmax(run.splice.unembed(clean.final_hidden), dim=-1).exp()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -101,13 +112,17 @@ def _child(args: argparse.Namespace, lambdas: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--loss", default="local")
-    parser.add_argument("--steps", type=int, default=6, help="Optimizer steps per run.")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="Optimizer steps per run (100: the built-in model's default run).")
     parser.add_argument("--dict-ratio", type=float, default=60.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        from sae_kit.cli import malloc
+
+        malloc.configure()  # as the sae-kit command does, before torch allocates
         print(json.dumps(measure(args, [float(x) for x in args.child.split(",")])))
         return
     # Shared measured between the separate runs, so a change in machine load hits both sides.
@@ -135,6 +150,9 @@ def main() -> None:
     marginal = (shared["step_s"] - single_step) / (n - 1)
     print(f"each extra SAE adds {marginal:.3f} s per step; its own (unshared) part of a lone "
           f"step is {own:.3f} s: ratio {marginal / own:.2f} (<= 1: no slower than alone)")
+    ceiling = n * single_step / (clean + n * own)
+    print(f"ceiling by arithmetic: the shared part is {clean / single_step:.1%} of a lone step, "
+          f"so {n} SAEs in one pass can be at most {ceiling:.2f}x faster per step")
     one = _child(args, LAMBDAS[:1])
     print(f"peak RSS: 1 SAE {one['peak_rss_mb']:.0f} MB, {n} shared SAEs "
           f"{shared['peak_rss_mb']:.0f} MB, {n} separate runs {separate[0]['peak_rss_mb']:.0f} MB "
