@@ -44,10 +44,13 @@ def _metrics(run_dir):
     return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
 
 
+@pytest.mark.parametrize("order", [("a", "bad", "c"), ("bad", "a", "c")])
 def test_a_member_that_overflows_stops_alone_and_the_others_end_at_their_lone_weights(
-    tiny_gpt2, tmp_path
+    tiny_gpt2, tmp_path, order
 ):
-    members = {"a": {"sparsity_coeff": 0.05}, "bad": OVERFLOW, "c": {"sparsity_coeff": 0.5}}
+    # ("bad", ...): the member that stops is the one whose data stream the others read
+    kinds = {"a": {"sparsity_coeff": 0.05}, "bad": OVERFLOW, "c": {"sparsity_coeff": 0.5}}
+    members = {name: kinds[name] for name in order}
     group = tmp_path / "group"
     runs = build_group([_config(tiny_gpt2, group / name, **kw) for name, kw in members.items()])
     with pytest.raises(MembersStopped) as info:
