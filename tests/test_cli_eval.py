@@ -140,3 +140,11 @@ def test_a_plot_name_without_a_known_format_is_one_line_before_evaluating(tmp_pa
                                  str(tmp_path / "plot.xyz")])
     assert result.exit_code == 2
     assert "cannot tell the plot format from" in result.output and ".pdf" in result.output
+
+
+def test_log_l0_ticks_read_as_plain_numbers_with_only_2s_and_5s_between_decades():
+    from sae_kit.eval.pareto import _minor_tick_label
+
+    labels = {v: _minor_tick_label(v, 0) for v in (20, 30, 40, 50, 60, 200, 500, 700, 0.2, 0)}
+    assert labels == {20: "20", 30: "", 40: "", 50: "50", 60: "", 200: "200", 500: "500",
+                      700: "", 0.2: "0.2", 0: ""}

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     series = pareto_series(results)
     fmt = plot_format(path)
@@ -66,6 +68,10 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
         ax.set_xscale("log")
     else:  # a dead SAE (L0 = 0) has no place on a log axis; keep it visible
         ax.set_xscale("symlog", linthresh=1.0)
+    # Plain numbers (20, 50, 100) rather than 2x10^1: a sweep spans a decade or two, where
+    # matplotlib's scientific minor labels run into each other. Minor ticks: 2s and 5s only.
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(_minor_tick_label))
     ax.set_xlabel("L0 (active dictionary elements per token, log scale)")
     ax.set_ylabel("CE loss increase (nats)")
     ax.set_title("Sparsity vs. performance on held-out tokens")
@@ -103,3 +109,11 @@ def architecture_of(result: dict[str, Any]) -> str | None:
         return str(result["architecture"])
     config = RunDir(result.get("run_dir") or ".").config
     return read_json(config).get("architecture") if config.is_file() else None
+
+
+def _minor_tick_label(value: float, _position: int) -> str:
+    """'20', '50', '200', ... on a log axis; the other minor ticks unlabelled."""
+    if value <= 0:
+        return ""
+    leading = round(value / 10 ** math.floor(math.log10(value)))
+    return f"{value:g}" if leading in (2, 5) else ""
