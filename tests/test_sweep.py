@@ -225,3 +225,32 @@ def test_the_table_of_a_sweep_whose_points_all_stopped_has_their_rows_only():
     lines = table([failed]).splitlines()
     assert lines[2:] == ["| lr1e+20 | local | relu | 1 | failed at step 2: non-finite gradient "
                          "(norm inf) | | | | | |"]
+
+
+def test_a_kl_cache_budget_edit_is_no_change_but_a_kl_chunk_edit_is(tiny_gpt2, tmp_path):
+    from sae_kit.sweep.changes import check_unchanged
+    from sae_kit.train.api import train
+
+    def sweep_with(options):
+        path = tmp_path / "kl.toml"
+        path.write_text(f"""
+out = "{tmp_path / 'runs'}"
+[base]
+model = "{tiny_gpt2}"
+dataset = "pydoc"
+context = 16
+batch_size = 2
+n_samples = 2
+dict_ratio = 1
+device = "cpu"
+loss_options = {{{options}}}
+[grid]
+lambda = [1.0]
+""")
+        return load_sweep(path).points
+
+    points = sweep_with("kl_chunk = 8")
+    train(points[0].config)
+    check_unchanged(sweep_with("kl_chunk = 8, kl_cache_mb = 1"), "kl.toml")  # memory only
+    with pytest.raises(SaeKitError, match="loss_options.kl_chunk 8 → 4"):
+        check_unchanged(sweep_with("kl_chunk = 4"), "kl.toml")

@@ -21,6 +21,8 @@ from sae_kit.train.config import TrainConfig
 HOW_NOT_WHAT = ("output_dir", "device", "compile", "save_every", "keep_checkpoints",
                 "log_every", "trackers")
 """Settings that say where and how a run went, not what it trained: never compared."""
+HOW_NOT_WHAT_OPTIONS = ("loss_options.kl_cache_mb",)
+"""Options of that kind: the KL's cache budget changes memory, not a single value."""
 
 
 def check_unchanged(points: Sequence[Point], sweep_file: str) -> None:
@@ -80,7 +82,7 @@ def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
             flat.update({f"{name}.{key}": v for key, v in value.items()})
         else:
             flat[name] = value
-    return flat
+    return {name: value for name, value in flat.items() if name not in HOW_NOT_WHAT_OPTIONS}
 
 
 _UNSET = object()
