@@ -24,6 +24,12 @@ def count_true(mask: torch.Tensor) -> int:
     return int(rows.sum(-1, dtype=torch.int32).sum(dtype=torch.int64))
 
 
+def mean_per_token(mask: torch.Tensor) -> float:
+    """Mean over tokens (all but the last dimension) of a mask's set entries: L0 of a code mask."""
+    rows = mask.reshape(-1, mask.shape[-1])
+    return count_true(rows) / rows.shape[0]
+
+
 def count_active(codes: torch.Tensor) -> int:
     """How many codes are active (same rule as :func:`active`)."""
     return count_true(active(codes))

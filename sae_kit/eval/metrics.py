@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from sae_kit.architectures.codes import active
+from sae_kit.architectures.codes import active, mean_per_token
 from sae_kit.losses.kl import kl_divergence
 
 __all__ = [
@@ -31,7 +31,7 @@ def _tokens(x: torch.Tensor) -> torch.Tensor:
 
 def l0(codes: torch.Tensor) -> float:
     """Mean over tokens of the number of active (non-zero) dictionary coefficients."""
-    return float(active(codes).reshape(-1, codes.shape[-1]).sum(-1).double().mean())
+    return mean_per_token(active(codes))
 
 
 def fired(codes: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from sae_kit.architectures.codes import active as codes_active
-from sae_kit.architectures.codes import count_true
+from sae_kit.architectures.codes import mean_per_token
 from sae_kit.losses.base import LossResult
 
 
@@ -38,7 +38,7 @@ class StepStats:
             self.sums[name] += float(value)
         for hp, codes in result.codes.items():
             active = codes_active(codes.detach()).reshape(-1, codes.shape[-1])
-            self.sums[f"l0/{hp}"] += count_true(active) / active.shape[0]  # mean over tokens
+            self.sums[f"l0/{hp}"] += mean_per_token(active)
             fired = active.any(0)
             key = str(hp)
             self.fired[key] = fired | self.fired[key] if key in self.fired else fired
