@@ -20,30 +20,30 @@ SAE = "blocks.1.hook_resid_pre"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _sweep_file(tmp_path, model_dir, extra=""):
-    path = tmp_path / "sweep.toml"
+def _tiny_sweep(tmp_path, model_dir, base, grid, top="", name="sweep.toml", device="cpu"):
+    """A sweep file over the tiny model: ``top`` lines, ``base`` settings and ``grid``."""
+    path = tmp_path / name
     path.write_text(f"""
 out = "{tmp_path / 'runs'}"
-eval_tokens = 256
-plot = "frontier.pdf"
-
+{top}
 [base]
 model = "{model_dir}"
 dataset = "pydoc"
-layer = 1
 context = 16
 batch_size = 2
-grad_accum = 1
-n_samples = 6
-dict_ratio = 4
-device = "cpu"
-log_every = 1
-{extra}
+device = "{device}"
+{base}
 [grid]
-loss = ["local", "e2e"]
-lambda = [0.01, 0.5]
+{grid}
 """)
     return path
+
+
+def _sweep_file(tmp_path, model_dir, extra=""):
+    return _tiny_sweep(tmp_path, model_dir, top='eval_tokens = 256\nplot = "frontier.pdf"',
+                       base=f"layer = 1\ngrad_accum = 1\nn_samples = 6\ndict_ratio = 4\n"
+                            f"log_every = 1\n{extra}",
+                       grid='loss = ["local", "e2e"]\nlambda = [0.01, 0.5]')
 
 
 def test_a_sweep_file_is_grouped_by_what_can_share_a_pass(tiny_gpt2, tmp_path):
@@ -111,26 +111,11 @@ def test_groups_need_distinct_names(tmp_path):
 
 
 def test_a_point_that_overflows_is_reported_failed_and_not_retrained(tiny_gpt2, tmp_path):
-    path = tmp_path / "sweep.toml"
-    path.write_text(f"""
-out = "{tmp_path / 'runs'}"
-eval_tokens = 256
-[base]
-model = "{tiny_gpt2}"
-dataset = "pydoc"
-layer = 1
-loss = "local"
-context = 16
-batch_size = 2
-grad_accum = 1
-n_samples = 6
-dict_ratio = 4
-device = "cpu"
-save_every = 1
-warmup_fraction = 0.0
-[grid]
-lr = [0.003, 1e20]
-""")  # lr 1e20: Adam's first step makes the next forward pass overflow
+    # lr 1e20: Adam's first step makes the next forward pass overflow
+    path = _tiny_sweep(tmp_path, tiny_gpt2, top="eval_tokens = 256",
+                       base='layer = 1\nloss = "local"\ngrad_accum = 1\nn_samples = 6\n'
+                            "dict_ratio = 4\nsave_every = 1\nwarmup_fraction = 0.0",
+                       grid="lr = [0.003, 1e20]")
     result = runner.invoke(app, ["sweep", str(path)])
     assert result.exit_code == 1, result.output
     bad = tmp_path / "runs" / "lr1e+20"
@@ -157,23 +142,11 @@ def test_a_point_trained_with_other_settings_is_refused_naming_what_changed(tiny
     from sae_kit.train.api import train
 
     def sweep_with(extra="", n_samples=2, k=4, device="cpu"):
-        path = tmp_path / "edit.toml"
-        path.write_text(f"""
-out = "{tmp_path / 'runs'}"
-[base]
-model = "{tiny_gpt2}"
-dataset = "pydoc"
-context = 16
-batch_size = 2
-grad_accum = 1
-n_samples = {n_samples}
-dict_ratio = 4
-device = "{device}"
-loss = "local"
-{extra}
-[grid]
-arch = [{{name = "topk", architecture = "topk", architecture_options = {{k = {k}}}}}]
-""")
+        path = _tiny_sweep(tmp_path, tiny_gpt2, name="edit.toml", device=device,
+                           base=f'grad_accum = 1\nn_samples = {n_samples}\ndict_ratio = 4\n'
+                                f'loss = "local"\n{extra}',
+                           grid=f'arch = [{{name = "topk", architecture = "topk", '
+                                f'architecture_options = {{k = {k}}}}}]')
         return load_sweep(path).points
 
     points = sweep_with()  # no layer, no lr: the model's defaults
@@ -232,21 +205,9 @@ def test_a_kl_cache_budget_edit_is_no_change_but_a_kl_chunk_edit_is(tiny_gpt2, t
     from sae_kit.train.api import train
 
     def sweep_with(options):
-        path = tmp_path / "kl.toml"
-        path.write_text(f"""
-out = "{tmp_path / 'runs'}"
-[base]
-model = "{tiny_gpt2}"
-dataset = "pydoc"
-context = 16
-batch_size = 2
-n_samples = 2
-dict_ratio = 1
-device = "cpu"
-loss_options = {{{options}}}
-[grid]
-lambda = [1.0]
-""")
+        path = _tiny_sweep(tmp_path, tiny_gpt2, name="kl.toml",
+                           base=f"n_samples = 2\ndict_ratio = 1\nloss_options = {{{options}}}",
+                           grid="lambda = [1.0]")
         return load_sweep(path).points
 
     points = sweep_with("kl_chunk = 8")
