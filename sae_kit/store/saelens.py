@@ -25,8 +25,10 @@ from typing import Any
 import torch
 
 from sae_kit import __version__, plugins
+from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.decoder_norms import fold_decoder_norms, fold_input_bias, one_norm_scale
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 from sae_kit.store.sae_dir import save_sae
@@ -103,6 +105,12 @@ def _revision(config: dict[str, Any]) -> dict[str, Any]:
 
 def import_saelens(src: str | Path, out: str | Path) -> Path:
     """Turn an SAELens SAE directory (standard or topk) into an sae-kit SAE directory."""
+    sae, hook, extra = read_saelens(src)
+    return save_sae(sae, hook, fresh_dir(out), extra)
+
+
+def read_saelens(src: str | Path) -> tuple[SAE, HookPoint, dict[str, Any]]:
+    """An SAELens SAE directory as an sae-kit SAE (CPU, fp32), its hook point and provenance."""
     src = Path(src)
     cfg = read_json(src / CFG)
     flat = {**(cfg.get("metadata") or {}), **cfg}  # SAELens 6 nests model/hook fields
@@ -110,14 +118,14 @@ def import_saelens(src: str | Path, out: str | Path) -> Path:
     d_in, d_sae = int(flat["d_in"]), int(flat["d_sae"])
     state, eps = _read_weights(src / WEIGHTS, d_in, d_sae)
     if flat.get("apply_b_dec_to_input", True):  # SAELens' pre-6.0 default is True
-        # (x - b_dec) @ W_enc + b_enc, folded into the bias
-        state["b_enc"] = state["b_enc"] - state["b_dec"] @ state["W_enc"]
+        fold_input_bias(state)
     norms = scale = state["W_dec"].norm(dim=1)
     if arch == "topk" and not flat.get("rescale_acts_by_decoder_norm", False):
-        _check_one_norm(norms, src, eps)
-        scale = norms.mean().expand_as(norms)  # one factor for all keeps SAELens' top k exactly
+        # SAELens ranks the unscaled pre-activations: one factor for all keeps its top k
+        scale = one_norm_scale(norms, eps, str(src), "and rescale_acts_by_decoder_norm is "
+                               "false, so SAELens picks the top k before scaling by them")
     sae = plugins.load("architectures", arch)(d_in, d_sae, **options)
-    sae.load_state_dict(_fold_norms(state, norms, scale))
+    sae.load_state_dict(fold_decoder_norms(state, norms, scale))
     kit = cfg.get("sae_kit") or {}
     extra = {
         "model": kit.get("model", flat.get("model_name")), "revision": kit.get("revision"),
@@ -126,30 +134,7 @@ def import_saelens(src: str | Path, out: str | Path) -> Path:
         "context": flat.get("context_size"), "tokens_trained": kit.get("tokens_trained"),
         "imported_from": {"format": "saelens", "path": str(src)},
     }
-    return save_sae(sae, hook, fresh_dir(out), extra)
-
-
-def _fold_norms(state: dict[str, torch.Tensor], norms: torch.Tensor,
-                scale: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Unit decoder columns; ``scale`` (the row norms, or one for all) moves into the encoder."""
-    W_dec = state["W_dec"]
-    dead = norms == 0  # a zero decoder row never contributes: keep its codes at zero
-    scale = torch.where(dead, torch.zeros_like(scale), scale)
-    unit = torch.where(dead[:, None], torch.eye(1, W_dec.shape[1]).expand_as(W_dec),
-                       W_dec / norms.clamp_min(1e-30)[:, None])
-    return {"W_enc": (state["W_enc"] * scale).T.contiguous(), "b_enc": state["b_enc"] * scale,
-            "W_dec": unit.T.contiguous(), "b_dec": state["b_dec"]}
-
-
-def _check_one_norm(norms: torch.Tensor, src: Path, eps: float) -> None:
-    # Folding unequal norms would rank n * pre where SAELens ranks pre: other latents would win.
-    # Rows stored in half precision differ by rounding (about eps), which is no real difference.
-    low, high = norms.min().item(), norms.max().item()
-    if high == 0 or high - low > max(1e-5, 4 * eps) * high:
-        raise SaeKitError(
-            f"cannot import {str(src)!r}: its topk decoder rows differ in norm ({low:.4g} to "
-            f"{high:.4g}) and rescale_acts_by_decoder_norm is false, so SAELens picks the top k "
-            "before scaling by them; sae-kit (unit decoder columns) cannot reproduce that")
+    return sae, hook, extra
 
 
 def _check_importable(flat: dict[str, Any], src: Path) -> tuple[HookPoint, str, dict[str, Any]]:

@@ -30,9 +30,11 @@ from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice
 from sae_kit.options import parse_options
+from sae_kit.store.start_from import StartingPoint
 from sae_kit.train import distributed, precision
 from sae_kit.train.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.train.distributed import Dist
+from sae_kit.train.init_from import check_fits, resolve_start
 from sae_kit.train.run import Run
 from sae_kit.train.schedule import warmup_cosine
 
@@ -56,15 +58,18 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     one uses too (runs trained in one pass, see ``sae_kit.train.group``).
     """
     loss = make_loss(config)
+    config, start = resolve_start(config)  # --init-from: the source's SAE settings
     config = resolve_defaults(config, loss)
     if share is None:
         dist, device = setup_device(config)
         loaded = load_model(config.model, revision=config.revision, device=device)
     else:
         dist, device, loaded = share.dist, share.device, share.loaded
+    if start is not None:
+        check_fits(start, loaded, config.model)
     config = resolve_hook_points(config, loaded)
     sizes = resolve_sizes(config, loaded, dist)
-    saes = build_saes(config, loaded.d_model, sizes.n_dict, device)
+    saes = build_saes(config, loaded.d_model, sizes.n_dict, device, start)
     optimizer, scheduler = make_optimizer(config, saes, sizes)
     if share is None:
         data = make_data(config, loaded, sizes.context, skip_windows, dist)
@@ -78,6 +83,8 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         "adapter": loaded.adapter.describe(loaded.model),
         "device": str(device), "world_size": dist.world_size,
     }
+    if start is not None:
+        resolved["init_from"] = start.record()
     objective = distributed.data_parallel(loss, saes, dist, device)
     return Run(config, resolved, loaded, saes, Splice(loaded.model, loaded.adapter, saes),
                objective, optimizer, scheduler, data, run_dir_for(config), device, dist)
@@ -144,14 +151,18 @@ def _context(config: TrainConfig, loaded: LoadedModel) -> int:
     return config.context
 
 
-def build_saes(config: TrainConfig, d_model: int, n_dict: int,
-               device: torch.device) -> dict[HookPoint, SAE]:
-    """One SAE per hook point, initialised from the seed (compiled when asked)."""
+def build_saes(config: TrainConfig, d_model: int, n_dict: int, device: torch.device,
+               start: StartingPoint | None = None) -> dict[HookPoint, SAE]:
+    """One SAE per hook point, initialised from the seed or the weights of ``start`` (compiled
+    when asked)."""
     arch = plugins.load("architectures", config.architecture)
     check_memory(len(config.hook_points), d_model, n_dict, device)
     torch.manual_seed(config.seed)
     saes = {HookPoint.parse(name): arch(d_model, n_dict, **config.architecture_options).to(device)
             for name in config.hook_points}
+    if start is not None:
+        for hp, sae in saes.items():
+            sae.load_state_dict(start.saes[hp].state_dict())
     if config.compile:
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
                                   precision.warn_stderr)

@@ -91,6 +91,12 @@ class TrainConfig:
             "resid_pre of the middle layer."
         },
     )
+    init_from: str | None = _help(
+        "Start from an existing SAE instead of a fresh one: an sae-kit SAE or run directory, an "
+        "SAELens directory, a sparsify directory, or a Hub id. Its architecture, sizes and hook "
+        "points are used (and checked against the model); see docs/finetune.md.",
+        None,
+    )
     architecture: str = _help("SAE architecture, by plugin name: relu, topk, ...", "relu")
     architecture_options: dict[str, Any] = field(
         default_factory=dict,

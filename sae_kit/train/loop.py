@@ -93,6 +93,8 @@ def save_saes(run: Run, tokens: int) -> None:
         "context": run.resolved["context"], "tokens_trained": tokens,
         "loss_options": run.config.loss_options, "sae_kit_version": __version__,
     }
+    if "init_from" in run.resolved:  # where a fine-tune started, in each SAE's own config too
+        extra["init_from"] = run.resolved["init_from"]
     for hp, sae in run.saes.items():
         # lambda weights no penalty of an architecture without one (TopK): record none
         save_sae(sae, hp, run.layout.sae(hp),
