@@ -242,3 +242,66 @@ def test_an_unknown_architecture_in_the_source_is_named(tiny_gpt2, tmp_path):
     result = train_from(tiny_gpt2, tmp_path / "out", sae_dir)
     assert result.exit_code == 2 and "gated" in result.stderr
     assert "Traceback" not in result.output
+
+
+def _fine_tune_config(model: Path, source: Path, out: Path) -> TrainConfig:
+    # 6 steps of 2 micro-batches; balanced over the first 2, then lambda adapts (a tight band)
+    return tiny_config(model, source, out, loss="kl+mse", n_samples=24, save_every=1,
+                       keep_checkpoints=10, seed=4, log_every=1,
+                       loss_options={"balance_steps": 2, "l0_rate": 0.5, "l0_tolerance": 0.001})
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_fine_tune_resumes_exactly_even_if_its_source_changed(tiny_gpt2, tmp_path):
+    from sae_kit.train.loop import fit
+    from sae_kit.train.resume import resume
+
+    src = saelens_source(tmp_path / "sl", "standard")
+    reference = tmp_path / "reference"
+    fit(build_run(_fine_tune_config(tiny_gpt2, src, reference)))
+
+    out = tmp_path / "run"
+    run = build_run(_fine_tune_config(tiny_gpt2, src, out))
+    run.resolved["total_steps"] = 3  # stopped after step 3: the balance is set, lambda adapts
+    fit(run)
+    started = json.loads((out / "config.json").read_text())["resolved"]["init_from"]
+    weights = load_file(str(src / "sae_weights.safetensors"))
+    save_file({k: v + 1 for k, v in weights.items()}, str(src / "sae_weights.safetensors"))
+    warnings: list[str] = []
+    resumed, state = resume(out, warn=warnings.append)
+    assert state.step == 3
+    fit(resumed, start=state)
+
+    assert len(warnings) == 1 and "has changed since this run started" in warnings[0]
+    assert json.loads((out / "config.json").read_text())["resolved"]["init_from"] == started
+    mine, theirs = (load_file(str(d / HOOK / "sae.safetensors")) for d in (out, reference))
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    rows, ref_rows = _rows(out), _rows(reference)
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    for key in ("loss", "kl", "kl_scale", "lambda"):
+        assert [r[key] for r in rows] == [r[key] for r in ref_rows], key
+    assert len({r["lambda"] for r in rows}) > 1  # lambda did adapt across the resume
+
+
+@pytest.mark.slow
+def test_a_hub_id_is_a_source_through_the_pull_path(tiny_gpt2, tmp_path):
+    from tests.fake_hub import FakeHub
+    from tests.helpers import HUB_TOKEN, hub_cli
+
+    folder = sparsify_source(tmp_path / "sp")
+    files = {f"h.1/{p.name}": p.read_bytes() for p in folder.iterdir()}
+    out = tmp_path / "run"
+    with FakeHub(HUB_TOKEN, lifetime=120) as hub:
+        hub.seed("bob/sparsify-saes", files)
+        result = hub_cli(["train", "--model", str(tiny_gpt2), "--out", str(out), *BASE,
+                          "--init-from", "bob/sparsify-saes/h.1", "--loss", "kl+mse"],
+                         tmp_path / "hf-home", hub.url)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "config.json").read_text())["resolved"]["init_from"]
+    assert record["source"] == "bob/sparsify-saes/h.1" and record["format"] == "sparsify"
+    digest = hashlib.sha256(files["h.1/sae.safetensors"]).hexdigest()
+    assert record["sha256"] == {HOOK: digest}
+    assert (out / HOOK / "sae.safetensors").is_file()

@@ -15,8 +15,8 @@ loss = (1 - w) * MSE + w * beta * KL + lambda_t * L1/d_in, per SAE for the MSE a
   data); afterwards the factor is multiplied every micro-batch by exp(rate * (L0_ema / target - 1)),
   L0_ema an exponential mean (0.9) of L0, whenever L0_ema is more than half of ``l0_tolerance``
   (default 10%) off target: sparsity tightens while L0 is above and loosens below, and lambda
-  is left alone inside the band. ``-O l0_tolerance=0`` turns this off. TopK-family SAEs have no penalty: k is
-  unchanged and nothing is adapted.
+  is left alone inside the band. ``-O l0_tolerance=0`` turns this off. TopK-family SAEs have
+  no penalty: k is unchanged and nothing is adapted.
 
 The balancing state (beta, the lambda factor, the L0 target and mean) is part of every checkpoint,
 so a resumed fine-tune continues exactly. Under torchrun the measured means are averaged over
@@ -121,7 +121,7 @@ class KLMSELoss(Loss):
             terms[f"mse/{hp}"] = term.detach()
             codes[hp] = out.codes
             l0 += mean_per_token(active(out.codes.detach()))
-        self._update(float(mse), float(kl), l0 / len(codes), penalised)
+        self._update(float(mse.detach()), float(kl.detach()), l0 / len(codes), penalised)
         b, w = self.balance, self.opts.kl_weight
         scaled_sparsity = b.lambda_scale * sparsity
         total = (1 - w) * mse + w * b.kl_scale * kl + scaled_sparsity

@@ -81,6 +81,7 @@ def resume(
         checkpoint.load_latest(layout.checkpoints)  # the one-line "no checkpoint" error
     run = build_run(config)
     run.lock = lock
+    _keep_start_record(run, read_json(layout.config).get("resolved", {}), warn)
     latest, skipped = checkpoint.load_latest(layout.checkpoints,
                                              accept=lambda found: _put_into(run, found))
     # The data resumes after the windows that checkpoint had consumed.
@@ -93,6 +94,18 @@ def resume(
             warn(f"{reason}; renamed it to {moved.name} and resumed from {latest.path.name}")
         _rewind_metrics(layout, latest, warn)
     return run, latest.counters
+
+
+def _keep_start_record(run: Run, saved: dict[str, Any], warn: Callable[[str], None]) -> None:
+    """A fine-tune keeps the record of the source it started from: its weights now come from
+    the checkpoint, so a source changed since then changes nothing but is worth a warning."""
+    started = saved.get("init_from")
+    if started is None or "init_from" not in run.resolved:
+        return
+    if started.get("sha256") != run.resolved["init_from"].get("sha256") and run.dist.is_main:
+        warn(f"--init-from {started.get('source')!r} has changed since this run started; the "
+             "run continues from its checkpoint and config.json keeps the source as it was")
+    run.resolved["init_from"] = started
 
 
 def _rewind_metrics(layout: RunDir, saved: checkpoint.Checkpoint,
