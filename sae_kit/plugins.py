@@ -22,7 +22,6 @@ GROUPS = {
     "losses": "sae_kit.losses",
     "architectures": "sae_kit.architectures",
     "trackers": "sae_kit.trackers",
-    "explainers": "sae_kit.explainers",
 }
 
 INSTALL_HINTS = {
@@ -31,7 +30,6 @@ INSTALL_HINTS = {
     "losses": "write one in two files (docs/writing-plugins.md)",
     "architectures": "write one in two files (docs/writing-plugins.md)",
     "trackers": "write one in two files (sae_kit/trackers/base.py shows one)",
-    "explainers": "write one in two files (sae_kit/explainers/base.py shows one)",
 }
 
 
@@ -92,7 +90,7 @@ def load(kind: str, name: str) -> Any:
     if name not in available:
         listing = ", ".join(sorted(available)) or "none"
         singular = {"models": "model", "losses": "loss", "architectures": "architecture",
-                    "trackers": "tracker", "explainers": "explainer"}[kind]
+                    "trackers": "tracker"}[kind]
         raise SaeKitError(
             f"no {singular} plugin named {name!r}; installed: {listing}. To add one: "
             f"{INSTALL_HINTS[kind]}"
