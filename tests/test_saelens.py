@@ -201,8 +201,8 @@ TOPK = {"architecture": "topk", "activation_fn_str": "topk"}  # over an exported
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"architecture": "jumprelu"},
-         "architecture 'jumprelu' (only 'standard' and 'topk' import)"),
+        ({"architecture": "gated"},
+         "architecture 'gated' (only 'standard', 'topk', 'jumprelu' import)"),
         ({"architecture": "topk"}, "activation 'relu' for architecture 'topk'"),
         ({**TOPK, "activation_fn_kwargs": {}}, "missing k"),
         ({**TOPK, "k": 2.5}, "k 2.5 (want a whole number)"),
@@ -247,7 +247,7 @@ def test_export_refuses_an_architecture_saelens_lacks(tmp_path, monkeypatch):
     result = invoke("export", str(sae_dir), str(tmp_path / "sl"))
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert ("no SAELens equivalent for the 'tanh' architecture; SAELens export supports: "
-            "relu, topk") in " ".join(result.stderr.split())
+            "relu, topk, jumprelu, batchtopk, matryoshka") in " ".join(result.stderr.split())
     assert not (tmp_path / "sl").exists()
 
 
