@@ -32,10 +32,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sae_kit.architectures.base import SAE, SAEOutput
 from sae_kit.architectures.codes import active, mean_per_token
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult
-from sae_kit.losses.e2e import KLOptions, output_kl
+from sae_kit.losses.e2e import KLOptions, output_kl, sparsity_terms
 from sae_kit.model.splice import Splice
 
 _L0_EMA = 0.9  # ~10 micro-batches of memory: smooths one batch's noise, follows a real drift
@@ -105,29 +106,29 @@ class KLMSELoss(Loss):
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.balance = Balance(**state)
 
+    def sparsity(self, sae: SAE, out: SAEOutput) -> torch.Tensor:
+        """lambda_t: the architecture's penalty weighted by lambda times the balance's factor."""
+        return self.balance.lambda_scale * super().sparsity(sae, out)
+
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=[splice.first_position])
         spliced = splice.spliced(input_ids, clean=clean)
         kl = output_kl(splice, clean, spliced, self.opts)
-        mse = torch.zeros((), device=kl.device)
-        sparsity = torch.zeros((), device=kl.device)
-        terms, codes, l0 = {}, {}, 0.0
-        penalised = all(sae.penalised for sae in splice.saes.values())
+        mse, terms, l0 = torch.zeros((), device=kl.device), {}, 0.0
         for hp, out in spliced.sae_outputs.items():
-            sae = splice.saes[hp]
             term = F.mse_loss(out.output, spliced.sae_inputs[hp].to(out.output.dtype).detach())
             mse = mse + term
-            sparsity = sparsity + self.sparsity(sae, out.codes)
             terms[f"mse/{hp}"] = term.detach()
-            codes[hp] = out.codes
             l0 += mean_per_token(active(out.codes.detach()))
-        self._update(float(mse.detach()), float(kl.detach()), l0 / len(codes), penalised)
+        penalised = all(sae.penalised for sae in splice.saes.values())
+        self._update(float(mse.detach()), float(kl.detach()), l0 / len(spliced.sae_outputs),
+                     penalised)
+        # the balance is set for this batch first: sparsity (and AuxK, prefixes) use lambda_t
+        sae_total, sae_terms, codes = sparsity_terms(self, splice, spliced.sae_outputs)
         b, w = self.balance, self.opts.kl_weight
-        scaled_sparsity = b.lambda_scale * sparsity
-        total = (1 - w) * mse + w * b.kl_scale * kl + scaled_sparsity
-        terms.update({"kl": kl.detach(), "sparsity": scaled_sparsity.detach(),
-                      "kl_scale": torch.tensor(b.kl_scale),
-                      "lambda": torch.tensor(self.sparsity_coeff * b.lambda_scale)})
+        total = (1 - w) * mse + w * b.kl_scale * kl + sae_total
+        terms.update(sae_terms, kl=kl.detach(), kl_scale=torch.tensor(b.kl_scale),
+                     **{"lambda": torch.tensor(self.sparsity_coeff * b.lambda_scale)})
         return LossResult(loss=total, terms=terms, codes=codes)
 
     def _update(self, mse: float, kl: float, l0: float, penalised: bool) -> None:
