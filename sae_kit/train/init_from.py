@@ -1,10 +1,11 @@
 """``--init-from SOURCE``: a run whose SAEs start as an existing SAE's, not freshly initialised.
 
 The source sets the architecture, its options, the dictionary size and the hook points; a
-setting given as well must agree with it (a default left alone is no contradiction). After the
-model loads, the source's width must be the model's d_model. The run's config.json records the
-source, its format and the sha256 of each weight file (``resolved.init_from``); a resumed run
-reads the source again and then takes every weight from its checkpoint.
+setting given as well must agree with it (a default left alone is no contradiction). lambda left
+at its default becomes the source's, where it records one (sae-kit SAEs and their exports).
+After the model loads, the source's width must be the model's d_model. The run's config.json
+records the source, its format and the sha256 of each weight file (``resolved.init_from``); a
+resumed run reads the source again and then takes every weight from its checkpoint.
 """
 
 from __future__ import annotations
@@ -41,7 +42,19 @@ def resolve_start(config: TrainConfig) -> tuple[TrainConfig, StartingPoint | Non
     return dataclasses.replace(
         config, architecture=first.name, architecture_options=first.options(),
         dict_ratio=first.n_dict / first.d_in, hook_points=[hp.name for hp in start.saes],
+        sparsity_coeff=_sparsity_coeff(config, start),
     ), start
+
+
+def _sparsity_coeff(config: TrainConfig, start: StartingPoint) -> float:
+    """lambda left at its default: the one the source was trained with, where it records one
+    (kl+mse's balance keeps the MSE phase's scale, so that lambda carries over)."""
+    if config.sparsity_coeff != _DEFAULTS["sparsity_coeff"]:
+        return config.sparsity_coeff
+    recorded = [c.get("sparsity_coeff") for c in start.configs.values()]
+    found = next((v for v in recorded if isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and v >= 0), None)
+    return config.sparsity_coeff if found is None else float(found)
 
 
 def _contradictions(config: TrainConfig, start: StartingPoint) -> list[str]:
@@ -56,6 +69,9 @@ def _contradictions(config: TrainConfig, start: StartingPoint) -> list[str]:
                                                  first.name))
         found += [f"--arch-option {key}={given[key]} (the source has {first.options()[key]!r})"
                   for key in given if typed[key] != first.options().get(key)]
+    if config.sparsity_coeff != _DEFAULTS["sparsity_coeff"] and not first.penalised:
+        found.append(f"--lambda {config.sparsity_coeff:g} (the source is {first.name}: it has no "
+                     "sparsity penalty, its k sets L0)")
     if (config.dict_ratio != _DEFAULTS["dict_ratio"]
             and round(config.dict_ratio * first.d_in) != first.n_dict):
         found.append(f"--dict-ratio {config.dict_ratio:g} (the source has {first.n_dict} "
