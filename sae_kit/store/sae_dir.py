@@ -141,6 +141,6 @@ def sae_dirs(run_dir: str | Path) -> dict[HookPoint, Path]:
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu"
              ) -> tuple[RunRecord, dict[HookPoint, SAE]]:
     """A run's record (settings and what they resolved to) and its SAEs by hook point."""
+    dirs = sae_dirs(run_dir)  # "holds no trained SAE" comes before a complaint about its config
     record = RunDir(run_dir).read()
-    saes = {hp: load_sae(path, device)[0] for hp, path in sae_dirs(run_dir).items()}
-    return record, saes
+    return record, {hp: load_sae(path, device)[0] for hp, path in dirs.items()}

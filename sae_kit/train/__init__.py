@@ -3,8 +3,9 @@
 The options themselves (``TrainConfig``) and a run's record live in ``sae_kit.record``, below
 this package, so that evaluation and storage read them too. ``build`` makes a ``Run`` from a
 config, one small function per job, without changing the config it is given; ``run`` holds
-the ``Run`` and moves its state in and out of a checkpoint tree; ``loop`` fits a run; ``checkpoint`` stores trees atomically and ``resume`` rebuilds a run from
-its latest one, bit-exactly; ``signals`` turns SIGINT/SIGTERM into a saved
+the ``Run`` and moves its state in and out of a checkpoint tree; ``loop`` fits a run;
+``checkpoint`` stores trees atomically and ``resume`` rebuilds a run from its latest one,
+bit-exactly; ``signals`` turns SIGINT/SIGTERM into a saved
 checkpoint; ``nonfinite`` stops on NaN/inf; ``distributed`` and ``precision`` wrap torchrun and
 dtypes; ``schedule`` is the learning-rate curve; ``stats`` accumulates and logs step metrics
 (and hands rows to the experiment trackers). ``group`` trains several runs in one shared pass;
