@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.eval.evaluation import evaluate_run
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import train
 
 CONTEXT = 256  # the built-in model's window (sae-kit-tiny's maximum)

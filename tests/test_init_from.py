@@ -7,6 +7,7 @@ Sources are built here: sae-kit runs by training one, SAELens directories by rea
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -15,9 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from sae_kit.record.config import TrainConfig
+from sae_kit.store.run_dir import RunDir
 from sae_kit.store.start_from import read_start
 from sae_kit.train.build import build_run
-from sae_kit.train.config import TrainConfig
 from tests.helpers import FAST, cli_train
 
 D_MODEL, N_DICT, K = 32, 64, 6  # the tiny GPT-2's width; a dictionary of 2x
@@ -112,10 +114,10 @@ def test_a_saelens_source_starts_the_run_with_its_exact_codes(tiny_gpt2, tmp_pat
         assert torch.equal(ours != 0, expected != 0)  # the same latents fire
         torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(sae(x).output, theirs.decode(expected), rtol=1e-5, atol=1e-5)
-    record = run.resolved["init_from"]
-    assert record["format"] == "saelens" and record["source"] == str(src)
+    record = run.resolved.init_from
+    assert record.format == "saelens" and record.source == str(src)
     digest = hashlib.sha256((src / "sae_weights.safetensors").read_bytes()).hexdigest()
-    assert record["sha256"] == {HOOK: digest}
+    assert record.sha256 == {HOOK: digest}
 
 
 def test_a_sparsify_source_starts_the_run_with_its_exact_codes(tiny_gpt2, tmp_path):
@@ -128,7 +130,7 @@ def test_a_sparsify_source_starts_the_run_with_its_exact_codes(tiny_gpt2, tmp_pa
         ours, expected = sae(x).codes, sparsify_codes(folder, x)
         assert torch.equal(ours != 0, expected != 0)
         torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
-    assert run.resolved["init_from"]["format"] == "sparsify"
+    assert run.resolved.init_from.format == "sparsify"
     single = build_run(tiny_config(tiny_gpt2, folder, tmp_path / "run2"))  # one SAE's folder
     assert torch.equal(only_sae(single)[1].W_enc, sae.W_enc)
 
@@ -265,9 +267,10 @@ def test_a_fine_tune_resumes_exactly_even_if_its_source_changed(tiny_gpt2, tmp_p
 
     out = tmp_path / "run"
     run = build_run(_fine_tune_config(tiny_gpt2, src, out))
-    run.resolved["total_steps"] = 3  # stopped after step 3: the balance is set, lambda adapts
+    # stopped after step 3: the balance is set, lambda adapts
+    run.resolved = dataclasses.replace(run.resolved, total_steps=3)
     fit(run)
-    started = json.loads((out / "config.json").read_text())["resolved"]["init_from"]
+    started = RunDir(out).read().resolved.init_from
     weights = load_file(str(src / "sae_weights.safetensors"))
     save_file({k: v + 1 for k, v in weights.items()}, str(src / "sae_weights.safetensors"))
     warnings: list[str] = []
@@ -276,7 +279,7 @@ def test_a_fine_tune_resumes_exactly_even_if_its_source_changed(tiny_gpt2, tmp_p
     fit(resumed, start=state)
 
     assert len(warnings) == 1 and "has changed since this run started" in warnings[0]
-    assert json.loads((out / "config.json").read_text())["resolved"]["init_from"] == started
+    assert RunDir(out).read().resolved.init_from == started
     mine, theirs = (load_file(str(d / HOOK / "sae.safetensors")) for d in (out, reference))
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
     rows, ref_rows = _rows(out), _rows(reference)
@@ -300,8 +303,8 @@ def test_a_hub_id_is_a_source_through_the_pull_path(tiny_gpt2, tmp_path):
                           "--init-from", "bob/sparsify-saes/h.1", "--loss", "kl+mse"],
                          tmp_path / "hf-home", hub.url)
     assert result.returncode == 0, result.stderr
-    record = json.loads((out / "config.json").read_text())["resolved"]["init_from"]
-    assert record["source"] == "bob/sparsify-saes/h.1" and record["format"] == "sparsify"
+    record = RunDir(out).read().resolved.init_from
+    assert record.source == "bob/sparsify-saes/h.1" and record.format == "sparsify"
     digest = hashlib.sha256(files["h.1/sae.safetensors"]).hexdigest()
-    assert record["sha256"] == {HOOK: digest}
+    assert record.sha256 == {HOOK: digest}
     assert (out / HOOK / "sae.safetensors").is_file()

@@ -7,7 +7,6 @@ compute its codes, and keep its k through a kl+mse fine-tune.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ import torch
 
 from sae_kit import plugins
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.sae_dir import load_sae, save_sae
 from sae_kit.train.build import build_run
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
 from tests.helpers import FAST, cli_train
 
@@ -132,4 +131,4 @@ def test_a_jumprelu_sae_saelens_saved_starts_with_its_exact_codes(tiny_gpt2, tmp
         assert torch.equal(ours != 0, expected != 0)  # the same latents fire
         torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(sae(x).output, loaded.decode(expected), rtol=1e-5, atol=1e-5)
-    assert json.loads(json.dumps(run.resolved["init_from"]))["format"] == "saelens"
+    assert run.resolved.init_from.format == "saelens"

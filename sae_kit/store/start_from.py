@@ -25,6 +25,7 @@ from typing import Any
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.record.run_record import StartRecord
 from sae_kit.store import saelens, sparsify
 from sae_kit.store.sae_dir import CONFIG, WEIGHTS, load_sae, sae_dirs
 from sae_kit.store.sources import resolve_sae_source
@@ -55,9 +56,9 @@ class StartingPoint:
     def architecture(self) -> str:
         return next(iter(self.saes.values())).name
 
-    def record(self) -> dict[str, Any]:
-        return {"source": self.source, "format": self.format, "path": str(self.path),
-                "sha256": self.sha256}
+    def record(self) -> StartRecord:
+        """What the run's record keeps (``resolved.init_from`` in config.json)."""
+        return StartRecord(self.source, self.format, str(self.path), dict(self.sha256))
 
 
 def read_start(source: str, hook_points: list[HookPoint] | None = None) -> StartingPoint:

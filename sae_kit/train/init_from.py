@@ -18,8 +18,8 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel
 from sae_kit.options import parse_options
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.start_from import StartingPoint, read_start
-from sae_kit.train.config import TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.store.jsonio import read_json
+from sae_kit.record.config import TrainConfig
+from sae_kit.record.run_record import StartRecord
 from sae_kit.store.run_dir import RunDir
 from sae_kit.store.run_lock import lock_run
 from sae_kit.train import checkpoint, distributed
 from sae_kit.train.build import build_run, make_data
 from sae_kit.train.checkpoint import TrainState
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.group import build_group, common_checkpoints, member_dirs
 from sae_kit.train.nonfinite import read_failure
 from sae_kit.train.run import Run, apply
@@ -41,23 +41,10 @@ def _stderr(message: str) -> None:
 def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     """The run's saved TrainConfig, with the allowed ``overrides`` (None means keep)."""
     layout = RunDir(run_dir)
-    if not layout.is_run():
-        raise SaeKitError(
-            f"{str(run_dir)!r} is not a sae-kit run directory (no config.json); pass the "
-            "directory `sae-kit train` printed"
-        )
     unknown = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if unknown:
         raise SaeKitError(f"a resumed run cannot change {', '.join(unknown)}")
-    saved = read_json(layout.config)
-    if not isinstance(saved, dict):
-        raise SaeKitError(f"{str(layout.config)!r} is not a training config (a JSON "
-                          f"{type(saved).__name__}, not an object); pass the directory "
-                          "`sae-kit train` printed")
-    try:
-        config = TrainConfig.from_dict(saved)
-    except TypeError as exc:
-        raise SaeKitError(f"{str(layout.config)!r} is not a training config ({exc})") from None
+    config = layout.read().config
     given = {name: value for name, value in overrides.items() if value is not None}
     # The directory may have moved since; replace() validates the overrides.
     return dataclasses.replace(config, output_dir=str(layout.path), **given)
@@ -81,11 +68,11 @@ def resume(
         checkpoint.load_latest(layout.checkpoints)  # the one-line "no checkpoint" error
     run = build_run(config)
     run.lock = lock
-    _keep_start_record(run, read_json(layout.config).get("resolved", {}), warn)
+    _keep_start_record(run, layout.read().resolved.init_from, warn)
     latest, skipped = checkpoint.load_latest(layout.checkpoints,
                                              accept=lambda found: _put_into(run, found))
     # The data resumes after the windows that checkpoint had consumed.
-    run.data = make_data(run.config, run.loaded, run.resolved["context"],
+    run.data = make_data(run.config, run.loaded, run.resolved.context,
                          latest.counters.windows, run.dist)
     run.dist.barrier()  # every rank has read the checkpoints before rank 0 renames any
     if run.dist.is_main:
@@ -96,16 +83,17 @@ def resume(
     return run, latest.counters
 
 
-def _keep_start_record(run: Run, saved: dict[str, Any], warn: Callable[[str], None]) -> None:
+def _keep_start_record(run: Run, saved: StartRecord | None,
+                       warn: Callable[[str], None]) -> None:
     """A fine-tune keeps the record of the source it started from: its weights now come from
     the checkpoint, so a source changed since then changes nothing but is worth a warning."""
-    started = saved.get("init_from")
-    if started is None or "init_from" not in run.resolved:
+    now = run.resolved.init_from
+    if saved is None or now is None:
         return
-    if started.get("sha256") != run.resolved["init_from"].get("sha256") and run.dist.is_main:
-        warn(f"--init-from {started.get('source')!r} has changed since this run started; the "
-             "run continues from its checkpoint and config.json keeps the source as it was")
-    run.resolved["init_from"] = started
+    if saved.sha256 != now.sha256 and run.dist.is_main:
+        warn(f"--init-from {saved.source!r} has changed since this run started; the run "
+             "continues from its checkpoint and config.json keeps the source as it was")
+    run.resolved = dataclasses.replace(run.resolved, init_from=saved)
 
 
 def _rewind_metrics(layout: RunDir, saved: checkpoint.Checkpoint,
@@ -128,7 +116,7 @@ def _put_into(run: Run, found: checkpoint.Checkpoint) -> None:
     expected = {
         "step": (c.step, min(c.step, run.total_steps)),
         "windows": (c.windows, windows),
-        "tokens": (c.tokens, windows * run.resolved["context"]),
+        "tokens": (c.tokens, windows * run.resolved.context),
         "scheduler step": (scheduler.get("last_epoch") if isinstance(scheduler, dict) else None,
                            c.step),
         "base learning rates": (scheduler.get("base_lrs") if isinstance(scheduler, dict)
@@ -143,7 +131,7 @@ def _put_into(run: Run, found: checkpoint.Checkpoint) -> None:
 
 
 def _check_world_size(layout: RunDir) -> None:
-    saved_world = int(read_json(layout.config).get("resolved", {}).get("world_size", 1))
+    saved_world = layout.read().resolved.world_size
     world = distributed.from_env().world_size
     if world != saved_world:
         raise SaeKitError(
