@@ -10,7 +10,7 @@ says): one training step of a TopK SAE with the local (MSE) objective — forwar
 Adam step and the tool's own per-step decoder upkeep:
 
 - sae-kit: the `topk` architecture plugin (decoder renormalised inside the forward pass), the
-  `local` loss's MSE, Adam; the trainer's gradient-norm clip;
+  `local` loss's MSE, the trainer's Adam (fused) and gradient-norm clip;
 - sparsify: `SparseCoder(...).forward(x).fvu` (its loss), Adam, then, as its trainer does,
   `remove_gradient_parallel_to_decoder_directions` before and `set_decoder_norm_to_unit_norm`
   after the step;
@@ -58,9 +58,10 @@ def _step_fn(tool: str, d_in: int, n_dict: int, k: int):  # noqa: ANN202 - retur
         import torch.nn.functional as F
 
         from sae_kit.architectures.topk import TopKSAE
+        from sae_kit.train.precision import adam
 
         sae = TopKSAE(d_in, n_dict, k=k)
-        opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+        opt = adam(list(sae.parameters()), lr=1e-4)  # the trainer's (fused where torch has it)
 
         def step(x: torch.Tensor) -> None:
             opt.zero_grad(set_to_none=True)
