@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 
 Point = tuple[float, float]
@@ -150,11 +149,11 @@ def _architecture(result: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """A result's architecture and its options: from the result, else from its run's config."""
     if result.get("architecture"):
         return str(result["architecture"]), dict(result.get("architecture_options") or {})
-    config = RunDir(result.get("run_dir") or ".").config
-    if not config.is_file():
+    run = RunDir(result.get("run_dir") or ".")
+    if not run.is_run():
         return None, {}
-    data = read_json(config)
-    return data.get("architecture"), dict(data.get("architecture_options") or {})
+    config = run.read().config
+    return config.architecture, dict(config.architecture_options)
 
 
 def architecture_labels(results: list[dict[str, Any]], sparsity: bool = True) -> list[str]:
