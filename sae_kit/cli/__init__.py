@@ -10,6 +10,7 @@ from sae_kit.cli import (
     eval_cmd,
     features_cmd,
     hub_cmd,
+    importance_cmd,
     malloc,
     plugins_cmd,
     saelens_cmd,
@@ -29,6 +30,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("sweep")(sweep_cmd.sweep)
 app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
+app.command("importance")(importance_cmd.importance)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("push")(hub_cmd.push)
 app.command("pull")(hub_cmd.pull)
