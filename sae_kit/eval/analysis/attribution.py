@@ -34,7 +34,7 @@ DEFAULT_CONVENTION = "spliced"
 METRICS = ("kl", "ce")
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""(input_ids, activation at the SAE's position) -> final hidden states (the unembedding's input)."""
+"""(input_ids, activation at the SAE's position) -> final hidden states: the unembedding's input."""
 
 
 def model_input(sae: SAE, codes: torch.Tensor, x: torch.Tensor, convention: str) -> torch.Tensor:
@@ -88,13 +88,20 @@ def window_metrics(hidden: torch.Tensor, clean_hidden: torch.Tensor, input_ids: 
     return out
 
 
+Measure = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, nn.Module, bool], WindowMetrics]
+"""(hidden, clean hidden, input_ids, unembedding, want_grad) -> metrics per window."""
+
+
 def code_attributions(sae: SAE, codes: torch.Tensor, x: torch.Tensor, convention: str,
                       forward: Forward, input_ids: torch.Tensor, clean_hidden: torch.Tensor,
-                      unembed: nn.Module) -> tuple[dict[str, torch.Tensor], WindowMetrics]:
+                      unembed: nn.Module, measure: Measure | None = None,
+                      ) -> tuple[dict[str, torch.Tensor], WindowMetrics]:
     """-c * dM/dc per token and feature for each metric, and the unablated window metrics.
 
     One forward from the SAE's position and one backward per metric; the graph is freed after.
+    ``measure`` replaces :func:`window_metrics` (tests use a linear one).
     """
+    measure = measure or window_metrics
     leaf = codes.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         h = model_input(sae, leaf, x, convention)
@@ -103,7 +110,7 @@ def code_attributions(sae: SAE, codes: torch.Tensor, x: torch.Tensor, convention
                               "respect to its codes, so attribution cannot be computed; use an "
                               "architecture whose decode is differentiable")
         hidden = forward(input_ids, h)
-        metrics = window_metrics(hidden, clean_hidden, input_ids, unembed, want_grad=True)
+        metrics = measure(hidden, clean_hidden, input_ids, unembed, True)
         out = {}
         for i, m in enumerate(METRICS):
             (grad,) = torch.autograd.grad(hidden, leaf, metrics.grads[m],
@@ -151,13 +158,15 @@ def ablation_pairs(codes: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
 def exact_ablation_deltas(sae: SAE, codes: torch.Tensor, x: torch.Tensor, convention: str,
                           forward: Forward, input_ids: torch.Tensor, clean_hidden: torch.Tensor,
                           unembed: nn.Module, base: WindowMetrics, features: torch.Tensor,
-                          rows_per_forward: int) -> dict[str, torch.Tensor]:
+                          rows_per_forward: int, measure: Measure | None = None,
+                          ) -> dict[str, torch.Tensor]:
     """Per slot of ``features``: the summed change of each metric when its code is zeroed.
 
     Each forward carries up to ``rows_per_forward`` (window, feature) pairs, so features that
     fire in different windows (or in the same one) share a pass; a window's pairs are
     independent reruns of that window.
     """
+    measure = measure or window_metrics
     deltas = {m: torch.zeros(len(features), dtype=torch.float64) for m in METRICS}
     pairs = ablation_pairs(codes, features)
     err = None if convention == "spliced" else x.to(codes.dtype) - sae.decode(codes)
@@ -168,7 +177,7 @@ def exact_ablation_deltas(sae: SAE, codes: torch.Tensor, x: torch.Tensor, conven
             zeroed[torch.arange(len(windows)), :, features[slots]] = 0.0
             h = sae.decode(zeroed) if err is None else sae.decode(zeroed) + err[windows]
             hidden = forward(input_ids[windows], h)
-            ablated = window_metrics(hidden, clean_hidden[windows], input_ids[windows], unembed)
+            ablated = measure(hidden, clean_hidden[windows], input_ids[windows], unembed, False)
             for m in METRICS:
                 change = getattr(ablated, m) - getattr(base, m)[windows]
                 deltas[m].index_add_(0, slots.cpu(), change.cpu())
