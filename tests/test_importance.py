@@ -102,6 +102,29 @@ def test_with_error_kl_attribution_vanishes_at_the_clean_model(setting):
     assert float(with_error["ce"].abs().max()) > 1e-3  # CE has no minimum there
 
 
+@pytest.mark.parametrize("arch,options", [
+    ("topk", {"k": 6}), ("batchtopk", {"k": 6}),
+    ("jumprelu", {"init_threshold": 0.05}), ("matryoshka", {"k": 6, "prefixes": "8,24"}),
+])
+def test_attribution_of_every_architecture_is_minus_code_times_gradient(setting, arch, options):
+    """Codes from any architecture: the attribution only needs decode to be differentiable."""
+    from sae_kit import plugins
+
+    torch.manual_seed(0)
+    sae = plugins.load("architectures", arch)(32, 48, **options).eval().requires_grad_(False)
+    s = dict(setting, sae=sae)
+    with torch.no_grad():
+        sae.W_enc.mul_(40)
+        s["codes"] = sae.encode(s["x"])
+    assert s["codes"].ne(0).any()
+    leaf = s["codes"].clone().requires_grad_(True)
+    kl, ce = _hf_metrics(s, sae.decode(leaf), s["ids"])
+    got, _ = _attributions(s, "spliced")
+    for m, v in (("kl", kl), ("ce", ce)):
+        expected = -(s["codes"] * torch.autograd.grad(v.sum(), leaf, retain_graph=True)[0])
+        assert torch.allclose(got[m], expected, atol=1e-6, rtol=1e-4), m
+
+
 class _Linear(nn.Module):
     """A linear downstream map h -> h @ A (one matrix, no bias)."""
 

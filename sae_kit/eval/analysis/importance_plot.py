@@ -1,4 +1,4 @@
-"""`sae-kit importance`'s plot: how often each feature fires against how much the output needs it."""
+"""`sae-kit importance`'s plot: how often each feature fires against how much it matters."""
 
 from __future__ import annotations
 
