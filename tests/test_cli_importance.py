@@ -56,6 +56,14 @@ def test_files_and_fields(importance):
     assert abs(summary["with_error"]["kl"]["whole_sae"]) < 1e-6  # the model is the original
 
 
+def test_density_against_importance_plot(importance):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(importance / "density_importance.png")  # fails if corrupt
+    assert image.shape[:2] == (704, 990)  # 2 x 2 panels, 9 x 6.4 in at 110 dpi
+    assert float(image[..., :3].std()) > 0.05  # something is drawn
+
+
 def test_every_sae_by_default_and_out_inside_the_run(runs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(runs["e2e0"], run)

@@ -34,7 +34,13 @@ from sae_kit.eval.analysis.attribution import (
     top_shares,
     window_metrics,
 )
-from sae_kit.eval.analysis.collect import TextChoice, choose_texts, window_batches
+from sae_kit.eval.analysis.collect import (
+    NO_WINDOW,
+    TextChoice,
+    choose_texts,
+    describe_text,
+    window_batches,
+)
 from sae_kit.eval.analysis.source import AnalysisSource
 from sae_kit.model.loading import LoadedModel
 from sae_kit.model.splice import ModelRunner
@@ -100,8 +106,7 @@ def _batches(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
         seen += 1
         yield input_ids.to(device)
     if not seen:
-        raise SaeKitError("the text has no full window of the run's context length; use more "
-                          "text (--dataset) or a run with a shorter context")
+        raise SaeKitError(NO_WINDOW)
 
 
 def _attribution_pass(model: _Model, batches: Iterator[torch.Tensor], n_dict: int,
@@ -184,8 +189,7 @@ def collect_importance(source: AnalysisSource, loaded: LoadedModel, choice: Text
     meta = {"source": str(source.path), "label": source.label, "model": source.model,
             "hook_point": source.hook_point.name, "n_dict": n_dict, "n_tokens": n_tokens,
             "context": source.context,
-            "text": (f"{choice.dataset} ({choice.split}, all of it)" if choice.dataset
-                     else f"{source.data_spec.dataset} (held-out part)"),
+            "text": describe_text(source.data_spec, choice),
             "conventions": list(CONVENTIONS), "default_convention": DEFAULT_CONVENTION,
             "seconds": round(time.perf_counter() - started, 2), "settings": asdict(s)}
     return ImportanceData(source, s, n_tokens, count, sums, features, is_top, exact, meta)
@@ -239,13 +243,18 @@ def results_json(data: ImportanceData) -> dict[str, Any]:
 
 
 def write_importance(data: ImportanceData, out: Path) -> Path:
-    """importance.json and importance.safetensors in ``out``; returns the JSON's path."""
+    """importance.json, importance.safetensors and density_importance.png in ``out``; returns
+    the JSON's path."""
     from safetensors.torch import save_file
 
+    from sae_kit.eval.analysis.importance_plot import density_importance_plot
     from sae_kit.store.jsonio import write_json_atomic
 
     out.mkdir(parents=True, exist_ok=True)
-    save_file(per_feature(data), str(out / "importance.safetensors"))
+    values = per_feature(data)
+    save_file(values, str(out / "importance.safetensors"))
+    density_importance_plot(values, f"{data.source.label} {data.source.hook_point.name}",
+                            out / "density_importance.png")
     path = out / "importance.json"
     write_json_atomic(path, results_json(data))
     return path
