@@ -4,13 +4,14 @@
     python benchmarks/bench_clean_cache.py --models gpt2-small --steps 6
 
 For each model (the built-in one, and a random GPT-2-small-shaped one: bench_e2e_step.py's
-`build_model`), a TopK SAE (k 32, ratio --dict-ratio, default 60) at the middle layer's resid_pre and the `e2e` loss
-take the trainer's step (loss, backward, clipping, fused Adam) on --batches distinct batches,
-once running the clean model and once reading the batch's clean pass from a cache written
-beforehand (`sae_kit.train.clean_cache`, the code behind `sae-kit cache`, in a temporary
-directory; its shards are in the page cache after the first read, as in a run that reads them
-every epoch). The two alternate step by step; medians of CPU and wall time per step; the
-ratio is uncached / cached. The loss and gradients of both are checked to be equal.
+`build_model`), a TopK SAE (k 32, dictionary --dict-ratio x d_model, default 60) at the middle
+layer's resid_pre and the `e2e` loss take the trainer's step (loss, backward, clipping, fused
+Adam) on --batches distinct batches, once running the clean model and once reading the batch's
+clean pass from a cache written beforehand (`sae_kit.train.clean_cache`, the code behind
+`sae-kit cache`, in a temporary directory; its shards are in the page cache after the first
+read, as in a run that reads them every epoch). The two alternate step by step; medians of CPU
+and wall time per step; the ratio is uncached / cached. The loss and weights of both are
+checked to be equal.
 """
 
 from __future__ import annotations
