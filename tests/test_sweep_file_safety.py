@@ -117,3 +117,32 @@ def test_a_wrong_top_level_value_is_one_line_naming_the_file_and_key(tmp_path, l
     assert message in result.output and str(path) in result.output, result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()
+
+
+LATER_POINTS = {
+    "unknown loss": ('loss = "nope"', "no loss plugin named 'nope'"),
+    "unknown architecture": ('architecture = "nope"', "no architecture plugin named 'nope'"),
+    "bad architecture option": ('architecture = "topk"\narchitecture_options = {kk = 3}',
+                                "kk"),
+    "bad loss option": ('loss = "e2e+ds"\nloss_options = {nope = 1}', "nope"),
+    "bad hook point": ('hook_points = ["blocks.1.hook_nowhere"]', "hook_nowhere"),
+    "unknown tracker": ('trackers = ["nope"]', "no tracker plugin named 'nope'"),
+}
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(("line", "message"), LATER_POINTS.values(), ids=LATER_POINTS.keys())
+def test_a_bad_later_point_fails_before_the_first_group_trains(tiny_gpt2, tmp_path, line,
+                                                               message):
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'out = "{tmp_path / "runs"}"\n[base]\nmodel = "{tiny_gpt2}"\n'
+                    'dataset = "pydoc"\ncontext = 16\nbatch_size = 2\ngrad_accum = 1\n'
+                    'n_samples = 2\ndict_ratio = 2\ndevice = "cpu"\n'
+                    'hook_points = ["blocks.1.hook_resid_pre"]\n'
+                    f'[[runs]]\nname = "good"\nloss = "local"\n'
+                    f'[[runs]]\nname = "bad"\nn_samples = 4\n{line}\n')
+    result = runner.invoke(app, ["sweep", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "point 'bad'" in result.output and message in result.output, result.output
+    assert "nothing was trained" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs" / "good").exists()  # the good group did not train first

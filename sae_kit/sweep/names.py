@@ -74,5 +74,5 @@ def point_dir(out: Path, name: Any, path: Path) -> Path:
         if inside:
             return out / name
     raise SaeKitError(f"{str(path)!r}: point name {name!r} is not a plain directory name; a "
-                      "point is written to out/NAME, so NAME may not hold '/', '\\\\' or '..' "
+                      "point is written to out/NAME, so NAME may not hold '/', '\\' or '..' "
                       "(nothing is written outside out); rename it")
