@@ -60,3 +60,18 @@ def test_restricting_distributions_hides_the_others(monkeypatch):
     monkeypatch.setenv("SAE_KIT_PLUGINS", "sae-kit-llama")
     rows = json.loads(runner.invoke(app, ["plugins", "--json"]).stdout)
     assert [(r["group"], r["name"]) for r in rows] == [("sae_kit.models", "llama")]
+
+
+def test_piped_tables_are_not_cut_at_80_columns():
+    """Off a terminal rich assumes 80 columns; sae-kit's tables keep every cell whole."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run([sys.executable, "-m", "sae_kit", "plugins", "--options"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout
+    row = next(line for line in done.stdout.splitlines() if "sae_kit.architectures.topk" in line)
+    assert "sae_kit.architectures.topk:TopKSAE" in row and "bias_init='zeros': zeros, or " in row
