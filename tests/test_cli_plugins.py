@@ -79,5 +79,13 @@ def test_piped_tables_are_not_cut_at_80_columns():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "…" not in done.stdout
-    row = next(line for line in done.stdout.splitlines() if "sae_kit.architectures.topk" in line)
-    assert "sae_kit.architectures.topk:TopKSAE" in row and "bias_init='zeros': zeros, or " in row
+    from sae_kit.architectures.topk import TopKSAE
+    from sae_kit.options import describe_options
+
+    lines = done.stdout.splitlines()
+    assert any("sae_kit.architectures.topk:TopKSAE" in line for line in lines)
+    options = describe_options(TopKSAE.Options)
+    texts = [f"{o['name']}={o['default']!r}: {o['help']}" for o in options]
+    assert max(map(len, texts)) > 80  # so that a cut at 80 columns would show
+    for text in texts:  # each option's text whole on one line
+        assert any(text in line for line in lines), text
