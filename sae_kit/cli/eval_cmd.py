@@ -17,7 +17,8 @@ from sae_kit.errors import SaeKitError
 def evaluate(
     run_dir: list[str] = typer.Argument(
         ..., help="Run directories, SAE directories (of a run, imported, or SAELens' cfg.json + "
-        "sae_weights.safetensors) or Hub ids (namespace/name[/hook_point])."
+        "sae_weights.safetensors) or Hub ids (namespace/name, or namespace/name/HOOK_POINT for "
+        "one SAE)."
     ),
     model: str = typer.Option(
         None, help="Model the SAEs read (Hub id or local directory), where an SAE does not record "
