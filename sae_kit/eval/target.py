@@ -81,19 +81,13 @@ def open_target(ref: str, device: torch.device, said: Overrides = Overrides()) -
 
 
 def _run_target(run_dir: Path, device: torch.device, said: Overrides) -> EvalTarget:
-    config, saes = load_run(run_dir, device)
-    missing = [k for k in ("model", "dataset", "resolved") if k not in config]
-    if missing:
-        raise SaeKitError(
-            f"{str(run_dir / 'config.json')!r} lacks {missing}; was it written by `sae-kit train`?"
-        )
-    spec = DataSpec(config["dataset"], config.get("split", "train"), config.get("eval_split"),
-                    config.get("text_column", "text"))
+    record, saes = load_run(run_dir, device)  # a broken config.json is one line here
+    config = record.config
     return EvalTarget(
-        run_dir, saes, said.model or config["model"], config.get("revision"),
-        _other_text(spec, said),
-        said.context or int(config["resolved"]["context"]), config.get("loss"),
-        config.get("sparsity_coeff") if any(s.penalised for s in saes.values()) else None,
+        run_dir, saes, said.model or config.model, config.revision,
+        _other_text(record.data_spec, said), said.context or record.resolved.context,
+        config.loss,
+        config.sparsity_coeff if any(s.penalised for s in saes.values()) else None,
     )
 
 
@@ -101,17 +95,16 @@ def _sae_target(path: Path, device: torch.device, said: Overrides) -> EvalTarget
     from sae_kit.eval.analysis.source import open_source
 
     source = open_source(str(path), device=device)
-    config, run = source.sae_config, source.run_config or {}
-    model = said.model or config.get("model") or run.get("model")
-    context = said.context or config.get("context") or run.get("resolved", {}).get("context")
-    dataset = config.get("dataset") or run.get("dataset")
+    config, run = source.sae_config, source.run
+    model = said.model or config.get("model") or (run.config.model if run else None)
+    context = said.context or config.get("context") or (run.resolved.context if run else None)
+    dataset = config.get("dataset") or (run.config.dataset if run else None)
     lacking = [flag for flag, value in (("--model", model), ("--dataset", said.dataset or dataset),
                                         ("--context", context)) if not value]
     if lacking:
         raise SaeKitError(f"{str(path)!r} does not record its {', '.join(f[2:] for f in lacking)}"
                           f"; pass {' and '.join(lacking)}")
-    spec = DataSpec(str(dataset), run.get("split", "train"), run.get("eval_split"),
-                    run.get("text_column", "text")) if dataset else DataSpec(str(said.dataset))
+    spec = run.data_spec if run else DataSpec(str(dataset or said.dataset))
     sae = source.sae
     return EvalTarget(
         path, {source.hook_point: sae}, str(model), source.revision, _other_text(spec, said),

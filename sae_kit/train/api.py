@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.train.config import TrainConfig
+from sae_kit.record.config import TrainConfig
 from sae_kit.train.settings_file import config_from_settings, normalise, read_settings
 
 
