@@ -146,7 +146,10 @@ def test_saelens_from_pretrained_loads_a_pushed_repo(run_dir, hub, tmp_path):
     home = tmp_path / "hf-home"
     push = sae_kit(["push", str(run_dir), "alice/saes"], home, hub.url)
     assert push.returncode == 0, push.stderr
-    lens = sae_kit(HOOKS, home, hub.url, token=None, python=SAELENS)
+    # huggingface_hub's 10 s default for a HEAD was too short for the local fake Hub on a
+    # loaded 2-core machine (ConnectTimeout, five retries): a slow answer is not the point here.
+    slow_ok = {"HF_HUB_ETAG_TIMEOUT": "120", "HF_HUB_DOWNLOAD_TIMEOUT": "120"}
+    lens = sae_kit(HOOKS, home, hub.url, token=None, python=SAELENS, env=slow_ok)
     assert lens.returncode == 0, lens.stderr
     answer = json.loads(lens.stdout.strip().splitlines()[-1])
     x = sample_input()
