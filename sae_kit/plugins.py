@@ -22,6 +22,7 @@ GROUPS = {
     "losses": "sae_kit.losses",
     "architectures": "sae_kit.architectures",
     "trackers": "sae_kit.trackers",
+    "model_sources": "sae_kit.model_sources",
 }
 
 INSTALL_HINTS = {
@@ -30,6 +31,8 @@ INSTALL_HINTS = {
     "losses": "write one in two files (docs/writing-plugins.md)",
     "architectures": "write one in two files (docs/writing-plugins.md)",
     "trackers": "write one in two files (sae_kit/trackers/base.py shows one)",
+    "model_sources": "install one, e.g. `pip install -e plugins/sae-kit-synthetic`, or write "
+    "one (sae_kit/model/source.py shows one)",
 }
 
 
@@ -90,7 +93,7 @@ def load(kind: str, name: str) -> Any:
     if name not in available:
         listing = ", ".join(sorted(available)) or "none"
         singular = {"models": "model", "losses": "loss", "architectures": "architecture",
-                    "trackers": "tracker"}[kind]
+                    "trackers": "tracker", "model_sources": "model source"}[kind]
         raise SaeKitError(
             f"no {singular} plugin named {name!r}; installed: {listing}. To add one: "
             f"{INSTALL_HINTS[kind]}"
