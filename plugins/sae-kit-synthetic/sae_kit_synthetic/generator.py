@@ -131,7 +131,8 @@ class FeatureGenerator:
             coin = torch.where(together, shared, coin)
         is_child = self.parent >= 0
         threshold = self.rates.clone()
-        threshold[is_child] = (self.rates[is_child] / self.rates[self.parent[is_child]]).clamp(max=1)
+        parent_rate = self.rates[self.parent[is_child]]
+        threshold[is_child] = (self.rates[is_child] / parent_rate).clamp(max=1)
         fires = coin < threshold.to(keys.device)
         if bool(is_child.any()):  # parents are roots, so one pass settles every child
             children = is_child.nonzero().squeeze(1).to(keys.device)
