@@ -22,6 +22,7 @@ GROUPS = {
     "losses": "sae_kit.losses",
     "architectures": "sae_kit.architectures",
     "trackers": "sae_kit.trackers",
+    "explainers": "sae_kit.explainers",
     "model_sources": "sae_kit.model_sources",
 }
 
@@ -31,6 +32,7 @@ INSTALL_HINTS = {
     "losses": "write one in two files (docs/writing-plugins.md)",
     "architectures": "write one in two files (docs/writing-plugins.md)",
     "trackers": "write one in two files (sae_kit/trackers/base.py shows one)",
+    "explainers": "write one in two files (sae_kit/explainers/base.py shows one)",
     "model_sources": "install one, e.g. `pip install -e plugins/sae-kit-synthetic`, or write "
     "one (sae_kit/model/source.py shows one)",
 }
@@ -93,7 +95,8 @@ def load(kind: str, name: str) -> Any:
     if name not in available:
         listing = ", ".join(sorted(available)) or "none"
         singular = {"models": "model", "losses": "loss", "architectures": "architecture",
-                    "trackers": "tracker", "model_sources": "model source"}[kind]
+                    "trackers": "tracker", "explainers": "explainer",
+                    "model_sources": "model source"}[kind]
         raise SaeKitError(
             f"no {singular} plugin named {name!r}; installed: {listing}. To add one: "
             f"{INSTALL_HINTS[kind]}"

@@ -20,6 +20,8 @@ FIRST_PARTY = {
     ("sae_kit.architectures", "topk"): "sae-kit",
     ("sae_kit.trackers", "wandb"): "sae-kit",
     ("sae_kit.trackers", "tensorboard"): "sae-kit",
+    ("sae_kit.explainers", "openai"): "sae-kit",
+    ("sae_kit.explainers", "transformers"): "sae-kit",
     ("sae_kit.model_sources", "synthetic"): "sae-kit-synthetic",
 }
 
@@ -37,6 +39,7 @@ def test_json_lists_every_first_party_plugin_with_its_distribution():
     groups = [r["group"] for r in rows]  # grouped, in a fixed order
     assert groups == sorted(groups, key=["sae_kit.models", "sae_kit.losses",
                                          "sae_kit.architectures", "sae_kit.trackers",
+                                         "sae_kit.explainers",
                                          "sae_kit.model_sources"].index)
 
 
