@@ -27,6 +27,9 @@ SAVE_EVERY_STEP = ["--dataset", "pydoc", "--n-samples", "12", "--batch-size", "2
 HUB_TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"
 """The token the fake Hub accepts; no output or file may ever contain it."""
 
+AUXK_OFF = {"auxk": False, "auxk_k": 512, "auxk_coeff": 1 / 32, "dead_tokens": 10_000_000}
+"""The AuxK options every TopK-family SAE records: off, with Gao et al. 2024's defaults."""
+
 SAE_D_IN, SAE_N_DICT = 8, 24
 """Sizes of the SAE that make_sae_dir writes."""
 
