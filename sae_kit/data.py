@@ -23,8 +23,8 @@ import torch
 from sae_kit import plugins
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
 from sae_kit.errors import SaeKitError, first_line
+from sae_kit.model_names import source_ref
 from sae_kit.network import hub_endpoint, hub_offline, hub_reachable, is_local_ref
-from sae_kit.sources import source_ref
 
 HOLDOUT_EVERY = 20
 """1 document in 20 (5%) is held out for evaluation when the dataset has no eval split."""

@@ -19,7 +19,7 @@ from sae_kit import data
 from sae_kit.cli import app
 from sae_kit.errors import SaeKitError
 from sae_kit.model.loading import load_model
-from sae_kit.sources import source_ref
+from sae_kit.model_names import source_ref
 
 SMALL = "synthetic:n_features=64,d_model=16,n_functional=16,d_functional=4,vocab=32,context=16"
 TOKENS = 200_000

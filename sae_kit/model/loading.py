@@ -19,6 +19,7 @@ from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.adapter import ModelAdapter
 from sae_kit.model.generic_adapter import GenericAdapter
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model_names import SourceRef, source_ref
 from sae_kit.network import (
     configure_hub,
     hub_endpoint,
@@ -26,7 +27,6 @@ from sae_kit.network import (
     hub_reachable,
     is_local_ref,
 )
-from sae_kit.sources import SourceRef, source_ref
 
 logger = logging.getLogger("sae_kit.model")
 

@@ -3,7 +3,7 @@
 A model source is for models that are generated rather than downloaded - a synthetic model
 whose ground truth is known, say. ``--model NAME:key=value,...`` picks the source registered
 as NAME in the ``sae_kit.model_sources`` entry-point group (the naming rule is
-:func:`sae_kit.sources.source_ref`). Everything downstream is unchanged: the model it builds
+:func:`sae_kit.model_names.source_ref`). Everything downstream is unchanged: the model it builds
 is run through the adapter registered under its ``config.model_type``, like any Hugging Face
 model, and its token windows stand in for a dataset (the run's dataset is the model's name).
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
-from sae_kit.sources import source_ref
+from sae_kit.model_names import source_ref
 
 # Names for --dtype; sae_kit.train.precision maps them to torch dtypes (this module stays
 # torch-free).

@@ -1,4 +1,4 @@
-"""The rule for names of models built from options: ``scheme[:key=value,...]``.
+"""The rule for --model names of models built from options: ``scheme[:key=value,...]``.
 
 A model source (a plugin in the ``sae_kit.model_sources`` group, interface in
 :mod:`sae_kit.model.source`) builds a model from its options instead of loading files, and
