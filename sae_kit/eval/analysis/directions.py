@@ -10,7 +10,7 @@ scale is that of a unit-norm residual direction. The unembedding's bias is left 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from sae_kit import plugins
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.geometry import CHUNK, top_cosine, unit_columns
 from sae_kit.model.hookpoints import HookPoint
+
+if TYPE_CHECKING:
+    from sae_kit.record.config import TrainConfig
 
 
 def through_final_norm(directions: torch.Tensor, norm: nn.Module | None) -> torch.Tensor:
@@ -62,7 +65,7 @@ def nearest_features(directions: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     return top_cosine(directions, directions, k=k, exclude_self=True)
 
 
-def initial_decoder(sae_config: dict[str, Any], run_config: dict[str, Any] | None,
+def initial_decoder(sae_config: dict[str, Any], run_config: TrainConfig | None,
                     hook_point: HookPoint) -> torch.Tensor | None:
     """The decoder this SAE started from, rebuilt from its run's seed; None if not knowable.
 
@@ -71,18 +74,18 @@ def initial_decoder(sae_config: dict[str, Any], run_config: dict[str, Any] | Non
     the same here reproduces every initial weight exactly (tested against
     :func:`sae_kit.train.build.build_saes`, which training uses).
     """
-    if not run_config or "seed" not in run_config or not run_config.get("hook_points"):
+    if run_config is None or not run_config.hook_points:
         return None
     try:
-        arch = plugins.load("architectures", run_config.get("architecture", "relu"))
+        arch = plugins.load("architectures", run_config.architecture)
     except SaeKitError:
         return None
-    options = run_config.get("architecture_options", {})
+    options = run_config.architecture_options
     d_in, n_dict = int(sae_config["d_in"]), int(sae_config["n_dict"])
     generator_state = torch.random.get_rng_state()
     try:
-        torch.manual_seed(int(run_config["seed"]))
-        for name in run_config["hook_points"]:
+        torch.manual_seed(run_config.seed)
+        for name in run_config.hook_points:
             sae = arch(d_in, n_dict, **options)
             if HookPoint.parse(name) == hook_point:
                 return sae.W_dec.detach().clone()
