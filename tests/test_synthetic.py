@@ -5,7 +5,6 @@ it from the CLI with local and e2e."""
 from __future__ import annotations
 
 import itertools
-import json
 
 import pytest
 import torch
@@ -20,6 +19,7 @@ from sae_kit.cli import app
 from sae_kit.errors import SaeKitError
 from sae_kit.model.loading import load_model
 from sae_kit.model_names import source_ref
+from sae_kit.store.run_dir import RunDir
 
 SMALL = "synthetic:n_features=64,d_model=16,n_functional=16,d_functional=4,vocab=32,context=16"
 TOKENS = 200_000
@@ -147,7 +147,7 @@ def test_options_that_cannot_be_met_are_one_error_line(tmp_path, options, words)
 
 def test_a_dataset_with_a_synthetic_model_is_refused():
     with pytest.raises(SaeKitError, match="makes its own tokens"):
-        from sae_kit.train.config import TrainConfig
+        from sae_kit.record.config import TrainConfig
         TrainConfig(model=SMALL, dataset="pydoc")
 
 
@@ -159,8 +159,8 @@ def test_trains_and_evaluates_from_the_cli(tmp_path, loss):
                                  "--n-samples", "16", "--batch-size", "4", "--context", "16",
                                  "--dict-ratio", "2", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    config = json.loads((out / "config.json").read_text())
-    assert config["dataset"] == SMALL and config["resolved"]["model_type"] == "synthetic"
+    record = RunDir(out).read()
+    assert record.config.dataset == SMALL and record.resolved.model_type == "synthetic"
     result = runner.invoke(app, ["eval", str(out), "--n-tokens", "256", "--alive-tokens", "256"])
     assert result.exit_code == 0, result.output
     assert (out / "eval.json").exists()
