@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
+FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama,sae-kit-synthetic"
 """The distributions whose plugins the tests see (SAE_KIT_PLUGINS)."""
 
 FAST = ["--dataset", "pydoc", "--n-samples", "8", "--batch-size", "2", "--grad-accum", "2",
