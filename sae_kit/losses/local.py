@@ -17,10 +17,13 @@ class LocalLoss(Loss):
 
     name = "local"
 
+    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
+        return splice.sae_positions, False  # reconstructs the inputs; reads no output
+
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
         total = torch.zeros((), device=input_ids.device)
-        terms, codes = {}, {}
+        terms, codes, active = {}, {}, {}
         for hp, sae in splice.saes.items():
             x = clean.acts[hp.position].to(sae.W_enc.dtype)
             out = sae(x)
@@ -30,4 +33,6 @@ class LocalLoss(Loss):
             terms[f"mse/{hp}"] = mse.detach()
             terms.update(sae_terms)
             codes[hp] = out.codes
-        return LossResult(loss=total, terms=terms, codes=codes)
+            if out.active is not None:
+                active[hp] = out.active
+        return LossResult(loss=total, terms=terms, codes=codes, active=active)
