@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sae_kit.version import __version__
+
 if TYPE_CHECKING:
     from sae_kit.architectures.base import SAE
 
-__version__ = "0.1.0"
-__all__ = ["TrainConfig", "load_sae", "train"]
+__all__ = ["TrainConfig", "__version__", "load_sae", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from sae_kit import __version__
 from sae_kit.cli import (
     compare_cmd,
     eval_cmd,
@@ -17,6 +16,7 @@ from sae_kit.cli import (
     sweep_cmd,
     train_cmd,
 )
+from sae_kit.version import __version__
 
 app = typer.Typer(
     name="sae-kit",

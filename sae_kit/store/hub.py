@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sae_kit import __version__
 from sae_kit.errors import SaeKitError
 from sae_kit.network import (
     configure_hub,
@@ -31,6 +30,7 @@ from sae_kit.network import (
 )
 from sae_kit.store import run_dir as layout
 from sae_kit.store.run_dir import RunDir
+from sae_kit.version import __version__
 
 CARD = "README.md"
 _REPO_HINT = "expected namespace/name, e.g. alice/gpt2-e2e-saes"

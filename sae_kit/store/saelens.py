@@ -32,12 +32,13 @@ from typing import Any
 
 import torch
 
-from sae_kit import __version__, plugins
+from sae_kit import plugins
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 from sae_kit.store.sae_dir import save_sae
+from sae_kit.version import __version__
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"

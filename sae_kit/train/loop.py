@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-from sae_kit import __version__
 from sae_kit.errors import SaeKitError
 from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import write_json_atomic
@@ -36,6 +35,7 @@ from sae_kit.train.nonfinite import (
 from sae_kit.train.run import Run, capture
 from sae_kit.train.signals import Interrupted, stop_on_signals
 from sae_kit.train.stats import MetricsLog, StepStats
+from sae_kit.version import __version__
 
 logger = logging.getLogger("sae_kit.train")
 

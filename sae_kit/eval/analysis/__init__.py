@@ -9,10 +9,12 @@
   nearest features; a dictionary's initial decoder, recomputed from the run's seed.
 - :mod:`.source`, :mod:`.collect`, :mod:`.tokens` - the SAE to analyse, one streaming pass of
   the model over text, tokens as visible text.
-- :mod:`.features` and :mod:`.compare` (+ :mod:`.plots`) - the `sae-kit features` and
-  `sae-kit compare` pipelines.
+- :mod:`.features` - the data of `sae-kit features` (the report, its view, reads it;
+  :mod:`sae_kit.eval.feature_report` composes the two); :mod:`.compare` (+ :mod:`.plots`) - the
+  `sae-kit compare` pipeline.
 
 May import sae_kit.model, .store, .data and .eval.metrics, never .train (the initial decoder is
 rebuilt by the rule :func:`sae_kit.train.build.build_saes` follows, and a test holds the two
-equal); imported only by the CLI and :mod:`sae_kit.eval.report` (the HTML templates).
+equal) and never the report (its view); imported by the CLI, :mod:`sae_kit.eval.report`,
+:mod:`sae_kit.eval.feature_report` and :mod:`sae_kit.eval.explain`.
 """

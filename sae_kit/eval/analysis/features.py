@@ -1,9 +1,9 @@
-"""`sae-kit features`: one pass over text with one SAE, everything a feature dashboard shows.
+"""The data of `sae-kit features`: one pass over text with one SAE, everything a feature
+dashboard shows.
 
-    sae-kit features runs/sae-kit-tiny-e2e-20261125-120000 --tokens 50000 --out report/
-
-The data are gathered by :func:`collect_features` (memory independent of the token count) and
-written as a static HTML report by :mod:`sae_kit.eval.report`.
+:func:`collect_features` gathers it (memory independent of the token count);
+:func:`feature_records` and :func:`tensors` hand it to the view (:mod:`sae_kit.eval.report`),
+which this module never imports; :mod:`sae_kit.eval.feature_report` composes the two.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.collect import (
     TextChoice,
     choose_texts,
@@ -24,7 +22,7 @@ from sae_kit.eval.analysis.collect import (
     window_batches,
 )
 from sae_kit.eval.analysis.directions import nearest_features, output_token_effects
-from sae_kit.eval.analysis.source import AnalysisSource, open_source
+from sae_kit.eval.analysis.source import AnalysisSource
 from sae_kit.eval.analysis.stats import (
     Contexts,
     Entries,
@@ -34,7 +32,7 @@ from sae_kit.eval.analysis.stats import (
     quantile_groups,
 )
 from sae_kit.eval.analysis.tokens import token_table
-from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.model.loading import LoadedModel
 
 
 @dataclass
@@ -194,23 +192,3 @@ def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
     out.update({f"logit_{k}": v for k, v in data.effects.items()})
     # int32 ids and counts: half the file, and ids and counts fit.
     return {k: (v.int() if v.dtype == torch.long else v).contiguous() for k, v in out.items()}
-
-
-def build_features(ref: str, out: Path, hook_point: str | None = None,
-                   settings: FeatureSettings | None = None, choice: TextChoice | None = None,
-                   device: str = "auto", on_batch: Callable[[int], None] | None = None,
-                   ) -> tuple[Path, dict[str, Any]]:
-    """Run the whole `sae-kit features` pipeline; returns the report's index.html and meta."""
-    from sae_kit.eval.report.render import write_report
-    from sae_kit.model.device import resolve_device
-
-    settings = settings or FeatureSettings()
-    if settings.n_tokens < 1:
-        raise SaeKitError(f"--tokens must be positive, got {settings.n_tokens}")
-    torch_device = resolve_device(device)
-    source = open_source(ref, hook_point, torch_device)
-    loaded = load_model(source.model, revision=source.revision, device=torch_device)
-    loaded.check_fits(source.hook_point, source.sae.d_in)
-    data = collect_features(source, loaded, choice or TextChoice(), settings, torch_device,
-                            on_batch)
-    return write_report(data, out), data.meta
