@@ -25,13 +25,13 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold tokens
     add_completion=False,
 )
-app.command("train")(train_cmd.train)
+app.command("train")(train_cmd.train_command)
 app.command("eval")(eval_cmd.evaluate)
-app.command("sweep")(sweep_cmd.sweep)
+app.command("sweep")(sweep_cmd.sweep_command)
 app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
 app.command("explain")(explain_cmd.explain)
-app.command("plugins")(plugins_cmd.plugins)
+app.command("plugins")(plugins_cmd.plugins_command)
 app.command("push")(hub_cmd.push)
 app.command("pull")(hub_cmd.pull)
 app.command("export")(saelens_cmd.export)

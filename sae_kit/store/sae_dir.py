@@ -7,6 +7,7 @@ pickle, so a downloaded file cannot run code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -54,7 +55,7 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
         "architecture": sae.name,
         "d_in": sae.d_in,
         "n_dict": sae.n_dict,
-        "options": sae.options(),
+        "options": dataclasses.asdict(sae.opts),  # architecture options, saved with the weights
         "hook_point": hook_point.name,
         **extra,
     }

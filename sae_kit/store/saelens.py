@@ -27,6 +27,7 @@ comes back, with its options.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,8 @@ def export_saelens(sae_dir: str | Path, out: str | Path) -> Path:
     out = fresh_dir(out)
     save_file({k: v.float().contiguous() for k, v in state.items()}, str(out / WEIGHTS),
               metadata={"format": "pt"})
-    write_json_atomic(out / CFG, {**_cfg(config, hook), **_arch_cfg(sae.name, sae.options())})
+    arch = _arch_cfg(sae.name, dataclasses.asdict(sae.opts))
+    write_json_atomic(out / CFG, {**_cfg(config, hook), **arch})
     return out
 
 
