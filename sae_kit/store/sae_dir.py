@@ -24,8 +24,7 @@ from sae_kit.store.files import as_umask_says
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import SAE_DIR_PREFIX, RunDir
 
-__all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "read_json", "sae_dirs", "save_sae",
-           "write_json_atomic"]
+__all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "sae_dirs", "save_sae"]
 
 WEIGHTS = "sae.safetensors"
 CONFIG = "config.json"
