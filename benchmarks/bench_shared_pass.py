@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        from sae_kit.cli import malloc
+        from sae_kit.train import malloc
 
         malloc.configure()  # as the sae-kit command does, before torch allocates
         print(json.dumps(measure(args, [float(x) for x in args.child.split(",")])))

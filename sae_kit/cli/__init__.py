@@ -10,12 +10,13 @@ from sae_kit.cli import (
     explain_cmd,
     features_cmd,
     hub_cmd,
-    malloc,
+    importance_cmd,
     plugins_cmd,
     saelens_cmd,
     sweep_cmd,
     train_cmd,
 )
+from sae_kit.train import malloc
 from sae_kit.version import __version__
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("sweep")(sweep_cmd.sweep_command)
 app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
+app.command("importance")(importance_cmd.importance)
 app.command("explain")(explain_cmd.explain)
 app.command("plugins")(plugins_cmd.plugins_command)
 app.command("push")(hub_cmd.push)

@@ -59,11 +59,18 @@ def prepare(config: TrainConfig, lambdas: Sequence[float] | None = None
 
 
 def train_saes(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None = None,
-          on_step: Callable[[int, int, dict | None], None] | None = None,
-          **overrides: Any) -> Path:
-    """Train SAEs; returns the run directory (see the module doc)."""
+               on_step: Callable[[int, int, dict | None], None] | None = None,
+               **overrides: Any) -> Path:
+    """Train SAEs; returns the run directory (see the module doc).
+
+    Sets glibc to reuse freed large buffers, as the ``sae-kit`` command does (``SAE_KIT_MALLOC=
+    system`` keeps glibc's defaults): a training process is the process's main job, and this
+    is most of the command's CPU speed (docs/performance.md#memory-reuse-on-cpu).
+    """
+    from sae_kit.train import malloc
     from sae_kit.train.loop import fit
 
+    malloc.for_library()
     if isinstance(config, TrainConfig):
         config = dataclasses.replace(config, **overrides)
         found = [config.sparsity_coeff]
