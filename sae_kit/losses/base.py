@@ -83,6 +83,12 @@ class Loss:
         self.sparsity_coeff = sparsity_coeff
         self.opts = parse_options(self.Options, options, self.name)
 
+    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
+        """What this loss reads of the clean pass: residual positions and whether the final
+        hidden states. ``sae-kit cache`` stores exactly that; by default the SAEs' positions
+        and the output."""
+        return splice.sae_positions, True
+
     def sparsity(self, sae: SAE, out: SAEOutput) -> torch.Tensor:
         """lambda times the architecture's penalty (L1 / d_in for the paper's SAE, L0 / d_in
         for JumpReLU; zero for the TopK family)."""
