@@ -85,7 +85,7 @@ def test_pareto_splits_series_by_hook_point_when_runs_differ():
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda tmp: tmp / "nothing", "does not exist"),
+        (lambda tmp: tmp / "nothing", "no such directory"),
         (lambda tmp: tmp, "holds no trained SAE"),
     ],
 )
@@ -148,3 +148,47 @@ def test_log_l0_ticks_read_as_plain_numbers_with_only_2s_and_5s_between_decades(
     labels = {v: _minor_tick_label(v, 0) for v in (20, 30, 40, 50, 60, 200, 500, 700, 0.2, 0)}
     assert labels == {20: "20", 30: "", 40: "", 50: "50", 60: "", 200: "200", 500: "500",
                       700: "", 0.2: "0.2", 0: ""}
+
+
+def test_eval_takes_one_sae_a_saelens_export_and_an_import(two_runs, tmp_path):
+    """Any SAE source `features` takes: one SAE of a run, an SAELens folder, an imported SAE."""
+    run = two_runs[1]
+    whole = runner.invoke(app, ["eval", str(run), *EVAL, "--json"])
+    assert whole.exit_code == 0, whole.output
+    expected = json.loads(whole.stdout)["saes"]["blocks.1.hook_resid_pre"]
+
+    sae_dir = run / "blocks.1.hook_resid_pre"
+    one = runner.invoke(app, ["eval", str(sae_dir), *EVAL, "--json"])
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["saes"]["blocks.1.hook_resid_pre"] == expected
+    assert json.loads((sae_dir / "eval.json").read_text())["run_dir"] == str(sae_dir)
+
+    lens = tmp_path / "sl"
+    assert runner.invoke(app, ["export", str(sae_dir), str(lens)]).exit_code == 0
+    back = tmp_path / "kit"
+    assert runner.invoke(app, ["import", str(lens), str(back)]).exit_code == 0
+    for source in (lens, back):  # the SAELens cfg records model, dataset and context
+        result = runner.invoke(app, ["eval", str(source), *EVAL, "--json"])
+        assert result.exit_code == 0, result.output
+        got = json.loads(result.stdout)["saes"]["blocks.1.hook_resid_pre"]
+        assert got["l0"] == pytest.approx(expected["l0"], rel=1e-3)
+        assert got["ce_loss_increase"] == pytest.approx(expected["ce_loss_increase"], abs=1e-4)
+        assert (source / "eval.json").is_file()
+
+
+def test_eval_of_an_sae_that_does_not_say_asks_for_model_and_dataset(two_runs, tmp_path,
+                                                                     tiny_gpt2):
+    lens = tmp_path / "sl"
+    sae_dir = two_runs[0] / "blocks.1.hook_resid_pre"
+    assert runner.invoke(app, ["export", str(sae_dir), str(lens)]).exit_code == 0
+    cfg = json.loads((lens / "cfg.json").read_text())
+    cfg.update(model_name=None, dataset_path=None, sae_kit={})
+    (lens / "cfg.json").write_text(json.dumps(cfg))
+    result = runner.invoke(app, ["eval", str(lens), *EVAL])
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith(
+        "does not record its model, dataset; pass --model and --dataset")
+    result = runner.invoke(app, ["eval", str(lens), *EVAL, "--model", str(tiny_gpt2),
+                                 "--dataset", "pydoc", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == str(tiny_gpt2)
