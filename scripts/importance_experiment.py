@@ -26,10 +26,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from geometry_experiment import HOOK_POINT, LAMBDAS, train_one  # noqa: E402
 
-from sae_kit.eval.analysis.attribution import cumulative_share  # noqa: E402
+from sae_kit.eval.analysis.attribution import cumulative_share, features_for_share  # noqa: E402
 from sae_kit.eval.analysis.collect import TextChoice  # noqa: E402
 from sae_kit.eval.analysis.importance import ImportanceSettings, collect_importance  # noqa: E402
 from sae_kit.eval.analysis.importance_files import write_importance  # noqa: E402
+from sae_kit.eval.analysis.importance_plot import concentration_plot  # noqa: E402
 from sae_kit.eval.analysis.importance_values import per_feature, summary  # noqa: E402
 from sae_kit.eval.analysis.source import open_source  # noqa: E402
 from sae_kit.model.loading import load_model  # noqa: E402
@@ -50,12 +51,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def features_for(share: float, importance: torch.Tensor) -> int:
-    """How many features (largest first) carry ``share`` of the total."""
-    curve = cumulative_share(importance)
-    return int((curve < share - 1e-12).sum()) + 1 if float(curve[-1]) > 0 else 0
-
-
 def measure(run: Path, args: argparse.Namespace) -> dict[str, Any]:
     source = open_source(str(run), HOOK_POINT, "cpu")
     loaded = load_model(source.model, revision=source.revision, device=torch.device("cpu"))
@@ -72,9 +67,10 @@ def measure(run: Path, args: argparse.Namespace) -> dict[str, Any]:
                            "curves": {}}
     for c, m in VIEWS:
         importance = values[f"{c}.{m}.attribution_abs"]
-        row[c, m] = {"half": features_for(0.5, importance), "ninety": features_for(0.9, importance),
+        row[c, m] = {"half": features_for_share(importance, 0.5),
+                     "ninety": features_for_share(importance, 0.9),
                      **s[c][m]}
-        row["curves"][c, m] = cumulative_share(importance)
+        row["curves"][f"{c}.{m}"] = cumulative_share(importance)
     return row
 
 
@@ -105,28 +101,6 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    for ax, (c, m) in zip(axes, VIEWS[:3], strict=True):
-        for r in rows:
-            curve = r["curves"][c, m]
-            ax.plot(torch.arange(1, len(curve) + 1) / len(curve), curve, label=r["name"])
-        ax.set_xscale("log")
-        ax.set_title(f"|{m.upper()} attribution|, {c.replace('_', ' ')}", fontsize=10)
-        ax.set_xlabel("fraction of the dictionary (largest first)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("cumulative share of the total")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def main() -> None:
     args = parse_args()
     out = Path(args.out)
@@ -138,7 +112,7 @@ def main() -> None:
               flush=True)
     target = out / "importance"
     (target / "results.md").write_text(markdown(rows))
-    plot(rows, target / "concentration.png")
+    concentration_plot({r["name"]: r["curves"] for r in rows}, target / "concentration.png")
     print(target / "results.md")
 
 
