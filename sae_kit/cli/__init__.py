@@ -6,6 +6,7 @@ import typer
 
 from sae_kit import __version__
 from sae_kit.cli import (
+    bench_cmd,
     compare_cmd,
     eval_cmd,
     explain_cmd,
@@ -32,6 +33,7 @@ app.command("sweep")(sweep_cmd.sweep)
 app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
 app.command("importance")(importance_cmd.importance)
+app.command("bench")(bench_cmd.bench)
 app.command("explain")(explain_cmd.explain)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("push")(hub_cmd.push)
