@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -77,3 +78,22 @@ def test_a_run_without_ground_truth_is_one_error_line(two_seeds, tmp_path):
 def test_a_threshold_outside_0_1_is_one_error_line(two_seeds):
     result = runner.invoke(app, ["bench", str(two_seeds), "--threshold", "1.5"])
     assert result.exit_code == 2 and "--threshold 1.5" in result.output
+
+
+def test_the_experiment_sweep_file_has_three_seeds_per_point_and_small_evals():
+    from sae_kit.sweep.spec import load_sweep
+
+    sweep = load_sweep(Path(__file__).parent.parent / "docs" / "sweeps" / "ground-truth.toml")
+    seeds: dict[str, set[int]] = {}
+    for point in sweep.points:
+        seeds.setdefault(point.name.rsplit("-seed", 1)[0], set()).add(point.config.seed)
+    assert len(seeds) == 9 and all(s == {0, 1, 2} for s in seeds.values())
+    assert sweep.eval_alive_tokens == 20000 and len(sweep.groups) == 9  # one per (loss, seed)
+
+
+def test_a_sweep_with_no_seeds_is_one_error_line(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'out = "{tmp_path / "runs"}"\n[grid]\nloss = ["local"]\nseed = []\n')
+    result = runner.invoke(app, ["sweep", str(path)])
+    assert result.exit_code == 2 and "grid.seed must be a non-empty list" in result.output
+    assert not (tmp_path / "runs").exists()
