@@ -103,4 +103,6 @@ def hub_cli(args: list[str], home: Path, endpoint: str, token: str | None = HUB_
         clean["HF_TOKEN"] = token
     cmd = [sys.executable, "-c", python, *args] if python else [sys.executable, "-m", "sae_kit",
                                                                  *args]
-    return subprocess.run(cmd, env=clean, capture_output=True, text=True, timeout=180, cwd=cwd)
+    # The bound only catches a hang: importing sae_lens (and transformer_lens) on a loaded
+    # 2-core machine took over 180 s.
+    return subprocess.run(cmd, env=clean, capture_output=True, text=True, timeout=600, cwd=cwd)

@@ -69,3 +69,26 @@ def test_restricting_distributions_hides_the_others(monkeypatch):
     monkeypatch.setenv("SAE_KIT_PLUGINS", "sae-kit-llama")
     rows = json.loads(runner.invoke(app, ["plugins", "--json"]).stdout)
     assert [(r["group"], r["name"]) for r in rows] == [("sae_kit.models", "llama")]
+
+
+def test_piped_tables_are_not_cut_at_80_columns():
+    """Off a terminal rich assumes 80 columns; sae-kit's tables keep every cell whole."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run([sys.executable, "-m", "sae_kit", "plugins", "--options"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout
+    from sae_kit.architectures.topk import TopKSAE
+    from sae_kit.options import describe_options
+
+    lines = done.stdout.splitlines()
+    assert any("sae_kit.architectures.topk:TopKSAE" in line for line in lines)
+    options = describe_options(TopKSAE.Options)
+    texts = [f"{o['name']}={o['default']!r}: {o['help']}" for o in options]
+    assert max(map(len, texts)) > 80  # so that a cut at 80 columns would show
+    for text in texts:  # each option's text whole on one line
+        assert any(text in line for line in lines), text
