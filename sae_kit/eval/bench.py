@@ -23,8 +23,8 @@ from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.evaluation import BatchCallback, evaluate_run
-from sae_kit.eval.target import resolve_run_dir
 from sae_kit.eval.ground_truth import DEFAULT_THRESHOLD, recovery
+from sae_kit.eval.target import resolve_run_dir
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.source import GroundTruth
 from sae_kit.model_names import source_ref
