@@ -13,7 +13,9 @@
   CE under both conventions, exact ablation, Spearman, concentration shares; pure tensor code.
 - :mod:`.features` - the data of `sae-kit features` (the report, its view, reads it;
   :mod:`sae_kit.eval.feature_report` composes the two); :mod:`.compare` (+ :mod:`.plots`) and
-  :mod:`.importance` - the `sae-kit compare` and `sae-kit importance` pipelines.
+  :mod:`.importance` (+ :mod:`.importance_values`, :mod:`.importance_files`,
+  :mod:`.importance_plot`, :mod:`.context_effects`) - the `sae-kit compare` and
+  `sae-kit importance` pipelines.
 
 May import sae_kit.model, .store, .data and .eval.metrics, never .train (the initial decoder is
 rebuilt by the rule :func:`sae_kit.train.build.build_saes` follows, and a test holds the two
