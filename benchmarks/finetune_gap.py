@@ -32,7 +32,7 @@ from sae_kit.eval.evaluation import evaluate_run
 from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
-from sae_kit.train.loop import train
+from sae_kit.train.api import train_saes as train
 
 CONTEXT = 256  # the built-in model's window (sae-kit-tiny's maximum)
 BASE = {"dict_ratio": 16.0, "device": "cpu", "log_every": 25}

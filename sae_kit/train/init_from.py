@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any
 
 from sae_kit import plugins
+from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel
@@ -31,7 +32,7 @@ def resolve_start(config: TrainConfig) -> tuple[TrainConfig, StartingPoint | Non
     points = [HookPoint.parse(name) for name in config.hook_points] or None
     start = read_start(config.init_from, points)
     first = next(iter(start.saes.values()))
-    if any((s.n_dict, s.d_in, s.options()) != (first.n_dict, first.d_in, first.options())
+    if any((s.n_dict, s.d_in, _opts(s)) != (first.n_dict, first.d_in, _opts(first))
            for s in start.saes.values()):
         raise SaeKitError(f"--init-from {config.init_from!r} holds SAEs of different sizes or "
                           "options; fine-tune them one at a time with --hook-point")
@@ -40,7 +41,7 @@ def resolve_start(config: TrainConfig) -> tuple[TrainConfig, StartingPoint | Non
         raise SaeKitError(f"--init-from {config.init_from!r} contradicts "
                           f"{'; '.join(contradictions)}; leave these out: the source sets them")
     return dataclasses.replace(
-        config, architecture=first.name, architecture_options=first.options(),
+        config, architecture=first.name, architecture_options=_opts(first),
         dict_ratio=first.n_dict / first.d_in, hook_points=[hp.name for hp in start.saes],
         sparsity_coeff=_sparsity_coeff(config, start),
     ), start
@@ -65,10 +66,10 @@ def _contradictions(config: TrainConfig, start: StartingPoint) -> list[str]:
     if config.architecture_options:
         arch = plugins.load("architectures", first.name)
         given = {k.replace("-", "_"): v for k, v in config.architecture_options.items()}
-        typed = dataclasses.asdict(parse_options(arch.Options, {**first.options(), **given},
+        typed = dataclasses.asdict(parse_options(arch.Options, {**_opts(first), **given},
                                                  first.name))
-        found += [f"--arch-option {key}={given[key]} (the source has {first.options()[key]!r})"
-                  for key in given if typed[key] != first.options().get(key)]
+        found += [f"--arch-option {key}={given[key]} (the source has {_opts(first)[key]!r})"
+                  for key in given if typed[key] != _opts(first).get(key)]
     if config.sparsity_coeff != _DEFAULTS["sparsity_coeff"] and not first.penalised:
         found.append(f"--lambda {config.sparsity_coeff:g} (the source is {first.name}: it has no "
                      "sparsity penalty, its k sets L0)")
@@ -77,6 +78,10 @@ def _contradictions(config: TrainConfig, start: StartingPoint) -> list[str]:
         found.append(f"--dict-ratio {config.dict_ratio:g} (the source has {first.n_dict} "
                      f"elements of width {first.d_in}: ratio {first.n_dict / first.d_in:g})")
     return found
+
+
+def _opts(sae: SAE) -> dict[str, Any]:
+    return dataclasses.asdict(sae.opts)
 
 
 def check_fits(start: StartingPoint, loaded: LoadedModel, model: str) -> None:
