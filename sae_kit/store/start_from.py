@@ -2,7 +2,7 @@
 
     start = read_start("runs/local-20261201-120000")      # or an SAE dir, SAELens, sparsify, Hub id
     start.saes        # {HookPoint: SAE}, CPU, fp32, computing the source's codes
-    start.record()    # what config.json records: source, format, path, sha256 of each weight file
+    start.record      # what config.json records: source, format, path, sha256 of each weight file
 
 Formats, told apart by their files:
 
@@ -41,24 +41,20 @@ FORMATS_EXPECTED = (
 class StartingPoint:
     """The SAEs a fine-tune starts from, and where they came from."""
 
-    source: str
-    """As the user gave it: a path or a Hub id."""
-    format: str
-    """sae-kit, saelens or sparsify."""
-    path: Path
+    record: StartRecord
+    """What the run's record keeps (``resolved.init_from`` in config.json): source as given,
+    format (sae-kit, saelens, sparsify), the local directory read, sha256 of each weight file."""
     saes: dict[HookPoint, SAE]
-    sha256: dict[str, str]
-    """Of each SAE's weight file, by hook point name."""
     configs: dict[HookPoint, dict[str, Any]]
     """What the source says of each SAE (model, loss, ...), as far as its format records it."""
 
     @property
-    def architecture(self) -> str:
-        return next(iter(self.saes.values())).name
+    def source(self) -> str:
+        return self.record.source
 
-    def record(self) -> StartRecord:
-        """What the run's record keeps (``resolved.init_from`` in config.json)."""
-        return StartRecord(self.source, self.format, str(self.path), dict(self.sha256))
+    @property
+    def format(self) -> str:
+        return self.record.format
 
 
 def read_start(source: str, hook_points: list[HookPoint] | None = None) -> StartingPoint:
@@ -81,7 +77,7 @@ def read_start(source: str, hook_points: list[HookPoint] | None = None) -> Start
         raise SaeKitError(f"--init-from {source!r} mixes architectures ({', '.join(names)}); "
                           "pick SAEs of one with --hook-point")
     sha = {hp.name: _sha256(files[hp]) for hp in saes}
-    return StartingPoint(source, fmt, path, dict(sorted(saes.items())), sha,
+    return StartingPoint(StartRecord(source, fmt, str(path), sha), dict(sorted(saes.items())),
                          {hp: configs[hp] for hp in saes})
 
 

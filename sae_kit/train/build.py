@@ -82,7 +82,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         warmup_steps=sizes.warmup_steps, d_model=loaded.d_model, n_dict=sizes.n_dict,
         n_layers=loaded.n_layers, model_type=loaded.model.config.model_type,
         adapter=loaded.adapter.describe(loaded.model), device=str(device),
-        world_size=dist.world_size, init_from=None if start is None else start.record(),
+        world_size=dist.world_size, init_from=None if start is None else start.record,
     )
     objective = distributed.data_parallel(loss, saes, dist, device)
     splice = Splice(loaded.model, loaded.adapter, saes)
