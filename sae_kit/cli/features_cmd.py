@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from sae_kit.cli.common import err, friendly_errors
+from sae_kit.cli.logs import callback, progress, setup_logging
 
 DEFAULT_TOKENS = 50_000
 
@@ -46,8 +47,10 @@ def features(
 
         source = open_source(run_dir, hook_point)  # resolve the default name before the pass
         target = source.path / f"features-{source.hook_point.name}"
-    with err.status("running the model over the text"):
-        index, meta = build_features(run_dir, target, hook_point, settings, choice, device)
+    setup_logging()
+    with progress("features") as bar:
+        index, meta = build_features(run_dir, target, hook_point, settings, choice, device,
+                                     callback(bar))
     fewer = " (all the text there is)" if meta["n_tokens"] < tokens else ""
     err.print(f"{meta['n_tokens']:,} tokens{fewer} of {meta['text']} in {meta['seconds']:.1f} s; "
               f"{meta['n_dead']:,} of {meta['n_dict']:,} features dead")

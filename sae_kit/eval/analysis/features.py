@@ -9,7 +9,7 @@ written as a static HTML report by :mod:`sae_kit.eval.report`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from sae_kit.eval.analysis.stats import (
 )
 from sae_kit.eval.analysis.tokens import token_table
 from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.progress import Progress, ProgressLines
 
 
 @dataclass
@@ -72,7 +73,7 @@ class FeatureData:
 
 def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
                      settings: FeatureSettings, device: torch.device,
-                     on_batch: Callable[[int], None] | None = None) -> FeatureData:
+                     progress: Progress | None = None) -> FeatureData:
     sae, n_dict, s = source.sae, source.sae.n_dict, settings
     stats = FeatureStats(n_dict)
     top = TopContexts(n_dict, s.top_k, s.before, s.after)
@@ -88,8 +89,10 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
             stats.add(codes, entries)
             top.add(codes, input_ids, entries)
             sample.add(codes, input_ids, entries)
-            if on_batch:
-                on_batch(stats.n_tokens)
+            if progress:
+                progress("reading text (tokens)", stats.n_tokens, s.n_tokens)
+        if progress and stats.n_tokens < s.n_tokens:  # the text ran out first: the bar ends
+            progress("reading text (tokens)", stats.n_tokens, stats.n_tokens)
         effects = output_token_effects(sae.W_dec, loaded.adapter.unembed(loaded.model),
                                        loaded.adapter.final_norm(loaded.model), s.n_logits)
         neighbours = nearest_features(sae.W_dec, s.n_neighbours)
@@ -198,9 +201,12 @@ def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
 
 def build_features(ref: str, out: Path, hook_point: str | None = None,
                    settings: FeatureSettings | None = None, choice: TextChoice | None = None,
-                   device: str = "auto", on_batch: Callable[[int], None] | None = None,
+                   device: str = "auto", progress: Progress | None = None,
                    ) -> tuple[Path, dict[str, Any]]:
-    """Run the whole `sae-kit features` pipeline; returns the report's index.html and meta."""
+    """Run the whole `sae-kit features` pipeline; returns the report's index.html and meta.
+
+    ``progress(what, done, total)`` (sae_kit.progress; default: log lines) hears of the tokens
+    read, then of the features written."""
     from sae_kit.eval.report.render import write_report
     from sae_kit.model.device import resolve_device
 
@@ -211,6 +217,7 @@ def build_features(ref: str, out: Path, hook_point: str | None = None,
     source = open_source(ref, hook_point, torch_device)
     loaded = load_model(source.model, revision=source.revision, device=torch_device)
     loaded.check_fits(source.hook_point, source.sae.d_in)
+    progress = progress or ProgressLines()
     data = collect_features(source, loaded, choice or TextChoice(), settings, torch_device,
-                            on_batch)
-    return write_report(data, out), data.meta
+                            progress)
+    return write_report(data, out, progress), data.meta

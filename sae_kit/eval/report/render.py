@@ -23,6 +23,7 @@ import jinja2
 import torch
 
 from sae_kit.eval.analysis.features import FeatureData, feature_records, tensors
+from sae_kit.progress import Progress
 
 CHUNK = 128
 """Features per data file: a panel loads one file of ~0.5 MB, not the whole dictionary."""
@@ -59,8 +60,9 @@ def _write_js(path: Path, call: str, *args: Any) -> None:
     path.write_text(f"{call}({body});\n", encoding="utf-8")
 
 
-def write_report(data: FeatureData, out: Path) -> Path:
-    """Write the report directory; returns its index.html."""
+def write_report(data: FeatureData, out: Path, progress: Progress | None = None) -> Path:
+    """Write the report directory; returns its index.html. ``progress`` hears of every chunk
+    of features written (most of `sae-kit features`' time on a large dictionary)."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -82,6 +84,8 @@ def write_report(data: FeatureData, out: Path) -> Path:
                 _write_js(out / "data" / f"features-{number:04d}.js", "SAEReport.addChunk",
                           number, chunk)
                 chunk = []
+                if progress:
+                    progress("writing report (features)", record["index"] + 1, data.stats.n_dict)
     _write_js(out / "data" / "tokens.js", "SAEReport.setTokens", data.tokens)
     summary = {"meta": data.meta, "tokens": data.tokens,
                "features": [{k: r[k] for k in (*summary_keys, "promotes")} for r in rows]}
