@@ -167,8 +167,12 @@ def shuffled(windows: Iterable[list[int]], buffer_size: int, seed: int) -> Itera
     yield from buffer
 
 
+SHUFFLE_BUFFER = 1024
+"""Windows the training stream shuffles among: its N-th window is one of the first N + this."""
+
+
 def training_windows(
-    spec: DataSpec, tokenizer: Any, context: int, seed: int, shuffle_buffer: int = 1024
+    spec: DataSpec, tokenizer: Any, context: int, seed: int, shuffle_buffer: int = SHUFFLE_BUFFER
 ) -> Iterator[list[int]]:
     """Training windows forever: each pass over the data (epoch) is shuffled anew.
 

@@ -119,6 +119,37 @@ def test_pareto_has_one_series_per_loss_and_architecture():
     assert series == {"e2e (relu)": [(10, 0.1), (30, 0.1)], "e2e (topk)": [(8, 0.1)]}
 
 
+def _arch_result(loss, arch, l0, ce=0.1, **options):
+    return {"loss": loss, "architecture": arch, "architecture_options": options,
+            "saes": {"blocks.2.hook_resid_pre": {"l0": l0, "ce_loss_increase": ce}}}
+
+
+def test_pareto_keeps_k_in_one_series_and_splits_by_the_other_options():
+    # k sets TopK's sparsity (TopKSAE.sparsity_options): a frontier; AuxK on or off: two.
+    series = pareto_series([
+        _arch_result("local", "topk", 32, k=32, auxk=False),
+        _arch_result("local", "topk", 16, k=16, auxk=False),
+        _arch_result("local", "topk", 15, k=16, auxk=True),
+        _arch_result("local", "jumprelu", 40, bandwidth=0.1),
+    ])
+    assert series == {"local (topk auxk=false)": [(16, 0.1), (32, 0.1)],
+                      "local (topk auxk=true)": [(15, 0.1)], "local (jumprelu)": [(40, 0.1)]}
+
+
+def test_pareto_of_several_losses_and_architectures_draws_a_panel_per_loss(tmp_path):
+    import matplotlib.image
+
+    results = [_arch_result(loss, arch, l0, ce, k=l0)
+               for loss in ("local", "e2e") for arch in ("topk", "batchtopk")
+               for l0, ce in ((8, 0.4), (16, 0.2))]
+    path = tmp_path / "p.png"
+    series = plot_pareto(results, path)
+    assert list(series) == ["local (batchtopk)", "local (topk)", "e2e (batchtopk)", "e2e (topk)"]
+    assert series["e2e (topk)"] == [(8, 0.4), (16, 0.2)]
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width > 1.5 * height  # two panels side by side; one panel is 6 x 4.2
+
+
 @pytest.mark.parametrize(("name", "magic"), [("p.pdf", b"%PDF"), ("p.svg", b"<?xml"),
                                              ("p.png", PNG_SIGNATURE)])
 def test_pareto_writes_the_format_its_extension_names_on_a_log_l0_axis(tmp_path, name, magic):

@@ -139,6 +139,11 @@ class TrainConfig:
                   "tensorboard, ...; metrics.jsonl stays the record."},
     )
     output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
+    clean_cache: str | None = _help(
+        "Directory written by `sae-kit cache`: read the original model's pass on each batch "
+        "from it instead of running the model (same results; windows it lacks are computed).",
+        None,
+    )
 
     def __post_init__(self) -> None:
         if self.dataset is None:
@@ -213,7 +218,7 @@ def _default_dataset(model: str) -> str:
 SHARED_IN_ONE_PASS = (
     "model", "revision", "dataset", "split", "eval_split", "text_column", "context", "batch_size",
     "grad_accum", "n_samples", "seed", "device", "dtype", "log_every", "save_every",
-    "keep_checkpoints",
+    "keep_checkpoints", "clean_cache",
 )
 """Settings that runs trained in one shared pass (``sae_kit.train.group``) must agree on: they
 set the model, the data stream and the steps. The seed is among them because it sets the data
