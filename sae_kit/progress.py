@@ -6,8 +6,7 @@ A *progress callback* is called as ``progress(what, done, total)``: ``what`` nam
 :func:`sae_kit.train` (its ``on_step``), ``evaluate_run``, ``build_features``, ``run_sweep`` —
 and with none given they log through the standard :mod:`logging` module instead::
 
-    import contextlib
-import logging
+    import logging
     logging.basicConfig(level=logging.INFO)   # sae-kit's progress lines appear on stderr
 
 The CLI passes a rich bar on a terminal and :class:`ProgressLines` anywhere else (nohup,

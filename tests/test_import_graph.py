@@ -128,6 +128,8 @@ def test_kernel_modules_import_no_package_at_module_level():
 
 
 def test_the_top_level_stays_small():
-    # Everything else belongs in a package; the top level is the kernel every package may use.
+    # Everything else belongs in a package; the top level is the kernel every package may use
+    # (progress is one: train, eval, sweep and cli all report through it, and none of them may
+    # import another's package for it).
     modules = sorted(p.stem for p in ROOT.glob("*.py") if p.stem not in ("__init__", "__main__"))
-    assert len(modules) <= 8, modules
+    assert len(modules) <= 9, modules
