@@ -6,6 +6,7 @@ import typer
 
 from sae_kit import __version__
 from sae_kit.cli import (
+    bench_cmd,
     cache_cmd,
     compare_cmd,
     eval_cmd,
@@ -34,6 +35,7 @@ app.command("cache")(cache_cmd.cache)
 app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
 app.command("importance")(importance_cmd.importance)
+app.command("bench")(bench_cmd.bench)
 app.command("explain")(explain_cmd.explain)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("push")(hub_cmd.push)

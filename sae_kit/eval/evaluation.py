@@ -45,6 +45,7 @@ PAPER_EVAL_WINDOWS = 500
 """--paper-compatible: the reference evaluated on 500 samples (``eval_n_samples``)."""
 
 BatchCallback = Callable[[int, int], None]
+AliveCallback = Callable[[dict[HookPoint, torch.Tensor]], None]
 
 
 @dataclass
@@ -152,6 +153,7 @@ def evaluate_run(
     alive_tokens: int = ALIVE_TOKENS,
     paper_compatible: bool = False,
     overrides: Overrides | None = None,
+    on_alive: AliveCallback | None = None,
 ) -> dict[str, Any]:
     """Evaluate every SAE of a run (or one SAE) on held-out tokens; writes and returns eval.json.
 
@@ -159,7 +161,8 @@ def evaluate_run(
     id; ``overrides`` gives the model, text or context a single SAE does not record
     (:mod:`sae_kit.eval.target`). ``n_tokens`` defaults to 100,000, or with ``paper_compatible``
     to the reference's 500 windows. Alive elements are counted on the first ``alive_tokens``
-    training tokens. ``on_batch(done, total)`` hears of every batch; without it progress goes to
+    training tokens; ``on_alive`` is given each SAE's mask of them (``sae-kit bench`` scores
+    alive latents). ``on_batch(done, total)`` hears of every batch; without it progress goes to
     the ``sae_kit`` logger (sae_kit.progress).
     """
     from sae_kit.model.device import resolve_device
@@ -189,6 +192,8 @@ def evaluate_run(
 
     with torch.no_grad():
         alive = count_alive(evaluator.all_spliced, alive_rows, batch_size, torch_device, step)
+        if on_alive:
+            on_alive({hp: mask.cpu() for hp, mask in alive.items()})
         for start in range(0, len(windows), batch_size):
             rows = windows[start:start + batch_size]
             evaluator.add_batch(torch.tensor(rows, dtype=torch.long, device=torch_device))

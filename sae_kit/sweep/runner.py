@@ -92,7 +92,7 @@ def evaluate_point(sweep: Sweep, point: Point, say: Say,
         progress(f"evaluating {point.name} (batches)", done, total)
 
     return evaluate_run(point.config.output_dir or "", sweep.eval_tokens, sweep.eval_batch_size,
-                        device, on_batch)
+                        device, on_batch, alive_tokens=sweep.eval_alive_tokens)
 
 
 def results(sweep: Sweep) -> list[dict[str, Any]]:

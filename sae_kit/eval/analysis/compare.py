@@ -141,10 +141,12 @@ def geometry(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
 def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
                     n_tokens: int = 100_000, batch_size: int = 8, device: str = "auto",
                     choice: TextChoice | None = None, embedding: str = "auto",
-                    progress: Progress | None = None) -> dict[str, Any]:
+                    progress: Progress | None = None,
+                    importance: bool = False) -> dict[str, Any]:
     """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary.
     ``progress`` (sae_kit.progress; default: log lines) hears of the tokens read, then of the
-    geometry, the plots and the files."""
+    geometry, the plots and the files. With ``importance``, also every SAE's attribution
+    distribution (:mod:`.compare_importance`)."""
     from safetensors.torch import save_file
 
     from sae_kit.eval.analysis.plots import write_plots
@@ -158,9 +160,10 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
         loaded.check_fits(source.hook_point, source.sae.d_in)
     alive, activation = activation_pass(sources, loaded, choice or TextChoice(), n_tokens,
                                         batch_size, torch_device, progress)
-    progress("comparing (steps)", 0, 3)
+    steps = 4 if importance else 3  # geometry, plots, (importance,) files
+    progress("comparing (steps)", 0, steps)
     summary, values = geometry(sources, alive)
-    progress("comparing (steps)", 1, 3)
+    progress("comparing (steps)", 1, steps)
     for source, stats in zip(sources, activation, strict=True):
         summary["saes"][source.label].update(
             {"source": str(source.path), "loss": source.sae_config.get("loss"),
@@ -172,8 +175,15 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     summary["plots"], summary["embedding_method"] = write_plots(
         sources, alive, summary, out, embedding)
-    progress("comparing (steps)", 2, 3)
+    progress("comparing (steps)", 2, steps)
+    if importance:
+        from sae_kit.eval.analysis.compare_importance import compare_importance
+
+        summary["plots"].append(compare_importance(sources, loaded, choice or TextChoice(),
+                                                   n_tokens, batch_size, torch_device, summary,
+                                                   out))
+        progress("comparing (steps)", 3, steps)
     save_file({k: v.contiguous() for k, v in values.items()}, str(out / "maxcos.safetensors"))
     write_json_atomic(out / "summary.json", summary)
-    progress("comparing (steps)", 3, 3)
+    progress("comparing (steps)", steps, steps)
     return summary
