@@ -3,7 +3,7 @@
 A *progress callback* is called as ``progress(what, done, total)``: ``what`` names the phase
 ("training", "reading text", "writing report", ...), ``done`` counts what is finished of
 ``total`` (None when the end is not known). The long-running functions take one —
-:func:`sae_kit.train` (its ``on_step``), ``evaluate_run``, ``build_features``, ``run_sweep`` —
+:func:`sae_kit.train` (its ``on_step``), ``evaluate_run``, ``build_feature_report``, ``run_sweep`` —
 and with none given they log through the standard :mod:`logging` module instead::
 
     import logging
