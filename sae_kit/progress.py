@@ -3,8 +3,8 @@
 A *progress callback* is called as ``progress(what, done, total)``: ``what`` names the phase
 ("training", "reading text", "writing report", ...), ``done`` counts what is finished of
 ``total`` (None when the end is not known). The long-running functions take one —
-:func:`sae_kit.train` (its ``on_step``), ``evaluate_run``, ``build_feature_report``, ``run_sweep`` —
-and with none given they log through the standard :mod:`logging` module instead::
+:func:`sae_kit.train_saes` (its ``on_step``), ``evaluate_run``, ``build_feature_report``,
+``run_sweep`` — and with none given they log through the standard :mod:`logging` module instead::
 
     import logging
     logging.basicConfig(level=logging.INFO)   # sae-kit's progress lines appear on stderr

@@ -56,11 +56,11 @@ def test_a_groups_status_shows_each_members_loss_never_their_sum():
 
 def test_the_python_api_logs_training_progress_without_a_callback(tiny_gpt2, tmp_path, caplog,
                                                                   monkeypatch, one_thread):
-    from sae_kit import TrainConfig, train
+    from sae_kit import TrainConfig, train_saes
 
     monkeypatch.setenv("SAE_KIT_LOG_SECONDS", "0")
     caplog.set_level(logging.INFO, logger="sae_kit")
-    train(TrainConfig(model=str(tiny_gpt2), dataset="pydoc", loss="local", hook_points=[
+    train_saes(TrainConfig(model=str(tiny_gpt2), dataset="pydoc", loss="local", hook_points=[
         "blocks.1.hook_resid_pre"], context=16, batch_size=2, grad_accum=1, n_samples=6,
         dict_ratio=4, device="cpu", log_every=1, output_dir=str(tmp_path / "run")))
     steps = [m for m in _messages(caplog) if m.startswith("training ")]
