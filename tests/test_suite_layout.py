@@ -1,11 +1,12 @@
-"""The suite's own rules: shared code in helpers, not imported across test files; a slow marker."""
+"""The suite's own rules: shared code in helpers, not imported across test files; slow and
+integration markers, and plain `pytest` as the fast unit loop."""
 
 import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 HELPERS = {"tests.helpers", "tests.tiny_models", "tests.fake_hub", "tests.fake_llm",
-           "tests.oracles"}
+           "tests.oracles", "tests.suite_rules"}
 
 
 def test_test_files_import_helpers_not_each_other():
@@ -25,3 +26,36 @@ def test_the_slow_marker_is_registered_and_used():
     assert "--strict-markers" in pyproject  # a misspelt marker is an error
     for name in ("test_resume.py", "test_distributed.py", "test_hub.py"):
         assert "pytestmark = pytest.mark.slow" in (TESTS / name).read_text(), name
+
+
+def test_tests_that_run_the_cli_or_a_subprocess_are_marked():
+    from tests.suite_rules import unmarked_cli_tests
+
+    unmarked = [t for path in sorted(TESTS.glob("test_*.py")) for t in unmarked_cli_tests(path)]
+    assert not unmarked, f"mark these @pytest.mark.integration (or slow): {unmarked}"
+
+
+def test_the_rule_sees_a_cli_call_through_a_helper_and_a_fixture(tmp_path, monkeypatch):
+    import tests.suite_rules as rules
+
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n@pytest.fixture\ndef trained(tmp_path):\n    return cli_train(1, 2)\n")
+    (tmp_path / "helpers.py").write_text("")
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n"
+        "def _run():\n    return runner.invoke(app, [])\n"
+        "def test_helper():\n    _run()\n"
+        "def test_fixture(trained):\n    pass\n"
+        "@pytest.mark.integration\ndef test_marked():\n    _run()\n"
+        "def test_unit():\n    assert 1\n")
+    monkeypatch.setattr(rules, "TESTS", tmp_path)
+    assert rules.unmarked_cli_tests(tmp_path / "test_x.py") == [
+        "test_x.py::test_helper", "test_x.py::test_fixture"]
+
+
+def test_plain_pytest_leaves_slow_and_integration_tests_out_and_readme_runs_all():
+    pyproject = (TESTS.parent / "pyproject.toml").read_text()
+    assert '"integration: ' in pyproject
+    assert "-m 'not slow and not integration'" in pyproject
+    readme = (TESTS.parent / "README.md").read_text()
+    assert "python -m pytest -q -m 'slow or not slow'" in readme  # what .ci/run runs
