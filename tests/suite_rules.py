@@ -4,14 +4,18 @@ A test is one when its body (or a helper or fixture of its file or conftest.py i
 depth) runs the CLI (``invoke``, Typer's CliRunner; ``cli_train``/``hub_cli`` of
 tests/helpers.py), a subprocess, or a whole training or evaluation run (``fit``, ``train_saes``,
 ``resume``, ``evaluate_run``), as torchtune keeps its recipe tests apart. Such tests are marked
-``integration`` (or ``slow``) so that plain ``pytest`` is the fast unit loop;
-tests/test_suite_layout.py holds every test file to that.
+``integration`` (or ``slow``); every other test is marked ``unit`` at collection
+(:func:`mark_units`), so ``pytest -m unit`` is the fast inner loop. tests/test_suite_layout.py
+holds every test file to that.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from pathlib import Path
+
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 PRIMITIVES = {"invoke", "cli_train", "hub_cli", "fit", "train_saes", "resume", "evaluate_run"}
@@ -88,3 +92,11 @@ def unmarked_cli_tests(path: Path) -> list[str]:
     return [f"{path.name}::{name}" for name, fn in _functions(tree).items()
             if name.startswith("test_") and name in running
             and not ({"integration", "slow"} & (file_marks | _marks(fn.decorator_list)))]
+
+
+def mark_units(items: Sequence[pytest.Item]) -> None:
+    """Mark ``unit`` every collected test that is neither ``slow`` nor ``integration``."""
+    for item in items:
+        if item.get_closest_marker("slow") is None \
+                and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)

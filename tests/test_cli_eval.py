@@ -187,6 +187,7 @@ def test_log_l0_ticks_read_as_plain_numbers_with_only_2s_and_5s_between_decades(
                       700: "", 0.2: "0.2", 0: ""}
 
 
+@pytest.mark.integration
 def test_eval_takes_one_sae_a_saelens_export_and_an_import(two_runs, tmp_path):
     """Any SAE source `features` takes: one SAE of a run, an SAELens folder, an imported SAE."""
     run = two_runs[1]
@@ -213,6 +214,7 @@ def test_eval_takes_one_sae_a_saelens_export_and_an_import(two_runs, tmp_path):
         assert (source / "eval.json").is_file()
 
 
+@pytest.mark.integration
 def test_eval_of_an_sae_that_does_not_say_asks_for_model_and_dataset(two_runs, tmp_path,
                                                                      tiny_gpt2):
     lens = tmp_path / "sl"

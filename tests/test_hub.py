@@ -142,12 +142,12 @@ print(json.dumps(out))
 def test_saelens_from_pretrained_loads_a_pushed_repo(run_dir, hub, tmp_path):
     pytest.importorskip("sae_lens", reason="sae-lens is not installed (pip install sae-lens)")
     home = tmp_path / "hf-home"
-    push = sae_kit(["push", str(run_dir), "alice/saes"], home, hub.url)
+    push = hub_cli(["push", str(run_dir), "alice/saes"], home, hub.url)
     assert push.returncode == 0, push.stderr
     # huggingface_hub's 10 s default for a HEAD was too short for the local fake Hub on a
     # loaded 2-core machine (ConnectTimeout, five retries): a slow answer is not the point here.
     slow_ok = {"HF_HUB_ETAG_TIMEOUT": "120", "HF_HUB_DOWNLOAD_TIMEOUT": "120"}
-    lens = sae_kit(HOOKS, home, hub.url, token=None, python=SAELENS, env=slow_ok)
+    lens = hub_cli(HOOKS, home, hub.url, token=None, python=SAELENS, env=slow_ok)
     assert lens.returncode == 0, lens.stderr
     answer = json.loads(lens.stdout.strip().splitlines()[-1])
     x = sample_input()
@@ -163,7 +163,7 @@ def test_saelens_from_pretrained_loads_a_pushed_repo(run_dir, hub, tmp_path):
     card = hub.head_files("alice/saes")["README.md"].decode()
     assert f'sae = SAE.from_pretrained("alice/saes", "{HOOKS[0]}")' in card
     # ... and sae-kit still pulls the same repo, bit-exact
-    pull = sae_kit(["pull", f"alice/saes/{HOOKS[1]}", "--out", str(tmp_path / "p")], home,
+    pull = hub_cli(["pull", f"alice/saes/{HOOKS[1]}", "--out", str(tmp_path / "p")], home,
                    hub.url, token=None)
     assert pull.returncode == 0, pull.stderr
     pulled, _ = load_sae(tmp_path / "p" / HOOKS[1])
@@ -184,7 +184,7 @@ def test_card_names_the_base_model_and_its_license_as_the_hub_knows_them(
                        "EleutherAI/pythia-70m": {"license": "apache-2.0"}})
     for path in [run_dir / "config.json", *(run_dir / h / "config.json" for h in HOOKS)]:
         path.write_text(json.dumps({**json.loads(path.read_text()), "model": model}))
-    push = sae_kit(["push", str(run_dir), "alice/saes", *license_flag], tmp_path / "h", hub.url)
+    push = hub_cli(["push", str(run_dir), "alice/saes", *license_flag], tmp_path / "h", hub.url)
     assert push.returncode == 0, push.stderr
     meta = card_metadata(hub.head_files("alice/saes")["README.md"].decode())
     assert meta.get("base_model") == base and meta["license"] == license

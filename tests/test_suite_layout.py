@@ -1,8 +1,10 @@
-"""The suite's own rules: shared code in helpers, not imported across test files; slow and
-integration markers, and plain `pytest` as the fast unit loop."""
+"""The suite's own rules: shared code in helpers, not imported across test files; slow,
+integration and unit markers (`pytest -m unit` is the fast loop, plain `pytest` runs all)."""
 
 import ast
 from pathlib import Path
+
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 HELPERS = {"tests.helpers", "tests.tiny_models", "tests.fake_hub", "tests.fake_llm",
@@ -53,9 +55,31 @@ def test_the_rule_sees_a_cli_call_through_a_helper_and_a_fixture(tmp_path, monke
         "test_x.py::test_helper", "test_x.py::test_fixture"]
 
 
-def test_plain_pytest_leaves_slow_and_integration_tests_out_and_readme_runs_all():
+def test_the_unit_marker_is_every_test_neither_slow_nor_integration():
+    from tests.suite_rules import mark_units
+
+    class Item:
+        def __init__(self, *marks: str) -> None:
+            self.marks = set(marks)
+
+        def get_closest_marker(self, name: str) -> str | None:
+            return name if name in self.marks else None
+
+        def add_marker(self, mark: pytest.MarkDecorator) -> None:
+            self.marks.add(mark.name)
+
+    items = [Item(), Item("slow"), Item("integration"), Item("slow", "integration")]
+    mark_units(items)
+    assert [sorted(i.marks) for i in items] == [
+        ["unit"], ["slow"], ["integration"], ["integration", "slow"]]
+
+
+def test_plain_pytest_runs_everything_and_the_unit_loop_is_documented():
     pyproject = (TESTS.parent / "pyproject.toml").read_text()
-    assert '"integration: ' in pyproject
-    assert "-m 'not slow and not integration'" in pyproject
+    for name in ("slow", "integration", "unit"):
+        assert f'"{name}: ' in pyproject, name
+    assert "-m " not in pyproject.split("addopts = ")[1].splitlines()[0]  # nothing deselected
     readme = (TESTS.parent / "README.md").read_text()
-    assert "python -m pytest -q -m 'slow or not slow'" in readme  # what .ci/run runs
+    assert "ruff check . && python -m pytest -q\n" in readme  # what .ci/run runs: everything
+    assert "python -m pytest -q\n" in (TESTS.parent / ".ci" / "run").read_text()
+    assert "python -m pytest -q -m unit" in readme

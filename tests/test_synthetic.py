@@ -137,6 +137,7 @@ def test_windows_are_deterministic_and_eval_differs_from_train():
     ("d_model=8,d_functional=8", "leaves no dimension"),
     ("bogus=1", "bogus"),
 ])
+@pytest.mark.integration
 def test_options_that_cannot_be_met_are_one_error_line(tmp_path, options, words):
     result = CliRunner().invoke(app, ["train", "--model", f"synthetic:{options}",
                                       "--out", str(tmp_path / "run"), "--n-samples", "4"])
@@ -151,6 +152,7 @@ def test_a_dataset_with_a_synthetic_model_is_refused():
         TrainConfig(model=SMALL, dataset="pydoc")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loss", ["local", "e2e"])
 def test_trains_and_evaluates_from_the_cli(tmp_path, loss):
     out = tmp_path / loss
