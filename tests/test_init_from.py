@@ -22,6 +22,8 @@ from sae_kit.store.start_from import read_start
 from sae_kit.train.build import build_run
 from tests.helpers import FAST, cli_train
 
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI and whole runs
+
 D_MODEL, N_DICT, K = 32, 64, 6  # the tiny GPT-2's width; a dictionary of 2x
 HOOK = "blocks.1.hook_resid_post"
 _AT = FAST.index("--dict-ratio")

@@ -20,6 +20,8 @@ from sae_kit.train.build import build_run
 from sae_kit.train.loop import fit
 from tests.helpers import FAST, cli_train
 
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI and whole runs
+
 D_MODEL, N_DICT = 32, 64  # the tiny GPT-2's width; a dictionary of 2x
 HOOK = "blocks.1.hook_resid_post"
 ARCHS = [
@@ -86,9 +88,9 @@ def test_every_architecture_starts_exactly_and_fine_tunes(tiny_gpt2, tmp_path, a
 def test_lambda_left_out_is_the_sources_and_a_given_one_wins(tiny_gpt2, tmp_path):
     src = source(tmp_path / "src", "relu", {}, sparsity_coeff=0.7)
     run = build_run(config(tiny_gpt2, src, tmp_path / "a"))
-    assert run.config.sparsity_coeff == 0.7
+    assert run.config.sparsity_coeff == 0.7 and run.loss.sparsity_coeff == 0.7  # trained with it
     given = build_run(config(tiny_gpt2, src, tmp_path / "b", sparsity_coeff=3.0))
-    assert given.config.sparsity_coeff == 3.0
+    assert given.config.sparsity_coeff == 3.0 and given.loss.sparsity_coeff == 3.0
     unrecorded = source(tmp_path / "src2", "relu", {}, sparsity_coeff=None)
     assert build_run(config(tiny_gpt2, unrecorded, tmp_path / "c")).config.sparsity_coeff == (
         TrainConfig.sparsity_coeff)

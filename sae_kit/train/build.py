@@ -59,8 +59,8 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     data that many global windows in. ``share``: a run whose model, device and data stream this
     one uses too (runs trained in one pass, see ``sae_kit.train.group``).
     """
+    config, start = resolve_start(config)  # --init-from: the source's SAE settings (lambda too)
     loss = make_loss(config)
-    config, start = resolve_start(config)  # --init-from: the source's SAE settings
     config = resolve_defaults(config, loss)
     if share is None:
         dist, device = setup_device(config)
