@@ -18,10 +18,10 @@ backpropagates ``result.loss``. A complete loss plugin (``my_loss.py``), registe
             scale: float = field(default=1.0, metadata={"help": "Weight of the cosine term."})
 
         def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
-            clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
+            clean = splice.clean(input_ids, capture=splice.sae_sites, final_hidden=False)
             total, terms, codes = 0.0, {}, {}
             for hp, sae in splice.saes.items():
-                x = clean.acts[hp.position].float()
+                x = clean.acts[hp.site].float()
                 out = sae(x)
                 term = 1 - F.cosine_similarity(out.output, x, dim=-1).mean()
                 total = total + self.opts.scale * term + self.sparsity(sae, out.codes)

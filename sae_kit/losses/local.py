@@ -18,11 +18,11 @@ class LocalLoss(Loss):
     name = "local"
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
-        clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
+        clean = splice.clean(input_ids, capture=splice.sae_sites, final_hidden=False)
         total = torch.zeros((), device=input_ids.device)
         terms, codes = {}, {}
         for hp, sae in splice.saes.items():
-            x = clean.acts[hp.position].to(sae.W_enc.dtype)
+            x = clean.acts[hp.site].to(sae.W_enc.dtype)
             out = sae(x)
             mse = F.mse_loss(out.output, x)
             sparsity = self.sparsity(sae, out.codes)

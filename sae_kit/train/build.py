@@ -14,7 +14,7 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +64,8 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         dist, device, loaded = share.dist, share.device, share.loaded
     config = resolve_hook_points(config, loaded)
     sizes = resolve_sizes(config, loaded, dist)
-    saes = build_saes(config, loaded.d_model, sizes.n_dict, device)
+    widths = {name: loaded.width_at(HookPoint.parse(name)) for name in config.hook_points}
+    saes = build_saes(config, widths, sizes.n_dict, device)
     optimizer, scheduler = make_optimizer(config, saes, sizes)
     if share is None:
         data = make_data(config, loaded, sizes.context, skip_windows, dist)
@@ -78,6 +79,8 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         "adapter": loaded.adapter.describe(loaded.model),
         "device": str(device), "world_size": dist.world_size,
     }
+    if set(widths.values()) != {loaded.d_model}:  # a module path of another width
+        resolved["widths"] = widths
     objective = distributed.data_parallel(loss, saes, dist, device)
     return Run(config, resolved, loaded, saes, Splice(loaded.model, loaded.adapter, saes),
                objective, optimizer, scheduler, data, run_dir_for(config), device, dist)
@@ -119,7 +122,7 @@ def resolve_hook_points(config: TrainConfig, loaded: LoadedModel) -> TrainConfig
     if not points:
         points = [HookPoint.default(loaded.n_layers)]
     for hp in points:
-        hp.check(loaded.n_layers)
+        loaded.width_at(hp)  # the layer exists and the hook point can be located there
     return dataclasses.replace(config, hook_points=[hp.name for hp in points])
 
 
@@ -144,13 +147,18 @@ def _context(config: TrainConfig, loaded: LoadedModel) -> int:
     return config.context
 
 
-def build_saes(config: TrainConfig, d_model: int, n_dict: int,
+def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int,
                device: torch.device) -> dict[HookPoint, SAE]:
-    """One SAE per hook point, initialised from the seed (compiled when asked)."""
+    """One SAE per hook point, initialised from the seed (compiled when asked).
+
+    widths: each hook point's activation width by name (or one width for all)."""
     arch = plugins.load("architectures", config.architecture)
-    check_memory(len(config.hook_points), d_model, n_dict, device)
+    if isinstance(widths, int):
+        widths = dict.fromkeys(config.hook_points, widths)
+    check_memory(len(config.hook_points), max(widths.values()), n_dict, device)
     torch.manual_seed(config.seed)
-    saes = {HookPoint.parse(name): arch(d_model, n_dict, **config.architecture_options).to(device)
+    saes = {HookPoint.parse(name):
+            arch(widths[name], n_dict, **config.architecture_options).to(device)
             for name in config.hook_points}
     if config.compile:
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],

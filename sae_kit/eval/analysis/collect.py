@@ -17,6 +17,7 @@ import torch
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
 from sae_kit.data import DataSpec, iter_texts, token_windows
 from sae_kit.errors import SaeKitError
+from sae_kit.model.hookpoints import Site
 from sae_kit.model.loading import LoadedModel
 from sae_kit.model.splice import ModelRunner
 
@@ -57,11 +58,11 @@ def window_batches(texts: Iterable[str], tokenizer: object, context: int, n_toke
 Batch = tuple[torch.Tensor, dict[int, torch.Tensor]]
 
 
-def residual_batches(loaded: LoadedModel, positions: Iterable[int],
+def residual_batches(loaded: LoadedModel, positions: Iterable[Site],
                      batches: Iterable[torch.Tensor], device: torch.device) -> Iterator[Batch]:
     """(input_ids, {position: residual stream}) per batch; stops the forward pass early."""
     runner = ModelRunner(loaded.model, loaded.adapter)
-    positions = sorted(set(positions))
+    positions = list(dict.fromkeys(positions))  # sites: residual positions or hook points
     seen = 0
     with torch.no_grad():
         for input_ids in batches:

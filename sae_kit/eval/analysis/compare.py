@@ -70,7 +70,7 @@ def activation_pass(sources: Sequence[AnalysisSource], loaded: LoadedModel, choi
     alive = [torch.zeros(s.sae.n_dict, dtype=torch.bool) for s in sources]
     sums = [ActivationSums() for _ in sources]
     l0s = [TokenMean() for _ in sources]
-    position = first.hook_point.position
+    position = first.hook_point.site
     batches = window_batches(choose_texts(first.data_spec, choice), loaded.tokenizer,
                              first.context, n_tokens, batch_size)
     n = 0

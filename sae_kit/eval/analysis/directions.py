@@ -79,11 +79,12 @@ def initial_decoder(sae_config: dict[str, Any], run_config: dict[str, Any] | Non
         return None
     options = run_config.get("architecture_options", {})
     d_in, n_dict = int(sae_config["d_in"]), int(sae_config["n_dict"])
+    widths = (run_config.get("resolved") or {}).get("widths", {})  # only where they differ
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(int(run_config["seed"]))
         for name in run_config["hook_points"]:
-            sae = arch(d_in, n_dict, **options)
+            sae = arch(int(widths.get(name, d_in)), n_dict, **options)
             if HookPoint.parse(name) == hook_point:
                 return sae.W_dec.detach().clone()
     finally:

@@ -78,7 +78,7 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
     sample = ReservoirContexts(n_dict, s.reservoir, s.before, s.after, seed=s.seed)
     batches = window_batches(choose_texts(source.data_spec, choice), loaded.tokenizer,
                              source.context, s.n_tokens, s.batch_size)
-    position = source.hook_point.position
+    position = source.hook_point.site
     started = time.perf_counter()
     with torch.no_grad():
         for input_ids, acts in residual_batches(loaded, [position], batches, device):
