@@ -51,8 +51,9 @@ def save_tiny_model(model: Any, tokenizer_dir: Path, path: Path) -> Path:
 
 
 def make_sae_dir(path: Path, layer: int = 1, seed: int = 0, arch: type | None = None,
-                 **options: int) -> Path:
-    """An SAE directory with a non-zero b_dec and decoder columns of very different norms."""
+                 hook_point: str | None = None, **options: int) -> Path:
+    """An SAE directory with a non-zero b_dec and decoder columns of very different norms
+    (at ``hook_point``, by default ``blocks.{layer}.hook_resid_pre``)."""
     import torch
 
     from sae_kit.architectures.relu import ReluSAE
@@ -67,7 +68,8 @@ def make_sae_dir(path: Path, layer: int = 1, seed: int = 0, arch: type | None = 
         sae.b_dec.normal_()
     extra = {"model": "gpt2", "revision": None, "loss": "e2e", "sparsity_coeff": 1.5,
              "dataset": "Skylion007/openwebtext", "context": 64, "tokens_trained": 1000}
-    return save_sae(sae, HookPoint(layer), path / HookPoint(layer).name, extra)
+    hp = HookPoint.parse(hook_point) if hook_point else HookPoint(layer)
+    return save_sae(sae, hp, path / hp.name, extra)
 
 
 def hub_cli(args: list[str], home: Path, endpoint: str, token: str | None = HUB_TOKEN,

@@ -39,8 +39,8 @@ SHAPED: dict[str, list[inspect.Parameter]] = {
     "hook_points": [
         _option("layer", list[int], [], help="Layer for an SAE, repeatable (several SAEs train "
                 "together); default: middle."),
-        _option("hook", str, "resid_pre", help="Where at each --layer: resid_pre, resid_post, attn_out, mlp_in "
-                "or mlp_out."),
+        _option("hook", str, "resid_pre", help="Where at each --layer: resid_pre, resid_post, "
+                "attn_out, mlp_in or mlp_out."),
         _option("hook_point", list[str], [],
                 help="Full hook-point name, repeatable, e.g. blocks.6.hook_mlp_out, or a module "
                 "path inside a decoder layer, e.g. transformer.h.6.mlp.c_fc."),

@@ -212,11 +212,11 @@ class SharedClean:
     def clear(self) -> None:
         """Forget the cached pass (its tensors are freed once no graph holds them)."""
         self._input_ids: torch.Tensor | None = None
-        self._capture: set[int] = set()
+        self._capture: set[Site] = set()
         self._final_hidden = False
         self._result: RunResult | None = None
 
-    def get(self, input_ids: torch.Tensor, capture: Iterable[int], final_hidden: bool
+    def get(self, input_ids: torch.Tensor, capture: Iterable[Site], final_hidden: bool
             ) -> RunResult:
         capture = set(capture)
         same_batch = input_ids is self._input_ids
@@ -265,10 +265,9 @@ class Splice:
         """Where each SAE reads (``HookPoint.site``): the keys of its activation in ``acts``."""
         return [hp.site for hp in self.saes]
 
-    sae_positions = sae_sites  # the name earlier releases used (residual hook points only)
 
     def clean(
-        self, input_ids: torch.Tensor, capture: Iterable[int] = (), final_hidden: bool = True
+        self, input_ids: torch.Tensor, capture: Iterable[Site] = (), final_hidden: bool = True
     ) -> RunResult:
         if self.shared is not None:
             return self.shared.get(input_ids, capture, final_hidden)

@@ -30,6 +30,7 @@ from sae_kit.model.hookpoints import HookPoint
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 from sae_kit.store.sae_dir import save_sae
+from sae_kit.store.tl_names import from_transformer_lens, to_transformer_lens
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
@@ -49,6 +50,7 @@ def export_saelens(sae_dir: str | Path, out: str | Path) -> Path:
         raise SaeKitError(f"no SAELens equivalent for the {sae.name!r} architecture; SAELens "
                           f"export supports: {', '.join(ARCHITECTURES)}")
     hook = HookPoint.parse(config["hook_point"])
+    hook_name = to_transformer_lens(hook)  # before anything is written
     with torch.no_grad():
         state = {
             "W_enc": sae.W_enc.T.contiguous(),
@@ -59,7 +61,7 @@ def export_saelens(sae_dir: str | Path, out: str | Path) -> Path:
     out = fresh_dir(out)
     save_file({k: v.float().contiguous() for k, v in state.items()}, str(out / WEIGHTS),
               metadata={"format": "pt"})
-    write_json_atomic(out / CFG, {**_cfg(config, hook), **_arch_cfg(sae.name, sae.options())})
+    write_json_atomic(out / CFG, {**_cfg(config, hook, hook_name), **_arch_cfg(sae.name, sae.options())})
     return out
 
 
@@ -72,7 +74,7 @@ def _arch_cfg(name: str, options: dict[str, Any]) -> dict[str, Any]:
             "activation_fn_kwargs": {}}
 
 
-def _cfg(config: dict[str, Any], hook: HookPoint) -> dict[str, Any]:
+def _cfg(config: dict[str, Any], hook: HookPoint, hook_name: str) -> dict[str, Any]:
     # The flat (pre-6.0) layout: SAELens 6 converts it on load, older versions read it as is.
     return {
         "d_in": config["d_in"],
@@ -80,7 +82,7 @@ def _cfg(config: dict[str, Any], hook: HookPoint) -> dict[str, Any]:
         "dtype": "float32",
         "device": "cpu",
         "model_name": config.get("model"),
-        "hook_name": hook.name,
+        "hook_name": hook_name,
         "hook_layer": hook.layer,
         "hook_head_index": None,
         "apply_b_dec_to_input": False,
@@ -180,7 +182,7 @@ def _check_importable(flat: dict[str, Any], src: Path) -> tuple[HookPoint, str, 
         problems.append(f"missing {', '.join(missing)}")
     if problems:
         raise SaeKitError(f"cannot import {str(src)!r}: {'; '.join(problems)}")
-    return HookPoint.parse(str(flat["hook_name"])), FROM_SAELENS[arch], options
+    return from_transformer_lens(str(flat["hook_name"])), FROM_SAELENS[arch], options
 
 
 def _read_weights(path: Path, d_in: int, d_sae: int) -> tuple[dict[str, torch.Tensor], float]:
