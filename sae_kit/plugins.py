@@ -22,6 +22,7 @@ GROUPS = {
     "losses": "sae_kit.losses",
     "architectures": "sae_kit.architectures",
     "trackers": "sae_kit.trackers",
+    "explainers": "sae_kit.explainers",
 }
 
 INSTALL_HINTS = {
@@ -30,6 +31,7 @@ INSTALL_HINTS = {
     "losses": "write one in two files (docs/writing-plugins.md)",
     "architectures": "write one in two files (docs/writing-plugins.md)",
     "trackers": "write one in two files (sae_kit/trackers/base.py shows one)",
+    "explainers": "write one in two files (sae_kit/explainers/base.py shows one)",
 }
 
 
@@ -90,7 +92,7 @@ def load(kind: str, name: str) -> Any:
     if name not in available:
         listing = ", ".join(sorted(available)) or "none"
         singular = {"models": "model", "losses": "loss", "architectures": "architecture",
-                    "trackers": "tracker"}[kind]
+                    "trackers": "tracker", "explainers": "explainer"}[kind]
         raise SaeKitError(
             f"no {singular} plugin named {name!r}; installed: {listing}. To add one: "
             f"{INSTALL_HINTS[kind]}"

@@ -1,6 +1,6 @@
 """Helpers shared by the tests (fixtures live in conftest.py; tiny model builders in
-tiny_models.py; the fake Hub server in fake_hub.py). Test files import from here, never from
-each other."""
+tiny_models.py; the fake Hub server in fake_hub.py; the fake LLM server in fake_llm.py). Test
+files import from here, never from each other."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ SAVE_EVERY_STEP = ["--dataset", "pydoc", "--n-samples", "12", "--batch-size", "2
 
 HUB_TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"
 """The token the fake Hub accepts; no output or file may ever contain it."""
+
+AUXK_OFF = {"auxk": False, "auxk_k": 512, "auxk_coeff": 1 / 32, "dead_tokens": 10_000_000}
+"""The AuxK options every TopK-family SAE records: off, with Gao et al. 2024's defaults."""
 
 SAE_D_IN, SAE_N_DICT = 8, 24
 """Sizes of the SAE that make_sae_dir writes."""

@@ -15,7 +15,7 @@ from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
 from sae_kit.store.sae_dir import load_sae
 from sae_kit.train.config import TrainConfig
-from tests.helpers import FAST
+from tests.helpers import AUXK_OFF, FAST
 
 pytestmark = pytest.mark.slow  # trains every model family through the CLI
 
@@ -27,7 +27,7 @@ ADAPTERS = {
 ARCHITECTURES = {
     "relu": ([], ReluSAE, {"bias_init": "zeros"}),
     "topk": (["--architecture", "topk", "--arch-option", "k=8"], TopKSAE,
-             {"bias_init": "zeros", "k": 8}),
+             {**AUXK_OFF, "bias_init": "zeros", "k": 8}),
 }
 HOOK = "blocks.1.hook_resid_pre"
 

@@ -17,8 +17,13 @@ FIRST_PARTY = {
     ("sae_kit.losses", "e2e+ds"): "sae-kit",
     ("sae_kit.architectures", "relu"): "sae-kit",
     ("sae_kit.architectures", "topk"): "sae-kit",
+    ("sae_kit.architectures", "batchtopk"): "sae-kit",
+    ("sae_kit.architectures", "jumprelu"): "sae-kit",
+    ("sae_kit.architectures", "matryoshka"): "sae-kit",
     ("sae_kit.trackers", "wandb"): "sae-kit",
     ("sae_kit.trackers", "tensorboard"): "sae-kit",
+    ("sae_kit.explainers", "openai"): "sae-kit",
+    ("sae_kit.explainers", "transformers"): "sae-kit",
 }
 
 
@@ -34,7 +39,8 @@ def test_json_lists_every_first_party_plugin_with_its_distribution():
         "sae_kit.architectures.topk:TopKSAE")
     groups = [r["group"] for r in rows]  # grouped, in a fixed order
     assert groups == sorted(groups, key=["sae_kit.models", "sae_kit.losses",
-                                         "sae_kit.architectures", "sae_kit.trackers"].index)
+                                         "sae_kit.architectures", "sae_kit.trackers",
+                                         "sae_kit.explainers"].index)
 
 
 def test_table_names_each_plugin_and_distribution():

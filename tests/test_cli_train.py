@@ -63,7 +63,9 @@ def test_json_output_is_machine_readable(tiny_gpt2, tmp_path):
         (["--loss", "e2e+ds", "-O", "beta=1"], "unknown option 'beta' for 'e2e+ds'"),
         (["--lr", "-1"], "invalid training settings: lr=-1.0"),
         (["--context", "65"], "context 65 is longer than this model's 64 positions"),
-        (["--architecture", "nope"], "no architecture plugin named 'nope'; installed: relu, topk"),
+        (["--architecture", "nope"],
+         "no architecture plugin named 'nope'; installed: batchtopk, jumprelu, matryoshka, "
+         "relu, topk"),
         (["--architecture", "topk", "--arch-option", "j=3"], "unknown option 'j' for 'topk'"),
         (["--architecture", "topk", "--arch-option", "k=many"],
          "option 'k' of 'topk' must be an int, got 'many'"),

@@ -82,3 +82,48 @@ def test_report_opens_and_shows_a_feature(browser, report):  # noqa: F811
     WebDriverWait(browser, 10).until(ec.text_to_be_present_in_element(
         (By.CSS_SELECTOR, "#feature-body h2"), f"Feature {target}"))
     assert _errors(browser) == []
+
+
+def test_explanations_sort_by_score_and_show_in_the_panel(browser, report, tmp_path):
+    """`sae-kit explain` against the loopback server, then the report: the detection column
+    sorts, and the feature's panel shows its explanation and the held-out contexts scored."""
+    import json
+    import shutil
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.wait import WebDriverWait
+    from typer.testing import CliRunner
+
+    from sae_kit.cli import app
+    from tests.fake_llm import FakeLLM
+
+    copy = tmp_path / "report"
+    shutil.copytree(report, copy)
+    with FakeLLM() as llm:
+        result = CliRunner().invoke(app, [
+            "explain", str(copy), "--endpoint", llm.url, "--model", "good", "--sample", "6",
+            "--device", "cpu", "--pool-tokens", "640"])
+    assert result.exit_code == 0, result.output
+    explained = json.loads((copy / "explanations.json").read_text())["features"]
+    best = max(explained, key=lambda f: f["detection"]["balanced_accuracy"])
+
+    browser.get((copy / "index.html").as_uri())
+    header = browser.find_element(By.XPATH, "//th[text()='detection']")
+    column = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#features th")].index(
+        "detection")
+    header.click()
+    first = browser.find_element(By.CSS_SELECTOR, "#features tbody tr:not([hidden])")
+    top = float(first.find_elements(By.TAG_NAME, "td")[column].get_attribute("data-value"))
+    assert top == pytest.approx(best["detection"]["balanced_accuracy"])
+    feature = first.find_element(By.TAG_NAME, "a").text
+    first.find_element(By.TAG_NAME, "a").click()
+    WebDriverWait(browser, 10).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#explanation .explanation-text")))
+    shown = browser.find_element(By.CSS_SELECTOR, "#explanation .explanation-text").text
+    wanted = next(f for f in explained if str(f["index"]) == feature)
+    assert shown == wanted["explanation"]
+    assert "detection balanced accuracy" in browser.find_element(
+        By.CSS_SELECTOR, "#explanation .scores").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#explanation table.detection tr")
+    assert _errors(browser) == []

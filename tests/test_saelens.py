@@ -16,7 +16,7 @@ from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
 from sae_kit.store.sae_dir import load_sae, write_json_atomic
-from tests.helpers import SAE_D_IN, SAE_N_DICT, make_sae_dir
+from tests.helpers import AUXK_OFF, SAE_D_IN, SAE_N_DICT, make_sae_dir
 
 runner = CliRunner()
 D_IN, N_DICT, K = SAE_D_IN, SAE_N_DICT, 5
@@ -84,7 +84,8 @@ def test_export_then_import_gives_the_same_sae(tmp_path, arch, options):
     for key in ("architecture", "options", "hook_point", "model", "loss", "sparsity_coeff",
                 "dataset", "tokens_trained"):
         assert back_config[key] == config[key]
-    assert back_config["options"] == {"bias_init": "zeros", **options}  # k comes back
+    auxk = AUXK_OFF if "k" in options else {}
+    assert back_config["options"] == {**auxk, "bias_init": "zeros", **options}  # k comes back
 
 
 @pytest.mark.parametrize(("ours", "theirs"), [
@@ -175,7 +176,8 @@ def test_import_topk_folds_decoder_norms_only_where_saelens_ranks_scaled_acts(tm
         return
     assert result.exit_code == 0, result.output
     sae, config = load_sae(tmp_path / "kit")
-    assert (config["architecture"], config["options"]) == ("topk", {"bias_init": "zeros", "k": 3})
+    assert (config["architecture"], config["options"]) == (
+        "topk", {**AUXK_OFF, "bias_init": "zeros", "k": 3})
     x = x_batch()
     codes, expected = saelens_topk(x, w, 3, rescale=True)
     torch.testing.assert_close(sae(x).output, expected, rtol=1e-5, atol=1e-4)
@@ -197,7 +199,8 @@ def test_pre_6_topk_cfg_with_one_decoder_norm_imports_as_topk(tmp_path, dtype):
     result = invoke("import", str(src), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
     sae, config = load_sae(tmp_path / "kit")
-    assert (config["architecture"], config["options"]) == ("topk", {"bias_init": "zeros", "k": 4})
+    assert (config["architecture"], config["options"]) == (
+        "topk", {**AUXK_OFF, "bias_init": "zeros", "k": 4})
     x = torch.randn(4096, D_IN, generator=g) * 3  # enough tokens for near-ties at the k-th place
     # no apply_b_dec_to_input: the pre-6 default centres the input
     codes, expected = saelens_topk(x, {k: v.float() for k, v in w.items()}, 4, rescale=False)
@@ -222,8 +225,8 @@ TOPK = {"architecture": "topk", "activation_fn_str": "topk"}  # over an exported
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"architecture": "jumprelu"},
-         "architecture 'jumprelu' (only 'standard' and 'topk' import)"),
+        ({"architecture": "gated"},
+         "architecture 'gated' (only 'standard', 'topk', 'jumprelu' import)"),
         ({"architecture": "topk"}, "activation 'relu' for architecture 'topk'"),
         ({**TOPK, "activation_fn_kwargs": {}}, "missing k"),
         ({**TOPK, "k": 2.5}, "k 2.5 (want a whole number)"),
@@ -270,7 +273,7 @@ def test_export_refuses_an_architecture_saelens_lacks(tmp_path, monkeypatch):
     result = invoke("export", str(sae_dir), str(tmp_path / "sl"))
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert ("no SAELens equivalent for the 'tanh' architecture; SAELens export supports: "
-            "relu, topk") in " ".join(result.stderr.split())
+            "relu, topk, jumprelu, batchtopk, matryoshka") in " ".join(result.stderr.split())
     assert not (tmp_path / "sl").exists()
 
 
@@ -324,7 +327,7 @@ def test_sae_kit_imports_a_topk_sae_saelens_saved(tmp_path):
     result = invoke("import", str(tmp_path / "sl"), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
     sae, config = load_sae(tmp_path / "kit")
-    assert config["options"] == {"k": 3, "bias_init": "zeros"}  # every option, typed
+    assert config["options"] == {**AUXK_OFF, "k": 3, "bias_init": "zeros"}  # every option, typed
     x = x_batch()
     with torch.no_grad():
         torch.testing.assert_close(sae(x).output, theirs.decode(theirs.encode(x)),

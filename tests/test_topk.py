@@ -10,6 +10,7 @@ from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import load_model
 from sae_kit.model.splice import Splice
 from sae_kit.store.sae_dir import load_sae, save_sae
+from tests.helpers import AUXK_OFF
 
 
 def test_codes_are_the_k_largest_relu_preactivations():
@@ -49,7 +50,7 @@ def test_k_is_saved_and_loaded_with_the_weights(tmp_path):
     sae = TopKSAE(8, 32, k=7)
     save_sae(sae, HookPoint(1), tmp_path / "sae", {})
     loaded, config = load_sae(tmp_path / "sae")
-    assert config["options"] == {"bias_init": "zeros", "k": 7}
+    assert config["options"] == {**AUXK_OFF, "bias_init": "zeros", "k": 7}
     assert isinstance(loaded, TopKSAE) and loaded.opts.k == 7
     x = torch.randn(4, 8)
     torch.testing.assert_close(loaded(x).output, sae(x).output, rtol=0, atol=0)

@@ -80,6 +80,14 @@ class SAEOutput:
     """The reconstruction x-hat, same shape as the input."""
     codes: torch.Tensor
     """Dictionary coefficients c, shape (..., n_dict)."""
+    penalty: torch.Tensor | None = None
+    """The sparsity penalty where it needs more than the codes (JumpReLU's L0 reads the
+    pre-activations); None: ``sparsity_penalty(codes)`` is it. Lambda multiplies either."""
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Loss terms of the architecture's own, already weighted, that every loss adds to its
+    total in training mode (AuxK, Matryoshka's prefixes), by name."""
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Values logged in metrics.jsonl but not minimised (AuxK's dead fraction), by name."""
 
 
 class SAE(nn.Module):
@@ -172,13 +180,23 @@ class SAE(nn.Module):
             x = x.to(self.W_enc.dtype)
             if not self.is_gated:
                 codes = self.encode(x)
-                return SAEOutput(output=self.decode(codes), codes=codes)
-            gated = self._encode_gated(x)
-            codes = gated.codes.reshape(*x.shape[:-1], self.n_dict)
-            if gated.active is None:
-                return SAEOutput(output=self.decode(codes), codes=codes)
-            output = self._decode_active(gated.active, gated.codes.shape[0])
-            return SAEOutput(output=output.reshape(x.shape), codes=codes)
+                out = SAEOutput(output=self.decode(codes), codes=codes)
+            else:
+                out = self._gated_output(self._encode_gated(x), x.shape)
+            if self.training:
+                self.add_training_terms(x, out)
+            return out
+
+    def _gated_output(self, gated: GatedCodes, shape: torch.Size) -> SAEOutput:
+        codes = gated.codes.reshape(*shape[:-1], self.n_dict)
+        if gated.active is None:
+            return SAEOutput(output=self.decode(codes), codes=codes)
+        output = self._decode_active(gated.active, gated.codes.shape[0])
+        return SAEOutput(output=output.reshape(shape), codes=codes)
+
+    def add_training_terms(self, x: torch.Tensor, out: SAEOutput) -> None:
+        """In training mode only: fill ``out.aux``/``out.logs`` and update training state
+        (AuxK's dead-latent counter, BatchTopK's threshold). Nothing here by default."""
 
     def sparsity_penalty(self, codes: torch.Tensor) -> torch.Tensor:
         """Mean over tokens of ||c||_1, divided by d_in (the input width, not n_dict)."""

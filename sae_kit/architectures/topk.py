@@ -2,6 +2,7 @@
 
 c = TopK_k(ReLU(W_enc x + b_enc)): every other code is zero. Sparsity is set by k, not by lambda,
 so ``sparsity_penalty`` is 0 and any loss (local, e2e, e2e+ds, ...) trains it unchanged.
+``auxk=true`` adds the AuxK dead-latent loss (:mod:`sae_kit.architectures.auxk`).
 """
 
 from __future__ import annotations
@@ -11,29 +12,42 @@ from typing import Any
 
 import torch
 
-from sae_kit.architectures.base import SAE, BiasInitOptions
+from sae_kit.architectures.auxk import AuxK, AuxKOptions
+from sae_kit.architectures.base import SAE, BiasInitOptions, SAEOutput
 from sae_kit.errors import SaeKitError
 
 
-class TopKSAE(SAE):
+@dataclass
+class TopKOptions(BiasInitOptions, AuxKOptions):
+    k: int = field(default=32, metadata={"help": "Active latents per token (the L0)."})
+
+    def __post_init__(self) -> None:
+        BiasInitOptions.__post_init__(self)
+        AuxKOptions.__post_init__(self)
+
+
+class TopKSAE(AuxK, SAE):
     name = "topk"
     penalised = False
 
-    @dataclass
-    class Options(BiasInitOptions):
-        k: int = field(default=32, metadata={"help": "Active latents per token (the L0)."})
+    Options = TopKOptions
 
     def __init__(self, d_in: int, n_dict: int, **options: Any) -> None:
         super().__init__(d_in, n_dict, **options)
         if not 1 <= self.opts.k <= n_dict:
             raise SaeKitError(
-                f"topk option k={self.opts.k} must be between 1 and the dictionary size {n_dict}"
+                f"{self.name} option k={self.opts.k} must be between 1 and the dictionary size "
+                f"{n_dict}"
             )
+        self.init_auxk()
 
     def select(self, pre: torch.Tensor) -> torch.Tensor:
         top = pre.relu_().topk(self.opts.k, dim=-1)
         # A gate: the k kept codes equal their pre-activations, so only they get gradients.
         return torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
+
+    def add_training_terms(self, x: torch.Tensor, out: SAEOutput) -> None:
+        self.auxk_terms(x, out)
 
     def sparsity_penalty(self, codes: torch.Tensor) -> torch.Tensor:
         """Zero: k already fixes the sparsity."""

@@ -8,6 +8,7 @@ from sae_kit import __version__
 from sae_kit.cli import (
     compare_cmd,
     eval_cmd,
+    explain_cmd,
     features_cmd,
     hub_cmd,
     malloc,
@@ -29,6 +30,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("sweep")(sweep_cmd.sweep)
 app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
+app.command("explain")(explain_cmd.explain)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("push")(hub_cmd.push)
 app.command("pull")(hub_cmd.pull)

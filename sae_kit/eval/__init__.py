@@ -4,8 +4,9 @@
 runs a trained run's SAEs over held-out windows and writes ``eval.json``; ``pareto`` plots L0
 against CE-loss increase across runs; ``analysis`` (feature statistics, dictionary geometry,
 `sae-kit features` and `sae-kit compare`) and ``report`` (the HTML feature report) look inside
-trained dictionaries. May import ``model``, ``store``, ``losses``,
-``architectures`` and the top-level kernel modules; never ``train`` or ``cli``.
+trained dictionaries; ``explain`` explains and scores features with an LLM. May import
+``model``, ``store``, ``losses``, ``architectures``, ``explainers`` and the top-level kernel
+modules; never ``train`` or ``cli``.
 """
 
 from __future__ import annotations

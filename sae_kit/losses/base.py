@@ -24,8 +24,9 @@ backpropagates ``result.loss``. A complete loss plugin (``my_loss.py``), registe
                 x = clean.acts[hp.site].float()
                 out = sae(x)
                 term = 1 - F.cosine_similarity(out.output, x, dim=-1).mean()
-                total = total + self.opts.scale * term + self.sparsity(sae, out.codes)
-                terms[f"cosine/{hp}"] = term.detach()
+                sae_total, sae_terms = self.sae_terms(hp, sae, out)  # lambda, AuxK, ...
+                total = total + self.opts.scale * term + sae_total
+                terms.update(sae_terms, **{f"cosine/{hp}": term.detach()})
                 codes[hp] = out.codes
             return LossResult(loss=total, terms=terms, codes=codes)
 
@@ -44,7 +45,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from sae_kit.architectures.base import SAE
+from sae_kit.architectures.base import SAE, SAEOutput
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.splice import Splice
 from sae_kit.options import parse_options
@@ -96,9 +97,24 @@ class Loss:
             return dict(given)
         return dataclasses.asdict(opts)
 
-    def sparsity(self, sae: SAE, codes: torch.Tensor) -> torch.Tensor:
-        """lambda times the architecture's penalty (L1 / d_in for the paper's SAE)."""
-        return self.sparsity_coeff * sae.sparsity_penalty(codes)
+    def sparsity(self, sae: SAE, out: SAEOutput) -> torch.Tensor:
+        """lambda times the architecture's penalty (L1 / d_in for the paper's SAE, L0 / d_in
+        for JumpReLU; zero for the TopK family)."""
+        penalty = sae.sparsity_penalty(out.codes) if out.penalty is None else out.penalty
+        return self.sparsity_coeff * penalty
+
+    def sae_terms(self, hp: HookPoint, sae: SAE, out: SAEOutput
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """What an SAE adds to any loss: the sparsity term plus the architecture's own terms
+        (``out.aux``: AuxK, Matryoshka's prefixes); and their log terms, named per hook point,
+        with the architecture's logged values (``out.logs``: AuxK's dead fraction)."""
+        total = self.sparsity(sae, out)
+        terms = {f"sparsity/{hp}": total.detach()}
+        for name, value in out.aux.items():
+            total = total + value
+            terms[f"{name}/{hp}"] = value.detach()
+        terms.update({f"{name}/{hp}": value.detach() for name, value in out.logs.items()})
+        return total, terms
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         raise NotImplementedError

@@ -47,13 +47,13 @@ def output_kl(splice: Splice, clean: RunResult, spliced: SplicedRun,
 def sparsity_terms(
     loss: Loss, splice: Splice, sae_outputs: dict[HookPoint, SAEOutput]
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[HookPoint, torch.Tensor]]:
-    """Sum of each SAE's sparsity penalty, plus its log terms and codes."""
+    """Sum of each SAE's sparsity penalty and own terms, plus their log terms and codes."""
     total = 0.0
     terms, codes = {}, {}
     for hp, out in sae_outputs.items():
-        sparsity = loss.sparsity(splice.saes[hp], out.codes)
-        total = total + sparsity
-        terms[f"sparsity/{hp}"] = sparsity.detach()
+        sae_total, sae_terms = loss.sae_terms(hp, splice.saes[hp], out)
+        total = total + sae_total
+        terms.update(sae_terms)
         codes[hp] = out.codes
     return total, terms, codes
 

@@ -25,9 +25,9 @@ class LocalLoss(Loss):
             x = clean.acts[hp.site].to(sae.W_enc.dtype)
             out = sae(x)
             mse = F.mse_loss(out.output, x)
-            sparsity = self.sparsity(sae, out.codes)
-            total = total + mse + sparsity
+            sae_total, sae_terms = self.sae_terms(hp, sae, out)
+            total = total + mse + sae_total
             terms[f"mse/{hp}"] = mse.detach()
-            terms[f"sparsity/{hp}"] = sparsity.detach()
+            terms.update(sae_terms)
             codes[hp] = out.codes
         return LossResult(loss=total, terms=terms, codes=codes)

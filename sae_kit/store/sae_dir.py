@@ -37,7 +37,9 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob(f".{WEIGHTS}.*"):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
-    state = {k: v.detach().float().contiguous().cpu() for k, v in sae.state_dict().items()}
+    # Floats as fp32; integer state (AuxK's token counter) keeps its dtype, exact.
+    state = {k: (v.detach().float() if v.is_floating_point() else v).contiguous().cpu()
+             for k, v in sae.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS}.")
     os.close(fd)
     try:
@@ -60,7 +62,7 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
 
 
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SAE, dict]:
-    """Load one SAE directory; returns the SAE and its config.
+    """Load one SAE directory; returns the SAE, in eval mode, and its config.
 
     Nothing in a (perhaps downloaded) config is trusted before it is checked: sizes must be
     whole numbers and must match the tensors the weight file holds, so a config claiming a huge
@@ -84,7 +86,9 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple
         raise SaeKitError(
             f"{str(path)!r} is corrupt or does not match its config ({first_line(exc)})"
         ) from None
-    return sae.to(device), config
+    # Eval mode: a loaded SAE is for inference (BatchTopK then uses its threshold, and no
+    # training state such as AuxK's counter moves); call .train() to train it further.
+    return sae.to(device).eval(), config
 
 
 def _checked_config(config: Any, where: Path) -> tuple[type[SAE], dict[str, Any]]:

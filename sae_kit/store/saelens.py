@@ -15,6 +15,14 @@ and keeps the k largest, the same codes. Scaling pre-activations by the decoder 
 which k win, so import folds the norms only where SAELens itself ranks the scaled ones
 (``rescale_acts_by_decoder_norm``); otherwise all rows must have one norm (up to the rounding of
 the stored precision) and their mean is folded in as a single factor. Anything else is refused.
+
+SAELens' "jumprelu" SAE computes ``relu(z) * (z > threshold)`` per latent; sae-kit's ``jumprelu``
+is ``z * (z > theta)`` with theta > 0, the same codes. ``batchtopk`` and ``matryoshka`` are saved,
+as SAELens saves its own for inference, as JumpReLU with their threshold theta for every latent.
+Decoder norms fold into a JumpReLU SAE's threshold too (``n z > n theta`` iff ``z > theta``).
+Importing such a file gives a ``jumprelu`` SAE, unless its ``sae_kit`` provenance says it was
+exported from ``batchtopk``/``matryoshka`` and its thresholds are one value: that architecture
+comes back, with its options.
 """
 
 from __future__ import annotations
@@ -35,8 +43,12 @@ from sae_kit.store.tl_names import from_transformer_lens, to_transformer_lens
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
 # sae-kit architecture -> SAELens architecture computing the same function, and back.
-ARCHITECTURES = {"relu": "standard", "topk": "topk"}
-FROM_SAELENS = {v: k for k, v in ARCHITECTURES.items()}
+ARCHITECTURES = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu",
+                 "batchtopk": "jumprelu", "matryoshka": "jumprelu"}
+FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
+ACTIVATIONS = {"standard": "relu", "topk": "topk", "jumprelu": "relu"}
+# Architectures saved as JumpReLU with one threshold for all latents (a scalar buffer).
+ONE_THRESHOLD = ("batchtopk", "matryoshka")
 # TransformerLens must not centre the residual stream: sae-kit SAEs read raw HF activations.
 TL_KWARGS = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False}
 
@@ -58,6 +70,8 @@ def export_saelens(sae_dir: str | Path, out: str | Path) -> Path:
             "W_dec": sae.dict_elements.T.contiguous(),  # decoder normalisation folded in
             "b_dec": sae.b_dec.clone(),
         }
+        if ARCHITECTURES[sae.name] == "jumprelu":  # a per-latent threshold, as SAELens reads it
+            state["threshold"] = sae.threshold.detach().expand(sae.n_dict).clone()
     out = fresh_dir(out)
     save_file({k: v.float().contiguous() for k, v in state.items()}, str(out / WEIGHTS),
               metadata={"format": "pt"})
@@ -104,23 +118,34 @@ def _revision(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def import_saelens(src: str | Path, out: str | Path) -> Path:
-    """Turn an SAELens SAE directory (standard or topk) into an sae-kit SAE directory."""
+    """Turn an SAELens SAE directory (standard, topk or jumprelu) into an sae-kit SAE directory."""
     src = Path(src)
     cfg = read_json(src / CFG)
     flat = {**(cfg.get("metadata") or {}), **cfg}  # SAELens 6 nests model/hook fields
     hook, arch, options = _check_importable(flat, src)
     d_in, d_sae = int(flat["d_in"]), int(flat["d_sae"])
-    state, eps = _read_weights(src / WEIGHTS, d_in, d_sae)
+    kit = cfg.get("sae_kit") or {}
+    state, eps = _read_weights(src / WEIGHTS, d_in, d_sae, arch == "jumprelu")
     if flat.get("apply_b_dec_to_input", True):  # SAELens' pre-6.0 default is True
         # (x - b_dec) @ W_enc + b_enc, folded into the bias
         state["b_enc"] = state["b_enc"] - state["b_dec"] @ state["W_enc"]
     norms = scale = state["W_dec"].norm(dim=1)
-    if arch == "topk" and not flat.get("rescale_acts_by_decoder_norm", False):
+    threshold = state.pop("threshold", None)
+    if arch == "jumprelu":
+        arch, options = _jumprelu_kind(kit, threshold, _one_norm(norms, src, eps))
+    if arch in ("topk", *ONE_THRESHOLD) and not flat.get("rescale_acts_by_decoder_norm", False):
         _check_one_norm(norms, src, eps)
         scale = norms.mean().expand_as(norms)  # one factor for all keeps SAELens' top k exactly
     sae = plugins.load("architectures", arch)(d_in, d_sae, **options)
-    sae.load_state_dict(_fold_norms(state, norms, scale))
-    kit = cfg.get("sae_kit") or {}
+    folded = _fold_norms(state, norms, scale)
+    if threshold is not None:  # n z > n theta iff z > theta; a dead latent keeps its theta
+        theta = torch.where(scale > 0, threshold * scale, threshold)
+        if arch == "jumprelu":
+            folded["log_threshold"] = theta.log()
+        else:
+            folded["threshold"] = theta[0].clone()
+    state_dict = sae.state_dict()
+    sae.load_state_dict({**state_dict, **folded})  # buffers not in the file keep their start
     extra = {
         "model": kit.get("model", flat.get("model_name")), "revision": kit.get("revision"),
         "model_type": kit.get("model_type"), "loss": kit.get("loss"),
@@ -129,6 +154,23 @@ def import_saelens(src: str | Path, out: str | Path) -> Path:
         "imported_from": {"format": "saelens", "path": str(src)},
     }
     return save_sae(sae, hook, fresh_dir(out), extra)
+
+
+def _jumprelu_kind(kit: dict[str, Any], threshold: torch.Tensor, one_norm: bool
+                   ) -> tuple[str, dict[str, Any]]:
+    """The architecture and options sae-kit exported (batchtopk/matryoshka need one threshold
+    and one decoder norm for all latents, as sae-kit wrote them), else jumprelu's defaults."""
+    arch, options = kit.get("architecture"), kit.get("options")
+    one = threshold.min().item() == threshold.max().item() and one_norm
+    if not isinstance(options, dict) or not (arch == "jumprelu" or arch in ONE_THRESHOLD and one):
+        return "jumprelu", {}
+    return arch, {k: v for k, v in options.items() if k in _option_names(arch)}
+
+
+def _option_names(arch: str) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(plugins.load("architectures", arch).Options)}
 
 
 def _fold_norms(state: dict[str, torch.Tensor], norms: torch.Tensor,
@@ -141,6 +183,14 @@ def _fold_norms(state: dict[str, torch.Tensor], norms: torch.Tensor,
                        W_dec / norms.clamp_min(1e-30)[:, None])
     return {"W_enc": (state["W_enc"] * scale).T.contiguous(), "b_enc": state["b_enc"] * scale,
             "W_dec": unit.T.contiguous(), "b_dec": state["b_dec"]}
+
+
+def _one_norm(norms: torch.Tensor, src: Path, eps: float) -> bool:
+    try:
+        _check_one_norm(norms, src, eps)
+    except SaeKitError:
+        return False
+    return True
 
 
 def _check_one_norm(norms: torch.Tensor, src: Path, eps: float) -> None:
@@ -163,9 +213,9 @@ def _check_importable(flat: dict[str, Any], src: Path) -> tuple[HookPoint, str, 
         arch = "topk"
     options: dict[str, Any] = {}
     if arch not in FROM_SAELENS:
-        problems.append(f"architecture {arch!r} (only {' and '.join(map(repr, FROM_SAELENS))} "
+        problems.append(f"architecture {arch!r} (only {', '.join(map(repr, FROM_SAELENS))} "
                         "import)")
-    elif act not in (None, {"standard": "relu", "topk": "topk"}[arch]):
+    elif act not in (None, ACTIVATIONS[arch]):
         problems.append(f"activation {act!r} for architecture {arch!r}")
     if arch == "topk":
         k = flat.get("k", (flat.get("activation_fn_kwargs") or {}).get("k"))
@@ -185,7 +235,8 @@ def _check_importable(flat: dict[str, Any], src: Path) -> tuple[HookPoint, str, 
     return from_transformer_lens(str(flat["hook_name"])), FROM_SAELENS[arch], options
 
 
-def _read_weights(path: Path, d_in: int, d_sae: int) -> tuple[dict[str, torch.Tensor], float]:
+def _read_weights(path: Path, d_in: int, d_sae: int, jumprelu: bool = False
+                  ) -> tuple[dict[str, torch.Tensor], float]:
     """The weights as float32, and the machine epsilon of the precision they were stored in."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -205,10 +256,16 @@ def _read_weights(path: Path, d_in: int, d_sae: int) -> tuple[dict[str, torch.Te
         raise SaeKitError(f"{str(path)!r} has a finetuning scaling factor; sae-kit cannot "
                           "represent it")
     shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if jumprelu:
+        shapes["threshold"] = (d_sae,)
     wrong = [f"{k} {tuple(state[k].shape) if k in state else 'missing'} (want {shape})"
              for k, shape in shapes.items() if k not in state or tuple(state[k].shape) != shape]
     if wrong:
         raise SaeKitError(f"{str(path)!r} does not match its cfg.json: {', '.join(wrong)}")
+    if jumprelu and not (state["threshold"] > 0).all():
+        low = state["threshold"].min().item()
+        raise SaeKitError(f"{str(path)!r} has a JumpReLU threshold of {low:.4g}; sae-kit's "
+                          "jumprelu needs every threshold above 0")
     return state, eps
 
 

@@ -84,13 +84,56 @@ def write_report(data: FeatureData, out: Path) -> Path:
                 chunk = []
     _write_js(out / "data" / "tokens.js", "SAEReport.setTokens", data.tokens)
     summary = {"meta": data.meta, "tokens": data.tokens,
-               "features": [{k: r[k] for k in summary_keys} for r in rows]}
+               "features": [{k: r[k] for k in (*summary_keys, "promotes")} for r in rows]}
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False), encoding="utf-8")
     save_file(tensors(data), str(out / "features.safetensors"), metadata={"format": "pt"})
     for name in ("report.js", "report.css"):
         shutil.copyfile(_HERE / "static" / name, out / name)
+    return _write_index(out, data.meta, rows, _read_explanations(out))
+
+
+def _write_index(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]],
+                 explained: dict[int, dict[str, Any]]) -> Path:
     alive = [r["log10_density"] for r in rows if r["log10_density"] is not None]
     html = _environment().get_template("index.html.j2").render(
-        meta=data.meta, rows=rows, chunk=CHUNK, density_hist=svg_histogram(alive))
+        meta=meta, rows=rows, chunk=CHUNK, density_hist=svg_histogram(alive),
+        explained=explained)
     (out / "index.html").write_text(html, encoding="utf-8")
     return out / "index.html"
+
+
+def _scores(feature: dict[str, Any]) -> dict[str, Any]:
+    """The index's columns for one explained feature (None: unscored)."""
+    def pick(kind: str, key: str) -> float | None:
+        return (feature.get(kind) or {}).get(key)
+
+    return {"explanation": feature.get("explanation") or "",
+            "detection": pick("detection", "balanced_accuracy"),
+            "fuzzing": pick("fuzzing", "balanced_accuracy"),
+            "simulation": pick("simulation", "correlation")}
+
+
+def _read_explanations(out: Path) -> dict[int, dict[str, Any]]:
+    """Index columns from ``explanations.json`` (`sae-kit explain`), where the report has one."""
+    try:
+        data = json.loads((out / "explanations.json").read_text(encoding="utf-8"))
+        return {int(f["index"]): _scores(f) for f in data["features"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def write_explanations(out: Path, explanations: dict[str, Any]) -> Path:
+    """Add `sae-kit explain`'s results to an existing report: data/explanations.js for the
+    panels, and the index rendered again with explanation and score columns."""
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    rows = summary["features"]
+    if rows and "promotes" not in rows[0]:  # a report written before summaries held it
+        tokens = summary["tokens"]
+        with (out / "features.jsonl").open(encoding="utf-8") as lines:
+            for row, line in zip(rows, lines, strict=True):
+                promoted = json.loads(line)["promoted"][:3]
+                row["promotes"] = " ".join(tokens.get(str(i), "?") for i, _ in promoted)
+    _write_js(out / "data" / "explanations.js", "SAEReport.setExplanations",
+              {f["index"]: f for f in explanations["features"]})
+    return _write_index(out, summary["meta"], rows,
+                        {int(f["index"]): _scores(f) for f in explanations["features"]})

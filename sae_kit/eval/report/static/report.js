@@ -4,9 +4,10 @@
 "use strict";
 
 const SAEReport = {
-  chunks: {}, tokens: {}, waiting: {},
+  chunks: {}, tokens: {}, waiting: {}, explanations: {},
   chunkSize: Number(document.body.dataset.chunk),
   setTokens(tokens) { this.tokens = tokens; },
+  setExplanations(explanations) { this.explanations = explanations; },
   addChunk(index, features) {
     this.chunks[index] = features;
     (this.waiting[index] || []).forEach((done) => done());
@@ -86,12 +87,35 @@ function tokenTable(id, caption, pairs) {
   return table;
 }
 
+// `sae-kit explain`'s explanation and scores, with the held-out contexts each scorer judged.
+function explanationSection(e) {
+  const section = el("section", { id: "explanation" }, el("h3", {}, "Explanation"),
+    el("p", { class: "explanation-text" }, e.explanation ?? "(none)"));
+  const line = [];
+  if (e.detection) line.push(`detection balanced accuracy ${fmt(e.detection.balanced_accuracy)} (accuracy ${fmt(e.detection.accuracy)}, ${e.detection.n} contexts)`);
+  if (e.fuzzing) line.push(`fuzzing balanced accuracy ${fmt(e.fuzzing.balanced_accuracy)} (accuracy ${fmt(e.fuzzing.accuracy)}, ${e.fuzzing.n} contexts)`);
+  if (e.simulation) line.push(`simulation correlation ${e.simulation.correlation === null ? "undefined" : fmt(e.simulation.correlation)} (${e.simulation.n_tokens} tokens)`);
+  section.append(el("p", { class: "scores" }, line.join("; ") || "not scored"));
+  Object.entries(e.unscored || {}).forEach(([k, why]) => section.append(el("p", { class: "unscored" }, `${k}: not scored (${why})`)));
+  ["detection", "fuzzing"].forEach((kind) => {
+    if (!e[kind]) return;
+    const table = el("table", { class: `scored ${kind}` }, el("caption", {}, `${kind}: held-out contexts`),
+      el("tr", {}, el("th", {}, "context"), el("th", {}, "truth"), el("th", {}, "answer")));
+    e[kind].contexts.forEach((c) => table.append(el("tr", { class: c.truth === c.predicted ? "right" : "wrong" },
+      el("td", { class: "tok" }, c.text), el("td", {}, String(c.truth)), el("td", {}, String(c.predicted)))));
+    section.append(table);
+  });
+  return section;
+}
+
 function renderFeature(f) {
   const body = document.getElementById("feature-body");
   body.replaceChildren(el("h2", {}, `Feature ${f.index}`),
     el("p", { class: "stats" }, f.dead ? "dead: never fired on these tokens" :
       `density ${fmt(f.density)} (log10 ${fmt(f.log10_density)}), mean ${fmt(f.mean)}, max ${fmt(f.max)}`));
   if (f.dead) return;
+  const explained = SAEReport.explanations[f.index];
+  if (explained) body.append(explanationSection(explained));
   const max = f.max || 1, centre = SAEReport.before;
   const top = el("section", { id: "top-contexts" }, el("h3", {}, "Top activations"));
   f.top.forEach((ctx) => top.append(contextRow(ctx, max, centre)));
