@@ -75,7 +75,8 @@ def export_saelens(sae_dir: str | Path, out: str | Path) -> Path:
     out = fresh_dir(out)
     save_file({k: v.float().contiguous() for k, v in state.items()}, str(out / WEIGHTS),
               metadata={"format": "pt"})
-    write_json_atomic(out / CFG, {**_cfg(config, hook, hook_name), **_arch_cfg(sae.name, sae.options())})
+    write_json_atomic(out / CFG, {**_cfg(config, hook, hook_name),
+                                  **_arch_cfg(sae.name, sae.options())})
     return out
 
 

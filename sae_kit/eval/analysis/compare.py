@@ -18,8 +18,8 @@ import torch
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.collect import (
     TextChoice,
+    activation_batches,
     choose_texts,
-    residual_batches,
     window_batches,
 )
 from sae_kit.eval.analysis.directions import initial_decoder
@@ -75,7 +75,7 @@ def activation_pass(sources: Sequence[AnalysisSource], loaded: LoadedModel, choi
                              first.context, n_tokens, batch_size)
     n = 0
     with torch.no_grad():
-        for _, acts in residual_batches(loaded, [position], batches, device):
+        for _, acts in activation_batches(loaded, [position], batches, device):
             x = acts[position]
             n += x.shape[0] * x.shape[1]
             for i, source in enumerate(sources):

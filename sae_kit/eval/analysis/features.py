@@ -19,8 +19,8 @@ import torch
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.collect import (
     TextChoice,
+    activation_batches,
     choose_texts,
-    residual_batches,
     window_batches,
 )
 from sae_kit.eval.analysis.directions import nearest_features, output_token_effects
@@ -81,7 +81,7 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
     position = source.hook_point.site
     started = time.perf_counter()
     with torch.no_grad():
-        for input_ids, acts in residual_batches(loaded, [position], batches, device):
+        for input_ids, acts in activation_batches(loaded, [position], batches, device):
             codes = sae.encode(acts[position].to(sae.W_enc.dtype)).cpu()
             entries = Entries.of(codes)  # once per batch, shared by the accumulators
             stats.add(codes, entries)
