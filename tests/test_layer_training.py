@@ -14,6 +14,7 @@ from sae_kit.train import checkpoint
 from sae_kit.train.config import TrainConfig
 from sae_kit.train.group import build_group
 from sae_kit.train.loop import build_run, fit
+from tests.helpers import FAST
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -92,3 +93,32 @@ def test_e2e_ds_with_saes_at_two_kinds_of_hook_point_groups_as_alone(tiny_gpt2, 
         lone = load_file(str(tmp_path / "alone" / hp / "sae.safetensors"))
         shared = load_file(str(tmp_path / "m1" / hp / "sae.safetensors"))
         assert all(torch.equal(shared[k], lone[k]) for k in lone)
+
+
+EVAL = ["--n-tokens", "128", "--batch-size", "2", "--alive-tokens", "256", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("loss", ["local", "e2e"])
+def test_an_sae_at_a_module_path_trains_evaluates_and_reports(tiny_gpt2, tmp_path, loss):
+    """The MLP's hidden layer (c_fc's output, width 4 x 32) under local and e2e: the SAE takes
+    the module's width, and eval and features read the same place."""
+    path, out = "transformer.h.1.mlp.c_fc", tmp_path / loss
+    _train("--model", str(tiny_gpt2), "--out", str(out), "--loss", loss, "--hook-point", path,
+           *FAST)
+    saved = json.loads((out / path / "config.json").read_text())
+    assert (saved["hook_point"], saved["d_in"], saved["n_dict"]) == (path, 128, 128)
+    result = CliRunner().invoke(app, ["eval", str(out), *EVAL])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "eval.json").read_text())["saes"][path]
+    assert metrics["mse"] > 0 and metrics["kl"] > 0 and 0 < metrics["l0"] <= 128
+    # Downstream MSE is read on the residual stream from layer 1's output on.
+    assert {"downstream_mse/blocks.1.hook_resid_post",
+            "downstream_mse/blocks.2.hook_resid_post"} <= set(metrics)
+    report = tmp_path / f"report-{loss}"
+    result = CliRunner().invoke(app, ["features", str(out), "--tokens", "128", "--out",
+                                      str(report), "--device", "cpu", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((report / "summary.json").read_text())
+    assert (summary["meta"]["hook_point"], summary["meta"]["d_in"]) == (path, 128)
+    assert summary["meta"]["n_tokens"] == 128 and len(summary["features"]) == 128
+    assert all(f["promotes"] == "" for f in summary["features"])  # no direction in d_model

@@ -38,8 +38,12 @@ def output_token_effects(directions: torch.Tensor, unembed: nn.Module, norm: nn.
     """Each element's k most promoted and k most suppressed output tokens, with logit values.
 
     Returns ``top_ids``/``top_values`` and ``bottom_ids``/``bottom_values``, each (n, k), the
-    bottom ones most negative first.
+    bottom ones most negative first; k = 0 gives (n, 0) tensors without touching the model.
     """
+    if k == 0:
+        empty = torch.zeros(directions.shape[1], 0)
+        return {"top_ids": empty.long(), "top_values": empty, "bottom_ids": empty.long(),
+                "bottom_values": empty}
     folded = through_final_norm(unit_columns(directions), norm)
     param = next(unembed.parameters())
     zero = unembed(torch.zeros(1, folded.shape[0], dtype=param.dtype, device=param.device))

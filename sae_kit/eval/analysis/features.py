@@ -89,8 +89,11 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
             sample.add(codes, input_ids, entries)
             if on_batch:
                 on_batch(stats.n_tokens)
+        # A direction reads through the unembedding only where it lives in d_model (the
+        # residual, attention and MLP outputs); a module path of another width has none.
+        k = s.n_logits if sae.d_in == loaded.d_model else 0
         effects = output_token_effects(sae.W_dec, loaded.adapter.unembed(loaded.model),
-                                       loaded.adapter.final_norm(loaded.model), s.n_logits)
+                                       loaded.adapter.final_norm(loaded.model), k)
         neighbours = nearest_features(sae.W_dec, s.n_neighbours)
     ids = torch.cat([top.best.tokens.flatten(), sample.best.tokens.flatten(),
                      effects["top_ids"].flatten(), effects["bottom_ids"].flatten()])
