@@ -30,6 +30,20 @@ HUB_TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"
 AUXK_OFF = {"auxk": False, "auxk_k": 512, "auxk_coeff": 1 / 32, "dead_tokens": 10_000_000}
 """The AuxK options every TopK-family SAE records: off, with Gao et al. 2024's defaults."""
 
+def identity_sae(d_in: int, n_dict: int) -> Any:
+    """A ReLU SAE whose output is its input exactly (its codes are the ReLU SAE's, so a
+    sparsity term is defined): splicing it must leave the model's outputs unchanged."""
+    from sae_kit.architectures.relu import ReluSAE
+
+    class IdentitySAE(ReluSAE):
+        def forward(self, x, *args, **kwargs):
+            out = super().forward(x, *args, **kwargs)
+            out.output = x
+            return out
+
+    return IdentitySAE(d_in, n_dict)
+
+
 SAE_D_IN, SAE_N_DICT = 8, 24
 """Sizes of the SAE that make_sae_dir writes."""
 

@@ -13,6 +13,7 @@ from sae_kit.architectures.relu import ReluSAE
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import load_model
 from sae_kit.model.splice import ModelRunner, Splice
+from tests.helpers import identity_sae
 
 pytestmark = pytest.mark.slow  # builds a tiny model of every family
 
@@ -25,15 +26,6 @@ ADAPTERS = {
     "bloom": "generic (layers: transformer.h, unembedding: lm_head)",
 }
 POSITIONS = [0, 1, 2, 3]  # resid_pre of layers 0-2 and resid_post of the last layer
-
-
-class IdentitySAE(ReluSAE):
-    """x-hat = x exactly (the codes are the ReLU SAE's, so a sparsity term is defined)."""
-
-    def forward(self, x):
-        out = super().forward(x)
-        out.output = x
-        return out
 
 
 def _hook_point(position: int, n_layers: int) -> HookPoint:
@@ -73,7 +65,7 @@ def test_the_expected_adapter_runs_each_family(family, loaded):
 @pytest.mark.parametrize("position", POSITIONS)
 def test_identity_sae_leaves_logits_unchanged(loaded, ids, reference, position):
     hp = _hook_point(position, loaded.n_layers)
-    splice = Splice(loaded.model, loaded.adapter, {hp: IdentitySAE(32, 8)})
+    splice = Splice(loaded.model, loaded.adapter, {hp: identity_sae(32, 8)})
     with torch.no_grad():
         spliced = splice.spliced(ids)
         logits = splice.logits(spliced.run.final_hidden)

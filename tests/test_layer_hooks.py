@@ -15,7 +15,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import load_model
 from sae_kit.model.splice import ModelRunner, Splice
-from tests.test_adapters import IdentitySAE
+from tests.helpers import identity_sae
 
 pytestmark = pytest.mark.slow  # builds a tiny model of several families
 
@@ -93,7 +93,7 @@ def test_a_module_path_reads_that_modules_output(loaded, ids):
 @pytest.mark.parametrize("kind", KINDS)
 def test_identity_sae_inside_a_layer_leaves_logits_unchanged(loaded, ids, reference, kind):
     hp = HookPoint(LAYER, kind)
-    splice = Splice(loaded.model, loaded.adapter, {hp: IdentitySAE(32, 8)})
+    splice = Splice(loaded.model, loaded.adapter, {hp: identity_sae(32, 8)})
     with torch.no_grad():
         spliced = splice.spliced(ids, clean=splice.clean(ids, capture=[splice.first_position]))
         logits = splice.logits(spliced.run.final_hidden)
