@@ -11,7 +11,6 @@ import torch
 
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.model.loading import load_model
 from sae_kit.model.splice import ModelRunner, Splice
 from tests.helpers import identity_sae
 
@@ -37,23 +36,6 @@ def _hook_point(position: int, n_layers: int) -> HookPoint:
 @pytest.fixture(scope="module", params=list(ADAPTERS))
 def family(request):
     return request.param
-
-
-@pytest.fixture(scope="module")
-def loaded(family, tiny_model_dir):
-    return load_model(str(tiny_model_dir(family)))
-
-
-@pytest.fixture(scope="module")
-def ids():
-    torch.manual_seed(1)
-    return torch.randint(0, 512, (2, 16))
-
-
-@pytest.fixture(scope="module")
-def reference(loaded, ids):
-    with torch.no_grad():
-        return loaded.model(ids, output_hidden_states=True)
 
 
 def test_the_expected_adapter_runs_each_family(family, loaded):

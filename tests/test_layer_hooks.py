@@ -31,23 +31,6 @@ def family(request):
     return request.param
 
 
-@pytest.fixture(scope="module")
-def loaded(family, tiny_model_dir):
-    return load_model(str(tiny_model_dir(family)))
-
-
-@pytest.fixture(scope="module")
-def ids():
-    torch.manual_seed(1)
-    return torch.randint(0, 512, (2, 16))
-
-
-@pytest.fixture(scope="module")
-def reference(loaded, ids):
-    with torch.no_grad():
-        return loaded.model(ids, output_hidden_states=True)
-
-
 def _capture(loaded, ids, hook_points):
     run = ModelRunner(loaded.model, loaded.adapter).run(
         ids, capture=[hp.site for hp in hook_points], final_hidden=False)
