@@ -36,7 +36,7 @@ LAMBDAS = [0.5, 1.0, 2.0, 4.0, 8.0]
 
 
 def _configs(args: argparse.Namespace, lambdas: list[float], out: Path) -> list:
-    from sae_kit.train.config import TrainConfig
+    from sae_kit.record.config import TrainConfig
 
     return [TrainConfig(loss=args.loss, sparsity_coeff=lam, device=args.device,
                         dict_ratio=args.dict_ratio, n_samples=args.steps * 8, log_every=1000,
@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        from sae_kit.cli import malloc
+        from sae_kit.train import malloc
 
         malloc.configure()  # as the sae-kit command does, before torch allocates
         print(json.dumps(measure(args, [float(x) for x in args.child.split(",")])))

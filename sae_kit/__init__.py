@@ -13,9 +13,10 @@ __all__ = ["TrainConfig", "load_sae", "train"]
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `import sae_kit` stays light: `train` (sae_kit.train.api.train, through the
-    # callable sae_kit.train package) and TrainConfig import only their own modules.
+    # callable sae_kit.train package) and TrainConfig (sae_kit.record) import only their own
+    # modules.
     if name == "TrainConfig":
-        from sae_kit.train.config import TrainConfig
+        from sae_kit.record.config import TrainConfig
 
         return TrainConfig
     if name == "train":

@@ -25,8 +25,8 @@ from safetensors.torch import load_file
 
 from sae_kit.eval.analysis.compare import compare_sources
 from sae_kit.eval.analysis.geometry import permutation_test
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.sae_dir import CONFIG
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import train
 
 HOOK_POINT = "blocks.2.hook_resid_pre"

@@ -24,10 +24,10 @@ from typing import Any
 
 from sae_kit.eval.evaluation import evaluate_run
 from sae_kit.eval.pareto import plot_pareto
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.report import table
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import train
 
 # Chosen so the two losses' L0 ranges overlap (e2e needs a larger lambda for the same L0,

@@ -32,3 +32,27 @@ def test_the_sparse_kernels_density_check_counts_negative_codes():
     assert is_sparse_enough(values, 0.03)
     values[3] = -1.0
     assert not is_sparse_enough(values, 0.03)
+
+
+def test_stats_from_the_kernels_list_equal_the_scan_of_every_code(monkeypatch):
+    """An SAE whose sparse kernels listed its non-zero codes: the statistics read the list
+    instead of scanning, with the same L0 and alive figures over several micro-batches."""
+    from sae_kit.architectures import sparse
+    from sae_kit.architectures.topk import TopKSAE
+
+    monkeypatch.setitem(sparse.MAX_DENSITY, "cpu", 1.0)
+    torch.manual_seed(0)
+    sae = TopKSAE(8, 64, k=3)
+    listed, scanned = StepStats(), StepStats()
+    for seed in range(3):
+        x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(seed))
+        out = sae(x)
+        assert out.active is not None
+        hp = HookPoint(1)
+        listed.add(LossResult(loss=torch.tensor(0.0), codes={hp: out.codes},
+                              active={hp: out.active}), n_tokens=10)
+        scanned.add(LossResult(loss=torch.tensor(0.0), codes={hp: out.codes}), n_tokens=10)
+    got, want = listed.record(), scanned.record()
+    got.pop("tokens_per_s"), want.pop("tokens_per_s")
+    assert got == want
+    assert 0 < want["alive/blocks.1.hook_resid_pre"] < 64

@@ -113,8 +113,8 @@ def test_output_token_effects_fold_the_final_layer_norm():
 
 
 def test_initial_decoder_is_the_one_training_starts_from():
+    from sae_kit.record.config import TrainConfig
     from sae_kit.train.build import build_saes
-    from sae_kit.train.config import TrainConfig
 
     config = TrainConfig(loss="local", hook_points=["blocks.1.hook_resid_pre",
                                                     "blocks.2.hook_resid_pre"], seed=7)
@@ -123,7 +123,7 @@ def test_initial_decoder_is_the_one_training_starts_from():
                       device=torch.device("cpu"))
     state = torch.random.get_rng_state()
     for hp, sae in saes.items():
-        rebuilt = initial_decoder({"d_in": 16, "n_dict": 48}, config.to_dict(), hp)
+        rebuilt = initial_decoder({"d_in": 16, "n_dict": 48}, config, hp)
         assert torch.equal(rebuilt, sae.W_dec.detach())
     assert torch.equal(torch.random.get_rng_state(), state)  # and the global RNG is untouched
     assert initial_decoder({"d_in": 16, "n_dict": 48}, None, HookPoint(1)) is None

@@ -189,7 +189,7 @@ def test_the_cache_keeps_nothing_over_its_budget():
 
 
 def test_a_group_computes_the_clean_distribution_once_per_batch(tmp_path):
-    from sae_kit.train.config import TrainConfig
+    from sae_kit.record.config import TrainConfig
     from sae_kit.train.group import build_group
     from sae_kit.train.loop import train_step
     from sae_kit.train.stats import StepStats

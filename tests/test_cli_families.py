@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.sae_dir import load_sae
-from sae_kit.train.config import TrainConfig
 from tests.helpers import AUXK_OFF, FAST
 
 pytestmark = pytest.mark.slow  # trains every model family through the CLI

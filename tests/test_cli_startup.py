@@ -59,3 +59,36 @@ def test_main_keeps_large_freed_buffers_in_the_heap():
 def test_the_user_can_keep_glibcs_defaults_or_choose_huge_pages():
     assert _probe(SAE_KIT_MALLOC="system") == ["True", "1"]  # mmapped, huge pages as before
     assert _probe(THP_MEM_ALLOC_ENABLE="0") == ["True", "0"]  # the user's choice is kept
+
+
+# The Python API sets the allocator up when it trains: a tiny run, then the same probe.
+_API_PROBE = """
+import ctypes, sys
+import torch
+from sae_kit import TrainConfig, train
+train(TrainConfig(model=sys.argv[1], dataset="pydoc", hook_points=["blocks.1.hook_resid_pre"],
+                  n_samples=4, batch_size=2, grad_accum=1,
+                  context=16, output_dir=sys.argv[2], device="cpu"))
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in "arena ordblks smblks hblks hblkhd "
+                "usmblks fsmblks uordblks fordblks keepcost".split()]
+mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+mallinfo2.restype = Info
+x = torch.ones(2**24)
+print(mallinfo2().hblkhd >= x.numel() * 4)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator: Linux")
+@pytest.mark.parametrize("env, mmapped", [({}, "False"), ({"SAE_KIT_MALLOC": "system"}, "True")])
+def test_the_python_api_reuses_freed_buffers_as_the_command_does(tiny_gpt2, tmp_path, env,
+                                                                 mmapped):
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("SAE_KIT_MALLOC", "THP_MEM_ALLOC_ENABLE")}
+    done = subprocess.run([sys.executable, "-c", _API_PROBE, str(tiny_gpt2), str(tmp_path / "r")],
+                          capture_output=True, text=True, env={**clean, **env})
+    if "mallinfo2" in done.stderr:
+        pytest.skip("needs glibc >= 2.33 (mallinfo2) to look at the allocator")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == mmapped

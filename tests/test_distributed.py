@@ -16,9 +16,9 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from sae_kit.errors import SaeKitError
+from sae_kit.record.config import TrainConfig
 from sae_kit.train import distributed
 from sae_kit.train.build import build_run
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
 from tests.helpers import FIRST_PARTY
 

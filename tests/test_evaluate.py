@@ -13,6 +13,7 @@ from sae_kit.eval.evaluation import evaluate_run
 from sae_kit.eval.metrics import explained_variance, explained_variance_e2e_sae, mse
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.store.sae_dir import read_json, save_sae, write_json_atomic
+from tests.helpers import write_run_record
 
 CONTEXT = 32
 N_TOKENS = 5 * CONTEXT
@@ -37,10 +38,9 @@ def write_run(model_dir: Path, run_dir: Path, saes: dict[str, ReluSAE]) -> Path:
     extra = {"model": str(model_dir), "loss": "e2e"}
     for name, sae in saes.items():
         save_sae(sae, HookPoint.parse(name), run_dir / name, extra)
-    config = {"model": str(model_dir), "dataset": "pydoc", "split": "train", "eval_split": None,
-              "text_column": "text", "loss": "e2e", "sparsity_coeff": 1.0,
-              "resolved": {"context": CONTEXT}}
-    write_json_atomic(run_dir / "config.json", config)
+    sae = next(iter(saes.values()))
+    write_run_record(run_dir, CONTEXT, sae.d_in, sae.n_dict, model=str(model_dir),
+                     dataset="pydoc", sparsity_coeff=1.0, hook_points=list(saes))
     return run_dir
 
 

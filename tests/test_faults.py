@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.errors import SaeKitError
+from sae_kit.record.config import TrainConfig
 from sae_kit.train import checkpoint
 from sae_kit.train.build import build_run
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
 from tests.helpers import SAE_AT_1, SAVE_EVERY_STEP, cli_train
 

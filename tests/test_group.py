@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sae_kit.errors import SaeKitError
-from sae_kit.train.config import TrainConfig
+from sae_kit.record.config import TrainConfig
 from sae_kit.train.group import build_group, is_group, member_dirs
 from sae_kit.train.loop import build_run, fit
 

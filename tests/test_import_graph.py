@@ -116,6 +116,8 @@ def test_the_rules_are_stated():
     assert "eval" in _never("store") and "eval" in _never("train")
     assert {"train", "eval", "store", "cli"} <= _never("losses")
     assert {"model", "losses", "train", "eval", "store", "cli"} <= _never("architectures")
+    # What issue 19 added: the run record sits below everything that reads a run.
+    assert {"model", "train", "eval", "store", "sweep", "cli"} <= _never("record")
 
 
 def test_kernel_modules_import_no_package_at_module_level():

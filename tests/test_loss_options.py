@@ -1,5 +1,6 @@
 """Loss options: typed in config.json like architecture options, and old-style losses still work."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,9 +8,9 @@ import pytest
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult
 from sae_kit.losses.e2e_ds import E2EDownstreamLoss
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.train.build import build_run
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
 from sae_kit.train.resume import resume
 
@@ -90,7 +91,8 @@ def test_a_run_saved_with_plain_string_options_still_resumes(tiny_gpt2, tmp_path
     config = TrainConfig(model=str(tiny_gpt2), dataset="pydoc", output_dir=str(out), loss="e2e+ds",
                          save_every=1, **{**FAST, "n_samples": 8})
     run = build_run(config)
-    run.resolved["total_steps"] = 1  # stop after one step: a checkpoint to resume from
+    # stop after one step: a checkpoint to resume from
+    run.resolved = dataclasses.replace(run.resolved, total_steps=1)
     fit(run)
     saved = json.loads((out / "config.json").read_text())
     saved["loss_options"] = {"ds_coeff": "2.5"}  # what earlier releases wrote

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.store.model_card import render_card
-from tests.helpers import make_sae_dir
+from tests.helpers import make_sae_dir, write_run_record
 
 SAE = {"architecture": "relu", "d_in": 8, "n_dict": 24, "hook_point": "blocks.1.hook_resid_pre",
        "loss": "e2e+ds", "sparsity_coeff": 2.5, "tokens_trained": 409_600_000}
@@ -58,7 +58,7 @@ def test_evaluation_table_has_a_column_per_sae():
 def test_malformed_eval_json_is_one_clear_line(tmp_path):
     run = tmp_path / "run"
     make_sae_dir(run)
-    (run / "config.json").write_text(json.dumps({"model": "gpt2", "loss": "e2e"}))
+    write_run_record(run)
     (run / "eval.json").write_text(json.dumps({"saes": {"blocks.1.hook_resid_pre": "good"}}))
     result = CliRunner().invoke(app, ["push", str(run), "alice/x", "--dry-run"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from sae_kit.architectures import SAE, sparse
+from sae_kit.architectures.batchtopk import BatchTopKSAE
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 
@@ -216,3 +217,38 @@ def test_training_through_the_cli_ends_at_the_same_weights(tiny_gpt2, tmp_path, 
     for key, sparse_value in weights[1.0].items():
         torch.testing.assert_close(sparse_value, weights[0.0][key], rtol=1e-4, atol=1e-5,
                                    msg=str(key))
+
+
+@pytest.mark.parametrize("cls,options", [(TopKSAE, {"k": 5}), (BatchTopKSAE, {"k": 5})])
+def test_listed_positions_give_the_scan_s_active_codes_exactly(kernels, cls, options):
+    """A TopK selection lists where its codes may be set; the kernels then skip the scan of
+    every code. Same (rows, cols, values), same output and gradients, bit for bit — also when
+    fewer than k pre-activations are positive, so some listed codes are zero."""
+    kernels(1.0)
+    listed, scanned = make(cls, **options), make(cls, **options)
+    with torch.no_grad():
+        for sae in (listed, scanned):
+            sae.b_enc[: N_DICT - 3].fill_(-1e3)  # at most 3 codes on per token: fewer than k
+    scanned.select = lambda pre: type(scanned).select(scanned, pre).codes  # bare codes
+    x, upstream = inputs()
+    flat = x.reshape(-1, D_IN)
+    got, want = listed._encode_gated(flat), scanned._encode_gated(flat)
+    assert isinstance(listed.select(flat @ listed.W_enc.T), sparse.KeptCodes)
+    assert got.active is not None and want.active is not None
+    for a, b in zip(got.active, want.active, strict=True):
+        assert torch.equal(a, b)
+    assert got.active[2].numel() < options["k"] * flat.shape[0]  # zeros were dropped
+    out_l, out_s = train_step(listed, x, upstream), train_step(scanned, x, upstream)
+    assert torch.equal(out_l.output, out_s.output)
+    for name, p in listed.named_parameters():
+        q = dict(scanned.named_parameters())[name]
+        assert (p.grad is None and q.grad is None) or torch.equal(p.grad, q.grad), name
+
+
+def test_listed_positions_too_dense_for_the_kernels_fall_back_to_dense(kernels):
+    sae = make(TopKSAE, k=5)
+    x, _ = inputs()
+    kernels(4.0 / N_DICT)  # below k / n_dict: TopK's codes are too dense
+    assert sae._encode_gated(x.reshape(-1, D_IN)).active is None
+    kernels(0.0)  # off (CUDA, compiled)
+    assert sae._encode_gated(x.reshape(-1, D_IN)).active is None

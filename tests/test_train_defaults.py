@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from sae_kit.errors import SaeKitError
+from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.train.build import build_run
-from sae_kit.train.config import MODEL_DEFAULTS, TrainConfig
 
 
 @pytest.mark.parametrize("builtin", [True, False])
@@ -17,7 +17,7 @@ def test_unset_settings_follow_the_model(builtin, tiny_gpt2, tmp_path):
                                 device="cpu", context=32, dict_ratio=1))
     expected = (2e-3, 1, MODEL_DEFAULTS["n_samples"].builtin) if builtin else (
         5e-4, 2, MODEL_DEFAULTS["n_samples"].paper)
-    assert (run.config.lr, run.config.grad_accum, run.resolved["n_samples"]) == expected
+    assert (run.config.lr, run.config.grad_accum, run.resolved.n_samples) == expected
     assert run.optimizer.param_groups[0]["initial_lr"] == expected[0]
     assert run.config.to_dict()["lr"] == expected[0]  # what config.json records
 

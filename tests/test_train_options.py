@@ -8,7 +8,7 @@ from typer.main import get_command
 
 from sae_kit.cli import app
 from sae_kit.cli.train_options import SHAPED, config_from_options
-from sae_kit.train.config import MODEL_DEFAULTS, TrainConfig, field_help
+from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig, field_help
 
 
 def _train_command() -> click.Command:

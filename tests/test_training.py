@@ -5,8 +5,8 @@ import math
 
 import torch
 
+from sae_kit.record.config import TrainConfig
 from sae_kit.train.build import build_run
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.loop import fit
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from sae_kit.architectures.codes import active
+from sae_kit.architectures.codes import fired_and_count
 from sae_kit.architectures.decoder import inverse_column_norms
 from sae_kit.architectures.sparse import decode_active
 from sae_kit.errors import SaeKitError
@@ -64,7 +64,7 @@ class AuxK:
             return
         flat = x.reshape(-1, self.d_in)
         with torch.no_grad():
-            fired = active(out.codes.detach()).reshape(-1, self.n_dict).any(0)
+            fired = fired_and_count(out.codes, out.active)[0]
             dead = self.tokens_since_fired >= self.opts.dead_tokens
             self.tokens_since_fired.add_(flat.shape[0]).masked_fill_(fired, 0)
         out.logs["dead_fraction"] = dead.float().mean()

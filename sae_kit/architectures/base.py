@@ -50,6 +50,7 @@ from torch import nn
 from sae_kit.architectures.decoder import inverse_column_norms, normalised_decode, unit_columns
 from sae_kit.architectures.sparse import (
     GatedCodes,
+    KeptCodes,
     decode_active,
     gated_encode,
     sparse_max_density,
@@ -88,6 +89,9 @@ class SAEOutput:
     total in training mode (AuxK, Matryoshka's prefixes), by name."""
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
     """Values logged in metrics.jsonl but not minimised (AuxK's dead fraction), by name."""
+    active: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    """(rows, cols, values) of the non-zero codes of the flattened codes, by row, when the
+    sparse kernels listed them (None otherwise): statistics read them instead of scanning."""
 
 
 class SAE(nn.Module):
@@ -146,10 +150,12 @@ class SAE(nn.Module):
     def is_gated(self) -> bool:
         return type(self).select is not SAE.select
 
-    def select(self, pre: torch.Tensor) -> torch.Tensor:
+    def select(self, pre: torch.Tensor) -> torch.Tensor | KeptCodes:
         """Gated architectures: codes from the pre-activations, each equal to its own or zero.
 
-        Runs without autograd on a fresh tensor, which it may change in place.
+        Runs without autograd on a fresh tensor, which it may change in place. A selection that
+        knows where its codes may be non-zero (TopK) returns them as :class:`KeptCodes`, which
+        spares the sparse kernels a scan of every code.
         """
         raise NotImplementedError
 
@@ -192,7 +198,7 @@ class SAE(nn.Module):
         if gated.active is None:
             return SAEOutput(output=self.decode(codes), codes=codes)
         output = self._decode_active(gated.active, gated.codes.shape[0])
-        return SAEOutput(output=output.reshape(shape), codes=codes)
+        return SAEOutput(output=output.reshape(shape), codes=codes, active=gated.active)
 
     def add_training_terms(self, x: torch.Tensor, out: SAEOutput) -> None:
         """In training mode only: fill ``out.aux``/``out.logs`` and update training state

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from sae_kit.architectures.sparse import KeptCodes
 from sae_kit.architectures.topk import TopKOptions, TopKSAE
 from sae_kit.errors import SaeKitError
 
@@ -55,7 +56,7 @@ class BatchTopKSAE(TopKSAE):
         super().__init__(d_in, n_dict, **options)
         self.register_buffer("threshold", torch.zeros(()))  # 0: not estimated yet
 
-    def select(self, pre: torch.Tensor) -> torch.Tensor:
+    def select(self, pre: torch.Tensor) -> torch.Tensor | KeptCodes:
         pre = pre.relu_()
         if not self.training and self.opts.inference == "threshold":
             return pre.masked_fill_(pre <= self.threshold, 0.0)
@@ -63,7 +64,8 @@ class BatchTopKSAE(TopKSAE):
         top = flat.topk(min(self.opts.k * pre.shape[0], flat.numel()), sorted=False)
         if self.training:
             self._update_threshold(top.values)
-        return torch.zeros_like(flat).scatter_(0, top.indices, top.values).reshape(pre.shape)
+        codes = torch.zeros_like(flat).scatter_(0, top.indices, top.values).reshape(pre.shape)
+        return KeptCodes(codes, top.indices)
 
     def _update_threshold(self, kept: torch.Tensor) -> None:
         positive = kept[kept > 0]

@@ -33,3 +33,19 @@ def mean_per_token(mask: torch.Tensor) -> float:
 def count_active(codes: torch.Tensor) -> int:
     """How many codes are active (same rule as :func:`active`)."""
     return count_true(active(codes))
+
+
+def fired_and_count(codes: torch.Tensor, listed: tuple[torch.Tensor, ...] | None = None
+                    ) -> tuple[torch.Tensor, int]:
+    """Which latents fired on any token ([n_dict] mask) and how many codes are active.
+
+    ``listed`` is the sparse kernels' (rows, cols, values) of the non-zero codes
+    (``SAEOutput.active``) when there is one: the same figures without a pass over every code.
+    """
+    n_dict = codes.shape[-1]
+    if listed is None:
+        mask = active(codes.detach()).reshape(-1, n_dict)
+        return mask.any(0), count_true(mask)
+    cols = listed[1]
+    fired = torch.zeros(n_dict, dtype=torch.bool, device=codes.device)
+    return fired.index_fill_(0, cols, True), cols.numel()

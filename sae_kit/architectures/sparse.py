@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -50,13 +51,46 @@ def is_sparse_enough(values: torch.Tensor, max_density: float) -> bool:
 
 
 def _mask_is_sparse(mask: torch.Tensor, max_density: float) -> bool:
-    return max_density > 0.0 and count_true(mask) <= max_density * mask.numel()
+    return _few_enough(count_true(mask), mask.numel(), max_density)
+
+
+def _few_enough(n_active: int, n_codes: int, max_density: float) -> bool:
+    return max_density > 0.0 and n_active <= max_density * n_codes
 
 
 def _bag_offsets(sorted_keys: torch.Tensor, n_bags: int) -> torch.Tensor:
     """Start of each bag in a list sorted by bag: CSR row pointers without the last one."""
     counts = torch.bincount(sorted_keys, minlength=n_bags)
     return torch.cumsum(counts, 0) - counts
+
+
+class KeptCodes(NamedTuple):
+    """What a ``select`` may return instead of bare codes: the codes and where they may be set.
+
+    ``positions`` are flat indices into ``codes`` (row-major, any order, no repeats) that
+    include every non-zero code; zeros among them are dropped. A TopK selection knows them
+    already, so the kernels need not scan the whole ``[tokens, n_dict]`` tensor to find them.
+    """
+
+    codes: torch.Tensor
+    positions: torch.Tensor
+
+
+def _listed_active(kept: KeptCodes, max_density: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(rows, cols, values) of the non-zero codes among the listed positions, in the order
+    ``nonzero`` gives (by row, then column), or None when they are too many for the kernels."""
+    codes, positions = kept
+    if max_density <= 0.0:
+        return None
+    flat = positions.reshape(-1).sort().values
+    values = codes.reshape(-1).index_select(0, flat)
+    keep = active(values)
+    if not _few_enough(count_true(keep), codes.numel(), max_density):
+        return None
+    flat, values = flat[keep], values[keep]
+    n_cols = codes.shape[1]
+    return flat // n_cols, flat % n_cols, values
 
 
 @dataclass
@@ -75,14 +109,25 @@ class _GatedEncoder(torch.autograd.Function):
     def forward(ctx, x, weight, bias, select, max_density):
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not zeros
         with torch.no_grad():
-            codes = select(torch.addmm(bias, x, weight.T))
+            selected = select(torch.addmm(bias, x, weight.T))
+        listed = None
+        if isinstance(selected, KeptCodes):
+            codes = selected.codes
+            listed = _listed_active(selected, max_density)
+            ctx.sparse = listed is not None
+        else:
+            codes = selected
+        if listed is None:
             gate = active(codes)  # one mask for the density check and the dense backward
-        ctx.sparse = _mask_is_sparse(gate, max_density)
+            ctx.sparse = _mask_is_sparse(gate, max_density)
         if not ctx.sparse:
             ctx.save_for_backward(x, weight, gate)
             return codes, None, None, None
-        rows, cols = gate.nonzero(as_tuple=True)
-        values = codes.reshape(-1).index_select(0, rows * codes.shape[1] + cols)
+        if listed is not None:
+            rows, cols, values = listed
+        else:
+            rows, cols = gate.nonzero(as_tuple=True)
+            values = codes.reshape(-1).index_select(0, rows * codes.shape[1] + cols)
         ctx.save_for_backward(x, weight, rows, cols)
         ctx.mark_non_differentiable(rows, cols)
         return codes, rows, cols, values
@@ -127,7 +172,8 @@ def gated_encode(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     """codes = select(x @ weight.T + bias) for 2-D ``x``, with gradients for a gate.
 
     ``select`` gets the pre-activations (a fresh tensor it may change in place) and returns
-    codes each equal to its pre-activation or zero; it runs without autograd.
+    codes each equal to its pre-activation or zero, bare or as :class:`KeptCodes`; it runs
+    without autograd.
     """
     codes, rows, cols, values = _GatedEncoder.apply(x, weight, bias, select, max_density)
     return GatedCodes(codes, None if rows is None else (rows, cols, values))

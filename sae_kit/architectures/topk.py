@@ -14,6 +14,7 @@ import torch
 
 from sae_kit.architectures.auxk import AuxK, AuxKOptions
 from sae_kit.architectures.base import SAE, BiasInitOptions, SAEOutput
+from sae_kit.architectures.sparse import KeptCodes
 from sae_kit.errors import SaeKitError
 
 
@@ -41,10 +42,12 @@ class TopKSAE(AuxK, SAE):
             )
         self.init_auxk()
 
-    def select(self, pre: torch.Tensor) -> torch.Tensor:
+    def select(self, pre: torch.Tensor) -> KeptCodes:
         top = pre.relu_().topk(self.opts.k, dim=-1)
         # A gate: the k kept codes equal their pre-activations, so only they get gradients.
-        return torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
+        codes = torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
+        row_starts = torch.arange(0, pre.numel(), pre.shape[-1], device=pre.device)
+        return KeptCodes(codes, top.indices + row_starts.reshape(-1, 1))
 
     def add_training_terms(self, x: torch.Tensor, out: SAEOutput) -> None:
         self.auxk_terms(x, out)

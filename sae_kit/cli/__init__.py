@@ -11,12 +11,12 @@ from sae_kit.cli import (
     explain_cmd,
     features_cmd,
     hub_cmd,
-    malloc,
     plugins_cmd,
     saelens_cmd,
     sweep_cmd,
     train_cmd,
 )
+from sae_kit.train import malloc
 
 app = typer.Typer(
     name="sae-kit",

@@ -115,9 +115,12 @@ def _summarise(data: dict) -> None:
     parts = []
     for kind, key in (("detection", "balanced_accuracy"), ("fuzzing", "balanced_accuracy"),
                       ("simulation", "correlation")):
-        values = [r[kind][key] for r in rows if r.get(kind) and r[kind][key] is not None]
-        parts.append(f"{kind} {sum(values) / len(values):.3f} (n={len(values)})" if values
-                     else f"{kind} unscored")
+        scored = [r[kind][key] for r in rows if r.get(kind)]
+        values = [v for v in scored if v is not None]
+        undefined = f", {len(scored) - len(values)} undefined" if len(values) < len(scored) else ""
+        parts.append(f"{kind} {sum(values) / len(values):.3f} (n={len(values)}{undefined})"
+                     if values else f"{kind} unscored" if not scored
+                     else f"{kind} undefined for all {len(scored)} (constant predictions)")
     meta = data["meta"]
     err.print(f"{len(rows)} features explained; mean {', '.join(parts)}; "
               f"{meta['calls_sent']} calls sent, {meta['calls_cached']} from the cache")

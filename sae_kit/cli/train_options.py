@@ -19,7 +19,7 @@ import typer
 from sae_kit.cli.common import parse_floats, parse_key_values
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import LAYER_KINDS, RESIDUAL_KINDS, HookPoint
-from sae_kit.train.config import TrainConfig
+from sae_kit.record.config import TrainConfig
 
 ALIASES = {"compile": ("--compile",)}
 """Flags other than the field's own ``--field-name`` (a bool given alone is an on-switch)."""

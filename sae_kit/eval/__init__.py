@@ -5,8 +5,8 @@ runs a trained run's SAEs over held-out windows and writes ``eval.json``; ``pare
 against CE-loss increase across runs; ``analysis`` (feature statistics, dictionary geometry,
 `sae-kit features` and `sae-kit compare`) and ``report`` (the HTML feature report) look inside
 trained dictionaries; ``explain`` explains and scores features with an LLM. May import
-``model``, ``store``, ``losses``, ``architectures``, ``explainers`` and the top-level kernel
-modules; never ``train`` or ``cli``.
+``record``, ``model``, ``store``, ``losses``, ``architectures``, ``explainers`` and the
+top-level kernel modules; never ``train`` or ``cli``.
 """
 
 from __future__ import annotations

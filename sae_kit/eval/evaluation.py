@@ -36,6 +36,7 @@ from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice, SplicedRun
 from sae_kit.network import is_local_ref
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.run_dir import RunDir
 from sae_kit.store.sae_dir import load_run
@@ -162,16 +163,6 @@ def _sae_metrics(sums: _Sums, clean_ce: float, alive: int, n_dict: int) -> dict[
     return metrics
 
 
-def _load(run_dir: Path, device: torch.device) -> tuple[dict, dict[HookPoint, SAE]]:
-    config, saes = load_run(run_dir, device)
-    missing = [k for k in ("model", "dataset", "resolved") if k not in config]
-    if missing:
-        raise SaeKitError(
-            f"{str(run_dir / 'config.json')!r} lacks {missing}; was it written by `sae-kit train`?"
-        )
-    return config, saes
-
-
 def evaluate_run(
     run_ref: str,
     n_tokens: int | None = None,
@@ -193,13 +184,13 @@ def evaluate_run(
     run_dir = resolve_run_dir(run_ref)
     check_writable(RunDir(run_dir).eval)  # before minutes of evaluation, not after
     torch_device = resolve_device(device)
-    config, saes = _load(run_dir, torch_device)
+    record, saes = load_run(run_dir, torch_device)
+    config = record.config
     loaded = _load_model(config, saes, torch_device)
-    context = int(config["resolved"]["context"])
+    context = record.resolved.context
     if n_tokens is None:
         n_tokens = PAPER_EVAL_WINDOWS * context if paper_compatible else DEFAULT_N_TOKENS
-    spec = DataSpec(config["dataset"], config.get("split", "train"), config.get("eval_split"),
-                    config.get("text_column", "text"))
+    spec = record.data_spec
     windows = _windows(spec, "eval", loaded, context, math.ceil(n_tokens / context))
     alive_rows = _windows(spec, "train", loaded, context,
                           alive_window_count(alive_tokens, context))
@@ -218,9 +209,9 @@ def evaluate_run(
             evaluator.add_batch(torch.tensor(rows, dtype=torch.long, device=torch_device))
             step()
     result = {
-        "run_dir": str(run_dir), "model": config["model"], "dataset": config["dataset"],
-        "loss": config.get("loss"),
-        "sparsity_coeff": config.get("sparsity_coeff")  # None: no SAE has a penalty (TopK)
+        "run_dir": str(run_dir), "model": config.model, "dataset": config.dataset,
+        "loss": config.loss,
+        "sparsity_coeff": config.sparsity_coeff  # None: no SAE has a penalty (TopK)
         if any(sae.penalised for sae in saes.values()) else None,
         "context": context, "n_windows": len(windows), "n_tokens": len(windows) * context,
         "alive_n_tokens": len(alive_rows) * context, "alive_part": "train",
@@ -241,8 +232,9 @@ def _check_sizes(n_tokens: int | None, batch_size: int, alive_tokens: int) -> No
         raise SaeKitError(f"{', '.join(bad)}: must be a positive number")
 
 
-def _load_model(config: dict, saes: dict[HookPoint, SAE], device: torch.device) -> LoadedModel:
-    loaded = load_model(config["model"], revision=config.get("revision"), device=device)
+def _load_model(config: TrainConfig, saes: dict[HookPoint, SAE], device: torch.device
+                ) -> LoadedModel:
+    loaded = load_model(config.model, revision=config.revision, device=device)
     for hp, sae in saes.items():
         loaded.check_fits(hp, sae.d_in)
     return loaded

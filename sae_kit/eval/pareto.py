@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 
 Point = tuple[float, float]
@@ -107,8 +106,8 @@ def architecture_of(result: dict[str, Any]) -> str | None:
     """A result's architecture: from eval.json, else from its run's config.json."""
     if result.get("architecture"):
         return str(result["architecture"])
-    config = RunDir(result.get("run_dir") or ".").config
-    return read_json(config).get("architecture") if config.is_file() else None
+    run = RunDir(result.get("run_dir") or ".")
+    return run.read().config.architecture if run.is_run() else None
 
 
 def _minor_tick_label(value: float, _position: int) -> str:

@@ -59,6 +59,16 @@ class LossResult:
     """Named parts of the loss, detached, for logging."""
     codes: dict[HookPoint, torch.Tensor] = field(default_factory=dict)
     """Each SAE's codes on this batch, for L0 and dead-feature tracking."""
+    active: dict[HookPoint, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict)
+    """``SAEOutput.active`` of the SAEs whose sparse kernels listed their non-zero codes: the
+    statistics count those instead of scanning every code. Optional; missing ones are scanned."""
+
+
+def listed_active(outputs: dict[HookPoint, SAEOutput]
+                  ) -> dict[HookPoint, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``LossResult.active`` of these SAE outputs: those whose non-zero codes were listed."""
+    return {hp: out.active for hp, out in outputs.items() if out.active is not None}
 
 
 class Loss:

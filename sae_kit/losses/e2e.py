@@ -8,7 +8,7 @@ import torch
 
 from sae_kit.architectures.base import SAEOutput
 from sae_kit.errors import SaeKitError
-from sae_kit.losses.base import Loss, LossResult
+from sae_kit.losses.base import Loss, LossResult, listed_active
 from sae_kit.losses.chunked_kl import DEFAULT_CACHE_MB, DEFAULT_CHUNK, unembed_kl
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.splice import RunResult, Splice, SplicedRun
@@ -76,4 +76,5 @@ class E2ELoss(Loss):
         kl = output_kl(splice, clean, spliced, self.opts)
         sparsity, terms, codes = sparsity_terms(self, splice, spliced.sae_outputs)
         terms["kl"] = kl.detach()
-        return LossResult(loss=kl + sparsity, terms=terms, codes=codes)
+        return LossResult(loss=kl + sparsity, terms=terms, codes=codes,
+                          active=listed_active(spliced.sae_outputs))

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sae_kit.errors import SaeKitError
-from sae_kit.losses.base import Loss, LossResult
+from sae_kit.losses.base import Loss, LossResult, listed_active
 from sae_kit.losses.e2e import KLOptions, output_kl, sparsity_terms
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.splice import Splice
@@ -73,4 +73,5 @@ class E2EDownstreamLoss(Loss):
             total = total + self.opts.ds_coeff * ds
             terms["ds_mse"] = ds.detach()
         terms["kl"] = kl.detach()
-        return LossResult(loss=total, terms=terms, codes=codes)
+        return LossResult(loss=total, terms=terms, codes=codes,
+                          active=listed_active(spliced.sae_outputs))

@@ -20,7 +20,7 @@ class LocalLoss(Loss):
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=splice.sae_sites, final_hidden=False)
         total = torch.zeros((), device=input_ids.device)
-        terms, codes = {}, {}
+        terms, codes, active = {}, {}, {}
         for hp, sae in splice.saes.items():
             x = clean.acts[hp.site].to(sae.W_enc.dtype)
             out = sae(x)
@@ -30,4 +30,6 @@ class LocalLoss(Loss):
             terms[f"mse/{hp}"] = mse.detach()
             terms.update(sae_terms)
             codes[hp] = out.codes
-        return LossResult(loss=total, terms=terms, codes=codes)
+            if out.active is not None:
+                active[hp] = out.active
+        return LossResult(loss=total, terms=terms, codes=codes, active=active)

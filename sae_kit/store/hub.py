@@ -30,7 +30,6 @@ from sae_kit.network import (
     hub_timeout,
 )
 from sae_kit.store import run_dir as layout
-from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 
 CARD = "README.md"
@@ -96,10 +95,10 @@ def plan_upload(run_dir: str | Path, repo_id: str, license: str = "mit") -> Uplo
 
     run = RunDir(run_dir)
     dirs = sae_dirs(run.path)  # one clear line when there is no SAE
-    run_config = read_json(run.config)
+    record = run.read()  # a broken config.json is refused before anything is planned
     configs = {hp.name: load_sae(path)[1] for hp, path in dirs.items()}  # refuse broken SAEs
     evaluation = read_evaluation(run.eval)  # written by `sae-kit eval`; goes into the card
-    card = render_card(repo_id, run_config, configs, evaluation, license)
+    card = render_card(repo_id, record.to_json(), configs, evaluation, license)
     files: dict[str, Path | bytes] = {layout.CONFIG: run.config}
     for hp, path in dirs.items():
         files[f"{hp.name}/{WEIGHTS}"] = path / WEIGHTS

@@ -9,7 +9,9 @@
         blocks.6.hook_resid_pre/    one SAE directory per hook point (see sae_kit.store.sae_dir)
         transformer.h.6.mlp.c_fc/   ... named by the hook point, a module path included
 
-Everything that reads or writes these names goes through :class:`RunDir`. No torch import.
+Everything that reads or writes these names goes through :class:`RunDir`; :meth:`RunDir.read`
+is the one reader of ``config.json`` (a :class:`~sae_kit.record.run_record.RunRecord`). No torch
+import.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.record.run_record import RunRecord
+from sae_kit.store.jsonio import read_json
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -71,6 +75,13 @@ class RunDir:
 
     def is_run(self) -> bool:
         return self.config.is_file()
+
+    def read(self) -> RunRecord:
+        """The run's settings and what they resolved to; one line if this is no run directory."""
+        if not self.is_run():
+            raise SaeKitError(f"{str(self.path)!r} is not a sae-kit run directory (no "
+                              f"{CONFIG}); pass the directory `sae-kit train` printed")
+        return RunRecord.from_json(read_json(self.config), str(self.config))
 
     def __fspath__(self) -> str:
         return str(self.path)

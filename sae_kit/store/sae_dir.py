@@ -18,6 +18,7 @@ from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.record.run_record import RunRecord
 from sae_kit.store.files import as_umask_says
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir, named_hook_point
@@ -144,8 +145,9 @@ def sae_dirs(run_dir: str | Path) -> dict[HookPoint, Path]:
     return dict(sorted(found.items()))
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[dict, dict]:
-    """A run's training config and its SAEs by hook point."""
-    config = read_json(RunDir(run_dir).config)
-    saes = {hp: load_sae(path, device)[0] for hp, path in sae_dirs(run_dir).items()}
-    return config, saes
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu"
+             ) -> tuple[RunRecord, dict[HookPoint, SAE]]:
+    """A run's record (settings and what they resolved to) and its SAEs by hook point."""
+    dirs = sae_dirs(run_dir)  # "holds no trained SAE" comes before a complaint about its config
+    record = RunDir(run_dir).read()
+    return record, {hp: load_sae(path, device)[0] for hp, path in dirs.items()}

@@ -4,6 +4,6 @@
 can share one pass (``sae_kit.train.group``); it imports no torch. ``runner`` trains, resumes and
 evaluates the groups (a point that stopped on a non-finite step is reported, not retrained);
 ``changes`` refuses a point whose directory holds a run of other settings than the file now
-asks for; ``report`` writes the table and the Pareto plot. May import ``train``,
+asks for; ``report`` writes the table and the Pareto plot. May import ``record``, ``train``,
 ``eval``, ``store`` and the top-level kernel modules; never ``cli``.
 """

@@ -13,10 +13,10 @@ from typing import Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.jsonio import read_json
+from sae_kit.record.config import TrainConfig
+from sae_kit.record.run_record import RunRecord
 from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.spec import Point
-from sae_kit.train.config import TrainConfig
 
 HOW_NOT_WHAT = ("output_dir", "device", "compile", "save_every", "keep_checkpoints",
                 "log_every", "trackers")
@@ -30,9 +30,9 @@ def check_unchanged(points: Sequence[Point], sweep_file: str) -> None:
     the setting(s), old → new, and how to mend it."""
     for point in points:
         layout = RunDir(point.config.output_dir or "")
-        if not layout.config.is_file():
+        if not layout.is_run():
             continue
-        saved = read_json(layout.config)
+        saved = layout.read()
         old, new = _settings(saved), _settings_now(point.config, saved)
         changed = [f"{name} {_show(old, name)} → {_show(new, name)}"
                    for name in sorted(set(old) | set(new)) if old.get(name, _UNSET) !=
@@ -45,23 +45,20 @@ def check_unchanged(points: Sequence[Point], sweep_file: str) -> None:
             )
 
 
-def _settings(saved: Any) -> dict[str, Any]:
-    """A config.json's settings that matter, as JSON values (its resolved block dropped); an
-    option a newer sae-kit added is filled in with its default, as for the sweep's side."""
-    if not isinstance(saved, dict):
-        return {}
+def _settings(saved: RunRecord) -> dict[str, Any]:
+    """A run's settings that matter, as JSON values; an option a newer sae-kit added is filled
+    in with its default, as for the sweep's side."""
     try:
-        return _comparable(_resolved(TrainConfig.from_dict(saved)).to_dict())
-    except (TypeError, SaeKitError):  # not a config we can read: compare it as written
-        return _comparable({k: v for k, v in saved.items() if k != "resolved"})
+        return _comparable(_resolved(saved.config).to_dict())
+    except SaeKitError:  # its loss or architecture is not installed: compare it as written
+        return _comparable(saved.config.to_dict())
 
 
-def _settings_now(config: TrainConfig, saved: Any) -> dict[str, Any]:
+def _settings_now(config: TrainConfig, saved: RunRecord) -> dict[str, Any]:
     """The point's settings with the defaults a run fills in, as its config.json would say."""
     resolved = _resolved(config)
-    n_layers = saved.get("resolved", {}).get("n_layers") if isinstance(saved, dict) else None
-    if not resolved.hook_points and isinstance(n_layers, int):  # the model's default layer
-        resolved.hook_points = [HookPoint.default(n_layers).name]
+    if not resolved.hook_points:  # the model's default layer
+        resolved.hook_points = [HookPoint.default(saved.resolved.n_layers).name]
     return _comparable(resolved.to_dict())
 
 

@@ -26,8 +26,8 @@ def point_state(point: Point) -> str:
     layout = RunDir(point.config.output_dir or "")
     if layout.eval.is_file():
         return "evaluated"
-    if layout.config.is_file():
-        names = read_json(layout.config).get("hook_points") or []
+    if layout.is_run():
+        names = layout.read().config.hook_points
         if names and all((layout.sae(n) / "sae.safetensors").is_file() for n in names):
             return "trained"
     if layout.failed.is_file():

@@ -32,7 +32,7 @@ from typing import Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.pareto import plot_format
-from sae_kit.train.config import SHARED_IN_ONE_PASS, TrainConfig
+from sae_kit.record.config import SHARED_IN_ONE_PASS, TrainConfig
 from sae_kit.train.settings_file import config_from_settings, read_settings
 
 TOP_KEYS = {"out", "eval_tokens", "eval_batch_size", "plot", "base", "grid", "runs"}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.train.config import TrainConfig
+from sae_kit.record.config import TrainConfig
 from sae_kit.train.settings_file import config_from_settings, normalise, read_settings
 
 
@@ -61,9 +61,16 @@ def prepare(config: TrainConfig, lambdas: Sequence[float] | None = None
 def train(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None = None,
           on_step: Callable[[int, int, dict | None], None] | None = None,
           **overrides: Any) -> Path:
-    """Train SAEs; returns the run directory (see the module doc)."""
+    """Train SAEs; returns the run directory (see the module doc).
+
+    Sets glibc to reuse freed large buffers, as the ``sae-kit`` command does (``SAE_KIT_MALLOC=
+    system`` keeps glibc's defaults): a training process is the process's main job, and this
+    is most of the command's CPU speed (docs/performance.md#memory-reuse-on-cpu).
+    """
+    from sae_kit.train import malloc
     from sae_kit.train.loop import fit
 
+    malloc.for_library()
     if isinstance(config, TrainConfig):
         config = dataclasses.replace(config, **overrides)
         found = [config.sparsity_coeff]

@@ -22,7 +22,7 @@ import torch
 
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
-from sae_kit.data import DataSpec, training_batches
+from sae_kit.data import training_batches
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss
 from sae_kit.model.device import resolve_device
@@ -30,8 +30,9 @@ from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice
 from sae_kit.options import parse_options
+from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
+from sae_kit.record.run_record import Resolved
 from sae_kit.train import distributed, precision
-from sae_kit.train.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.train.distributed import Dist
 from sae_kit.train.run import Run
 from sae_kit.train.schedule import warmup_cosine
@@ -71,16 +72,15 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         data = make_data(config, loaded, sizes.context, skip_windows, dist)
     else:
         data = share.data
-    resolved = {
-        "context": sizes.context, "n_samples": sizes.n_samples,
-        "total_steps": sizes.total_steps, "warmup_steps": sizes.warmup_steps,
-        "d_model": loaded.d_model, "n_dict": sizes.n_dict, "n_layers": loaded.n_layers,
-        "model_type": loaded.model.config.model_type,
-        "adapter": loaded.adapter.describe(loaded.model),
-        "device": str(device), "world_size": dist.world_size,
-    }
-    if set(widths.values()) != {loaded.d_model}:  # a module path of another width
-        resolved["widths"] = widths
+    resolved = Resolved(
+        context=sizes.context, n_samples=sizes.n_samples, total_steps=sizes.total_steps,
+        warmup_steps=sizes.warmup_steps, d_model=loaded.d_model, n_dict=sizes.n_dict,
+        n_layers=loaded.n_layers, model_type=loaded.model.config.model_type,
+        adapter=loaded.adapter.describe(loaded.model), device=str(device),
+        world_size=dist.world_size,
+        # Only where a module path's width is not d_model: other runs' records stay as they were.
+        widths=widths if set(widths.values()) != {loaded.d_model} else {},
+    )
     objective = distributed.data_parallel(loss, saes, dist, device)
     return Run(config, resolved, loaded, saes, Splice(loaded.model, loaded.adapter, saes),
                objective, optimizer, scheduler, data, run_dir_for(config), device, dist)
@@ -207,9 +207,9 @@ def make_optimizer(
 def make_data(config: TrainConfig, loaded: LoadedModel, context: int, skip_windows: int,
               dist: Dist) -> Iterator[torch.Tensor]:
     """This rank's micro-batches; the first is read now so dataset errors surface here."""
-    spec = DataSpec(config.dataset, config.split, config.eval_split, config.text_column)
-    data = training_batches(spec, loaded.tokenizer, context, config.seed, config.batch_size,
-                            skip=skip_windows, rank=dist.rank, world_size=dist.world_size)
+    data = training_batches(config.data_spec, loaded.tokenizer, context, config.seed,
+                            config.batch_size, skip=skip_windows, rank=dist.rank,
+                            world_size=dist.world_size)
     return itertools.chain([next(data)], data)
 
 

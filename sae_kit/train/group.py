@@ -25,11 +25,11 @@ from typing import Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.model.splice import SharedClean
+from sae_kit.record.config import SHARED_IN_ONE_PASS, TrainConfig
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
 from sae_kit.train import checkpoint
 from sae_kit.train.build import build_run, run_dir_for
-from sae_kit.train.config import SHARED_IN_ONE_PASS, TrainConfig
 from sae_kit.train.loop import fit
 
 GROUP_FILE = "group.json"

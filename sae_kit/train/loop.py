@@ -19,6 +19,7 @@ import torch
 
 from sae_kit import __version__
 from sae_kit.errors import SaeKitError
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.run_lock import claim_new_dir, lock_run, unwritable_run_dir
 from sae_kit.store.sae_dir import save_sae
@@ -26,7 +27,6 @@ from sae_kit.trackers.base import open_trackers
 from sae_kit.train import checkpoint, distributed, precision
 from sae_kit.train.build import build_run
 from sae_kit.train.checkpoint import TrainState
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.nonfinite import (
     MembersStopped,
     nonfinite_term,
@@ -88,9 +88,9 @@ def train_step(runs: Sequence[Run], stats: Sequence[StepStats]
 def save_saes(run: Run, tokens: int) -> None:
     extra = {
         "model": run.config.model, "revision": run.config.revision,
-        "model_type": run.resolved["model_type"], "loss": run.config.loss,
+        "model_type": run.resolved.model_type, "loss": run.config.loss,
         "sparsity_coeff": run.config.sparsity_coeff, "dataset": run.config.dataset,
-        "context": run.resolved["context"], "tokens_trained": tokens,
+        "context": run.resolved.context, "tokens_trained": tokens,
         "loss_options": run.config.loss_options, "sae_kit_version": __version__,
     }
     for hp, sae in run.saes.items():
@@ -237,7 +237,7 @@ def _open_run_dir(run: Run, resuming: bool) -> MetricsLog | None:
         logger.info("run directory: %s", run.run_dir)
         if not resuming:  # rows of an earlier run that saved no checkpoint belong to no run now
             run.layout.metrics.unlink(missing_ok=True)
-        write_json_atomic(run.layout.config, {**run.config.to_dict(), "resolved": run.resolved})
+        write_json_atomic(run.layout.config, run.record.to_json())
     except OSError as exc:  # read-only, a path under a file, /proc, ...
         raise unwritable_run_dir(run.run_dir, exc) from None
     trackers = open_trackers(run.config.trackers, run.run_dir, run.config.to_dict())
@@ -254,7 +254,7 @@ def _taken(run: Run) -> SaeKitError:
 def _advance(run: Run, state: TrainState) -> TrainState:
     windows = run.config.samples_per_step * run.dist.world_size  # global, over all ranks
     return dataclasses.replace(state, step=state.step + 1, windows=state.windows + windows,
-                               tokens=state.tokens + windows * run.resolved["context"])
+                               tokens=state.tokens + windows * run.resolved.context)
 
 
 def _log_step(run: Run, log: MetricsLog | None, stats: StepStats, lr: float, grad_norm: float,

@@ -19,7 +19,7 @@ from torch import nn
 
 from sae_kit.errors import first_line
 
-# The names are sae_kit.train.config.DTYPE_NAMES.
+# The names are sae_kit.record.config.DTYPE_NAMES.
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.store.jsonio import read_json
+from sae_kit.record.config import TrainConfig
 from sae_kit.store.run_dir import RunDir
 from sae_kit.store.run_lock import lock_run
 from sae_kit.train import checkpoint, distributed
 from sae_kit.train.build import build_run, make_data
 from sae_kit.train.checkpoint import TrainState
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.group import build_group, common_checkpoints, member_dirs
 from sae_kit.train.nonfinite import read_failure
 from sae_kit.train.run import Run, apply
@@ -41,23 +40,10 @@ def _stderr(message: str) -> None:
 def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     """The run's saved TrainConfig, with the allowed ``overrides`` (None means keep)."""
     layout = RunDir(run_dir)
-    if not layout.is_run():
-        raise SaeKitError(
-            f"{str(run_dir)!r} is not a sae-kit run directory (no config.json); pass the "
-            "directory `sae-kit train` printed"
-        )
     unknown = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if unknown:
         raise SaeKitError(f"a resumed run cannot change {', '.join(unknown)}")
-    saved = read_json(layout.config)
-    if not isinstance(saved, dict):
-        raise SaeKitError(f"{str(layout.config)!r} is not a training config (a JSON "
-                          f"{type(saved).__name__}, not an object); pass the directory "
-                          "`sae-kit train` printed")
-    try:
-        config = TrainConfig.from_dict(saved)
-    except TypeError as exc:
-        raise SaeKitError(f"{str(layout.config)!r} is not a training config ({exc})") from None
+    config = layout.read().config
     given = {name: value for name, value in overrides.items() if value is not None}
     # The directory may have moved since; replace() validates the overrides.
     return dataclasses.replace(config, output_dir=str(layout.path), **given)
@@ -84,7 +70,7 @@ def resume(
     latest, skipped = checkpoint.load_latest(layout.checkpoints,
                                              accept=lambda found: _put_into(run, found))
     # The data resumes after the windows that checkpoint had consumed.
-    run.data = make_data(run.config, run.loaded, run.resolved["context"],
+    run.data = make_data(run.config, run.loaded, run.resolved.context,
                          latest.counters.windows, run.dist)
     run.dist.barrier()  # every rank has read the checkpoints before rank 0 renames any
     if run.dist.is_main:
@@ -115,7 +101,7 @@ def _put_into(run: Run, found: checkpoint.Checkpoint) -> None:
     expected = {
         "step": (c.step, min(c.step, run.total_steps)),
         "windows": (c.windows, windows),
-        "tokens": (c.tokens, windows * run.resolved["context"]),
+        "tokens": (c.tokens, windows * run.resolved.context),
         "scheduler step": (scheduler.get("last_epoch") if isinstance(scheduler, dict) else None,
                            c.step),
         "base learning rates": (scheduler.get("base_lrs") if isinstance(scheduler, dict)
@@ -130,7 +116,7 @@ def _put_into(run: Run, found: checkpoint.Checkpoint) -> None:
 
 
 def _check_world_size(layout: RunDir) -> None:
-    saved_world = int(read_json(layout.config).get("resolved", {}).get("world_size", 1))
+    saved_world = layout.read().resolved.world_size
     world = distributed.from_env().world_size
     if world != saved_world:
         raise SaeKitError(

@@ -22,9 +22,10 @@ from sae_kit.losses.base import Loss
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel
 from sae_kit.model.splice import Splice
+from sae_kit.record.config import TrainConfig
+from sae_kit.record.run_record import Resolved, RunRecord
 from sae_kit.store.run_dir import RunDir
 from sae_kit.train.checkpoint import Checkpoint
-from sae_kit.train.config import TrainConfig
 from sae_kit.train.distributed import Dist
 
 
@@ -34,7 +35,7 @@ class Run:
 
     config: TrainConfig
     """The resolved settings: every default filled in, as config.json records them."""
-    resolved: dict[str, Any]
+    resolved: Resolved
     """What the settings came to on this model and machine (context, steps, sizes, device)."""
     loaded: LoadedModel
     saes: dict[HookPoint, SAE]
@@ -52,7 +53,12 @@ class Run:
 
     @property
     def total_steps(self) -> int:
-        return int(self.resolved["total_steps"])
+        return self.resolved.total_steps
+
+    @property
+    def record(self) -> RunRecord:
+        """What config.json stores: the settings and what they resolved to."""
+        return RunRecord(self.config, self.resolved)
 
     @property
     def layout(self) -> RunDir:

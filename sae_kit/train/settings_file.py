@@ -19,7 +19,7 @@ from typing import Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.train.config import TrainConfig
+from sae_kit.record.config import TrainConfig
 
 IGNORED = {"resolved"}
 """Keys of config.json that record results, not settings."""

@@ -12,8 +12,7 @@ from typing import Any
 
 import torch
 
-from sae_kit.architectures.codes import active as codes_active
-from sae_kit.architectures.codes import mean_per_token
+from sae_kit.architectures.codes import fired_and_count
 from sae_kit.losses.base import LossResult
 
 
@@ -37,9 +36,8 @@ class StepStats:
         for name, value in result.terms.items():
             self.sums[name] += float(value)
         for hp, codes in result.codes.items():
-            active = codes_active(codes.detach()).reshape(-1, codes.shape[-1])
-            self.sums[f"l0/{hp}"] += mean_per_token(active)
-            fired = active.any(0)
+            fired, n_active = fired_and_count(codes, result.active.get(hp))
+            self.sums[f"l0/{hp}"] += n_active / (codes.numel() // codes.shape[-1])
             key = str(hp)
             self.fired[key] = fired | self.fired[key] if key in self.fired else fired
 

@@ -109,7 +109,9 @@ def geometry(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
             "random_max_cos_mean": _mean(max_cosine_across(
                 dec, random_dictionary(dec.shape[0], dec.shape[1]))) if dec.shape[1] else None,
         }
-        init = initial_decoder(source.sae_config, source.run_config, source.hook_point)
+        run = source.run
+        init = initial_decoder(source.sae_config, run.config if run else None,
+                               source.hook_point, run.resolved.widths if run else None)
         if init is not None and init.shape == source.sae.W_dec.shape:
             entry["init_same_index_cos_mean"] = _mean(same_index_cosine(dec, init[:, mask]))
             to_init = max_cosine_across(dec, init)

@@ -10,7 +10,8 @@ scale is that of a unit-norm residual direction. The unembedding's bias is left 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +20,9 @@ from sae_kit import plugins
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.geometry import CHUNK, top_cosine, unit_columns
 from sae_kit.model.hookpoints import HookPoint
+
+if TYPE_CHECKING:
+    from sae_kit.record.config import TrainConfig
 
 
 def through_final_norm(directions: torch.Tensor, norm: nn.Module | None) -> torch.Tensor:
@@ -66,29 +70,33 @@ def nearest_features(directions: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     return top_cosine(directions, directions, k=k, exclude_self=True)
 
 
-def initial_decoder(sae_config: dict[str, Any], run_config: dict[str, Any] | None,
-                    hook_point: HookPoint) -> torch.Tensor | None:
+def initial_decoder(sae_config: dict[str, Any], run_config: TrainConfig | None,
+                    hook_point: HookPoint, widths: Mapping[str, int] | None = None
+                    ) -> torch.Tensor | None:
     """The decoder this SAE started from, rebuilt from its run's seed; None if not knowable.
+
+    widths: the run's activation widths by hook point where they are not d_in (module paths;
+    ``Resolved.widths``).
 
     `sae-kit train` seeds torch with the run's seed and then builds one SAE per hook point, in
     the order of the config's hook points, before anything else draws random numbers; doing
     the same here reproduces every initial weight exactly (tested against
     :func:`sae_kit.train.build.build_saes`, which training uses).
     """
-    if not run_config or "seed" not in run_config or not run_config.get("hook_points"):
+    if run_config is None or not run_config.hook_points:
         return None
     try:
-        arch = plugins.load("architectures", run_config.get("architecture", "relu"))
+        arch = plugins.load("architectures", run_config.architecture)
     except SaeKitError:
         return None
-    options = run_config.get("architecture_options", {})
+    options = run_config.architecture_options
     d_in, n_dict = int(sae_config["d_in"]), int(sae_config["n_dict"])
-    widths = (run_config.get("resolved") or {}).get("widths", {})  # only where they differ
+    widths = widths or {}
     generator_state = torch.random.get_rng_state()
     try:
-        torch.manual_seed(int(run_config["seed"]))
-        for name in run_config["hook_points"]:
-            sae = arch(int(widths.get(name, d_in)), n_dict, **options)
+        torch.manual_seed(run_config.seed)
+        for name in run_config.hook_points:
+            sae = arch(widths.get(name, d_in), n_dict, **options)
             if HookPoint.parse(name) == hook_point:
                 return sae.W_dec.detach().clone()
     finally:

@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from sae_kit.architectures.base import SAE
+from sae_kit.builtin import BUILTIN_DATASET_NAME
 from sae_kit.data import DataSpec
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.jsonio import read_json
+from sae_kit.record.run_record import RunRecord
 from sae_kit.store.run_dir import RunDir
 from sae_kit.store.sae_dir import load_sae, sae_dirs
 from sae_kit.store.sources import is_sae_dir, resolve_sae_source
@@ -26,12 +27,12 @@ class AnalysisSource:
     hook_point: HookPoint
     sae: SAE
     sae_config: dict[str, Any]
-    run_config: dict[str, Any] | None
-    """The training run's config.json, where the SAE sits in a run directory."""
+    run: RunRecord | None
+    """The training run's record, where the SAE sits in a run directory."""
 
     @property
     def model(self) -> str:
-        return str(self.sae_config.get("model") or (self.run_config or {}).get("model"))
+        return str(self.sae_config.get("model") or (self.run.config.model if self.run else None))
 
     @property
     def revision(self) -> str | None:
@@ -39,8 +40,8 @@ class AnalysisSource:
 
     @property
     def context(self) -> int:
-        run = self.run_config or {}
-        context = self.sae_config.get("context") or run.get("resolved", {}).get("context")
+        context = self.sae_config.get("context") or (self.run.resolved.context if self.run
+                                                      else None)
         if not context:
             raise SaeKitError(f"{str(self.path)!r} does not record its context length; was it "
                               "written by `sae-kit train`?")
@@ -48,10 +49,9 @@ class AnalysisSource:
 
     @property
     def data_spec(self) -> DataSpec:
-        run = self.run_config or {}
-        return DataSpec(self.sae_config.get("dataset") or run.get("dataset", "pydoc"),
-                        run.get("split", "train"), run.get("eval_split"),
-                        run.get("text_column", "text"))
+        if self.run is not None:
+            return self.run.data_spec
+        return DataSpec(self.sae_config.get("dataset") or BUILTIN_DATASET_NAME)
 
 
 def _pick(run_dir: Path, hook_point: str | None) -> tuple[HookPoint, Path]:
@@ -80,13 +80,13 @@ def open_source(ref: str, hook_point: str | None = None,
         hp = HookPoint.parse(sae_config.get("hook_point", path.name))
         if hook_point is not None and HookPoint.parse(hook_point) != hp:
             raise SaeKitError(f"{str(path)!r} is the SAE at {hp.name}, not {hook_point}")
-        run = RunDir(path.parent)
-        run_config = read_json(run.config) if run.is_run() else None
-        label = path.parent.name if run_config else path.name
+        run_dir = RunDir(path.parent)
+        run = run_dir.read() if run_dir.is_run() else None
+        label = path.parent.name if run else path.name
     else:
         hp, sae_path = _pick(path, hook_point)
         sae, sae_config = load_sae(sae_path, device)
-        run_config = read_json(RunDir(path).config) if RunDir(path).is_run() else None
+        run = RunDir(path).read() if RunDir(path).is_run() else None
         label = path.name
     sae.requires_grad_(False)
-    return AnalysisSource(label, path, hp, sae, sae_config, run_config)
+    return AnalysisSource(label, path, hp, sae, sae_config, run)

@@ -39,6 +39,15 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
+def for_library() -> bool:
+    """The setting for the Python API (``sae_kit.train``): the same heap reuse as the command.
+
+    torch is loaded by then, so the huge-pages fallback (read at torch's first allocation) is
+    not tried; mallopt still applies to every allocation from here on. Whether it was done.
+    """
+    return keep_freed_memory()
+
+
 def configure() -> None:
     """The sae-kit command's allocator settings (see the module doc)."""
     if not keep_freed_memory():

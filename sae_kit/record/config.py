@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
+
+if TYPE_CHECKING:
+    from sae_kit.data import DataSpec
 
 # Names for --dtype; sae_kit.train.precision maps them to torch dtypes (this module stays
 # torch-free).
@@ -169,6 +172,13 @@ class TrainConfig:
     @property
     def samples_per_step(self) -> int:
         return self.batch_size * self.grad_accum
+
+    @property
+    def data_spec(self) -> DataSpec:
+        """The text to train on (and whose held-out part evaluates the run)."""
+        from sae_kit.data import DataSpec  # imports torch; this module stays torch-free
+
+        return DataSpec(self.dataset, self.split, self.eval_split, self.text_column)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
