@@ -6,10 +6,9 @@ import json
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from sae_kit.cli.common import err, friendly_errors
+from sae_kit.cli.common import err, friendly_errors, out_console
 
 
 @friendly_errors
@@ -55,7 +54,7 @@ def compare(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    console = Console()
+    console = out_console()
     console.print(saes_table(summary))
     if summary["pairs"]:
         console.print(pairs_table(summary))

@@ -53,6 +53,7 @@ def sweep(
 
 def _run(spec: Sweep, only: int | None) -> None:
     from sae_kit.sweep.changes import check_unchanged
+    from sae_kit.sweep.preflight import check_points
     from sae_kit.sweep.report import table, write_report
     from sae_kit.sweep.runner import failed_points, results, run_group
     from sae_kit.train.signals import Interrupted
@@ -61,6 +62,7 @@ def _run(spec: Sweep, only: int | None) -> None:
         err.print(f"[bold]sweep[/]: {escape(message)}", highlight=False, soft_wrap=True)
 
     groups = spec.groups if only is None else [spec.groups[only]]
+    check_points(spec)  # every point, even with --only: a sweep is one file to mend
     check_unchanged([p for g in groups for p in g], str(spec.path))  # before training any
     say(f"{len(spec.points)} points in {len(spec.groups)} shared-pass group(s); runs in {spec.out}")
     for group in groups:

@@ -33,6 +33,7 @@ from typing import Any
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.pareto import plot_format
 from sae_kit.record.config import SHARED_IN_ONE_PASS, TrainConfig
+from sae_kit.sweep.names import check_top_level, grid_size, point_dir, safe_part
 from sae_kit.train.settings_file import config_from_settings, read_settings
 
 TOP_KEYS = {"out", "eval_tokens", "eval_batch_size", "plot", "base", "grid", "runs"}
@@ -65,6 +66,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if unknown:
         raise SaeKitError(f"{str(path)!r}: unknown key(s) {', '.join(unknown)}; a sweep file "
                           f"has {', '.join(sorted(TOP_KEYS))}")
+    check_top_level(data, path)
     out = Path(data.get("out") or Path("runs") / path.stem)
     base = _table(data.get("base", {}), "base", path)
     points = [_point(out, base, name, values, path) for name, values in _grid(data, path)]
@@ -92,9 +94,7 @@ def _grid(data: dict[str, Any], path: Path) -> list[tuple[str, dict[str, Any]]]:
     grid = _table(data.get("grid", {}), "grid", path)
     found: list[tuple[str, dict[str, Any]]] = []
     if grid:
-        for key, values in grid.items():
-            if not isinstance(values, list) or not values:
-                raise SaeKitError(f"{str(path)!r}: grid.{key} must be a non-empty list")
+        grid_size(grid, path)  # checks each list, and the product, before expanding it
         keys = list(grid)
         for combo in itertools.product(*(grid[k] for k in keys)):
             settings: dict[str, Any] = {}
@@ -106,7 +106,7 @@ def _grid(data: dict[str, Any], path: Path) -> list[tuple[str, dict[str, Any]]]:
             found.append(("-".join(parts), settings))
     for i, entry in enumerate(data.get("runs", [])):
         entry = _table(entry, f"runs[{i}]", path)
-        name = str(entry.pop("name", "") or "-".join(_name_part(k, v) for k, v in entry.items()))
+        name = entry.pop("name", "") or "-".join(_name_part(k, v) for k, v in entry.items())
         found.append((name, entry))
     return found
 
@@ -114,7 +114,7 @@ def _grid(data: dict[str, Any], path: Path) -> list[tuple[str, dict[str, Any]]]:
 def _grid_value(key: str, value: Any, values: list[Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(value, dict):
         table = dict(value)
-        name = str(table.pop("name", f"{key}{values.index(value)}"))
+        name = table.pop("name", f"{key}{values.index(value)}")
         if key == "arch" and "architecture" not in table:
             table["architecture"] = name
         return name, table
@@ -122,15 +122,17 @@ def _grid_value(key: str, value: Any, values: list[Any]) -> tuple[str, dict[str,
 
 
 def _name_part(key: str, value: Any) -> str:
+    """A value as part of a directory name: path separators become ``_`` (a value such as
+    ``../x`` must never name a directory outside ``out``)."""
     if key in ("loss", "architecture", "model", "dataset"):
-        return str(value).replace("/", "_")
+        return safe_part(str(value))
     short = {"sparsity_coeff": "lambda"}.get(key, key)
-    return f"{short}{value:g}" if isinstance(value, float) else f"{short}{value}"
+    return safe_part(f"{short}{value:g}" if isinstance(value, float) else f"{short}{value}")
 
 
 def _point(out: Path, base: dict[str, Any], name: str, settings: dict[str, Any],
            path: Path) -> Point:
-    merged = {**base, **settings, "output_dir": str(out / name)}
+    merged = {**base, **settings, "output_dir": str(point_dir(out, name, path))}
     try:
         return Point(name, config_from_settings(merged, where=f"{path} point {name!r}"))
     except SaeKitError as exc:

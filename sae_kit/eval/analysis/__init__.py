@@ -9,8 +9,10 @@
   nearest features; a dictionary's initial decoder, recomputed from the run's seed.
 - :mod:`.source`, :mod:`.collect`, :mod:`.tokens` - the SAE to analyse, one streaming pass of
   the model over text, tokens as visible text.
-- :mod:`.features` and :mod:`.compare` (+ :mod:`.plots`) - the `sae-kit features` and
-  `sae-kit compare` pipelines.
+- :mod:`.attribution` - per-feature functional importance on one batch: -c * dM/dc for KL and
+  CE under both conventions, exact ablation, Spearman, concentration shares; pure tensor code.
+- :mod:`.features`, :mod:`.compare` (+ :mod:`.plots`) and :mod:`.importance` - the
+  `sae-kit features`, `sae-kit compare` and `sae-kit importance` pipelines.
 
 May import sae_kit.model, .store, .data and .eval.metrics, never .train (the initial decoder is
 rebuilt by the rule :func:`sae_kit.train.build.build_saes` follows, and a test holds the two

@@ -30,6 +30,17 @@ class TextChoice:
     split: str = "train"
 
 
+def describe_text(spec: DataSpec, choice: TextChoice) -> str:
+    """How reports name the text a pass ran over."""
+    if choice.dataset:
+        return f"{choice.dataset} ({choice.split}, all of it)"
+    return f"{spec.dataset} (held-out part)"
+
+
+NO_WINDOW = ("the text has no full window of the run's context length; use more text "
+             "(--dataset) or a run with a shorter context")
+
+
 def choose_texts(spec: DataSpec, choice: TextChoice) -> Iterator[str]:
     if choice.dataset is None:
         return iter_texts(spec, "eval")
@@ -71,5 +82,4 @@ def activation_batches(loaded: LoadedModel, sites: Iterable[Site],
             run = runner.run(input_ids.to(device), capture=sites, final_hidden=False)
             yield input_ids, run.acts
     if not seen:
-        raise SaeKitError("the text has no full window of the run's context length; use more "
-                          "text (--dataset) or a run with a shorter context")
+        raise SaeKitError(NO_WINDOW)

@@ -21,6 +21,7 @@ from sae_kit.eval.analysis.collect import (
     TextChoice,
     activation_batches,
     choose_texts,
+    describe_text,
     window_batches,
 )
 from sae_kit.eval.analysis.directions import nearest_features, output_token_effects
@@ -100,8 +101,7 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
     meta = {"source": str(source.path), "label": source.label, "model": source.model,
             "hook_point": source.hook_point.name, "n_dict": n_dict, "d_in": sae.d_in,
             "n_tokens": stats.n_tokens, "context": source.context,
-            "text": (f"{choice.dataset} ({choice.split}, all of it)" if choice.dataset
-                     else f"{source.data_spec.dataset} (held-out part)"),
+            "text": describe_text(source.data_spec, choice),
             "n_dead": int(stats.dead.sum()), "seconds": round(time.perf_counter() - started, 2),
             "settings": asdict(settings)}
     return FeatureData(source, settings, stats, top.best, sample.best, effects, neighbours,
