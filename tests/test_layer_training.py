@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from sae_kit.train import checkpoint
 from sae_kit.record.config import TrainConfig
+from sae_kit.train import checkpoint
 from sae_kit.train.group import build_group
 from sae_kit.train.loop import build_run, fit
 from tests.helpers import FAST
