@@ -122,3 +122,13 @@ def test_an_sae_at_a_module_path_trains_evaluates_and_reports(tiny_gpt2, tmp_pat
     assert (summary["meta"]["hook_point"], summary["meta"]["d_in"]) == (path, 128)
     assert summary["meta"]["n_tokens"] == 128 and len(summary["features"]) == 128
     assert all(f["promotes"] == "" for f in summary["features"])  # no direction in d_model
+    # importance replaces the module's output: with the SAE's error added back the model is
+    # the original one (KL 0), the SAE alone changes it.
+    result = CliRunner().invoke(app, ["importance", str(out), "--tokens", "96", "--device",
+                                      "cpu", "--batch-size", "2", "--exact-top", "2",
+                                      "--exact-random", "1", "--out", str(tmp_path / "imp")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "imp" / f"importance-{path}" / "importance.json")
+                         .read_text())["summary"]
+    assert summary["spliced"]["kl"]["whole_sae"] > 0
+    assert abs(summary["with_error"]["kl"]["whole_sae"]) < 1e-6

@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 import torch
 
 from sae_kit.architectures.base import SAE, SAEOutput
-from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.splice import Splice
 from sae_kit.options import parse_options
 
@@ -84,11 +84,11 @@ class Loss:
         self.sparsity_coeff = sparsity_coeff
         self.opts = parse_options(self.Options, options, self.name)
 
-    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
-        """What this loss reads of the clean pass: residual positions and whether the final
-        hidden states. ``sae-kit cache`` stores exactly that; by default the SAEs' positions
-        and the output."""
-        return splice.sae_positions, True
+    def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
+        """What this loss reads of the clean pass: sites (residual positions, or hook points
+        inside layers) and whether the final hidden states. ``sae-kit cache`` stores exactly
+        that; by default the SAEs' sites and the output."""
+        return splice.sae_sites, True
 
     @property
     def options(self) -> Any:

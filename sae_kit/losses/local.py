@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from sae_kit.losses.base import Loss, LossResult
+from sae_kit.model.hookpoints import Site
 from sae_kit.model.splice import Splice
 
 
@@ -17,8 +18,8 @@ class LocalLoss(Loss):
 
     name = "local"
 
-    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
-        return splice.sae_positions, False  # reconstructs the inputs; reads no output
+    def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
+        return splice.sae_sites, False  # reconstructs the inputs; reads no output
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=splice.sae_sites, final_hidden=False)
