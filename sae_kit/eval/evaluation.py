@@ -44,6 +44,7 @@ PAPER_EVAL_WINDOWS = 500
 """--paper-compatible: the reference evaluated on 500 samples (``eval_n_samples``)."""
 
 BatchCallback = Callable[[int, int], None]
+AliveCallback = Callable[[dict[HookPoint, torch.Tensor]], None]
 
 
 @dataclass
@@ -85,13 +86,13 @@ class _Evaluator:
         for hp, splice in self.single.items():
             spliced = splice.spliced(input_ids, capture=self.later[hp], clean=clean)
             sums = self.per_sae[hp]
-            self._add_logits(sums.ce, sums.kl, clean.final_hidden, spliced.run.final_hidden,
+            self._add_logits(sums.ce, sums.kl, clean.final_hidden, spliced.final_hidden,
                              input_ids)
             self._add_reconstruction(sums, hp, spliced, clean.acts)
         if len(self.saes) > 1:
             spliced = self.all_spliced.spliced(input_ids, clean=clean)
             self._add_logits(self.joint.ce, self.joint.kl, clean.final_hidden,
-                             spliced.run.final_hidden, input_ids)
+                             spliced.final_hidden, input_ids)
 
     def _add_logits(self, ce: TokenMean, kl: TokenMean | None, clean_hidden: torch.Tensor,
                     hidden: torch.Tensor, input_ids: torch.Tensor) -> None:
@@ -112,7 +113,7 @@ class _Evaluator:
         sums.variance.add(x, out.output)
         sums.ev_e2e_sae.add(float(explained_variance_e2e_sae(x, out.output).mean()), n_tokens)
         for p in self.later[hp]:
-            diff = spliced.run.acts[p].double() - clean_acts[p].double()
+            diff = spliced.acts[p].double() - clean_acts[p].double()
             sums.downstream.setdefault(p, TokenMean()).add(float((diff**2).mean()), n_tokens)
 
     def results(self, alive: dict[HookPoint, torch.Tensor]) -> dict[str, Any]:
@@ -152,6 +153,7 @@ def evaluate_run(
     alive_tokens: int = ALIVE_TOKENS,
     paper_compatible: bool = False,
     overrides: Overrides | None = None,
+    on_alive: AliveCallback | None = None,
 ) -> dict[str, Any]:
     """Evaluate every SAE of a run (or one SAE) on held-out tokens; writes and returns eval.json.
 
@@ -159,7 +161,8 @@ def evaluate_run(
     id; ``overrides`` gives the model, text or context a single SAE does not record
     (:mod:`sae_kit.eval.target`). ``n_tokens`` defaults to 100,000, or with ``paper_compatible``
     to the reference's 500 windows. Alive elements are counted on the first ``alive_tokens``
-    training tokens.
+    training tokens; ``on_alive`` is given each SAE's mask of them (``sae-kit bench`` scores
+    alive latents).
     """
     from sae_kit.model.device import resolve_device
 
@@ -185,6 +188,8 @@ def evaluate_run(
 
     with torch.no_grad():
         alive = count_alive(evaluator.all_spliced, alive_rows, batch_size, torch_device, step)
+        if on_alive:
+            on_alive({hp: mask.cpu() for hp, mask in alive.items()})
         for start in range(0, len(windows), batch_size):
             rows = windows[start:start + batch_size]
             evaluator.add_batch(torch.tensor(rows, dtype=torch.long, device=torch_device))

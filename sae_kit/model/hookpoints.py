@@ -118,6 +118,3 @@ def _layer_in_path(path: str) -> int | None:
     """The first all-digit part of a module path: the layer index in HF decoder stacks."""
     numbers = [part for part in path.split(".") if part.isdigit()]
     return int(numbers[0]) if numbers else None
-
-
-downstream_positions = HookPoint.downstream_positions  # the name earlier releases exported
