@@ -79,7 +79,7 @@ def test_identity_sae_inside_a_layer_leaves_logits_unchanged(loaded, ids, refere
     splice = Splice(loaded.model, loaded.adapter, {hp: identity_sae(32, 8)})
     with torch.no_grad():
         spliced = splice.spliced(ids, clean=splice.clean(ids, capture=[splice.first_position]))
-        logits = splice.logits(spliced.run.final_hidden)
+        logits = splice.logits(spliced.final_hidden)
     assert hp in spliced.sae_outputs
     assert (logits - reference.logits).abs().max().item() < 1e-5
 
@@ -93,8 +93,8 @@ def test_splicing_changes_only_what_follows(family, loaded, ids, kind):
     sites = [LAYER, *[w.site for w in watch], LAYER + 1, LAYER + 2]
     clean = splice.clean(ids, capture=sites)
     with torch.no_grad():
-        spliced = splice.spliced(ids, capture=sites, clean=clean).run
-        full = splice.spliced(ids, capture=sites).run  # no cached start: every layer runs
+        spliced = splice.spliced(ids, capture=sites, clean=clean)
+        full = splice.spliced(ids, capture=sites)  # no cached start: every layer runs
     changed = {str(s): not torch.allclose(spliced.acts[s], clean.acts[s], atol=1e-6)
                for s in sites}
     attn_changes_mlp = kind == "attn_out" and family not in PARALLEL

@@ -267,7 +267,6 @@ class Splice:
         """Where each SAE reads (``HookPoint.site``): the keys of its activation in ``acts``."""
         return [hp.site for hp in self.saes]
 
-
     def clean(
         self, input_ids: torch.Tensor, capture: Iterable[Site] = (), final_hidden: bool = True
     ) -> RunResult:
