@@ -1,6 +1,7 @@
 """`sae-kit sweep`: a grid grouped into shared passes, trained, evaluated, resumed and plotted."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -58,10 +59,17 @@ def test_a_sweep_file_is_grouped_by_what_can_share_a_pass(tiny_gpt2, tmp_path):
 
 def test_sweep_trains_evaluates_plots_then_skips_and_resumes(tiny_gpt2, tmp_path):
     path = _sweep_file(tmp_path, tiny_gpt2)
-    result = runner.invoke(app, ["sweep", str(path)])
+    result = runner.invoke(app, ["sweep", str(path)], env={"SAE_KIT_LOG_SECONDS": "0"})
     assert result.exit_code == 0, result.output
     out = tmp_path / "runs"
     assert "| e2e-lambda0.5 | e2e | relu | 0.5 |" in result.stdout
+    # Off a terminal: timestamped progress lines for each group's steps and each evaluation.
+    stamped = [line[20:] for line in result.stderr.splitlines()
+               if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line)]
+    assert "group 1/2 training (steps) 3/3 (100%)" in stamped
+    assert "group 2/2 training (steps) 3/3 (100%)" in stamped
+    assert any(re.fullmatch(r"group 2/2 evaluating e2e-lambda0.5 \(batches\) ([\d,]+)/\1 \(100%\)",
+                            line) for line in stamped), stamped
     assert (out / "frontier.pdf").read_bytes().startswith(b"%PDF")
     assert "| local-lambda0.01 |" in (out / "results.md").read_text()
     evals = {d.name: json.loads((d / "eval.json").read_text()) for d in out.iterdir()
