@@ -150,6 +150,7 @@ def test_cache_command_bad_input(tiny_gpt2, caches, tmp_path):
 
 
 
+@pytest.mark.integration
 def test_hook_points_inside_a_layer(tiny_gpt2, tmp_path, one_thread):
     """e2e at hook_mlp_out reads the residual at the layer's input: cached. local there reads
     the MLP's output, which the cache does not hold: refused in one line, nothing written."""
