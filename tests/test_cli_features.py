@@ -45,11 +45,17 @@ def test_report_files_and_data(report):
     assert (report / "data" / "features-0000.js").read_text().startswith("SAEReport.addChunk(0,")
 
 
-def test_default_out_is_inside_the_run(runs):
+def test_default_out_is_inside_the_run_and_the_sae_loads_once(runs, monkeypatch):
+    import sae_kit.eval.analysis.source as source
+
+    loads = []
+    real = source.load_sae
+    monkeypatch.setattr(source, "load_sae", lambda *a, **k: loads.append(a) or real(*a, **k))
     result = runner.invoke(app, ["features", str(runs["e2e0"]), "--tokens", "64",
                                  "--device", "cpu", "--hook-point", HP])
     assert result.exit_code == 0, result.output
     assert (runs["e2e0"] / f"features-{HP}" / "index.html").is_file()
+    assert len(loads) == 1  # naming the default directory does not load the SAE a second time
 
 
 @pytest.mark.parametrize("args, message", [

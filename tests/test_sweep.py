@@ -139,7 +139,7 @@ def test_a_point_that_overflows_is_reported_failed_and_not_retrained(tiny_gpt2, 
 def test_a_point_trained_with_other_settings_is_refused_naming_what_changed(tiny_gpt2,
                                                                              tmp_path):
     from sae_kit.sweep.changes import check_unchanged
-    from sae_kit.train.api import train
+    from sae_kit.train.api import train_saes
 
     def sweep_with(extra="", n_samples=2, k=4, device="cpu"):
         path = _tiny_sweep(tmp_path, tiny_gpt2, name="edit.toml", device=device,
@@ -150,7 +150,7 @@ def test_a_point_trained_with_other_settings_is_refused_naming_what_changed(tiny
         return load_sweep(path).points
 
     points = sweep_with()  # no layer, no lr: the model's defaults
-    run_dir = train(points[0].config)  # the point's directory as a sweep leaves it
+    run_dir = train_saes(points[0].config)  # the point's directory as a sweep leaves it
     where = str(tmp_path / "edit.toml")
     check_unchanged(points, where)  # the defaults a run fills in are no change
     saved = json.loads((run_dir / "config.json").read_text())
@@ -202,7 +202,7 @@ def test_the_table_of_a_sweep_whose_points_all_stopped_has_their_rows_only():
 
 def test_a_kl_cache_budget_edit_is_no_change_but_a_kl_chunk_edit_is(tiny_gpt2, tmp_path):
     from sae_kit.sweep.changes import check_unchanged
-    from sae_kit.train.api import train
+    from sae_kit.train.api import train_saes
 
     def sweep_with(options):
         path = _tiny_sweep(tmp_path, tiny_gpt2, name="kl.toml",
@@ -211,7 +211,7 @@ def test_a_kl_cache_budget_edit_is_no_change_but_a_kl_chunk_edit_is(tiny_gpt2, t
         return load_sweep(path).points
 
     points = sweep_with("kl_chunk = 8")
-    train(points[0].config)
+    train_saes(points[0].config)
     check_unchanged(sweep_with("kl_chunk = 8, kl_cache_mb = 1"), "kl.toml")  # memory only
     with pytest.raises(SaeKitError, match="loss_options.kl_chunk 8 → 4"):
         check_unchanged(sweep_with("kl_chunk = 4"), "kl.toml")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @friendly_errors
-def sweep(
+def sweep_command(
     path: str = typer.Argument(..., metavar="SWEEP.toml", help="The sweep file (docs/cli.md)."),
     only: int = typer.Option(
         None, "--only", metavar="N",

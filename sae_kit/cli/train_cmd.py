@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sae_kit.train.run import Run
 
 @friendly_errors
-def train(ctx: typer.Context, **options: Any) -> None:
+def train_command(ctx: typer.Context, **options: Any) -> None:
     """Train SAEs on a model's residual stream (default: e2e on the built-in model)."""
     ctx.call_on_close(_leave_process_group)
     setup_logging()
@@ -47,7 +47,7 @@ def train(ctx: typer.Context, **options: Any) -> None:
 
 # The options come from TrainConfig's fields (sae_kit.cli.train_options), so Typer reads them
 # from this signature rather than from the function's own parameters.
-train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
      *config_parameters()]
 )

@@ -85,13 +85,13 @@ class _Evaluator:
         for hp, splice in self.single.items():
             spliced = splice.spliced(input_ids, capture=self.later[hp], clean=clean)
             sums = self.per_sae[hp]
-            self._add_logits(sums.ce, sums.kl, clean.final_hidden, spliced.run.final_hidden,
+            self._add_logits(sums.ce, sums.kl, clean.final_hidden, spliced.final_hidden,
                              input_ids)
             self._add_reconstruction(sums, hp, spliced, clean.acts)
         if len(self.saes) > 1:
             spliced = self.all_spliced.spliced(input_ids, clean=clean)
             self._add_logits(self.joint.ce, self.joint.kl, clean.final_hidden,
-                             spliced.run.final_hidden, input_ids)
+                             spliced.final_hidden, input_ids)
 
     def _add_logits(self, ce: TokenMean, kl: TokenMean | None, clean_hidden: torch.Tensor,
                     hidden: torch.Tensor, input_ids: torch.Tensor) -> None:
@@ -112,7 +112,7 @@ class _Evaluator:
         sums.variance.add(x, out.output)
         sums.ev_e2e_sae.add(float(explained_variance_e2e_sae(x, out.output).mean()), n_tokens)
         for p in self.later[hp]:
-            diff = spliced.run.acts[p].double() - clean_acts[p].double()
+            diff = spliced.acts[p].double() - clean_acts[p].double()
             sums.downstream.setdefault(p, TokenMean()).add(float((diff**2).mean()), n_tokens)
 
     def results(self, alive: dict[HookPoint, torch.Tensor]) -> dict[str, Any]:

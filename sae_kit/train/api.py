@@ -1,11 +1,11 @@
-"""The Python API: ``from sae_kit import TrainConfig, train``.
+"""The Python API: ``from sae_kit import TrainConfig, train_saes``.
 
-    from sae_kit import TrainConfig, train
+    from sae_kit import TrainConfig, train_saes
 
-    run_dir = train(TrainConfig(loss="e2e", sparsity_coeff=2.0, n_samples=400))
-    group = train("run.toml", lambdas=[0.5, 1, 2, 4, 8], seed=1)   # one SAE per lambda, one pass
+    run_dir = train_saes(TrainConfig(loss="e2e", sparsity_coeff=2.0, n_samples=400))
+    group = train_saes("run.toml", lambdas=[0.5, 1, 2, 4, 8], seed=1)  # one SAE per lambda
 
-``train`` takes a TrainConfig or a settings file (TOML, JSON — a run's config.json — or YAML),
+``train_saes`` takes a TrainConfig or a settings file (TOML, JSON — a run's config.json — or YAML),
 field overrides as keywords, and optionally several lambdas trained in one shared pass; it
 returns the run directory (the group directory for several lambdas, one run directory per
 lambda inside it). The CLI's ``sae-kit train`` is a thin layer over :func:`prepare` and the
@@ -58,9 +58,9 @@ def prepare(config: TrainConfig, lambdas: Sequence[float] | None = None
     return runs, group_dir
 
 
-def train(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None = None,
-          on_step: Callable[[int, int, dict | None], None] | None = None,
-          **overrides: Any) -> Path:
+def train_saes(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None = None,
+               on_step: Callable[[int, int, dict | None], None] | None = None,
+               **overrides: Any) -> Path:
     """Train SAEs; returns the run directory (see the module doc).
 
     Sets glibc to reuse freed large buffers, as the ``sae-kit`` command does (``SAE_KIT_MALLOC=

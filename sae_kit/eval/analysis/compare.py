@@ -136,8 +136,12 @@ def geometry(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
 
 def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
                     n_tokens: int = 100_000, batch_size: int = 8, device: str = "auto",
-                    choice: TextChoice | None = None, embedding: str = "auto") -> dict[str, Any]:
-    """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary."""
+                    choice: TextChoice | None = None, embedding: str = "auto",
+                    importance: bool = False) -> dict[str, Any]:
+    """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary.
+
+    With ``importance``, also every SAE's attribution distribution
+    (:mod:`.compare_importance`)."""
     from safetensors.torch import save_file
 
     from sae_kit.eval.analysis.plots import write_plots
@@ -162,6 +166,12 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     summary["plots"], summary["embedding_method"] = write_plots(
         sources, alive, summary, out, embedding)
+    if importance:
+        from sae_kit.eval.analysis.compare_importance import compare_importance
+
+        summary["plots"].append(compare_importance(sources, loaded, choice or TextChoice(),
+                                                   n_tokens, batch_size, torch_device, summary,
+                                                   out))
     save_file({k: v.contiguous() for k, v in values.items()}, str(out / "maxcos.safetensors"))
     write_json_atomic(out / "summary.json", summary)
     return summary
