@@ -53,6 +53,8 @@ class Resolved:
     device: str
     world_size: int = 1
     """Processes under torchrun; 1 alone (a record without it was trained alone)."""
+    widths: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Activation width by hook point, only where it is not d_model (a module path)."""
     init_from: StartRecord | None = None
     """A fine-tune's starting point; None (and absent from config.json) for a fresh run."""
 
@@ -71,7 +73,11 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         """config.json's content."""
-        resolved = {k: v for k, v in dataclasses.asdict(self.resolved).items() if v is not None}
+        resolved = dataclasses.asdict(self.resolved)
+        if not resolved["widths"]:  # every SAE reads d_model: the record says nothing of widths
+            del resolved["widths"]
+        if resolved["init_from"] is None:  # a fresh run: the record says nothing of a start
+            del resolved["init_from"]
         return {**self.config.to_dict(), "resolved": resolved}
 
     @classmethod
@@ -85,7 +91,8 @@ class RunRecord:
         resolved = data.get("resolved")
         if isinstance(resolved, dict):
             missing += [f"resolved.{f.name}" for f in dataclasses.fields(Resolved)
-                        if f.name not in resolved and f.default is dataclasses.MISSING]
+                        if f.name not in resolved and f.default is dataclasses.MISSING
+                        and f.default_factory is dataclasses.MISSING]
         if missing:
             raise SaeKitError(f"{where!r} lacks {missing}; was it written by `sae-kit train`?")
         if not isinstance(resolved, dict):
@@ -122,4 +129,6 @@ def _is_start(value: Any) -> bool:
 def _fits(value: Any, annotation: str) -> bool:
     if annotation == "int":
         return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "dict[str, int]":
+        return isinstance(value, dict) and all(_fits(v, "int") for v in value.values())
     return isinstance(value, str)

@@ -85,18 +85,20 @@ def _opts(sae: SAE) -> dict[str, Any]:
 
 
 def check_fits(start: StartingPoint, loaded: LoadedModel, model: str) -> None:
-    """The source's SAEs read this model's residual stream: same width, layers that exist."""
-    first = next(iter(start.saes.values()))
-    if first.d_in != loaded.d_model:
-        trained_on = _trained_on(start)
-        raise SaeKitError(
-            f"--init-from {start.source!r} has SAEs of width {first.d_in}, but {model} has "
-            f"d_model {loaded.d_model}" + (f"; it was trained on {trained_on}" if trained_on
-                                           else "") + ": choose the model it was trained on")
+    """The source's SAEs read this model's activations: layers that exist, the same width."""
     for hp in start.saes:
         if hp.layer >= loaded.n_layers:
             raise SaeKitError(f"--init-from {start.source!r} has an SAE at {hp.name}, but {model} "
                               f"has {loaded.n_layers} layers (0 to {loaded.n_layers - 1})")
+    for hp, sae in start.saes.items():
+        width = loaded.width_at(hp)
+        if sae.d_in != width:
+            trained_on = _trained_on(start)
+            has = (f"d_model {width}" if hp.on_residual else f"width {width} at {hp.name}")
+            raise SaeKitError(
+                f"--init-from {start.source!r} has SAEs of width {sae.d_in}, but {model} has "
+                f"{has}" + (f"; it was trained on {trained_on}" if trained_on else "")
+                + ": choose the model it was trained on")
 
 
 def _trained_on(start: StartingPoint) -> Any:
