@@ -107,8 +107,16 @@ def _line(t: dict[str, Any], now: float) -> str:
         text += f" ({100 * done / total:.0f}%)"
         rate = (done - t["first"]) / max(now - t["started"], 1e-9)
         if rate > 0 and done < total:
-            text += f", {timedelta(seconds=round((total - done) / rate))} left"
+            text += f", {_time_left((total - done) / rate)} left"
     return f"{text}  {t['status']}".rstrip()
+
+
+def _time_left(seconds: float) -> str:
+    """h:mm:ss, or a bound where timedelta ends (``--n-samples 99999999999999999999`` is a
+    valid, if endless, run and must not overflow the progress line)."""
+    if seconds >= timedelta.max.total_seconds():
+        return f"more than {timedelta.max.days:,} days"
+    return str(timedelta(seconds=round(seconds)))
 
 
 def progress(what: str, disable: bool = False, transient: bool = False) -> Any:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
+from sae_kit.record.setting_types import wrong_types
 
 if TYPE_CHECKING:
     from sae_kit.data import DataSpec
@@ -138,6 +139,9 @@ class TrainConfig:
     output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
 
     def __post_init__(self) -> None:
+        wrong = wrong_types(self)  # files and the Python API pass what they hold, unchecked
+        if wrong:
+            raise SaeKitError(f"invalid training settings: {'; '.join(wrong)}")
         if self.dataset is None:
             self.dataset = _default_dataset(self.model)
         finite = {name: value for name in ("dict_ratio", "sparsity_coeff", "lr", "grad_clip",

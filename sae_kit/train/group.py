@@ -100,8 +100,10 @@ def common_checkpoints(dirs: Sequence[Path]) -> list[checkpoint.Checkpoint]:
         steps = found if steps is None else steps & found
     if not steps:
         raise SaeKitError(
-            f"the runs in {str(dirs[0].parent)!r} have no checkpoint of a common step; start "
-            "the group again without --resume"
+            f"the runs in {str(dirs[0].parent)!r} have no checkpoint of a common step (a kill "
+            "between their saves with --keep-checkpoints 1, before sae-kit pruned only after "
+            "all had saved); resume each alone, which ends at the same weights: "
+            + "; ".join(f"sae-kit train --resume {d}" for d in dirs)
         )
     newest = max(steps)
     return [checkpoint.load(RunDir(d).checkpoints / newest) for d in dirs]

@@ -188,6 +188,9 @@ def _steps(runs: list[Run], logs: list[MetricsLog | None], state: TrainState,
             signum = lead.dist.max(stop.signum or 0, lead.device)  # ranks stop at the same step
             if signum or state.step % lead.config.save_every == 0 or step == lead.total_steps - 1:
                 saved.update({r.run_dir: save_checkpoint(r, state) for r in active})
+                for r in active:  # only now: a kill between two members' saves must leave
+                    if r.dist.is_main:  # a step they all hold, even with keep_checkpoints=1
+                        checkpoint.prune(r.checkpoint_dir, r.config.keep_checkpoints)
             if signum:
                 lead.dist.barrier()  # rank 0's checkpoint is complete before anyone exits
                 raise Interrupted(signum, group_dir, state.step, saved[active[0].run_dir],
@@ -270,7 +273,8 @@ def _log_step(run: Run, log: MetricsLog | None, stats: StepStats, lr: float, gra
 
 
 def save_checkpoint(run: Run, state: TrainState) -> Path:
-    """Write a checkpoint of ``run`` at ``state`` (rank 0; the others just name it)."""
+    """Write a checkpoint of ``run`` at ``state`` (rank 0; the others just name it); the caller
+    prunes old ones once every member of the pass has saved."""
     if not run.dist.is_main:
         return run.checkpoint_dir / checkpoint.checkpoint_name(state.step)
     metrics = run.layout.metrics
@@ -278,4 +282,4 @@ def save_checkpoint(run: Run, state: TrainState) -> Path:
         state, metrics_offset=metrics.stat().st_size if metrics.exists() else 0
     )
     return checkpoint.save(run.checkpoint_dir, counters, capture(run),
-                           run.config.keep_checkpoints)
+                           keep=None)
