@@ -43,7 +43,6 @@ def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) 
 
     from sae_kit.train.group import build_group
     from sae_kit.train.loop import fit
-    from sae_kit.train.resume import resume_runs
 
     states = {p.name: point_state(p) for p in points}
     started = [p for p in points if states[p.name] == "started"]
@@ -54,8 +53,8 @@ def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) 
     try:
         if started:
             say(f"resuming {', '.join(p.name for p in started)}")
-            runs, start = resume_runs([Path(p.config.output_dir or "") for p in started])
-            fit(runs, on_step, start=start, group_dir=sweep.out)
+            _resume_together([Path(p.config.output_dir or "") for p in started], say,
+                             on_step, sweep.out)
     except MembersStopped:
         pass  # each stopped point's failed.json says why; the report lists it
     try:
@@ -69,6 +68,25 @@ def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) 
     for point in points:
         if point_state(point) == "trained":
             evaluate_point(sweep, point, say)
+
+
+def _resume_together(dirs: list[Any], say: Say, on_step: Any, out: Any) -> None:
+    """Resume started points in one pass from their newest common step; points an older
+    sae-kit left without one resume one after another (same weights), never stuck."""
+    from sae_kit.train.group import NoCommonStep
+    from sae_kit.train.loop import fit
+    from sae_kit.train.resume import resume, resume_runs
+
+    try:
+        runs, start = resume_runs(dirs)
+    except NoCommonStep:
+        say(f"{', '.join(d.name for d in dirs)} hold no checkpoint of a common step; "
+            "resuming them one after another")
+        for run_dir in dirs:
+            run, lone_start = resume(run_dir)
+            fit([run], on_step, start=lone_start)
+        return
+    fit(runs, on_step, start=start, group_dir=out)
 
 
 def evaluate_point(sweep: Sweep, point: Point, say: Say) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from sae_kit import __version__
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, full_disk
 from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.run_lock import claim_new_dir, lock_run, unwritable_run_dir
@@ -141,6 +141,11 @@ def fit(
                 if r.run_dir not in stopped:
                     save_saes(r, state.tokens)
                     r.layout.failed.unlink(missing_ok=True)  # a stopped run resumed alone
+    except Exception as exc:  # a full disk while logging or saving: the checkpoints are whole
+        line = full_disk(exc, _full_disk_mend(lead, group_dir or lead.run_dir))
+        if line is None:
+            raise
+        raise line from None
     finally:
         for log in logs:
             if log:
@@ -196,6 +201,13 @@ def _steps(runs: list[Run], logs: list[MetricsLog | None], state: TrainState,
                 raise Interrupted(signum, group_dir, state.step, saved[active[0].run_dir],
                                   lead.dist.world_size)
     return state, stopped
+
+
+def _full_disk_mend(lead: Run, resume_dir: Path) -> str:
+    if _newest_checkpoint(lead) is None:
+        return "no checkpoint was written yet: free disk space, then run the command again"
+    return ("the checkpoints written are intact: free disk space, then continue with "
+            f"`sae-kit train --resume {resume_dir}`")
 
 
 def _newest_checkpoint(run: Run) -> Path | None:

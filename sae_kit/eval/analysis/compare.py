@@ -35,6 +35,7 @@ from sae_kit.eval.analysis.source import AnalysisSource, open_source
 from sae_kit.eval.metrics import TokenMean, fired, l0
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.store.jsonio import write_json_atomic
+from sae_kit.store.staging import staged_dir
 
 
 def _labels(sources: Sequence[AnalysisSource]) -> list[str]:
@@ -137,7 +138,19 @@ def geometry(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
 def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
                     n_tokens: int = 100_000, batch_size: int = 8, device: str = "auto",
                     choice: TextChoice | None = None, embedding: str = "auto") -> dict[str, Any]:
-    """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary."""
+    """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary.
+
+    The files are built beside ``out`` and moved in once all are written (summary.json last),
+    so a full disk leaves no half comparison and an unwritable ``out`` fails before the model
+    loads."""
+    with staged_dir(Path(out), "comparison", last="summary.json") as tmp:
+        return _compare_into(tmp, refs, hook_point, n_tokens, batch_size, device, choice,
+                             embedding)
+
+
+def _compare_into(out: Path, refs: Sequence[str], hook_point: str | None, n_tokens: int,
+                  batch_size: int, device: str, choice: TextChoice | None,
+                  embedding: str) -> dict[str, Any]:
     from safetensors.torch import save_file
 
     from sae_kit.eval.analysis.plots import write_plots
@@ -158,8 +171,6 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
              "activations": stats})
     summary["hook_point"] = sources[0].hook_point.name
     summary["model"] = sources[0].model
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     summary["plots"], summary["embedding_method"] = write_plots(
         sources, alive, summary, out, embedding)
     save_file({k: v.contiguous() for k, v in values.items()}, str(out / "maxcos.safetensors"))

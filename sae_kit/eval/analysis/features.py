@@ -36,6 +36,7 @@ from sae_kit.eval.analysis.stats import (
 )
 from sae_kit.eval.analysis.tokens import token_table
 from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.store.staging import staged_dir
 
 
 @dataclass
@@ -207,10 +208,15 @@ def build_features(ref: str, out: Path, hook_point: str | None = None,
     settings = settings or FeatureSettings()
     if settings.n_tokens < 1:
         raise SaeKitError(f"--tokens must be positive, got {settings.n_tokens}")
-    torch_device = resolve_device(device)
-    source = open_source(ref, hook_point, torch_device)
-    loaded = load_model(source.model, revision=source.revision, device=torch_device)
-    loaded.check_fits(source.hook_point, source.sae.d_in)
-    data = collect_features(source, loaded, choice or TextChoice(), settings, torch_device,
-                            on_batch)
-    return write_report(data, out), data.meta
+    out = Path(out)
+    # Built beside `out` and moved in once whole (index.html last): a full disk leaves no half
+    # report, and an unwritable --out fails here, before the model loads.
+    with staged_dir(out, "feature report", last="index.html") as tmp:
+        torch_device = resolve_device(device)
+        source = open_source(ref, hook_point, torch_device)
+        loaded = load_model(source.model, revision=source.revision, device=torch_device)
+        loaded.check_fits(source.hook_point, source.sae.d_in)
+        data = collect_features(source, loaded, choice or TextChoice(), settings,
+                                torch_device, on_batch)
+        write_report(data, tmp, explained_from=out)
+    return out / "index.html", data.meta

@@ -59,8 +59,9 @@ def _write_js(path: Path, call: str, *args: Any) -> None:
     path.write_text(f"{call}({body});\n", encoding="utf-8")
 
 
-def write_report(data: FeatureData, out: Path) -> Path:
-    """Write the report directory; returns its index.html."""
+def write_report(data: FeatureData, out: Path, explained_from: Path | None = None) -> Path:
+    """Write the report directory; returns its index.html. The index shows the explanations
+    in ``explained_from`` (default ``out``: the report this one replaces)."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -89,7 +90,7 @@ def write_report(data: FeatureData, out: Path) -> Path:
     save_file(tensors(data), str(out / "features.safetensors"), metadata={"format": "pt"})
     for name in ("report.js", "report.css"):
         shutil.copyfile(_HERE / "static" / name, out / name)
-    return _write_index(out, data.meta, rows, _read_explanations(out))
+    return _write_index(out, data.meta, rows, _read_explanations(explained_from or out))
 
 
 def _write_index(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]],
