@@ -21,17 +21,20 @@ import time
 from pathlib import Path
 
 
-def measure(run_dir: str, tokens: int, out: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one `sae-kit features` process."""
-    command = [sys.executable, "-m", "sae_kit", "features", run_dir, "--dataset", "pydoc",
-               "--split", "train", "--tokens", str(tokens), "--out", str(out), "--device", "cpu"]
+def measure(run_dir: str, tokens: int, out: Path, command_name: str = "features",
+            *extra: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of one `sae-kit features` (or ``command_name``)
+    process."""
+    command = [sys.executable, "-m", "sae_kit", command_name, run_dir, "--dataset", "pydoc",
+               "--split", "train", "--tokens", str(tokens), "--out", str(out), "--device", "cpu",
+               *extra]
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
-        sys.exit(f"sae-kit features failed: {child.stderr.read().decode()}")
+        sys.exit(f"sae-kit {command_name} failed: {child.stderr.read().decode()}")
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 

@@ -22,7 +22,7 @@ by CPU time (user + system of the process: what a shared core inflates least) an
 Allocators: "shipped" is each tool as it comes (sae-kit's command and API set glibc to reuse
 freed buffers; the peers keep glibc's defaults), "matched" gives every tool sae-kit's setting.
 The model's own forward up to the hook point (the same work for every tool) is not timed; the
-e2e (KL) step against sparsify is not part of this script yet.
+e2e (KL) step against sparsify is benchmarks/bench_peers_e2e.py.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import statistics
 import time
 
 import torch
-from saes import optimizer_step, set_l0, sparse_kernels
+from saes import add_step_args, optimizer_step, set_l0, sparse_kernels, step_device
 
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.train import precision
@@ -66,13 +66,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shapes", default="builtin,gpt2-small", help="comma-separated")
     p.add_argument("--l0", default="16,32,64,128,256,512,1024,2048", help="comma-separated")
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2, help="torch threads on CPU; 0: default")
-    p.add_argument("--device", default="cpu")
+    add_step_args(p)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = step_device(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; "
           f"median of {args.reps}")
     print(f"{'shape':11} {'tokens':>6} {'d':>5} {'n_dict':>6} {'L0':>7} {'density':>8} "

@@ -3,6 +3,7 @@ and the trainer's optimizer step."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import Iterator
 
@@ -72,3 +73,17 @@ def sparse_kernels(device: torch.device, max_density: float) -> Iterator[None]:
     finally:
         sparse.MAX_DENSITY.clear()
         sparse.MAX_DENSITY.update(before)
+
+
+def add_step_args(p: argparse.ArgumentParser) -> None:
+    """--reps, --threads, --device: the options of the SAE-step benchmarks."""
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2, help="torch threads on CPU; 0: default")
+    p.add_argument("--device", default="cpu")
+
+
+def step_device(args: argparse.Namespace) -> torch.device:
+    """Set the thread count and return the device that ``add_step_args`` options name."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return torch.device(args.device)

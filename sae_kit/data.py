@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 import torch
 
+from sae_kit import plugins
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
 from sae_kit.errors import SaeKitError, first_line
+from sae_kit.model_names import source_ref
 from sae_kit.network import hub_endpoint, hub_offline, hub_reachable, is_local_ref
 
 HOLDOUT_EVERY = 20
@@ -165,10 +167,22 @@ def shuffled(windows: Iterable[list[int]], buffer_size: int, seed: int) -> Itera
     yield from buffer
 
 
+SHUFFLE_BUFFER = 1024
+"""Windows the training stream shuffles among: its N-th window is one of the first N + this."""
+
+
 def training_windows(
-    spec: DataSpec, tokenizer: Any, context: int, seed: int, shuffle_buffer: int = 1024
+    spec: DataSpec, tokenizer: Any, context: int, seed: int, shuffle_buffer: int = SHUFFLE_BUFFER
 ) -> Iterator[list[int]]:
-    """Training windows forever: each pass over the data (epoch) is shuffled anew."""
+    """Training windows forever: each pass over the data (epoch) is shuffled anew.
+
+    A model source's stream (the dataset is the model's name) is endless and already in random
+    order: it is read as it comes.
+    """
+    generated = _source_windows(spec, "train", context, seed)
+    if generated is not None:
+        yield from generated
+        return
     epoch = 0
     while True:
         count = 0
@@ -207,8 +221,19 @@ def first_windows(
     spec: DataSpec, part: Part, tokenizer: Any, context: int, limit: int
 ) -> list[list[int]]:
     """Up to ``limit`` windows of one part, in dataset order (unshuffled, one pass at most)."""
-    windows = token_windows(iter_texts(spec, part), tokenizer, context)
+    windows = _source_windows(spec, part, context, seed=0)
+    if windows is None:
+        windows = token_windows(iter_texts(spec, part), tokenizer, context)
     return list(itertools.islice(windows, limit))
+
+
+def _source_windows(spec: DataSpec, part: Part, context: int,
+                    seed: int) -> Iterator[list[int]] | None:
+    """The token stream of a model built by a source plugin (``sae_kit.model.source``)."""
+    ref = source_ref(spec.dataset)
+    if ref is None:
+        return None
+    return plugins.load("model_sources", ref.scheme)().windows(ref.options, part, context, seed)
 
 
 def batches(windows: Iterator[list[int]], batch_size: int) -> Iterator[torch.Tensor]:

@@ -23,6 +23,7 @@ GROUPS = {
     "architectures": "sae_kit.architectures",
     "trackers": "sae_kit.trackers",
     "explainers": "sae_kit.explainers",
+    "model_sources": "sae_kit.model_sources",
 }
 
 INSTALL_HINTS = {
@@ -32,6 +33,8 @@ INSTALL_HINTS = {
     "architectures": "write one in two files (docs/writing-plugins.md)",
     "trackers": "write one in two files (sae_kit/trackers/base.py shows one)",
     "explainers": "write one in two files (sae_kit/explainers/base.py shows one)",
+    "model_sources": "install one, e.g. `pip install -e plugins/sae-kit-synthetic`, or write "
+    "one (sae_kit/model/source.py shows one)",
 }
 
 
@@ -92,7 +95,8 @@ def load(kind: str, name: str) -> Any:
     if name not in available:
         listing = ", ".join(sorted(available)) or "none"
         singular = {"models": "model", "losses": "loss", "architectures": "architecture",
-                    "trackers": "tracker", "explainers": "explainer"}[kind]
+                    "trackers": "tracker", "explainers": "explainer",
+                    "model_sources": "model source"}[kind]
         raise SaeKitError(
             f"no {singular} plugin named {name!r}; installed: {listing}. To add one: "
             f"{INSTALL_HINTS[kind]}"

@@ -117,6 +117,21 @@ def report(runs, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def importance_report(runs, tmp_path_factory):
+    """`sae-kit features --importance` on the e2e run: the report directory."""
+    from typer.testing import CliRunner
+
+    from sae_kit.cli import app
+
+    out = tmp_path_factory.mktemp("importance-report")
+    result = CliRunner().invoke(app, ["features", str(runs["e2e0"]), "--tokens", "192", "--out",
+                                      str(out), "--device", "cpu", "--batch-size", "2",
+                                      "--importance", "--exact-top", "5", "--exact-random", "3"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 @pytest.fixture
 def one_thread():
     """torch on one thread for the test (deterministic CPU kernels for exact comparisons)."""

@@ -33,6 +33,7 @@ ROUTES = [  # (method, pattern, handler name); methods are tried in order
     ("POST", rf"/api/models/{REPO}/commit/(?P<rev>[^/]+)", "commit"),
     ("POST", rf"/api/models/{REPO}/branch/(?P<rev>[^/]+)", "create_branch"),
     ("GET", rf"/api/models/{REPO}/revision/(?P<rev>[^/]+)", "repo_info"),
+    ("GET", r"/api/models/(?P<model>[^/]+(?:/[^/]+)?)", "model_info"),
     ("GET", rf"/api/models/{REPO}/tree/(?P<rev>[^/]+)(?P<path>/.*)?", "tree"),
     ("HEAD", rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "resolve"),
     ("GET", rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "resolve"),
@@ -81,6 +82,10 @@ class FakeHub:
         self.garbage: set[str] = set()  # route names (or "*") answered 200 with junk bytes
         self._closed = threading.Event()
         self.delay = 0.0  # seconds before each answer: a slow link
+        # Models as `model_info` sees them: canonical id -> card metadata; legacy id -> canonical
+        # (the Hub answers a legacy id with a redirect, as it does for "gpt2").
+        self.models: dict[str, dict[str, Any]] = {}
+        self.aliases: dict[str, str] = {}
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"hub": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -179,6 +184,19 @@ class FakeHub:
         sha, files = self._revision(m, reading=req)
         return _json(200, {"id": m["repo"], "sha": sha, "private": self.repos[m["repo"]].private,
                            "siblings": [{"rfilename": p} for p in sorted(files)]})
+
+    def model_info(self, req: Request, m: dict[str, str]) -> tuple:
+        model = unquote(m["model"])
+        if model in self.aliases:
+            return 307, {"Location": f"/api/models/{self.aliases[model]}"}, b""
+        if model in self.models:
+            card = self.models[model]
+            tags = [f"license:{card['license']}"] if "license" in card else []
+            return _json(200, {"id": model, "sha": "0" * 40, "private": False, "tags": tags,
+                               "cardData": card})
+        if model in self.repos:
+            return self.repo_info(req, {"repo": model, "rev": "main"})
+        return _json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
 
     def tree(self, req: Request, m: dict[str, str]) -> tuple:
         _, files = self._revision(m, reading=req)

@@ -134,3 +134,21 @@ class FakeLLM:
             self.answered.append(key)
         return self._send(handler, 200, {"id": "x", "object": "chat.completion",
                                          "choices": [choice]})
+
+
+def explain_a_copy(report, target):
+    """`sae-kit explain` (model ``good``, 6 features) on a copy of ``report`` at ``target``;
+    returns the copy's explanations.json features."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from sae_kit.cli import app
+
+    shutil.copytree(report, target)
+    with FakeLLM() as llm:
+        result = CliRunner().invoke(app, [
+            "explain", str(target), "--endpoint", llm.url, "--model", "good", "--sample", "6",
+            "--device", "cpu", "--pool-tokens", "640"])
+    assert result.exit_code == 0, result.output
+    return json.loads((target / "explanations.json").read_text())["features"]

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama"
+FIRST_PARTY = "sae-kit,sae-kit-gpt2,sae-kit-pythia,sae-kit-llama,sae-kit-synthetic"
 """The distributions whose plugins the tests see (SAE_KIT_PLUGINS)."""
 
 FAST = ["--dataset", "pydoc", "--n-samples", "8", "--batch-size", "2", "--grad-accum", "2",
@@ -104,7 +104,9 @@ def hub_cli(args: list[str], home: Path, endpoint: str, token: str | None = HUB_
         clean["HF_TOKEN"] = token
     cmd = [sys.executable, "-c", python, *args] if python else [sys.executable, "-m", "sae_kit",
                                                                  *args]
-    return subprocess.run(cmd, env=clean, capture_output=True, text=True, timeout=180, cwd=cwd)
+    # The bound only catches a hang: importing sae_lens (and transformer_lens) on a loaded
+    # 2-core machine took over 180 s.
+    return subprocess.run(cmd, env=clean, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def one_line_error(result: Any, *needles: str) -> str:

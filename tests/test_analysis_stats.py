@@ -85,6 +85,7 @@ def test_top_contexts_streamed_keep_the_global_top_k():
         for slot in range(3):
             centre = int(top.best.tokens[slot, f, -1])
             assert codes.reshape(60, 4)[centre, f] == top.best.value[slot, f]
+            assert int(top.best.where[slot, f]) == centre  # ids are the stream's places
 
 
 def test_reservoir_holds_only_firing_tokens_and_all_of_them_when_few():

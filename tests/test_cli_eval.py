@@ -85,7 +85,7 @@ def test_pareto_splits_series_by_hook_point_when_runs_differ():
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda tmp: tmp / "nothing", "does not exist"),
+        (lambda tmp: tmp / "nothing", "no such directory"),
         (lambda tmp: tmp, "holds no trained SAE"),
     ],
 )
@@ -119,6 +119,37 @@ def test_pareto_has_one_series_per_loss_and_architecture():
     assert series == {"e2e (relu)": [(10, 0.1), (30, 0.1)], "e2e (topk)": [(8, 0.1)]}
 
 
+def _arch_result(loss, arch, l0, ce=0.1, **options):
+    return {"loss": loss, "architecture": arch, "architecture_options": options,
+            "saes": {"blocks.2.hook_resid_pre": {"l0": l0, "ce_loss_increase": ce}}}
+
+
+def test_pareto_keeps_k_in_one_series_and_splits_by_the_other_options():
+    # k sets TopK's sparsity (TopKSAE.sparsity_options): a frontier; AuxK on or off: two.
+    series = pareto_series([
+        _arch_result("local", "topk", 32, k=32, auxk=False),
+        _arch_result("local", "topk", 16, k=16, auxk=False),
+        _arch_result("local", "topk", 15, k=16, auxk=True),
+        _arch_result("local", "jumprelu", 40, bandwidth=0.1),
+    ])
+    assert series == {"local (topk auxk=false)": [(16, 0.1), (32, 0.1)],
+                      "local (topk auxk=true)": [(15, 0.1)], "local (jumprelu)": [(40, 0.1)]}
+
+
+def test_pareto_of_several_losses_and_architectures_draws_a_panel_per_loss(tmp_path):
+    import matplotlib.image
+
+    results = [_arch_result(loss, arch, l0, ce, k=l0)
+               for loss in ("local", "e2e") for arch in ("topk", "batchtopk")
+               for l0, ce in ((8, 0.4), (16, 0.2))]
+    path = tmp_path / "p.png"
+    series = plot_pareto(results, path)
+    assert list(series) == ["local (batchtopk)", "local (topk)", "e2e (batchtopk)", "e2e (topk)"]
+    assert series["e2e (topk)"] == [(8, 0.4), (16, 0.2)]
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width > 1.5 * height  # two panels side by side; one panel is 6 x 4.2
+
+
 @pytest.mark.parametrize(("name", "magic"), [("p.pdf", b"%PDF"), ("p.svg", b"<?xml"),
                                              ("p.png", PNG_SIGNATURE)])
 def test_pareto_writes_the_format_its_extension_names_on_a_log_l0_axis(tmp_path, name, magic):
@@ -148,3 +179,47 @@ def test_log_l0_ticks_read_as_plain_numbers_with_only_2s_and_5s_between_decades(
     labels = {v: _minor_tick_label(v, 0) for v in (20, 30, 40, 50, 60, 200, 500, 700, 0.2, 0)}
     assert labels == {20: "20", 30: "", 40: "", 50: "50", 60: "", 200: "200", 500: "500",
                       700: "", 0.2: "0.2", 0: ""}
+
+
+def test_eval_takes_one_sae_a_saelens_export_and_an_import(two_runs, tmp_path):
+    """Any SAE source `features` takes: one SAE of a run, an SAELens folder, an imported SAE."""
+    run = two_runs[1]
+    whole = runner.invoke(app, ["eval", str(run), *EVAL, "--json"])
+    assert whole.exit_code == 0, whole.output
+    expected = json.loads(whole.stdout)["saes"]["blocks.1.hook_resid_pre"]
+
+    sae_dir = run / "blocks.1.hook_resid_pre"
+    one = runner.invoke(app, ["eval", str(sae_dir), *EVAL, "--json"])
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["saes"]["blocks.1.hook_resid_pre"] == expected
+    assert json.loads((sae_dir / "eval.json").read_text())["run_dir"] == str(sae_dir)
+
+    lens = tmp_path / "sl"
+    assert runner.invoke(app, ["export", str(sae_dir), str(lens)]).exit_code == 0
+    back = tmp_path / "kit"
+    assert runner.invoke(app, ["import", str(lens), str(back)]).exit_code == 0
+    for source in (lens, back):  # the SAELens cfg records model, dataset and context
+        result = runner.invoke(app, ["eval", str(source), *EVAL, "--json"])
+        assert result.exit_code == 0, result.output
+        got = json.loads(result.stdout)["saes"]["blocks.1.hook_resid_pre"]
+        assert got["l0"] == pytest.approx(expected["l0"], rel=1e-3)
+        assert got["ce_loss_increase"] == pytest.approx(expected["ce_loss_increase"], abs=1e-4)
+        assert (source / "eval.json").is_file()
+
+
+def test_eval_of_an_sae_that_does_not_say_asks_for_model_and_dataset(two_runs, tmp_path,
+                                                                     tiny_gpt2):
+    lens = tmp_path / "sl"
+    sae_dir = two_runs[0] / "blocks.1.hook_resid_pre"
+    assert runner.invoke(app, ["export", str(sae_dir), str(lens)]).exit_code == 0
+    cfg = json.loads((lens / "cfg.json").read_text())
+    cfg.update(model_name=None, dataset_path=None, sae_kit={})
+    (lens / "cfg.json").write_text(json.dumps(cfg))
+    result = runner.invoke(app, ["eval", str(lens), *EVAL])
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith(
+        "does not record its model, dataset; pass --model and --dataset")
+    result = runner.invoke(app, ["eval", str(lens), *EVAL, "--model", str(tiny_gpt2),
+                                 "--dataset", "pydoc", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == str(tiny_gpt2)

@@ -121,3 +121,34 @@ def test_blocks_and_chunks_do_not_change_the_data(runs, report, tmp_path, monkey
     assert result.exit_code == 0, result.output
     assert (tmp_path / "features.jsonl").read_text() == (report / "features.jsonl").read_text()
     assert len(list((tmp_path / "data").glob("features-*.js"))) == 4  # 128 features / 40
+
+
+def test_piped_compare_and_features_keep_paths_and_names_whole(runs, tmp_path):
+    """Through the real command, off a terminal: no cell cut, no path broken across lines."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    long = {n: tmp_path / f"a-rather-long-run-name-that-rich-would-cut-{n}" for n in ("a", "b")}
+    shutil.copytree(runs["local0"], long["a"])
+    shutil.copytree(runs["local1"], long["b"])
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = tmp_path / ("deeply-nested-report-directory-" * 3) / "report"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "sae_kit", *args, "--device", "cpu"],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    compared = run("compare", str(long["a"]), str(long["b"]), "--out", str(tmp_path / "c"),
+                   "--tokens", "256")
+    assert "…" not in compared.stdout
+    rows = [line for line in compared.stdout.splitlines() if long["a"].name in line]
+    assert rows and any(long["b"].name in line for line in rows)  # the pair's row, whole
+    features = run("features", str(long["a"]), "--tokens", "320", "--out", str(out),
+                   "--batch-size", "3")
+    assert features.stdout.strip() == str(out / "index.html")
+    assert any(line.endswith(f"open {out / 'index.html'}")
+               for line in features.stderr.splitlines())

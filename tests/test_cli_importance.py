@@ -106,3 +106,37 @@ def test_run_without_saes_and_model_mismatch(runs, tmp_path):
         result = runner.invoke(app, ["importance", str(run), *BASE])
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("error:") and message in result.stderr
+
+
+def test_compare_shows_importance_distributions_side_by_side(runs, importance, tmp_path):
+    """`sae-kit compare --importance`: each SAE's attribution is `sae-kit importance`'s on the
+    same tokens, and its concentration summary follows from those values."""
+    import matplotlib.image
+
+    result = runner.invoke(app, ["compare", str(runs["e2e0"]), str(runs["local0"]), *BASE,
+                                 "--importance", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "importance (KL, spliced)" in result.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "importance.png" in summary["plots"]
+    image = matplotlib.image.imread(tmp_path / "importance.png")
+    assert image.shape[:2] == (418, 1320) and float(image[..., :3].std()) > 0.05
+    tensors = load_file(str(tmp_path / "importance.safetensors"))
+    alone = load_file(str(importance / "importance.safetensors"))
+    for c in CONVENTIONS:
+        for m in METRICS:
+            assert torch.allclose(tensors[f"e2e0/{c}.{m}.attribution_abs"],
+                                  alone[f"{c}.{m}.attribution_abs"], rtol=1e-5, atol=1e-12)
+    for label in ("e2e0", "local0"):
+        entry = summary["saes"][label]["importance"]
+        assert entry["n_tokens"] == 96
+        values = tensors[f"{label}/spliced.kl.attribution_abs"]
+        kl = entry["spliced"]["kl"]
+        assert kl["total_abs_attribution"] == pytest.approx(float(values.sum()))
+        shares = list(kl["share_of_abs_attribution"].values())
+        assert shares == sorted(shares) and shares[-1] == pytest.approx(1.0)
+        ordered = torch.sort(values, descending=True).values
+        half = kl["features_for_50pct"]  # the fewest features that carry half of the total
+        assert ordered[:half].sum() >= 0.5 * ordered.sum() > ordered[:half - 1].sum()
+        assert kl["share_of_abs_attribution"]["top_10pct"] == pytest.approx(
+            float(ordered[:13].sum() / ordered.sum()))  # ceil(0.1 * 128) features

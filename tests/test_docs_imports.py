@@ -42,7 +42,8 @@ def test_every_import_in_the_docs_runs():
     assert done.returncode == 0, f"{done.stderr}\n--- the imports:\n{code}"
 
 
-GROUPS = {"sae_kit.models", "sae_kit.losses", "sae_kit.architectures"}  # entry-point groups
+GROUPS = {"sae_kit.models", "sae_kit.losses", "sae_kit.architectures",  # entry-point groups
+          "sae_kit.model_sources"}
 DOTTED = re.compile(r"`(sae_kit(?:\.\w+)+)")
 
 

@@ -225,7 +225,7 @@ def test_10_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatc
     result = runner.invoke(app, ["train", "--model", "runs/typo", *TINY])
     one_line_error(result, "model directory 'runs/typo' does not exist")
     result = runner.invoke(app, ["eval", "runs/typo"])
-    one_line_error(result, "'runs/typo' does not exist")
+    one_line_error(result, "no such directory: 'runs/typo'")
 
 
 # --- 3: a resume trusts nothing it has not checked --------------------------------------------

@@ -75,8 +75,8 @@ def test_a_model_it_cannot_read_is_one_clear_line_through_the_cli(
     result = CliRunner().invoke(app, ["train", "--model", str(model_dir), *FAST])
     assert result.exit_code == 2, result.output
     text = " ".join(result.stderr.split())
-    assert "no model adapter for model_type 'sae_kit_toy' (installed: gpt2, gpt_neox, llama)" \
-        in text
+    assert ("no model adapter for model_type 'sae_kit_toy' (installed: gpt2, gpt_neox, llama, "
+            "synthetic)") in text
     assert problem in text
     assert "`sae_kit.models` entry point named 'sae_kit_toy'" in text
     assert "docs/writing-plugins.md" in text

@@ -27,6 +27,8 @@ from tests.helpers import hub_cli as sae_kit
 pytestmark = pytest.mark.slow  # a fake Hub server and real push/pull round trips
 
 HOOKS = ["blocks.0.hook_resid_pre", "blocks.2.hook_resid_pre"]
+# sae-kit's own files (exact), then SAELens' (what SAE.from_pretrained(repo, hook) fetches)
+SAE_FILES = ("sae.safetensors", "config.json", "cfg.json", "sae_weights.safetensors")
 EVAL = {"saes": {HOOKS[0]: {"l0": 12.5, "kl": 0.0123}, HOOKS[1]: {"l0": 7, "kl": 0.0456}},
         "n_tokens": 4096, "run_dir": "/somewhere/local"}
 runner = CliRunner()
@@ -99,7 +101,7 @@ def test_push_then_pull_round_trips_through_the_hub_api(run_dir, hub, tmp_path):
 
     files = hub.head_files("alice/saes")
     expected = {"config.json", "eval.json", "README.md", ".gitattributes"}
-    expected |= {f"{h}/{name}" for h in HOOKS for name in ("sae.safetensors", "config.json")}
+    expected |= {f"{h}/{name}" for h in HOOKS for name in SAE_FILES}
     assert set(files) == expected
     for h in HOOKS:
         assert files[f"{h}/sae.safetensors"] == (run_dir / h / "sae.safetensors").read_bytes()
@@ -108,8 +110,9 @@ def test_push_then_pull_round_trips_through_the_hub_api(run_dir, hub, tmp_path):
         assert {"model", "revision", "loss", "sparsity_coeff", "n_dict", "dataset"} <= set(config)
     card = files["README.md"].decode()
     meta = card_metadata(card)
-    assert meta["library_name"] == "sae-kit" and meta["license"] == "mit"
-    assert {"sparse-autoencoder", "e2e-sae"} <= set(meta["tags"])
+    assert meta["library_name"] == "saelens" and meta["license"] == "other"  # a local model
+    assert "base_model" not in meta
+    assert {"sae-kit", "sparse-autoencoder", "e2e-sae"} <= set(meta["tags"])
     assert "| kl | 0.0123 | 0.0456 |" in card and "| l0 | 12.5 | 7 |" in card
 
     api = sae_kit(HOOKS, home, hub.url, python=PY_API)  # sae_kit.load_sae with a Hub id
@@ -121,6 +124,73 @@ def test_push_then_pull_round_trips_through_the_hub_api(run_dir, hub, tmp_path):
         original, _ = load_sae(run_dir / h)
         assert torch.equal(torch.tensor(answer["outs"][h]), original(x).output)
     assert_no_token_anywhere(hub, [p.stdout + p.stderr for p in (push, api)], home, run_dir)
+
+
+SAELENS = """
+import json, sys, warnings, torch
+from sae_lens import SAE
+warnings.simplefilter("ignore")
+x = torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
+out = {}
+for h in sys.argv[1:]:
+    sae = SAE.from_pretrained("alice/saes", h)  # SAELens' own Hugging Face loader
+    with torch.no_grad():
+        out[h] = {"codes": sae.encode(x).tolist(), "output": sae.decode(sae.encode(x)).tolist(),
+                  "hook": sae.cfg.metadata.hook_name}
+print(json.dumps(out))
+"""
+
+
+def test_saelens_from_pretrained_loads_a_pushed_repo(run_dir, hub, tmp_path):
+    pytest.importorskip("sae_lens", reason="sae-lens is not installed (pip install sae-lens)")
+    home = tmp_path / "hf-home"
+    push = sae_kit(["push", str(run_dir), "alice/saes"], home, hub.url)
+    assert push.returncode == 0, push.stderr
+    # huggingface_hub's 10 s default for a HEAD was too short for the local fake Hub on a
+    # loaded 2-core machine (ConnectTimeout, five retries): a slow answer is not the point here.
+    slow_ok = {"HF_HUB_ETAG_TIMEOUT": "120", "HF_HUB_DOWNLOAD_TIMEOUT": "120"}
+    lens = sae_kit(HOOKS, home, hub.url, token=None, python=SAELENS, env=slow_ok)
+    assert lens.returncode == 0, lens.stderr
+    answer = json.loads(lens.stdout.strip().splitlines()[-1])
+    x = sample_input()
+    for h in HOOKS:
+        ours, _ = load_sae(run_dir / h)
+        with torch.no_grad():
+            out = ours(x)
+        assert answer[h]["hook"] == h
+        torch.testing.assert_close(torch.tensor(answer[h]["output"]), out.output,
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.tensor(answer[h]["codes"]), out.codes,
+                                   rtol=1e-5, atol=1e-5)
+    card = hub.head_files("alice/saes")["README.md"].decode()
+    assert f'sae = SAE.from_pretrained("alice/saes", "{HOOKS[0]}")' in card
+    # ... and sae-kit still pulls the same repo, bit-exact
+    pull = sae_kit(["pull", f"alice/saes/{HOOKS[1]}", "--out", str(tmp_path / "p")], home,
+                   hub.url, token=None)
+    assert pull.returncode == 0, pull.stderr
+    pulled, _ = load_sae(tmp_path / "p" / HOOKS[1])
+    original, _ = load_sae(run_dir / HOOKS[1])
+    assert torch.equal(pulled(x).output, original(x).output)
+
+
+@pytest.mark.parametrize(("model", "license_flag", "base", "license"), [
+    ("gpt2", [], "openai-community/gpt2", "mit"),  # a legacy id: the Hub redirects it
+    ("EleutherAI/pythia-70m", [], "EleutherAI/pythia-70m", "apache-2.0"),
+    ("EleutherAI/pythia-70m", ["--license", "cc-by-4.0"], "EleutherAI/pythia-70m", "cc-by-4.0"),
+    ("nobody/unknown-model", [], None, "other"),
+])
+def test_card_names_the_base_model_and_its_license_as_the_hub_knows_them(
+        model, license_flag, base, license, run_dir, hub, tmp_path):
+    hub.aliases["gpt2"] = "openai-community/gpt2"
+    hub.models.update({"openai-community/gpt2": {"license": "mit"},
+                       "EleutherAI/pythia-70m": {"license": "apache-2.0"}})
+    for path in [run_dir / "config.json", *(run_dir / h / "config.json" for h in HOOKS)]:
+        path.write_text(json.dumps({**json.loads(path.read_text()), "model": model}))
+    push = sae_kit(["push", str(run_dir), "alice/saes", *license_flag], tmp_path / "h", hub.url)
+    assert push.returncode == 0, push.stderr
+    meta = card_metadata(hub.head_files("alice/saes")["README.md"].decode())
+    assert meta.get("base_model") == base and meta["license"] == license
+    assert f"license {license}, base_model {base or 'none'}" in push.stderr
 
 
 def test_private_push_to_a_new_branch_then_pull_one_sae(run_dir, hub, tmp_path):
@@ -150,8 +220,7 @@ def test_private_push_to_a_new_branch_then_pull_one_sae(run_dir, hub, tmp_path):
                     hub.url)
     assert again.returncode == 0, again.stderr
     assert set(hub.head_files("alice/private-saes", "dev")) == {
-        ".gitattributes", "README.md", "config.json", f"{HOOKS[0]}/sae.safetensors",
-        f"{HOOKS[0]}/config.json"}
+        ".gitattributes", "README.md", "config.json", *(f"{HOOKS[0]}/{n}" for n in SAE_FILES)}
     outputs = [p.stdout + p.stderr for p in (push, pull, again)]
     assert_no_token_anywhere(hub, outputs, home, out)
 
@@ -177,11 +246,10 @@ def test_dry_run_lists_files_and_card_without_network_or_token(trained_run, hub,
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     result = runner.invoke(app, ["push", str(trained_run), "alice/saes", "--dry-run"])
     assert result.exit_code == 0, result.output
-    listed = [line.split()[-1] for line in result.stdout.splitlines()[1:7]]
-    assert listed == ["config.json", *(f"{h}/{n}" for h in HOOKS
-                                       for n in ("sae.safetensors", "config.json")), "README.md"]
+    listed = [line.split()[-1] for line in result.stdout.splitlines()[1:11]]
+    assert listed == ["config.json", *(f"{h}/{n}" for h in HOOKS for n in SAE_FILES), "README.md"]
     card = result.stdout.split("--- README.md ---\n", 1)[1]
-    assert card_metadata(card)["library_name"] == "sae-kit"
+    assert card_metadata(card)["library_name"] == "saelens"
     assert "No evaluation was run" in card
     assert hub.requests == [] and TOKEN not in result.output
 

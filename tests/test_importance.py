@@ -253,3 +253,47 @@ def test_choose_exact_takes_the_top_and_random_features_that_fire():
     assert sorted(features[2:].tolist()) == [0, 4, 6]  # never the features that never fired
     again, _ = choose_exact(importance, count, 2, 2, seed=0)
     assert again.tolist() == choose_exact(importance, count, 2, 2, seed=0)[0].tolist()
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_single_token_removal_changes_only_later_positions(setting, convention):
+    """Per-context effect: one code zeroed at one token, against a plain HF forward."""
+    from sae_kit.eval.analysis.context_effects import ContextEffects, single_token_deltas
+
+    s = setting
+    window, position = 1, 5
+    feature = int(s["codes"][window, position].nonzero()[0])
+    zeroed = s["codes"].clone()
+    zeroed[window, position, feature] = 0
+    err = 0 if convention == "spliced" else s["x"] - s["sae"].decode(s["codes"])
+    model = s["loaded"].model
+    with torch.no_grad():
+        clean = F.log_softmax(model(input_ids=s["ids"]).logits, -1)
+    per_position = []
+    for h in (model_input(s["sae"], s["codes"], s["x"], convention),
+              s["sae"].decode(zeroed) + err):
+        handle = model.transformer.h[LAYER].register_forward_pre_hook(
+            lambda m, args, h=h: (h, *args[1:]))
+        try:
+            with torch.no_grad():
+                log_q = F.log_softmax(model(input_ids=s["ids"]).logits, -1)
+        finally:
+            handle.remove()
+        per_position.append((clean.exp() * (clean - log_q)).sum(-1)[window])
+    manual = (per_position[1] - per_position[0]).double()
+    targets = torch.tensor([[window, position, feature]])
+    got = single_token_deltas(s["sae"], s["codes"], s["x"], convention, s["forward"], s["ids"],
+                              s["clean_hidden"], s["unembed"], targets, 2)[0]
+    assert torch.allclose(got, manual, atol=2e-6)
+    assert torch.all(got[:position] == 0)  # causal: nothing before the token moves
+    assert float(got[position:].abs().max()) > 1e-5
+
+    # The accumulator over two batches: the centre and 2 after, then the rest of the window.
+    where = torch.tensor([[window * 12 + position], [-1]])
+    effects = ContextEffects(where, torch.tensor([feature]), seq=12, after=2)
+    for rows in (slice(0, 1), slice(1, 3)):
+        effects.add(s["sae"], s["codes"][rows], s["x"][rows], s["forward"], s["ids"][rows],
+                    s["clean_hidden"][rows], s["unembed"], 4)
+    assert torch.allclose(effects.near[convention][0, 0], got[position:position + 3])
+    assert float(effects.rest[convention][0, 0]) == pytest.approx(float(got[position + 3:].sum()))
+    assert torch.isnan(effects.near[convention][1, 0]).all()  # an empty slot stays empty

@@ -27,8 +27,8 @@ def test_hub_model_and_dataset_become_card_metadata():
     meta = metadata(card)
     assert meta["base_model"] == "openai-community/gpt2"
     assert meta["datasets"] == ["Skylion007/openwebtext"] and meta["license"] == "apache-2.0"
-    assert meta["library_name"] == "sae-kit"
-    assert {"sparse-autoencoder", "e2e-ds-sae"} <= set(meta["tags"])
+    assert meta["library_name"] == "saelens"  # a library the Hub knows; sae-kit is a tag
+    assert {"sae-kit", "sparse-autoencoder", "e2e-ds-sae"} <= set(meta["tags"])
     assert "| `blocks.1.hook_resid_pre` | relu | 8 | 24 | e2e+ds | 2.5 | 409,600,000 |" in card
     assert "- model revision: 607a30d" in card
     assert "No evaluation was run" in card
@@ -41,6 +41,20 @@ def test_local_and_builtin_models_are_not_claimed_as_hub_models(model, tmp_path)
     run = {"model": model, "dataset": "pydoc", "loss": "local"}
     meta = metadata(render_card("alice/x", run, {SAE["hook_point"]: SAE}, None))
     assert "base_model" not in meta and "datasets" not in meta
+    # the built-in model ships with sae-kit (MIT); of a local one the license is unknown
+    assert meta["license"] == ("mit" if model == "sae-kit-tiny" else "other")
+
+
+def test_card_shows_saelens_usage_only_for_architectures_saelens_has():
+    card = render_card("alice/x", {"model": "gpt2", "loss": "e2e"}, {SAE["hook_point"]: SAE},
+                       None)
+    assert 'SAE.from_pretrained("alice/x", "blocks.1.hook_resid_pre")' in card
+    assert 'from_pretrained_no_processing("gpt2")' in card
+    other = {**SAE, "architecture": "gated"}
+    card = render_card("alice/x", {"model": "gpt2", "loss": "e2e"}, {SAE["hook_point"]: other},
+                       None)
+    assert "from_pretrained(" not in card.split("## Usage")[1].split("sae_kit.load_sae")[1]
+    assert "no SAELens equivalent" in card
 
 
 def test_evaluation_table_has_a_column_per_sae():

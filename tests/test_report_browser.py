@@ -87,25 +87,14 @@ def test_report_opens_and_shows_a_feature(browser, report):  # noqa: F811
 def test_explanations_sort_by_score_and_show_in_the_panel(browser, report, tmp_path):
     """`sae-kit explain` against the loopback server, then the report: the detection column
     sorts, and the feature's panel shows its explanation and the held-out contexts scored."""
-    import json
-    import shutil
-
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.wait import WebDriverWait
-    from typer.testing import CliRunner
 
-    from sae_kit.cli import app
-    from tests.fake_llm import FakeLLM
+    from tests.fake_llm import explain_a_copy
 
     copy = tmp_path / "report"
-    shutil.copytree(report, copy)
-    with FakeLLM() as llm:
-        result = CliRunner().invoke(app, [
-            "explain", str(copy), "--endpoint", llm.url, "--model", "good", "--sample", "6",
-            "--device", "cpu", "--pool-tokens", "640"])
-    assert result.exit_code == 0, result.output
-    explained = json.loads((copy / "explanations.json").read_text())["features"]
+    explained = explain_a_copy(report, copy)
     best = max(explained, key=lambda f: f["detection"]["balanced_accuracy"])
 
     browser.get((copy / "index.html").as_uri())
@@ -126,4 +115,41 @@ def test_explanations_sort_by_score_and_show_in_the_panel(browser, report, tmp_p
     assert "detection balanced accuracy" in browser.find_element(
         By.CSS_SELECTOR, "#explanation .scores").text
     assert browser.find_elements(By.CSS_SELECTOR, "#explanation table.detection tr")
+    assert _errors(browser) == []
+
+
+def test_importance_column_sorts_and_the_panel_shows_both_conventions(browser,
+                                                                      importance_report):
+    """`sae-kit features --importance`: sort the index by |KL attribution|, open the most
+    important feature, and find its importance panel with the exact ablation beside it."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    rows = json.loads((importance_report / "summary.json").read_text())["features"]
+    best = max(rows, key=lambda r: r["importance_kl"])
+    browser.get((importance_report / "index.html").as_uri())
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#importance-table tbody tr")) == 4
+    headings = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#features th")]
+    browser.find_element(By.XPATH, "//th[text()='|KL attr.|']").click()
+    first = browser.find_element(By.CSS_SELECTOR, "#features tbody tr:not([hidden])")
+    column = headings.index("|KL attr.|")
+    assert float(first.find_elements(By.TAG_NAME, "td")[column].get_attribute(
+        "data-value")) == pytest.approx(best["importance_kl"])
+    assert first.find_element(By.TAG_NAME, "a").text == str(best["index"])
+    first.find_element(By.TAG_NAME, "a").click()
+    WebDriverWait(browser, 10).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#importance-panel")))
+    cells = {(r.get_attribute("data-convention"), r.get_attribute("data-metric")):
+             [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+             for r in browser.find_elements(By.CSS_SELECTOR, "#importance-panel tr[data-metric]")}
+    assert set(cells) == {(c, m) for c in ("spliced", "with_error") for m in ("kl", "ce")}
+    assert all(v[5] != "—" for v in cells.values())  # the top feature was ablated exactly
+    assert float(cells["spliced", "kl"][3]) == pytest.approx(best["importance_kl"], rel=2e-3)
+    assert "among the top" in browser.find_element(By.CSS_SELECTOR, "#importance p").text
+    effects = browser.find_elements(By.CSS_SELECTOR, "#context-effects .context.effect")
+    assert len(effects) == 2 * len(browser.find_elements(By.CSS_SELECTOR, "#top-contexts .context"))
+    assert "rest of window" in effects[0].text
     assert _errors(browser) == []

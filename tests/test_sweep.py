@@ -215,3 +215,23 @@ def test_a_kl_cache_budget_edit_is_no_change_but_a_kl_chunk_edit_is(tiny_gpt2, t
     check_unchanged(sweep_with("kl_chunk = 8, kl_cache_mb = 1"), "kl.toml")  # memory only
     with pytest.raises(SaeKitError, match="loss_options.kl_chunk 8 → 4"):
         check_unchanged(sweep_with("kl_chunk = 4"), "kl.toml")
+
+
+def test_the_table_shows_the_options_that_vary_and_no_lambda_for_topk():
+    from sae_kit.sweep.report import table
+
+    def evaluated(name, arch, lam, **options):
+        metrics = {"l0": 16.0, "alive": 60, "n_dict": 64, "ce_loss_increase": 0.25, "kl": 0.3,
+                   "explained_variance": 0.5, "downstream_mse": 1.5}
+        return {"run_dir": f"runs/s/{name}", "loss": "e2e", "sparsity_coeff": lam,
+                "architecture": arch, "architecture_options": options,
+                "saes": {"blocks.1.hook_resid_pre": metrics}, "clean_ce_loss": 4.0,
+                "n_tokens": 512}
+
+    lines = table([evaluated("a", "topk", None, k=16, auxk=True),
+                   evaluated("b", "topk", None, k=32, auxk=True),
+                   evaluated("c", "relu", 2.0, bias_init="zeros")]).splitlines()
+    assert lines[2:5] == [
+        "| a | e2e | topk k=16 | – | 16.0 | 60/64 | 0.2500 | 0.3000 | 0.500 | 1.5 |",
+        "| b | e2e | topk k=32 | – | 16.0 | 60/64 | 0.2500 | 0.3000 | 0.500 | 1.5 |",
+        "| c | e2e | relu | 2 | 16.0 | 60/64 | 0.2500 | 0.3000 | 0.500 | 1.5 |"]

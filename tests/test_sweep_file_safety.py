@@ -99,6 +99,7 @@ TOP_LEVEL = {
     "eval_tokens = 0": ("eval_tokens = 0", "eval_tokens = 0 must be 1 or more"),
     "eval_tokens = 1.5": ("eval_tokens = 1.5", "eval_tokens = 1.5 must be a whole number"),
     "eval_batch_size = true": ("eval_batch_size = true", "must be a whole number"),
+    "eval_alive_tokens = 0": ("eval_alive_tokens = 0", "eval_alive_tokens = 0 must be 1 or more"),
     "plot = 5": ("plot = 5", "plot = 5 must be a string"),
     "plot escapes": ('plot = "../pareto.png"', "must be a file name"),
     "base = 5": ("base = 5", "base = 5 must be a table"),

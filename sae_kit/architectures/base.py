@@ -109,6 +109,9 @@ class SAE(nn.Module):
     name: ClassVar[str] = "base"
     penalised: ClassVar[bool] = True
     """False where ``sparsity_penalty`` is always zero (TopK): lambda then means nothing."""
+    sparsity_options: ClassVar[tuple[str, ...]] = ()
+    """Options that set the sparsity as lambda does (TopK's ``k``): SAEs that differ in them
+    and lambda alone lie on one L0 vs CE-loss-increase frontier."""
 
     @dataclass
     class Options:

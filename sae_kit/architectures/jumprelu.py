@@ -49,6 +49,10 @@ class JumpReLUOptions:
 
 class JumpReLUSAE(SAE):
     name = "jumprelu"
+    # lambda reaches only theta (the L0's gradient is straight-through), and Adam moves
+    # log(theta) by about the learning rate per step whatever lambda is: in a short run the
+    # starting threshold sets the L0 more than lambda does (docs/experiments/architectures.md).
+    sparsity_options = ("init_threshold",)
 
     Options = JumpReLUOptions
 

@@ -30,6 +30,7 @@ class TopKOptions(BiasInitOptions, AuxKOptions):
 class TopKSAE(AuxK, SAE):
     name = "topk"
     penalised = False
+    sparsity_options = ("k",)
 
     Options = TopKOptions
 

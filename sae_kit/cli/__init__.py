@@ -6,6 +6,8 @@ import typer
 
 from sae_kit import __version__
 from sae_kit.cli import (
+    bench_cmd,
+    cache_cmd,
     compare_cmd,
     eval_cmd,
     explain_cmd,
@@ -29,9 +31,11 @@ app = typer.Typer(
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command("sweep")(sweep_cmd.sweep)
+app.command("cache")(cache_cmd.cache)
 app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
 app.command("importance")(importance_cmd.importance)
+app.command("bench")(bench_cmd.bench)
 app.command("explain")(explain_cmd.explain)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("push")(hub_cmd.push)

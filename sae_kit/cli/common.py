@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from sae_kit.errors import SaeKitError, full_disk
 
+OFF_TERMINAL_WIDTH = 10_000
+"""Off a terminal (a pipe, a log file) there is no width to fit: rich would assume 80 columns
+and cut table cells and break paths across lines. Lines are as long as they need instead."""
+
+
+class _Console(Console):
+    """rich's Console, except that off a terminal nothing is wrapped or cut (unless COLUMNS)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if not self.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+            return ConsoleDimensions(OFF_TERMINAL_WIDTH, super().size.height)
+        return super().size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+def out_console(stderr: bool = False) -> Console:
+    """The console for a command's output (stdout) or its logs (stderr)."""
+    return _Console(stderr=stderr)
+
+
 # Logs and progress go to stderr; results go to stdout so they can be piped.
-err = Console(stderr=True)
+err = out_console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

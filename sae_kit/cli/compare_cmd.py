@@ -6,10 +6,9 @@ import json
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from sae_kit.cli.common import err, friendly_errors
+from sae_kit.cli.common import err, friendly_errors, out_console
 
 
 @friendly_errors
@@ -31,12 +30,17 @@ def compare(
     embedding: str = typer.Option(
         "auto", help="2-D embedding: auto (UMAP if installed), umap, pca."
     ),
+    importance: bool = typer.Option(
+        False, "--importance", help="Also each SAE's attribution (-c * dM/dc, as `sae-kit "
+        "importance`; a backward pass per batch per SAE): how concentrated its importance is."
+    ),
     batch_size: int = typer.Option(8, help="Windows per forward pass."),
     device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json."),
 ) -> None:
     """Compare dictionaries: orthogonality, cross-dictionary similarity, movement from their
-    initialisation, a 2-D embedding, and ‖â‖/‖a‖ and cos(â, a) on held-out tokens."""
+    initialisation, a 2-D embedding, and ‖â‖/‖a‖ and cos(â, a) on held-out tokens; with
+    --importance, the SAEs' importance distributions side by side."""
     from pathlib import Path
 
     from sae_kit.errors import SaeKitError
@@ -49,16 +53,18 @@ def compare(
     choice = TextChoice(dataset, split) if dataset else TextChoice()
     with err.status("running the SAEs over held-out text"):
         summary = compare_sources(sources, hook_point, Path(out), tokens, batch_size, device,
-                                  choice, embedding)
+                                  choice, embedding, importance)
     err.print(f"[green]written[/]: {Path(out) / 'summary.json'} and "
               f"{', '.join(summary['plots'])} (embedding: {summary['embedding_method']})")
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    console = Console()
+    console = out_console()
     console.print(saes_table(summary))
     if summary["pairs"]:
         console.print(pairs_table(summary))
+    if importance:
+        console.print(importance_table(summary))
 
 
 def _f(value: Any, spec: str = ".3f") -> str:
@@ -84,3 +90,20 @@ def pairs_table(summary: dict[str, Any]) -> Table:
         table.add_row(p["a"], p["b"], _f(p["a_to_b_mean"]), _f(p["b_to_a_mean"]),
                       _f(p["p_a_to_b_vs_b_to_a"], ".4f"), _f(p["p_within_a_vs_within_b"], ".4f"))
     return table
+
+
+def importance_table(summary: dict[str, Any]) -> Table:
+    """Concentration of |KL attribution| under the default (spliced) convention."""
+    table = Table("SAE", "|KL attr.| per token", "top 1% share", "top 10% share",
+                  "features for 50%", "for 90%", title="importance (KL, spliced)")
+    for label, s in summary["saes"].items():
+        kl = s["importance"]["spliced"]["kl"]
+        shares = kl["share_of_abs_attribution"]
+        table.add_row(label, _f(kl["total_abs_attribution"], ".4g"),
+                      _pct(shares["top_1pct"]), _pct(shares["top_10pct"]),
+                      str(kl["features_for_50pct"]), str(kl["features_for_90pct"]))
+    return table
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"

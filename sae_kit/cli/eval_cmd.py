@@ -6,17 +6,32 @@ import json
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from sae_kit.cli.common import err, friendly_errors
+from sae_kit.cli.common import err, friendly_errors, out_console
 from sae_kit.cli.logs import progress, setup_logging
 from sae_kit.errors import SaeKitError
 
 
 @friendly_errors
 def evaluate(
-    run_dir: list[str] = typer.Argument(..., help="Run directories written by `sae-kit train`."),
+    run_dir: list[str] = typer.Argument(
+        ..., help="Run directories, SAE directories (of a run, imported, or SAELens' cfg.json + "
+        "sae_weights.safetensors) or Hub ids (namespace/name, or namespace/name/HOOK_POINT for "
+        "one SAE)."
+    ),
+    model: str = typer.Option(
+        None, help="Model the SAEs read (Hub id or local directory), where an SAE does not record "
+        "it, or a local copy of the one it records."
+    ),
+    dataset: str = typer.Option(
+        None, help="Text to evaluate on (Hub id, local file/directory, or 'pydoc'), instead of "
+        "what the SAE was trained on: its held-out documents (every 20th), alive counted on the "
+        "rest."
+    ),
+    context: int = typer.Option(
+        None, help="Tokens per window, where an SAE does not record its context length."
+    ),
     n_tokens: int = typer.Option(
         None, help="Held-out tokens to evaluate on (fewer if the data has fewer); default "
         "100,000, or 500 windows with --paper-compatible.", show_default=False,
@@ -43,7 +58,7 @@ def evaluate(
         False, "--json", help="Print eval.json (a list of them for several runs)."
     ),
 ) -> None:
-    """Evaluate SAEs on held-out tokens; writes RUN_DIR/eval.json and prints a table."""
+    """Evaluate SAEs on held-out tokens; writes eval.json beside them and prints a table."""
     if plot:
         from sae_kit.eval.pareto import plot_format
 
@@ -54,12 +69,16 @@ def evaluate(
         check_writable,
         evaluate_run,
     )
+    from sae_kit.eval.target import Overrides
 
     setup_logging()
     if plot:
         check_writable(Path(plot))  # before the evaluation, not after it
     if paper_compatible:
         _refuse_other_sizes(n_tokens, batch_size, alive_tokens)
+    if context is not None and context < 2:
+        raise SaeKitError(f"--context {context}: a window needs at least 2 tokens")
+    said = Overrides(model, dataset, context)
 
     results = []
     for one in run_dir:
@@ -71,7 +90,7 @@ def evaluate(
 
             results.append(evaluate_run(one, n_tokens, batch_size, device, on_batch,
                                         alive_tokens=alive_tokens,
-                                        paper_compatible=paper_compatible))
+                                        paper_compatible=paper_compatible, overrides=said))
     if plot:
         from sae_kit.eval.pareto import plot_pareto
 
@@ -94,7 +113,7 @@ def _refuse_other_sizes(n_tokens: int | None, batch_size: int, alive_tokens: int
 
 def _print_results(results: list[dict[str, Any]]) -> None:
     """A header line and a metrics table per run, on stdout."""
-    console = Console()
+    console = out_console()
     for result in results:
         lam = "" if result["sparsity_coeff"] is None else f", λ={result['sparsity_coeff']}"
         console.print(f"[bold]{result['run_dir']}[/] ({result['loss']}{lam}): "

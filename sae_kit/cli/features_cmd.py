@@ -27,6 +27,16 @@ def features(
     top_k: int = typer.Option(10, help="Top-activating contexts per feature."),
     batch_size: int = typer.Option(8, help="Windows per forward pass."),
     device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    importance: bool = typer.Option(
+        False, "--importance", help="Add every feature's functional importance (as `sae-kit "
+        "importance`, its attribution on the same pass): columns, panels and a summary."
+    ),
+    exact_top: int = typer.Option(
+        32, help="With --importance: ablate exactly the N features of largest |KL attribution|."
+    ),
+    exact_random: int = typer.Option(
+        32, help="With --importance: ablate exactly M other features that fire, at random."
+    ),
 ) -> None:
     """Write a static HTML report of an SAE's features: index, per-feature dashboards, data."""
     from pathlib import Path
@@ -38,7 +48,16 @@ def features(
     if tokens < 1 or top_k < 1 or batch_size < 1:
         raise SaeKitError(f"--tokens, --top-k and --batch-size must be positive, got {tokens}, "
                           f"{top_k}, {batch_size}")
+    if exact_top < 0 or exact_random < 0:
+        raise SaeKitError(f"--exact-top and --exact-random must be 0 or more, got {exact_top} "
+                          f"and {exact_random}")
     settings = FeatureSettings(n_tokens=tokens, top_k=top_k, batch_size=batch_size)
+    wanted = None
+    if importance:
+        from sae_kit.eval.analysis.importance import ImportanceSettings
+
+        wanted = ImportanceSettings(exact_top=exact_top, exact_random=exact_random,
+                                    seed=settings.seed)
     choice = TextChoice(dataset, split) if dataset else TextChoice()
     target = Path(out) if out else None
     if target is None:
@@ -47,7 +66,8 @@ def features(
         source = open_source(run_dir, hook_point)  # resolve the default name before the pass
         target = source.path / f"features-{source.hook_point.name}"
     with err.status("running the model over the text"):
-        index, meta = build_features(run_dir, target, hook_point, settings, choice, device)
+        index, meta = build_features(run_dir, target, hook_point, settings, choice, device,
+                                     importance=wanted)
     fewer = " (all the text there is)" if meta["n_tokens"] < tokens else ""
     err.print(f"{meta['n_tokens']:,} tokens{fewer} of {meta['text']} in {meta['seconds']:.1f} s; "
               f"{meta['n_dead']:,} of {meta['n_dict']:,} features dead")

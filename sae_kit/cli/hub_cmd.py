@@ -21,7 +21,10 @@ def push(
     revision: str = typer.Option(
         None, "--revision", help="Branch to commit to, created if needed; default: main."
     ),
-    license: str = typer.Option("mit", help="License id for the model card metadata."),
+    license: str = typer.Option(
+        None, help="License id for the model card; default: the base model's license on the Hub "
+        "(MIT for the built-in model, else 'other')."
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the files and model card that would be uploaded; no "
         "network, no token."
@@ -38,10 +41,18 @@ def push(
     if token is None:
         _print_plan(upload, where)
         return
-    url = push_upload(upload, ref, token, private=private, revision=revision)
-    err.print(f"[green]pushed[/] {len(upload.files)} files ({len(upload.hook_points)} SAEs) to "
-              f"{where}")
+    url, sent = push_upload(upload, ref, token, private=private, revision=revision)
+    err.print(f"[green]pushed[/] {len(sent.files)} files ({len(sent.hook_points)} SAEs) to "
+              f"{where}; card: {_card_summary(sent.card)}")
     typer.echo(url)
+
+
+def _card_summary(card: str) -> str:
+    import yaml
+
+    meta = yaml.safe_load(card.split("---\n")[1])
+    base = meta.get("base_model") or "none (not a Hub model)"
+    return f"license {meta['license']}, base_model {base}"
 
 
 def _print_plan(upload: Upload, where: str) -> None:
@@ -50,6 +61,8 @@ def _print_plan(upload: Upload, where: str) -> None:
         size = len(src) if isinstance(src, bytes) else Path(src).stat().st_size
         typer.echo(f"  {size:>12,}  {name}")
     typer.echo(f"\n--- README.md ---\n{upload.card}", nl=False)
+    err.print("note: a real push asks the Hub for the base model's canonical id and license "
+              "(unless --license is given); the card above uses the model id as written")
 
 
 @friendly_errors

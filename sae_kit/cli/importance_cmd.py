@@ -43,7 +43,8 @@ def importance(
     from sae_kit.cli.logs import progress, setup_logging
     from sae_kit.errors import SaeKitError
     from sae_kit.eval.analysis.collect import TextChoice
-    from sae_kit.eval.analysis.importance import ImportanceSettings, build_importance
+    from sae_kit.eval.analysis.importance import ImportanceSettings
+    from sae_kit.eval.analysis.importance_files import build_importance
 
     if tokens < 1 or batch_size < 1:
         raise SaeKitError(f"--tokens and --batch-size must be positive, got {tokens} and "
@@ -72,7 +73,7 @@ def importance(
 
 
 def _report(data) -> None:
-    from sae_kit.eval.analysis.importance import summary
+    from sae_kit.eval.analysis.importance_values import summary
 
     s, meta = summary(data), data.meta
     err.print(f"[bold]{meta['hook_point']}[/]: {meta['n_tokens']:,} tokens of {meta['text']} "

@@ -26,7 +26,7 @@ def plugins(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
+    from sae_kit.cli.common import out_console
 
     table = Table("group", "name", "distribution", "version", "object")
     if options:
@@ -37,7 +37,7 @@ def plugins(
             cells.append("\n".join(f"{o['name']}={o['default']!r}: {o['help']}"
                                    for o in r["options"]))
         table.add_row(*cells)
-    Console().print(table)
+    out_console().print(table)
 
 
 def _options(info: PluginInfo) -> dict[str, Any]:

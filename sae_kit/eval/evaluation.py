@@ -32,14 +32,11 @@ from sae_kit.eval.metrics import (
     kl_divergence,
     l0,
 )
+from sae_kit.eval.target import EvalTarget, Overrides, open_target
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice, SplicedRun
-from sae_kit.network import is_local_ref
-from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import write_json_atomic
-from sae_kit.store.run_dir import RunDir
-from sae_kit.store.sae_dir import load_run
 
 DEFAULT_N_TOKENS = 100_000
 """Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens."""
@@ -47,24 +44,7 @@ PAPER_EVAL_WINDOWS = 500
 """--paper-compatible: the reference evaluated on 500 samples (``eval_n_samples``)."""
 
 BatchCallback = Callable[[int, int], None]
-
-
-HUB_RUNS = Path("runs") / "hub"
-"""Where a run named by Hub id is downloaded: a directory of the user's, so eval.json fits."""
-
-
-def resolve_run_dir(ref: str) -> Path:
-    """Turn what the user typed into a local run directory: a path, or a Hub id (downloaded)."""
-    path = Path(ref).expanduser()
-    if is_local_ref(ref) or ref.count("/") != 1:
-        if path.is_dir():
-            return path
-        raise SaeKitError(
-            f"run directory {ref!r} does not exist (nor is it a Hub id like namespace/name)"
-        )
-    from sae_kit.store.sources import resolve_sae_source
-
-    return resolve_sae_source(ref, out=HUB_RUNS / ref.replace("/", "--"))
+AliveCallback = Callable[[dict[HookPoint, torch.Tensor]], None]
 
 
 @dataclass
@@ -171,29 +151,33 @@ def evaluate_run(
     *,
     alive_tokens: int = ALIVE_TOKENS,
     paper_compatible: bool = False,
+    overrides: Overrides | None = None,
+    on_alive: AliveCallback | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every SAE of a run on held-out tokens; writes and returns ``eval.json``'s data.
+    """Evaluate every SAE of a run (or one SAE) on held-out tokens; writes and returns eval.json.
 
-    ``n_tokens`` defaults to 100,000, or with ``paper_compatible`` to the reference's 500
-    windows. Alive elements are counted on the first ``alive_tokens`` training tokens.
+    ``run_ref`` is a run directory, an SAE directory (of a run, imported, or SAELens'), or a Hub
+    id; ``overrides`` gives the model, text or context a single SAE does not record
+    (:mod:`sae_kit.eval.target`). ``n_tokens`` defaults to 100,000, or with ``paper_compatible``
+    to the reference's 500 windows. Alive elements are counted on the first ``alive_tokens``
+    training tokens; ``on_alive`` is given each SAE's mask of them (``sae-kit bench`` scores
+    alive latents).
     """
     from sae_kit.model.device import resolve_device
 
     _check_sizes(n_tokens, batch_size, alive_tokens)
-    run_dir = resolve_run_dir(run_ref)
-    check_writable(RunDir(run_dir).eval)  # before minutes of evaluation, not after
     torch_device = resolve_device(device)
-    record, saes = load_run(run_dir, torch_device)
-    config = record.config
-    loaded = _load_model(config, saes, torch_device)
-    context = record.resolved.context
+    target = open_target(run_ref, torch_device, overrides or Overrides())
+    check_writable(target.eval_file)  # before minutes of evaluation, not after
+    loaded = _load_model(target, torch_device)
+    context = target.context
     if n_tokens is None:
         n_tokens = PAPER_EVAL_WINDOWS * context if paper_compatible else DEFAULT_N_TOKENS
-    spec = record.data_spec
+    spec = target.spec
     windows = _windows(spec, "eval", loaded, context, math.ceil(n_tokens / context))
     alive_rows = _windows(spec, "train", loaded, context,
                           alive_window_count(alive_tokens, context))
-    evaluator = _Evaluator(loaded, saes)
+    evaluator = _Evaluator(loaded, target.saes)
     total = math.ceil(len(alive_rows) / batch_size) + math.ceil(len(windows) / batch_size)
     done = iter(range(1, total + 1))
 
@@ -203,23 +187,24 @@ def evaluate_run(
 
     with torch.no_grad():
         alive = count_alive(evaluator.all_spliced, alive_rows, batch_size, torch_device, step)
+        if on_alive:
+            on_alive({hp: mask.cpu() for hp, mask in alive.items()})
         for start in range(0, len(windows), batch_size):
             rows = windows[start:start + batch_size]
             evaluator.add_batch(torch.tensor(rows, dtype=torch.long, device=torch_device))
             step()
     result = {
-        "run_dir": str(run_dir), "model": config.model, "dataset": config.dataset,
-        "loss": config.loss,
-        "sparsity_coeff": config.sparsity_coeff  # None: no SAE has a penalty (TopK)
-        if any(sae.penalised for sae in saes.values()) else None,
+        "run_dir": str(target.path), "model": target.model, "dataset": spec.dataset,
+        "loss": target.loss,
+        "sparsity_coeff": target.sparsity_coeff,  # None: no SAE has a penalty (TopK)
         "context": context, "n_windows": len(windows), "n_tokens": len(windows) * context,
         "alive_n_tokens": len(alive_rows) * context, "alive_part": "train",
         "paper_compatible": paper_compatible, **evaluator.results(alive),
     }
     try:
-        write_json_atomic(RunDir(run_dir).eval, result)
+        write_json_atomic(target.eval_file, result)
     except OSError as exc:
-        raise _unwritable(RunDir(run_dir).eval, exc) from None
+        raise _unwritable(target.eval_file, exc) from None
     return result
 
 
@@ -231,10 +216,9 @@ def _check_sizes(n_tokens: int | None, batch_size: int, alive_tokens: int) -> No
         raise SaeKitError(f"{', '.join(bad)}: must be a positive number")
 
 
-def _load_model(config: TrainConfig, saes: dict[HookPoint, SAE], device: torch.device
-                ) -> LoadedModel:
-    loaded = load_model(config.model, revision=config.revision, device=device)
-    for hp, sae in saes.items():
+def _load_model(target: EvalTarget, device: torch.device) -> LoadedModel:
+    loaded = load_model(target.model, revision=target.revision, device=device)
+    for hp, sae in target.saes.items():
         loaded.check_fits(hp, sae.d_in)
     return loaded
 

@@ -19,51 +19,101 @@ Point = tuple[float, float]
 _ORDER = ["local", "e2e", "e2e+ds"]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-            "tab:pink", "tab:gray"]
+            "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]  # 10 against 8 markers: 40 pairs
+
+
+Key = tuple[str, str, str]
+"""A series: (loss, architecture label, hook point); the last two empty when all runs agree."""
 
 
 def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
     """(L0, CE-loss increase) per SAE, one series per loss and architecture, sorted by L0.
 
-    A series is a frontier only when its points differ in lambda alone: ReLU and TopK SAEs of
-    one loss get a series each (labelled "loss (architecture)" when the runs use several), and
-    when the runs hold SAEs at more than one hook point the series are split by hook point too.
+    A series is a frontier only when its points differ in lambda alone, or in the options that
+    set an architecture's sparsity (``SAE.sparsity_options``, TopK's k): ReLU and TopK SAEs of
+    one loss get a series each, as do TopK SAEs with and without AuxK (labelled "loss
+    (architecture options)" when the runs use several), and when the runs hold SAEs at more
+    than one hook point the series are split by hook point too.
     """
+    return {_label(key): points for key, points in _series(results).items()}
+
+
+def _series(results: list[dict[str, Any]]) -> dict[Key, list[Point]]:
     hook_points = {name for result in results for name in result["saes"]}
-    archs = [architecture_of(result) for result in results]
-    series: dict[str, list[Point]] = defaultdict(list)
+    archs = architecture_labels(results, sparsity=False)
+    several = len(set(archs)) > 1
+    series: dict[Key, list[Point]] = defaultdict(list)
     for result, arch in zip(results, archs, strict=True):
-        label = str(result.get("loss") or "?")
-        if len(set(archs)) > 1:
-            label = f"{label} ({arch or '?'})"
         for name, metrics in result["saes"].items():
-            key = label if len(hook_points) == 1 else f"{label} @ {name}"
+            key = (str(result.get("loss") or "?"), arch if several else "",
+                   name if len(hook_points) > 1 else "")
             series[key].append((float(metrics["l0"]), float(metrics["ce_loss_increase"])))
 
-    def order(label: str) -> tuple[int, str]:
-        loss = label.split(" ")[0]
-        return (_ORDER.index(loss) if loss in _ORDER else len(_ORDER), label)
+    def order(key: Key) -> tuple[int, Key]:
+        return (_ORDER.index(key[0]) if key[0] in _ORDER else len(_ORDER), key)
 
-    return {label: sorted(series[label]) for label in sorted(series, key=order)}
+    return {key: sorted(series[key]) for key in sorted(series, key=order)}
+
+
+def _label(key: Key, loss: bool = True) -> str:
+    name, arch, hook_point = key
+    label = name if loss else ""
+    if arch:
+        label = f"{label} ({arch})" if loss else arch
+    return f"{label} @ {hook_point}" if hook_point else label
 
 
 def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, list[Point]]:
     """Draw the plot to ``path`` in the format its extension names (.png, .pdf, .svg, ...);
-    returns the plotted series. L0 is on a log axis, as sweeps space lambda geometrically."""
+    returns the plotted series. L0 is on a log axis, as sweeps space lambda geometrically.
+
+    Runs of several architectures and several losses get one panel per loss (shared CE axis),
+    each architecture the same colour and marker in every panel."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
     import matplotlib.pyplot as plt
+
+    series = _series(results)
+    fmt = plot_format(path)
+    losses = list(dict.fromkeys(key[0] for key in series))
+    archs = list(dict.fromkeys(key[1:] for key in series))
+    panels = losses if len(losses) > 1 and len(archs) > 1 else [None]
+    size = (6, 4.2) if len(panels) == 1 else (5.2 * len(panels), 5.6)
+    fig, axes = plt.subplots(1, len(panels), figsize=size, dpi=120, sharey=True, squeeze=False)
+    for ax, loss in zip(axes[0], panels, strict=True):
+        for index, (key, points) in enumerate(series.items()):
+            if loss is not None and key[0] != loss:
+                continue
+            style = archs.index(key[1:]) if loss is not None else index
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker=_MARKERS[style % len(_MARKERS)],
+                    color=_COLOURS[style % len(_COLOURS)], label=_label(key, loss is None))
+        _style_axes(ax, [p for key, pts in series.items() if loss in (None, key[0]) for p in pts])
+        ax.set_title(f"loss: {loss}" if loss else "Sparsity vs. performance on held-out tokens")
+    axes[0][0].set_ylabel("CE loss increase (nats)")
+    if panels == [None]:
+        axes[0][0].legend(title="loss")
+        fig.tight_layout()
+    else:  # one legend for all panels, below them: an architecture looks alike in each
+        handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}
+        fig.legend(list(handles.values()), list(handles), title="architecture", loc="lower center",
+                   ncol=min(4, len(handles)), fontsize="small")
+        fig.tight_layout(rect=(0, 0.06 * math.ceil(len(handles) / 4) + 0.04, 1, 1))
+    try:
+        fig.savefig(path, format=fmt)
+    except OSError as exc:
+        raise SaeKitError(f"cannot write the plot {str(path)!r} ({exc.strerror or exc}); "
+                          "choose a writable path") from None
+    finally:
+        plt.close(fig)
+    return {_label(key): points for key, points in series.items()}
+
+
+def _style_axes(ax: Any, points: list[Point]) -> None:
     from matplotlib.ticker import FuncFormatter
 
-    series = pareto_series(results)
-    fmt = plot_format(path)
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
-    for index, (label, points) in enumerate(series.items()):
-        xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, marker=_MARKERS[index % len(_MARKERS)],
-                color=_COLOURS[index % len(_COLOURS)], label=label)
-    if all(x > 0 for points in series.values() for x, _ in points):
+    if all(x > 0 for x, _ in points):
         ax.set_xscale("log")
     else:  # a dead SAE (L0 = 0) has no place on a log axis; keep it visible
         ax.set_xscale("symlog", linthresh=1.0)
@@ -72,19 +122,7 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(_minor_tick_label))
     ax.set_xlabel("L0 (active dictionary elements per token, log scale)")
-    ax.set_ylabel("CE loss increase (nats)")
-    ax.set_title("Sparsity vs. performance on held-out tokens")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="loss")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, format=fmt)
-    except OSError as exc:
-        raise SaeKitError(f"cannot write the plot {str(path)!r} ({exc.strerror or exc}); "
-                          "choose a writable path") from None
-    finally:
-        plt.close(fig)
-    return series
 
 
 def plot_format(path: str | Path) -> str:
@@ -104,10 +142,48 @@ def plot_format(path: str | Path) -> str:
 
 def architecture_of(result: dict[str, Any]) -> str | None:
     """A result's architecture: from eval.json, else from its run's config.json."""
+    return _architecture(result)[0]
+
+
+def _architecture(result: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """A result's architecture and its options: from the result, else from its run's config."""
     if result.get("architecture"):
-        return str(result["architecture"])
+        return str(result["architecture"]), dict(result.get("architecture_options") or {})
     run = RunDir(result.get("run_dir") or ".")
-    return run.read().config.architecture if run.is_run() else None
+    if not run.is_run():
+        return None, {}
+    config = run.read().config
+    return config.architecture, dict(config.architecture_options)
+
+
+def architecture_labels(results: list[dict[str, Any]], sparsity: bool = True) -> list[str]:
+    """Each result's architecture with the options that tell it apart from the other results
+    of that architecture, e.g. "topk k=32 auxk=true"; ``sparsity=False`` leaves out the
+    options that set the sparsity (``SAE.sparsity_options``), so points of one frontier share
+    a label."""
+    archs = [_architecture(result) for result in results]
+    labels = []
+    for name, options in archs:
+        others = [o for n, o in archs if n == name]
+        keys = [k for k, v in options.items() if any(o.get(k) != v for o in others)]
+        if not sparsity:
+            keys = [k for k in keys if k not in _sparsity_options(name)]
+        labels.append(" ".join([name or "?", *(f"{k}={_option(options[k])}" for k in keys)]))
+    return labels
+
+
+def _sparsity_options(architecture: str | None) -> tuple[str, ...]:
+    from sae_kit import plugins
+
+    try:
+        return tuple(plugins.load("architectures", architecture or "").sparsity_options)
+    except SaeKitError:  # not installed here: every option that varies splits the series
+        return ()
+
+
+def _option(value: Any) -> str:
+    """As ``--arch-option key=value`` takes it: true/false, not Python's True/False."""
+    return str(value).lower() if isinstance(value, bool) else f"{value}"
 
 
 def _minor_tick_label(value: float, _position: int) -> str:

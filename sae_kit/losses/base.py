@@ -84,6 +84,12 @@ class Loss:
         self.sparsity_coeff = sparsity_coeff
         self.opts = parse_options(self.Options, options, self.name)
 
+    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
+        """What this loss reads of the clean pass: residual positions and whether the final
+        hidden states. ``sae-kit cache`` stores exactly that; by default the SAEs' positions
+        and the output."""
+        return splice.sae_positions, True
+
     @property
     def options(self) -> Any:
         """Another name for ``opts``, for losses written before the two plugin kinds agreed."""

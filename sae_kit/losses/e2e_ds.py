@@ -58,6 +58,10 @@ class E2EDownstreamLoss(Loss):
             )
         return chosen
 
+    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
+        later = self.positions(splice.first_position, splice.n_layers)
+        return [*splice.sae_positions, *later], True
+
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         positions = self.positions(splice.first_position, splice.n_layers)
         clean = splice.clean(input_ids, capture=[splice.first_position, *positions])

@@ -17,6 +17,9 @@ class LocalLoss(Loss):
 
     name = "local"
 
+    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
+        return splice.sae_positions, False  # reconstructs the inputs; reads no output
+
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
         total = torch.zeros((), device=input_ids.device)

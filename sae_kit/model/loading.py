@@ -19,6 +19,7 @@ from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.adapter import ModelAdapter
 from sae_kit.model.generic_adapter import GenericAdapter
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model_names import SourceRef, source_ref
 from sae_kit.network import (
     configure_hub,
     hub_endpoint,
@@ -124,6 +125,9 @@ def load_model(
     name: str, *, revision: str | None = None, device: str | torch.device = "cpu"
 ) -> LoadedModel:
     """Load a frozen model in eval mode on ``device`` (weights in fp32)."""
+    ref = source_ref(name)
+    if ref is not None:
+        return _build_from_source(name, ref, device)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -147,3 +151,12 @@ def load_model(
     if not local:
         logger.info("model %s loaded in %.1f s", name, time.monotonic() - started)
     return LoadedModel(name=name, source=source, model=model, tokenizer=tokenizer, adapter=adapter)
+
+
+def _build_from_source(name: str, ref: SourceRef, device: str | torch.device) -> LoadedModel:
+    """A model a source plugin builds from options (``synthetic:n_features=512``, ...)."""
+    model, tokenizer = plugins.load("model_sources", ref.scheme)().build(ref.options)
+    adapter = adapter_for(model.config.model_type)
+    adapter.check(model)
+    model.to(device).eval().requires_grad_(False)
+    return LoadedModel(name=name, source=name, model=model, tokenizer=tokenizer, adapter=adapter)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
+from sae_kit.model_names import source_ref
 from sae_kit.record.setting_types import wrong_types
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ class ModelDefault:
     builtin: float | int
 
     def for_model(self, model: str) -> float | int:
-        return self.builtin if model == BUILTIN_MODEL_NAME else self.paper
+        # A model built from options (a synthetic one) is as small as the built-in one.
+        small = model == BUILTIN_MODEL_NAME or source_ref(model) is not None
+        return self.builtin if small else self.paper
 
 
 # The built-in model's default run must finish in a few minutes on a 2-core CPU: ~200k tokens
@@ -137,6 +140,11 @@ class TrainConfig:
                   "tensorboard, ...; metrics.jsonl stays the record."},
     )
     output_dir: str | None = _help("Run directory; default runs/<model>-<loss>-<time>.", None)
+    clean_cache: str | None = _help(
+        "Directory written by `sae-kit cache`: read the original model's pass on each batch "
+        "from it instead of running the model (same results; windows it lacks are computed).",
+        None,
+    )
 
     def __post_init__(self) -> None:
         wrong = wrong_types(self)  # files and the Python API pass what they hold, unchecked
@@ -144,6 +152,9 @@ class TrainConfig:
             raise SaeKitError(f"invalid training settings: {'; '.join(wrong)}")
         if self.dataset is None:
             self.dataset = _default_dataset(self.model)
+        elif source_ref(self.model) is not None and self.dataset != self.model:
+            raise SaeKitError(f"--model {self.model} makes its own tokens and reads no dataset; "
+                              f"leave --dataset unset (got {self.dataset!r})")
         finite = {name: value for name in ("dict_ratio", "sparsity_coeff", "lr", "grad_clip",
                                            "warmup_fraction", "min_lr_ratio")
                   if isinstance(value := getattr(self, name), float) and not math.isfinite(value)}
@@ -192,7 +203,12 @@ class TrainConfig:
 
 
 def _default_dataset(model: str) -> str:
-    """The built-in text, for the built-in model only: a real model would loop over it."""
+    """The built-in text, for the built-in model only: a real model would loop over it.
+
+    A model built by a source plugin brings its own tokens: its name is its dataset.
+    """
+    if source_ref(model) is not None:
+        return model
     if model != BUILTIN_MODEL_NAME:
         raise SaeKitError(
             f"--model {model} needs --dataset (a Hub dataset id or local .txt/.jsonl/.parquet "
@@ -206,7 +222,7 @@ def _default_dataset(model: str) -> str:
 SHARED_IN_ONE_PASS = (
     "model", "revision", "dataset", "split", "eval_split", "text_column", "context", "batch_size",
     "grad_accum", "n_samples", "seed", "device", "dtype", "log_every", "save_every",
-    "keep_checkpoints",
+    "keep_checkpoints", "clean_cache",
 )
 """Settings that runs trained in one shared pass (``sae_kit.train.group``) must agree on: they
 set the model, the data stream and the steps. The seed is among them because it sets the data

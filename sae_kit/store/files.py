@@ -9,6 +9,7 @@ before it is renamed into place. No torch import.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -29,3 +30,16 @@ def as_umask_says(path: str | Path) -> None:
     """Give ``path`` (a file or a directory) the mode it would have had without mkstemp."""
     base = 0o777 if Path(path).is_dir() else 0o666
     os.chmod(path, base & ~current_umask())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` via a temporary file + rename, with the umask's mode (never half a file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        as_umask_says(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # an error or a signal mid-write: no temporary file is left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise

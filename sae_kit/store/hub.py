@@ -17,8 +17,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sae_kit import __version__
 from sae_kit.errors import SaeKitError
@@ -31,6 +32,11 @@ from sae_kit.network import (
 )
 from sae_kit.store import run_dir as layout
 from sae_kit.store.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+    from sae_kit.store.model_card import BaseModel, CardInputs
 
 CARD = "README.md"
 _REPO_HINT = "expected namespace/name, e.g. alice/gpt2-e2e-saes"
@@ -86,27 +92,43 @@ class Upload:
     files: dict[str, Path | bytes]
     card: str
     hook_points: list[str]
+    card_inputs: CardInputs
+
+    def with_base_model(self, base: BaseModel) -> Upload:
+        """The same upload with the card's base model and license as the Hub knows them."""
+        card = self.card_inputs.render(base)
+        return replace(self, files={**self.files, CARD: card.encode()}, card=card)
 
 
-def plan_upload(run_dir: str | Path, repo_id: str, license: str = "mit") -> Upload:
-    """Check the run directory and build the file list and model card; touches no network."""
-    from sae_kit.store.model_card import read_evaluation, render_card
+def plan_upload(run_dir: str | Path, repo_id: str, license: str | None = None) -> Upload:
+    """Check the run directory and build the file list and model card; touches no network.
+
+    Each SAE folder holds sae-kit's files (``sae.safetensors`` + ``config.json``, exact) and,
+    where its architecture has an SAELens equivalent, SAELens' (``sae_weights.safetensors`` +
+    ``cfg.json``), so ``SAE.from_pretrained(repo_id, hook_point)`` loads it too.
+    """
+    from sae_kit.store.model_card import CardInputs, read_evaluation
     from sae_kit.store.sae_dir import CONFIG, WEIGHTS, load_sae, sae_dirs  # imports torch
+    from sae_kit.store.saelens import ARCHITECTURES, saelens_files
 
     run = RunDir(run_dir)
     dirs = sae_dirs(run.path)  # one clear line when there is no SAE
     record = run.read()  # a broken config.json is refused before anything is planned
     configs = {hp.name: load_sae(path)[1] for hp, path in dirs.items()}  # refuse broken SAEs
     evaluation = read_evaluation(run.eval)  # written by `sae-kit eval`; goes into the card
-    card = render_card(repo_id, record.to_json(), configs, evaluation, license)
+    inputs = CardInputs(repo_id, record.to_json(), configs, evaluation, license)
     files: dict[str, Path | bytes] = {layout.CONFIG: run.config}
     for hp, path in dirs.items():
         files[f"{hp.name}/{WEIGHTS}"] = path / WEIGHTS
         files[f"{hp.name}/{CONFIG}"] = path / CONFIG
+        if configs[hp.name]["architecture"] in ARCHITECTURES:
+            for name, data in saelens_files(path).items():
+                files[f"{hp.name}/{name}"] = data
     if evaluation is not None:
         files[layout.EVAL] = run.eval
+    card = inputs.render(None)
     files[CARD] = card.encode()
-    return Upload(files, card, list(configs))
+    return Upload(files, card, list(configs), inputs)
 
 
 def refuse_token_in_files(upload: Upload, token: str) -> None:
@@ -131,10 +153,11 @@ def _check_online() -> str:
 
 
 def push(upload: Upload, ref: HubRef, token: str, private: bool = False,
-         revision: str | None = None) -> str:
+         revision: str | None = None) -> tuple[str, Upload]:
     """Create the repo (and branch) if needed and upload everything in one commit.
 
-    Returns the commit URL. Files are only written by the final commit, so a failure at any
+    Returns the commit URL and the upload as sent (its card names the base model as the Hub
+    knows it). Files are only written by the final commit, so a failure at any
     earlier step leaves nothing uploaded. The same commit deletes what an earlier push left that
     this run lacks (``STALE``: other SAE folders, an old eval.json): they would make the repo
     disagree with its card and config; anything else in the repo is left alone.
@@ -147,6 +170,7 @@ def push(upload: Upload, ref: HubRef, token: str, private: bool = False,
                 library_version=__version__)
     with tempfile.TemporaryDirectory() as staging, _quiet_retries(), \
             hub_errors(endpoint, ref, revision, token):
+        upload = upload.with_base_model(find_base_model(api, upload.card_inputs.model))
         _stage(upload, Path(staging))
         api.create_repo(ref.repo_id, private=private or None, exist_ok=True)  # None: Hub default
         if revision and revision != "main":
@@ -154,13 +178,43 @@ def push(upload: Upload, ref: HubRef, token: str, private: bool = False,
         info = api.upload_folder(
             repo_id=ref.repo_id, folder_path=staging, revision=revision,
             delete_patterns=STALE,
-            commit_message=f"Upload {len(upload.hook_points)} SAE(s) with sae-kit {__version__}",
+            commit_message=f"Upload {_count(len(upload.hook_points), 'SAE')} with sae-kit "
+                           f"{__version__}",
         )
-    return str(info.commit_url)
+    return str(info.commit_url), upload
 
 
 STALE = [f"{layout.SAE_DIR_PREFIX}*", layout.EVAL]
 """What a push replaces wholesale: the SAE folders (hook-point names start so) and eval.json."""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def find_base_model(api: HfApi, model: str | None) -> BaseModel:
+    """The model's canonical Hub id (``gpt2`` -> ``openai-community/gpt2``) and its license.
+
+    The Hub redirects legacy ids; ``base_model`` metadata must name the repo itself. A model the
+    Hub does not know (a local path, a private repo of someone else) gives an empty answer.
+    """
+    from huggingface_hub import errors
+
+    from sae_kit.builtin import BUILTIN_MODEL_NAME
+    from sae_kit.store.model_card import BaseModel, hub_id_or_none
+
+    model_id = hub_id_or_none(model, BUILTIN_MODEL_NAME)
+    if model_id is None:
+        return BaseModel(None, None)
+    try:
+        info = api.model_info(model_id)
+    except (errors.RepositoryNotFoundError, errors.GatedRepoError):
+        return BaseModel(None, None)
+    license = getattr(info.card_data, "license", None) if info.card_data else None
+    if not license:  # the Hub also states it as a tag
+        license = next((t.split(":", 1)[1] for t in info.tags or [] if t.startswith("license:")),
+                       None)
+    return BaseModel(info.id, license if isinstance(license, str) else None)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ was trained, how, how well it did (``eval.json`` from `sae-kit eval`) and how to
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,57 @@ def hub_id_or_none(name: str | None, builtin: str) -> str | None:
     return name
 
 
+@dataclass(frozen=True)
+class BaseModel:
+    """The trained-on model as the Hub knows it: canonical repo id and license (None: unknown)."""
+
+    repo_id: str | None
+    license: str | None
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    """What a card is made of, kept so a push can render it again once the Hub has answered."""
+
+    repo_id: str
+    run: dict[str, Any]
+    saes: dict[str, dict[str, Any]]
+    evaluation: dict[str, Any] | None
+    license: str | None = None  # --license; None: the base model's
+
+    @property
+    def model(self) -> str | None:
+        return self.run.get("model") or next(iter(self.saes.values())).get("model")
+
+    def render(self, base: BaseModel | None) -> str:
+        return render_card(self.repo_id, self.run, self.saes, self.evaluation, self.license,
+                           base)
+
+
+def card_license(license: str | None, model: str | None, base: BaseModel | None) -> str:
+    """--license, else the base model's, else MIT for sae-kit's own model, else ``other``."""
+    if license:
+        return license
+    if base is not None and base.license:
+        return base.license
+    return "mit" if model == BUILTIN_MODEL_NAME else "other"
+
+
 def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any]],
-                evaluation: dict[str, Any] | None, license: str = "mit") -> str:
-    """The whole README.md: metadata, SAE table, evaluation table (or why there is none), usage."""
+                evaluation: dict[str, Any] | None, license: str | None = None,
+                base: BaseModel | None = None) -> str:
+    """The whole README.md: metadata, SAE table, evaluation table (or why there is none), usage.
+
+    ``base`` is what the Hub said of the model (push asks it); without it the model id is used
+    as written, and the license is ``license`` or ``other``.
+    """
     first = next(iter(saes.values()))
     model = run.get("model") or first.get("model")
     dataset = run.get("dataset") or first.get("dataset")
     loss = str(run.get("loss") or first.get("loss") or "unknown")
+    base_id = base.repo_id if base is not None else hub_id_or_none(model, BUILTIN_MODEL_NAME)
     sections = [
-        _metadata(license, loss, hub_id_or_none(model, BUILTIN_MODEL_NAME),
+        _metadata(card_license(license, model, base), loss, base_id,
                   hub_id_or_none(dataset, BUILTIN_DATASET_NAME), first.get("model_type"),
                   eval_results(evaluation, dataset), repo_id.split("/")[-1]),
         f"# {repo_id.split('/')[-1]}",
@@ -72,7 +115,7 @@ def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any
         "## SAEs\n\n" + _sae_table(saes),
         _training(run, first, dataset),
         "## Evaluation\n\n" + _evaluation(evaluation),
-        _usage(repo_id, next(iter(saes))),
+        _usage(repo_id, next(iter(saes)), saes, hub_id_or_none(model, BUILTIN_MODEL_NAME)),
         f"## Citation\n\n```bibtex\n{CITATION}\n```",
     ]
     return "\n\n".join(sections) + "\n"
@@ -84,10 +127,12 @@ def _metadata(license: str, loss: str, base_model: str | None, dataset: str | No
     from huggingface_hub import ModelCardData
 
     slug = re.sub(r"[^a-z0-9]+", "-", loss.lower()).strip("-")
-    tags = ["sae-kit", "sparse-autoencoder", f"{slug}-sae", "interpretability"]
+    tags = ["sae-kit", "saelens", "sparse-autoencoder", f"{slug}-sae", "interpretability"]
     if model_type:
         tags.append(str(model_type))
-    data = ModelCardData(library_name="sae-kit", license=license, tags=tags,
+    # "saelens" is a library the Hub knows (its "Use this model" button shows the SAELens
+    # snippet); "sae-kit" is not, so it is a tag.
+    data = ModelCardData(library_name="saelens", license=license, tags=tags,
                          base_model=base_model, datasets=[dataset] if dataset else None,
                          eval_results=results or None,
                          model_name=name if results else None)
@@ -168,13 +213,31 @@ def _evaluation(evaluation: dict[str, Any] | None) -> str:
     return _table(rows) + note
 
 
-def _usage(repo_id: str, hook_point: str) -> str:
-    return (
+def _usage(repo_id: str, hook_point: str, saes: dict[str, dict[str, Any]],
+           model: str | None) -> str:
+    from sae_kit.store.saelens import ARCHITECTURES
+
+    kit = (
         "## Usage\n\nWith sae-kit installed:\n\n```bash\n"
         f"sae-kit pull {repo_id}/{hook_point}\n```\n\n```python\nimport sae_kit\n\n"
         f'sae, config = sae_kit.load_sae("{repo_id}", "{hook_point}")\n'
         "out = sae(activations)  # out.output: reconstruction, out.codes: dictionary coefficients"
         "\n```"
+    )
+    lens = [h for h, c in saes.items() if c.get("architecture") in ARCHITECTURES]
+    if not lens:
+        return kit + ("\n\nThese architectures have no SAELens equivalent: the folders hold "
+                      "sae-kit's files only.")
+    tl = f'("{model}")' if model else ""
+    return kit + (
+        "\n\nWith [SAELens](https://github.com/decoderesearch/SAELens) (6 or later; each folder "
+        "also holds `cfg.json` + `sae_weights.safetensors`):\n\n```python\n"
+        "from sae_lens import SAE\n\n"
+        f'sae = SAE.from_pretrained("{repo_id}", "{lens[0]}")\n'
+        "codes = sae.encode(activations)\n```\n\n"
+        "The SAEs read the raw Hugging Face residual stream, not TransformerLens' processed one: "
+        f"in TransformerLens load the model with `HookedTransformer.from_pretrained_no_processing"
+        f"{tl}`, or read the hidden states from transformers directly."
     )
 
 

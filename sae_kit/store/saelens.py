@@ -35,7 +35,8 @@ import torch
 from sae_kit import __version__, plugins
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.jsonio import read_json, write_json_atomic
+from sae_kit.store.files import write_bytes_atomic
+from sae_kit.store.jsonio import read_json
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 from sae_kit.store.sae_dir import save_sae
 
@@ -54,7 +55,22 @@ TL_KWARGS = {"fold_ln": False, "center_writing_weights": False, "center_unembed"
 
 def export_saelens(sae_dir: str | Path, out: str | Path) -> Path:
     """Write ``cfg.json`` + ``sae_weights.safetensors`` for one SAE directory into ``out``."""
-    from safetensors.torch import save_file
+    files = saelens_files(sae_dir)
+    out = fresh_dir(out)
+    for name, data in files.items():
+        write_bytes_atomic(out / name, data)
+    return out
+
+
+def saelens_files(sae_dir: str | Path) -> dict[str, bytes]:
+    """One SAE directory in SAELens' layout: ``{CFG: ..., WEIGHTS: ...}`` as bytes.
+
+    ``sae-kit export`` writes them into a folder; ``sae-kit push`` uploads them beside sae-kit's
+    own files, so ``SAE.from_pretrained(repo, hook_point)`` finds them.
+    """
+    import json
+
+    from safetensors.torch import save
 
     sae, config = load_sae_dir(sae_dir)
     if sae.name not in ARCHITECTURES:
@@ -70,11 +86,10 @@ def export_saelens(sae_dir: str | Path, out: str | Path) -> Path:
         }
         if ARCHITECTURES[sae.name] == "jumprelu":  # a per-latent threshold, as SAELens reads it
             state["threshold"] = sae.threshold.detach().expand(sae.n_dict).clone()
-    out = fresh_dir(out)
-    save_file({k: v.float().contiguous() for k, v in state.items()}, str(out / WEIGHTS),
-              metadata={"format": "pt"})
-    write_json_atomic(out / CFG, {**_cfg(config, hook), **_arch_cfg(sae.name, sae.options())})
-    return out
+    weights = save({k: v.float().contiguous() for k, v in state.items()},
+                   metadata={"format": "pt"})
+    cfg = {**_cfg(config, hook), **_arch_cfg(sae.name, sae.options())}
+    return {CFG: (json.dumps(cfg, indent=2, default=str) + "\n").encode(), WEIGHTS: weights}
 
 
 def _arch_cfg(name: str, options: dict[str, Any]) -> dict[str, Any]:

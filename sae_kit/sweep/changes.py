@@ -19,7 +19,7 @@ from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.spec import Point
 
 HOW_NOT_WHAT = ("output_dir", "device", "compile", "save_every", "keep_checkpoints",
-                "log_every", "trackers")
+                "log_every", "trackers", "clean_cache")
 """Settings that say where and how a run went, not what it trained: never compared."""
 HOW_NOT_WHAT_OPTIONS = ("loss_options.kl_cache_mb",)
 """Options of that kind: the KL's cache budget changes memory, not a single value."""

@@ -20,7 +20,7 @@ MAX_POINTS = 10_000
 """More points than any sweep trains (each is a whole training run): a larger grid is a typo."""
 
 _TYPES = {"out": (str,), "plot": (str,), "eval_tokens": (int,), "eval_batch_size": (int,),
-          "base": (dict,), "grid": (dict,), "runs": (list,)}
+          "eval_alive_tokens": (int,), "base": (dict,), "grid": (dict,), "runs": (list,)}
 _WANTED = {str: "a string", int: "a whole number", dict: "a table", list: "a list of tables"}
 
 
@@ -32,7 +32,7 @@ def check_top_level(data: dict[str, Any], path: Path) -> None:
         value = data[key]
         if not isinstance(value, types) or isinstance(value, bool):
             raise SaeKitError(f"{str(path)!r}: {key} = {value!r} must be {_WANTED[types[0]]}")
-        if key in ("eval_tokens", "eval_batch_size") and value < 1:
+        if key in ("eval_tokens", "eval_batch_size", "eval_alive_tokens") and value < 1:
             raise SaeKitError(f"{str(path)!r}: {key} = {value!r} must be 1 or more")
         if key == "runs" and not all(isinstance(entry, dict) for entry in value):
             raise SaeKitError(f"{str(path)!r}: runs must be a list of tables ([[runs]] entries)")

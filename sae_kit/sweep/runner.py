@@ -95,7 +95,7 @@ def evaluate_point(sweep: Sweep, point: Point, say: Say) -> dict[str, Any]:
     say(f"evaluating {point.name}")
     device = "cpu" if point.config.device == "cpu" else "auto"
     return evaluate_run(point.config.output_dir or "", sweep.eval_tokens, sweep.eval_batch_size,
-                        device)
+                        device, alive_tokens=sweep.eval_alive_tokens)
 
 
 def results(sweep: Sweep) -> list[dict[str, Any]]:

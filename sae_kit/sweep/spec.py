@@ -2,6 +2,7 @@
 
     out = "runs/e2e-vs-local"          # one run directory per point, named by what varies
     eval_tokens = 100000               # held-out tokens per evaluation (default: sae-kit eval's)
+    eval_alive_tokens = 500000         # training tokens alive latents are counted on (same)
     plot = "pareto.png"                # written into `out`, in the format its extension names
 
     [base]                             # TrainConfig fields (as in config.json) for every point
@@ -31,12 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
+from sae_kit.eval.alive import ALIVE_TOKENS
 from sae_kit.eval.pareto import plot_format
 from sae_kit.record.config import SHARED_IN_ONE_PASS, TrainConfig
 from sae_kit.sweep.names import check_top_level, grid_size, point_dir, safe_part
 from sae_kit.train.settings_file import config_from_settings, read_settings
 
-TOP_KEYS = {"out", "eval_tokens", "eval_batch_size", "plot", "base", "grid", "runs"}
+TOP_KEYS = {"out", "eval_tokens", "eval_batch_size", "eval_alive_tokens", "plot", "base", "grid",
+            "runs"}
 SHAPES = ("loss", "loss_options", "hook_points")
 """Besides SHARED_IN_ONE_PASS, what the members of one shared pass have in common."""
 
@@ -55,6 +58,7 @@ class Sweep:
     eval_tokens: int | None = None
     eval_batch_size: int = 8
     plot: str = "pareto.png"
+    eval_alive_tokens: int = ALIVE_TOKENS
     groups: list[list[Point]] = field(default_factory=list)
 
 
@@ -77,7 +81,8 @@ def load_sweep(path: str | Path) -> Sweep:
     if not points:
         raise SaeKitError(f"{str(path)!r} has no [grid] and no [[runs]]: nothing to train")
     sweep = Sweep(path, out, points, data.get("eval_tokens"), int(data.get("eval_batch_size", 8)),
-                  str(data.get("plot", "pareto.png")))
+                  str(data.get("plot", "pareto.png")),
+                  int(data.get("eval_alive_tokens", ALIVE_TOKENS)))
     plot_format(sweep.plot)  # a misspelt extension fails now, not after the training
     sweep.groups = group_points(points)
     return sweep

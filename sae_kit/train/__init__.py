@@ -9,7 +9,8 @@ bit-exactly; ``signals`` turns SIGINT/SIGTERM into a saved
 checkpoint; ``nonfinite`` stops on NaN/inf; ``distributed`` and ``precision`` wrap torchrun and
 dtypes; ``schedule`` is the learning-rate curve; ``stats`` accumulates and logs step metrics
 (and hands rows to the experiment trackers). ``group`` trains several runs in one shared pass;
-``settings_file`` reads TOML/JSON/YAML settings; ``api`` is the Python API. May import
+``settings_file`` reads TOML/JSON/YAML settings; ``clean_cache`` writes and reads the
+clean-pass cache; ``api`` is the Python API. May import
 ``record``, ``model``, ``store``, ``losses``, ``architectures``, ``trackers`` and the top-level
 kernel modules; never ``eval`` or ``cli``. The loop names no loss and no model family: both
 are plugins.

@@ -34,6 +34,7 @@ from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.record.run_record import Resolved
 from sae_kit.trackers.base import check_trackers
 from sae_kit.train import distributed, precision
+from sae_kit.train.clean_cache import open_cache
 from sae_kit.train.distributed import Dist
 from sae_kit.train.run import Run
 from sae_kit.train.schedule import warmup_cosine
@@ -81,7 +82,10 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         world_size=dist.world_size,
     )
     objective = distributed.data_parallel(loss, saes, dist, device)
-    return Run(config, resolved, loaded, saes, Splice(loaded.model, loaded.adapter, saes),
+    splice = Splice(loaded.model, loaded.adapter, saes)
+    if config.clean_cache and share is None:  # a group's members share the lead's
+        splice.share_clean(open_cache(splice, config, loaded, sizes.context, loss))
+    return Run(config, resolved, loaded, saes, splice,
                objective, optimizer, scheduler, data, run_dir_for(config), device, dist)
 
 

@@ -61,7 +61,7 @@ def build_group(configs: Sequence[TrainConfig], skip_windows: int = 0) -> list[A
     lead = build_run(configs[0], skip_windows)
     runs = [lead] + [build_run(c, skip_windows, share=lead) for c in configs[1:]]
     if len(runs) > 1:
-        shared = SharedClean(lead.splice.runner)
+        shared = lead.splice.shared or SharedClean(lead.splice.runner)  # a clean cache, or none
         for run in runs:
             run.splice.share_clean(shared)
     return runs

@@ -226,3 +226,9 @@ def cumulative_share(importance: torch.Tensor) -> torch.Tensor:
     ordered = torch.sort(importance.double(), descending=True).values
     total = ordered.sum()
     return ordered.cumsum(0) / total if total > 0 else torch.zeros_like(ordered)
+
+
+def features_for_share(importance: torch.Tensor, share: float) -> int:
+    """How many features, largest first, carry ``share`` of the total (0 when the total is 0)."""
+    curve = cumulative_share(importance)
+    return int((curve < share - 1e-12).sum()) + 1 if len(curve) and float(curve[-1]) > 0 else 0

@@ -137,20 +137,22 @@ def geometry(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
 
 def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
                     n_tokens: int = 100_000, batch_size: int = 8, device: str = "auto",
-                    choice: TextChoice | None = None, embedding: str = "auto") -> dict[str, Any]:
+                    choice: TextChoice | None = None, embedding: str = "auto",
+                    importance: bool = False) -> dict[str, Any]:
     """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary.
 
-    The files are built beside ``out`` and moved in once all are written (summary.json last),
-    so a full disk leaves no half comparison and an unwritable ``out`` fails before the model
-    loads."""
+    With ``importance``, also every SAE's attribution distribution
+    (:mod:`.compare_importance`). The files are built beside ``out`` and moved in once all are
+    written (summary.json last), so a full disk leaves no half comparison and an unwritable
+    ``out`` fails before the model loads."""
     with staged_dir(Path(out), "comparison", last="summary.json") as tmp:
         return _compare_into(tmp, refs, hook_point, n_tokens, batch_size, device, choice,
-                             embedding)
+                             embedding, importance)
 
 
 def _compare_into(out: Path, refs: Sequence[str], hook_point: str | None, n_tokens: int,
                   batch_size: int, device: str, choice: TextChoice | None,
-                  embedding: str) -> dict[str, Any]:
+                  embedding: str, importance: bool) -> dict[str, Any]:
     from safetensors.torch import save_file
 
     from sae_kit.eval.analysis.plots import write_plots
@@ -173,6 +175,12 @@ def _compare_into(out: Path, refs: Sequence[str], hook_point: str | None, n_toke
     summary["model"] = sources[0].model
     summary["plots"], summary["embedding_method"] = write_plots(
         sources, alive, summary, out, embedding)
+    if importance:
+        from sae_kit.eval.analysis.compare_importance import compare_importance
+
+        summary["plots"].append(compare_importance(sources, loaded, choice or TextChoice(),
+                                                   n_tokens, batch_size, torch_device, summary,
+                                                   out))
     save_file({k: v.contiguous() for k, v in values.items()}, str(out / "maxcos.safetensors"))
     write_json_atomic(out / "summary.json", summary)
     return summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.collect import (
+    NO_WINDOW,
     TextChoice,
     choose_texts,
     describe_text,
@@ -25,6 +26,15 @@ from sae_kit.eval.analysis.collect import (
     window_batches,
 )
 from sae_kit.eval.analysis.directions import nearest_features, output_token_effects
+from sae_kit.eval.analysis.importance import (
+    AttributionPass,
+    ImportanceData,
+    ImportanceSettings,
+    check_exact_counts,
+    finish_importance,
+    start_importance,
+)
+from sae_kit.eval.analysis.importance_values import feature_importance, per_feature
 from sae_kit.eval.analysis.source import AnalysisSource, open_source
 from sae_kit.eval.analysis.stats import (
     Contexts,
@@ -69,28 +79,57 @@ class FeatureData:
     neighbours: tuple[torch.Tensor, torch.Tensor]
     tokens: dict[int, str]
     meta: dict[str, Any]
+    importance: ImportanceData | None = None
+    """`--importance`: attribution from the same pass, exact ablation from a second."""
+
+
+def _codes(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
+           settings: FeatureSettings, device: torch.device,
+           attribution: AttributionPass | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(input_ids, codes on the CPU) per batch; with ``attribution``, from its pass."""
+    sae, position = source.sae, source.hook_point.position
+    batches = window_batches(choose_texts(source.data_spec, choice), loaded.tokenizer,
+                             source.context, settings.n_tokens, settings.batch_size)
+    if attribution is not None:
+        seen = False
+        for input_ids in batches:
+            seen = True
+            yield input_ids, attribution.add(input_ids.to(device)).cpu()
+        if not seen:
+            raise SaeKitError(NO_WINDOW)
+        return
+    with torch.no_grad():
+        for input_ids, acts in residual_batches(loaded, [position], batches, device):
+            yield input_ids, sae.encode(acts[position].to(sae.W_enc.dtype)).cpu()
 
 
 def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
                      settings: FeatureSettings, device: torch.device,
-                     on_batch: Callable[[int], None] | None = None) -> FeatureData:
+                     on_batch: Callable[[int], None] | None = None,
+                     importance: ImportanceSettings | None = None) -> FeatureData:
+    """One pass for the dashboards; with ``importance``, the attribution rides on it (one
+    clean forward per batch for both) and the exact ablation follows in a second pass."""
     sae, n_dict, s = source.sae, source.sae.n_dict, settings
     stats = FeatureStats(n_dict)
     top = TopContexts(n_dict, s.top_k, s.before, s.after)
     sample = ReservoirContexts(n_dict, s.reservoir, s.before, s.after, seed=s.seed)
-    batches = window_batches(choose_texts(source.data_spec, choice), loaded.tokenizer,
-                             source.context, s.n_tokens, s.batch_size)
-    position = source.hook_point.position
+    attribution = None
+    if importance is not None:
+        check_exact_counts(importance, source)
+        attribution = start_importance(source, loaded, device)
     started = time.perf_counter()
+    for input_ids, codes in _codes(source, loaded, choice, s, device, attribution):
+        entries = Entries.of(codes)  # once per batch, shared by the accumulators
+        stats.add(codes, entries)
+        top.add(codes, input_ids, entries)
+        sample.add(codes, input_ids, entries)
+        if on_batch:
+            on_batch(stats.n_tokens)
+    importance_data = None
+    if attribution is not None:
+        importance_data = finish_importance(attribution, source, loaded, choice, importance,
+                                            started, top=top.best, after=s.after)
     with torch.no_grad():
-        for input_ids, acts in residual_batches(loaded, [position], batches, device):
-            codes = sae.encode(acts[position].to(sae.W_enc.dtype)).cpu()
-            entries = Entries.of(codes)  # once per batch, shared by the accumulators
-            stats.add(codes, entries)
-            top.add(codes, input_ids, entries)
-            sample.add(codes, input_ids, entries)
-            if on_batch:
-                on_batch(stats.n_tokens)
         effects = output_token_effects(sae.W_dec, loaded.adapter.unembed(loaded.model),
                                        loaded.adapter.final_norm(loaded.model), s.n_logits)
         neighbours = nearest_features(sae.W_dec, s.n_neighbours)
@@ -103,7 +142,7 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
             "n_dead": int(stats.dead.sum()), "seconds": round(time.perf_counter() - started, 2),
             "settings": asdict(settings)}
     return FeatureData(source, settings, stats, top.best, sample.best, effects, neighbours,
-                       token_table(loaded.tokenizer, ids.tolist()), meta)
+                       token_table(loaded.tokenizer, ids.tolist()), meta, importance_data)
 
 
 def _significant(x: torch.Tensor, digits: int) -> torch.Tensor:
@@ -153,14 +192,16 @@ BLOCK = 512
 
 def _block(contexts: Contexts, lo: int, hi: int) -> Contexts:
     return Contexts(*(getattr(contexts, f)[:, lo:hi] for f in ("score", "value", "tokens",
-                                                               "acts")))
+                                                               "acts", "where")))
 
 
 def feature_records(data: FeatureData) -> Iterator[dict[str, Any]]:
     """Everything the dashboard shows, one JSON-ready dict per feature."""
     stats, effects = data.stats, data.effects
+    values = per_feature(data.importance) if data.importance else None
     for lo in range(0, stats.n_dict, BLOCK):
         hi = min(lo + BLOCK, stats.n_dict)
+        importance = feature_importance(values, lo, hi) if values else None
         top, sample = _lists(_block(data.top, lo, hi)), _lists(_block(data.sample, lo, hi))
         density, log10 = stats.density[lo:hi].tolist(), stats.log10_density[lo:hi].tolist()
         mean, maximum = stats.mean[lo:hi].tolist(), stats.max[lo:hi].tolist()
@@ -180,6 +221,7 @@ def feature_records(data: FeatureData) -> Iterator[dict[str, Any]]:
                 "histogram": {"edges": edges[first:last + 1], "counts": hist[f][first:last]},
                 "promoted": promoted[f], "suppressed": suppressed[f],
                 "neighbours": neighbours[f],
+                **({"importance": importance[f]} if importance else {}),
             }
 
 
@@ -191,7 +233,7 @@ def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
            "neighbour_cosines": data.neighbours[0]}
     for name, contexts in (("top", data.top), ("sample", data.sample)):
         out.update({f"{name}_{field}": getattr(contexts, field)
-                    for field in ("score", "value", "tokens", "acts")})
+                    for field in ("score", "value", "tokens", "acts", "where")})
     out.update({f"logit_{k}": v for k, v in data.effects.items()})
     # int32 ids and counts: half the file, and ids and counts fit.
     return {k: (v.int() if v.dtype == torch.long else v).contiguous() for k, v in out.items()}
@@ -200,8 +242,12 @@ def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
 def build_features(ref: str, out: Path, hook_point: str | None = None,
                    settings: FeatureSettings | None = None, choice: TextChoice | None = None,
                    device: str = "auto", on_batch: Callable[[int], None] | None = None,
+                   importance: ImportanceSettings | None = None,
                    ) -> tuple[Path, dict[str, Any]]:
-    """Run the whole `sae-kit features` pipeline; returns the report's index.html and meta."""
+    """Run the whole `sae-kit features` pipeline; returns the report's index.html and meta.
+
+    With ``importance`` the report also carries every feature's importance (its n_tokens and
+    batch_size are the report's)."""
     from sae_kit.eval.report.render import write_report
     from sae_kit.model.device import resolve_device
 
@@ -216,7 +262,10 @@ def build_features(ref: str, out: Path, hook_point: str | None = None,
         source = open_source(ref, hook_point, torch_device)
         loaded = load_model(source.model, revision=source.revision, device=torch_device)
         loaded.check_fits(source.hook_point, source.sae.d_in)
+        if importance is not None:
+            importance = replace(importance, n_tokens=settings.n_tokens,
+                                 batch_size=settings.batch_size)
         data = collect_features(source, loaded, choice or TextChoice(), settings,
-                                torch_device, on_batch)
+                                torch_device, on_batch, importance)
         write_report(data, tmp, explained_from=out)
     return out / "index.html", data.meta

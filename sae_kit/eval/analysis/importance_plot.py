@@ -52,3 +52,36 @@ def density_importance_plot(values: dict[str, torch.Tensor], title: str, path: P
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+CONCENTRATION_VIEWS = (("spliced", "kl"), ("spliced", "ce"), ("with_error", "ce"))
+"""(convention, metric) panels of the concentration plot. With-error KL is left out: there the
+unablated model is the original one, so its first-order KL attribution is ~0 by construction."""
+
+
+def concentration_plot(curves: dict[str, dict[str, torch.Tensor]], path: Path) -> Path:
+    """Cumulative share of |attribution| against the fraction of the dictionary (largest
+    first, log scale), one panel per :data:`CONCENTRATION_VIEWS` entry and one curve per SAE.
+
+    ``curves``: SAE label -> ``"CONVENTION.METRIC"`` -> :func:`.attribution.cumulative_share`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; file output only
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CONCENTRATION_VIEWS), figsize=(12, 3.8), squeeze=False)
+    for ax, (convention, metric) in zip(axes[0], CONCENTRATION_VIEWS, strict=True):
+        for label, by_view in curves.items():
+            curve = by_view[f"{convention}.{metric}"].double()
+            ax.plot(torch.arange(1, len(curve) + 1) / len(curve), curve, label=label)
+        ax.set_xscale("log")
+        ax.set_title(f"|{LABELS[metric]} attribution|, {LABELS[convention]}", fontsize=10)
+        ax.set_xlabel("fraction of the dictionary (largest first)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("cumulative share of the total")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,4 +1,5 @@
-"""One SAE to analyse, from a run directory (+ hook point), an SAE directory or a Hub id."""
+"""One SAE to analyse, from a run directory (+ hook point), an SAE directory (sae-kit's or
+SAELens') or a Hub id."""
 
 from __future__ import annotations
 
@@ -69,12 +70,35 @@ def _pick(run_dir: Path, hook_point: str | None) -> tuple[HookPoint, Path]:
     return wanted, dirs[wanted]
 
 
+def is_saelens_dir(path: Path) -> bool:
+    from sae_kit.store.saelens import CFG, WEIGHTS
+
+    return (path / CFG).is_file() and (path / WEIGHTS).is_file()
+
+
+def _import_saelens(path: Path, device: str | torch.device) -> tuple[SAE, dict[str, Any]]:
+    """An SAELens SAE directory, converted as `sae-kit import` does, without writing a copy."""
+    import tempfile
+
+    from sae_kit.store.saelens import import_saelens
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_sae(import_saelens(path, Path(tmp) / path.name), device)
+
+
 def open_source(ref: str, hook_point: str | None = None,
                 device: str | torch.device = "cpu") -> AnalysisSource:
     """Resolve ``ref`` (run dir, SAE dir or Hub id) and load the SAE at ``hook_point``."""
     path = resolve_sae_source(ref)
     if not path.is_dir():
         raise SaeKitError(f"{ref!r} is a file; pass a run directory or an SAE directory")
+    if is_saelens_dir(path) and not is_sae_dir(path):
+        sae, sae_config = _import_saelens(path, device)
+        hp = HookPoint.parse(sae_config["hook_point"])
+        if hook_point is not None and HookPoint.parse(hook_point) != hp:
+            raise SaeKitError(f"{str(path)!r} is the SAE at {hp.name}, not {hook_point}")
+        sae.requires_grad_(False)
+        return AnalysisSource(path.name, path, hp, sae, sae_config, None)
     if is_sae_dir(path):
         sae, sae_config = load_sae(path, device)
         hp = HookPoint.parse(sae_config.get("hook_point", path.name))

@@ -102,6 +102,9 @@ class Contexts:
     """Token ids of the window; -1 outside the sequence."""
     acts: torch.Tensor
     """The feature's activation on every token of the window."""
+    where: torch.Tensor
+    """The centre token's place in the stream: window number * window length + position
+    (windows counted over every ``add``); -1 for an empty slot."""
 
     @property
     def valid(self) -> torch.Tensor:
@@ -118,11 +121,13 @@ class TopContexts:
 
     def __init__(self, n_dict: int, k: int, before: int, after: int) -> None:
         self.k, self.before, self.after = k, before, after
+        self.windows = 0
         width = before + 1 + after
         self.best = Contexts(
             score=torch.full((k, n_dict), -math.inf), value=torch.zeros(k, n_dict),
             tokens=torch.full((k, n_dict, width), -1, dtype=torch.long),
             acts=torch.zeros(k, n_dict, width),
+            where=torch.full((k, n_dict), -1, dtype=torch.long),
         )
 
     def scores(self, entries: Entries) -> torch.Tensor:
@@ -144,8 +149,11 @@ class TopContexts:
         new = Contexts(score=torch.full_like(self.best.score, -math.inf),
                        value=torch.zeros_like(self.best.value),
                        tokens=torch.full_like(self.best.tokens, -1),
-                       acts=torch.zeros_like(self.best.acts))
+                       acts=torch.zeros_like(self.best.acts),
+                       where=torch.full_like(self.best.where, -1))
         new.score[slot, feature] = score[chosen]
+        new.where[slot, feature] = self.windows * seq + token
+        self.windows += codes.shape[0]
         new.value[slot, feature] = entries.value[chosen]
         new.tokens[slot, feature] = input_ids[rows[:, None], positions].masked_fill(~inside, -1)
         acts = codes[rows[:, None], positions, feature[:, None]].float()
@@ -176,6 +184,7 @@ def _merge(old: Contexts, new: Contexts, k: int) -> Contexts:
         score=top, value=torch.cat([old.value, new.value]).gather(0, pick),
         tokens=torch.cat([old.tokens, new.tokens]).gather(0, pick3),
         acts=torch.cat([old.acts, new.acts]).gather(0, pick3),
+        where=torch.cat([old.where, new.where]).gather(0, pick),
     )
 
 

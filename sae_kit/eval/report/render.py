@@ -8,6 +8,7 @@
       summary.json          # meta + per-feature statistics
       features.jsonl        # one full record per feature (what the panel shows)
       features.safetensors  # the raw tensors
+      importance.json, importance.safetensors, density_importance.png   # with --importance
 Features are loaded with <script> tags rather than fetch(), which browsers refuse on file://.
 """
 
@@ -23,6 +24,9 @@ import jinja2
 import torch
 
 from sae_kit.eval.analysis.features import FeatureData, feature_records, tensors
+from sae_kit.eval.analysis.importance_files import write_importance
+from sae_kit.eval.analysis.importance_values import importance_columns, importance_summary
+from sae_kit.eval.report.interpretability import interpretability_view
 
 CHUNK = 128
 """Features per data file: a panel loads one file of ~0.5 MB, not the whole dictionary."""
@@ -76,7 +80,8 @@ def write_report(data: FeatureData, out: Path, explained_from: Path | None = Non
             jsonl.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
             rows.append({**{k: record[k] for k in summary_keys},
                          "promotes": " ".join(data.tokens.get(i, "?")
-                                              for i, _ in record["promoted"][:3])})
+                                              for i, _ in record["promoted"][:3]),
+                         **importance_columns(record.get("importance"))})
             chunk.append(record)
             if len(chunk) == CHUNK or record["index"] == data.stats.n_dict - 1:
                 number = record["index"] // CHUNK
@@ -84,21 +89,28 @@ def write_report(data: FeatureData, out: Path, explained_from: Path | None = Non
                           number, chunk)
                 chunk = []
     _write_js(out / "data" / "tokens.js", "SAEReport.setTokens", data.tokens)
-    summary = {"meta": data.meta, "tokens": data.tokens,
-               "features": [{k: r[k] for k in (*summary_keys, "promotes")} for r in rows]}
+    importance = None
+    if data.importance is not None:
+        importance = importance_summary(data.importance)
+        write_importance(data.importance, out)
+    summary = {"meta": data.meta, "tokens": data.tokens, "features": rows,
+               **({"importance": importance} if importance else {})}
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False), encoding="utf-8")
     save_file(tensors(data), str(out / "features.safetensors"), metadata={"format": "pt"})
     for name in ("report.js", "report.css"):
         shutil.copyfile(_HERE / "static" / name, out / name)
-    return _write_index(out, data.meta, rows, _read_explanations(explained_from or out))
+    return _write_index(out, data.meta, rows, _read_explanations(explained_from or out),
+                        importance)
 
 
 def _write_index(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]],
-                 explained: dict[int, dict[str, Any]]) -> Path:
+                 explained: dict[int, dict[str, Any]],
+                 importance: dict[str, Any] | None = None) -> Path:
     alive = [r["log10_density"] for r in rows if r["log10_density"] is not None]
+    versus = interpretability_view(rows, explained) if importance and explained else []
     html = _environment().get_template("index.html.j2").render(
         meta=meta, rows=rows, chunk=CHUNK, density_hist=svg_histogram(alive),
-        explained=explained)
+        explained=explained, importance=importance, versus=versus)
     (out / "index.html").write_text(html, encoding="utf-8")
     return out / "index.html"
 
@@ -137,4 +149,5 @@ def write_explanations(out: Path, explanations: dict[str, Any]) -> Path:
     _write_js(out / "data" / "explanations.js", "SAEReport.setExplanations",
               {f["index"]: f for f in explanations["features"]})
     return _write_index(out, summary["meta"], rows,
-                        {int(f["index"]): _scores(f) for f in explanations["features"]})
+                        {int(f["index"]): _scores(f) for f in explanations["features"]},
+                        summary.get("importance"))

@@ -108,6 +108,55 @@ function explanationSection(e) {
   return section;
 }
 
+// `sae-kit features --importance`: both conventions, attribution next to the exact ablation.
+function importanceSection(imp, top) {
+  const names = [["attribution", "attribution"], ["attribution_abs", "|attribution|"],
+    ["attribution_firing", "attribution per firing token"], ["exact", "exact"],
+    ["exact_firing", "exact per firing token"]];
+  const table = el("table", { id: "importance-panel" },
+    el("caption", {}, "change when the feature's code is zeroed (nats per token)"),
+    el("tr", {}, el("th", {}, "convention"), el("th", {}, "metric"),
+      ...names.map(([, label]) => el("th", {}, label))));
+  [["spliced", "spliced"], ["with_error", "with error"]].forEach(([c, label]) => {
+    ["kl", "ce"].forEach((m) => table.append(el("tr", { "data-convention": c, "data-metric": m },
+      el("td", {}, label), el("td", {}, m.toUpperCase()),
+      ...names.map(([k]) => el("td", {}, imp[c][m][k] === null ? "—" : fmt(imp[c][m][k]))))));
+  });
+  const how = imp.exact === null ? "not ablated exactly (only the top and a random sample are)"
+    : `ablated exactly (${imp.exact === "top" ? "among the top by |KL attribution|" : "random sample"})`;
+  const section = el("section", { id: "importance" }, el("h3", {}, "Functional importance"),
+    el("p", {}, `Attribution is the first-order estimate −c·∂M/∂c; ${how}.`), table);
+  if (imp.contexts && top) section.append(contextEffects(imp.contexts, top));
+  return section;
+}
+
+// ΔKL at the outlined token and the ones after it when the feature is removed there only.
+function contextEffects(effects, top) {
+  const centre = SAEReport.before;
+  const box = el("div", { id: "context-effects" }, el("h4", {}, "Per-context effect: ΔKL at each later position when the feature is removed at the outlined token only"));
+  top.forEach((ctx, j) => {
+    const effect = effects[j];
+    if (!effect) return;
+    [["spliced", "spliced"], ["with_error", "with error"]].forEach(([c, label]) => {
+      const near = effect[c].near, peak = Math.max(1e-12, ...near.map((v) => Math.abs(v ?? 0)));
+      const row = el("div", { class: "context effect", "data-convention": c },
+        el("span", { class: "ctx-value" }, label));
+      ctx.tokens.forEach((id, i) => {
+        if (id < 0) return;
+        const v = i >= centre ? near[i - centre] : undefined;
+        const span = el("span", { class: i === centre ? "tok centre" : "tok",
+          title: v === undefined || v === null ? SAEReport.token(id) : `${SAEReport.token(id)}  ΔKL ${fmt(v)}` },
+          SAEReport.token(id));
+        if (v) span.style.backgroundColor = `rgba(${v > 0 ? "40, 90, 200" : "200, 40, 40"}, ${Math.min(1, Math.abs(v) / peak).toFixed(3)})`;
+        row.append(span);
+      });
+      row.append(el("span", { class: "rest" }, ` ΔKL here ${fmt(near[0])}, rest of window ${fmt(effect[c].rest)}`));
+      box.append(row);
+    });
+  });
+  return box;
+}
+
 function renderFeature(f) {
   const body = document.getElementById("feature-body");
   body.replaceChildren(el("h2", {}, `Feature ${f.index}`),
@@ -116,6 +165,7 @@ function renderFeature(f) {
   if (f.dead) return;
   const explained = SAEReport.explanations[f.index];
   if (explained) body.append(explanationSection(explained));
+  if (f.importance) body.append(importanceSection(f.importance, f.top));
   const max = f.max || 1, centre = SAEReport.before;
   const top = el("section", { id: "top-contexts" }, el("h3", {}, "Top activations"));
   f.top.forEach((ctx) => top.append(contextRow(ctx, max, centre)));
