@@ -157,6 +157,16 @@ def test_a_full_disk_while_comparing_leaves_no_half_comparison(trained, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_full_disk_while_writing_importance_leaves_no_half_results(trained, tmp_path,
+                                                                     monkeypatch):
+    out = tmp_path / "imp"
+    _fill_disk_in_safetensors(monkeypatch, "importance.safetensors")
+    result = runner.invoke(app, ["importance", str(trained), "--out", str(out), "--tokens", "64",
+                                 "--device", "cpu"])
+    one_line_error(result, NO_SPACE)
+    assert list(out.iterdir()) == []  # no importance-HOOK_POINT, no staging directory
+
+
 def _no_space(path, *args, **kwargs):
     raise OSError(errno.ENOSPC, NO_SPACE, str(path))
 

@@ -64,7 +64,7 @@ def test_a_point_evaluated_by_an_older_sae_kit_is_judged_by_its_eval_json(tiny_g
     _sweep_run(path)
     (tmp_path / "runs" / "a" / "sweep-eval.json").unlink()  # what an older sae-kit left
     assert "evaluating" not in _sweep_run(path)  # the same tokens: kept
-    (tmp_path / "runs" / "a" / "sweep-eval.json").unlink()
+    assert not (tmp_path / "runs" / "a" / "sweep-eval.json").exists()
     path.write_text(path.read_text().replace("eval_tokens = 64", "eval_tokens = 128"))
     output = " ".join(_sweep_run(path).split())
     assert "a was evaluated with eval_tokens 64 tokens → 128; evaluating it again" in output
