@@ -117,7 +117,8 @@ def one_line_error(result: Any, *needles: str) -> str:
     assert "Traceback" not in result.output
     assert [line for line in lines if line.startswith("error")] == lines[-1:], lines
     assert all(line.startswith(("error: ", "loading model", "model ", "run directory",
-                                    "eval ", "training "))  # progress lines off a terminal
+                                    "eval "))
+               or re.search(r" \d+/\d+ \(\d+%\)", line)  # progress lines off a terminal
                for line in lines), lines
     flat = " ".join(lines[-1].split())
     for needle in needles:
