@@ -14,8 +14,9 @@ import torch
 
 from sae_kit.errors import SaeKitError
 from sae_kit.record.config import TrainConfig
+from sae_kit.train.build import build_run
 from sae_kit.train.group import build_group, is_group, member_dirs
-from sae_kit.train.loop import build_run, fit
+from sae_kit.train.loop import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from sae_kit.record.config import TrainConfig
 from sae_kit.train import checkpoint
+from sae_kit.train.build import build_run
 from sae_kit.train.group import build_group
-from sae_kit.train.loop import build_run, fit
+from sae_kit.train.loop import fit
 from sae_kit.train.nonfinite import MembersStopped, read_failure
 
 pytestmark = pytest.mark.usefixtures("one_thread")

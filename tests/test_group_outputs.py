@@ -56,12 +56,12 @@ def test_an_unwritable_group_out_is_one_line_before_the_model_loads(tmp_path, wh
 
 
 def test_the_python_api_says_the_same_for_a_group(tmp_path):
-    from sae_kit import TrainConfig, train
+    from sae_kit import TrainConfig, train_saes
 
     out = _unwritable(tmp_path, "under a file")
     config = TrainConfig(model=str(tmp_path / "no-model"), dataset="pydoc", output_dir=str(out))
     with pytest.raises(SaeKitError, match="cannot write the run directory"):
-        train(config, lambdas=[0.5, 1])
+        train_saes(config, lambdas=[0.5, 1])
 
 
 def test_a_group_that_fails_to_start_leaves_no_directory_behind(tmp_path, monkeypatch):

@@ -9,31 +9,20 @@ import time
 
 import pytest
 
-from sae_kit.cli.logs import LogLines
+from sae_kit.progress import progress_text
 
 HUGE = 99999999999999999999
 
 
-def test_the_log_line_of_an_endless_run_says_how_long_in_days(monkeypatch, caplog):
-    monkeypatch.setenv("SAE_KIT_LOG_SECONDS", "0")
-    lines = LogLines("training")
-    task = lines.add_task("training", total=HUGE)
-    lines.tasks[task]["started"] -= 1.0  # one step took a second
-    with caplog.at_level("INFO", logger="sae_kit"):
-        monkeypatch.setattr(lines.logger, "propagate", True)
-        lines.update(task, completed=1)
-    assert "more than 999,999,999 days left" in caplog.text
+def test_the_progress_line_of_an_endless_run_says_how_long_in_days():
+    phase = {"first": 0, "started": 0.0}  # one step took a second
+    assert progress_text(1, HUGE, phase, now=1.0) == (
+        f"1/{HUGE:,} (0%), more than 999,999,999 days left")
 
 
-def test_an_ordinary_time_left_is_unchanged(monkeypatch, caplog):
-    monkeypatch.setenv("SAE_KIT_LOG_SECONDS", "0")
-    lines = LogLines("training")
-    task = lines.add_task("training", total=101)
-    lines.tasks[task]["started"] -= 1.0
-    with caplog.at_level("INFO", logger="sae_kit"):
-        monkeypatch.setattr(lines.logger, "propagate", True)
-        lines.update(task, completed=1)
-    assert "1/101 (1%), 0:01:40 left" in caplog.text
+def test_an_ordinary_time_left_is_unchanged():
+    assert progress_text(1, 101, {"first": 0, "started": 0.0}, now=1.0) == (
+        "1/101 (1%), 0:01:40 left")
 
 
 @pytest.mark.slow

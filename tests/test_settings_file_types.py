@@ -71,12 +71,12 @@ def test_json_and_yaml_files_are_checked_the_same_way(tmp_path, suffix, text, me
 
 
 def test_the_python_api_reads_a_file_through_the_same_check(tmp_path):
-    from sae_kit import train
+    from sae_kit import train_saes
 
     path = tmp_path / "run.toml"
     path.write_text('compile = "false"\n')
     with pytest.raises(SaeKitError, match="compile = 'false' must be true or false"):
-        train(path)
+        train_saes(path)
 
 
 def test_right_values_still_load_and_ints_are_numbers(tmp_path):

@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-HELPERS = {"tests.helpers", "tests.tiny_models", "tests.fake_hub", "tests.fake_llm"}
+HELPERS = {"tests.helpers", "tests.tiny_models", "tests.fake_hub", "tests.fake_llm",
+           "tests.oracles"}
 
 
 def test_test_files_import_helpers_not_each_other():

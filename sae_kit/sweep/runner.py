@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sae_kit.errors import SaeKitError
+from sae_kit.progress import Progress, ProgressLines
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.spec import Point, Sweep
@@ -38,12 +39,20 @@ def point_state(point: Point) -> str:
     return "new"
 
 
-def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) -> None:
-    """Train what is left of one group, then evaluate its points (rank 0 only)."""
+def run_group(sweep: Sweep, points: list[Point], say: Say,
+              progress: Progress | None = None) -> None:
+    """Train what is left of one group, then evaluate its points (rank 0 only). ``progress``
+    (sae_kit.progress; default: log lines) hears of the steps of ``resuming`` and ``training``,
+    then of the batches of ``evaluating NAME``."""
     from pathlib import Path
 
     from sae_kit.train.group import build_group
     from sae_kit.train.loop import fit
+
+    progress = progress or ProgressLines()
+
+    def on_step(what: str) -> Any:
+        return lambda step, total, _row: progress(f"{what} (steps)", step, total)
 
     states = {p.name: point_state(p) for p in points}
     started = [p for p in points if states[p.name] == "started"]
@@ -55,13 +64,13 @@ def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) 
         if started:
             say(f"resuming {', '.join(p.name for p in started)}")
             _resume_together([Path(p.config.output_dir or "") for p in started], say,
-                             on_step, sweep.out)
+                             on_step("resuming"), sweep.out)
     except MembersStopped:
         pass  # each stopped point's failed.json says why; the report lists it
     try:
         if new:
             say(f"training {', '.join(p.name for p in new)} in one pass")
-            fit(build_group([p.config for p in new]), on_step, group_dir=sweep.out)
+            fit(build_group([p.config for p in new]), on_step("training"), group_dir=sweep.out)
     except MembersStopped:
         pass
     if os.environ.get("RANK", "0") != "0":
@@ -72,7 +81,7 @@ def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) 
         if changed:
             say(f"{point.name} was evaluated with {changed}; evaluating it again")
         if state == "trained" or changed:
-            evaluate_point(sweep, point, say)
+            evaluate_point(sweep, point, say, progress)
 
 
 def _resume_together(dirs: list[Any], say: Say, on_step: Any, out: Any) -> None:
@@ -94,13 +103,20 @@ def _resume_together(dirs: list[Any], say: Say, on_step: Any, out: Any) -> None:
     fit(runs, on_step, start=start, group_dir=out)
 
 
-def evaluate_point(sweep: Sweep, point: Point, say: Say) -> dict[str, Any]:
+def evaluate_point(sweep: Sweep, point: Point, say: Say,
+                   progress: Progress | None = None) -> dict[str, Any]:
     from sae_kit.eval.evaluation import evaluate_run
 
     say(f"evaluating {point.name}")
     device = "cpu" if point.config.device == "cpu" else "auto"
+    progress = progress or ProgressLines()
+
+    def on_batch(done: int, total: int) -> None:
+        progress(f"evaluating {point.name} (batches)", done, total)
+
     result = evaluate_run(point.config.output_dir or "", sweep.eval_tokens,
-                          sweep.eval_batch_size, device, alive_tokens=sweep.eval_alive_tokens)
+                          sweep.eval_batch_size, device, on_batch,
+                          alive_tokens=sweep.eval_alive_tokens)
     write_json_atomic(RunDir(point.config.output_dir or "").sweep_eval, eval_settings(sweep))
     return result
 
