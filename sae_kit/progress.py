@@ -15,6 +15,7 @@ SLURM, ``2> log``), where a live bar would show nothing until the end.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -80,13 +81,6 @@ def progress_text(done: int, total: int | None, phase: dict[str, Any], now: floa
         text += f" ({100 * done / total:.0f}%)"
         rate = (done - phase["first"]) / max(now - phase["started"], 1e-9)
         if rate > 0 and done < total:
-            text += f", {time_left((total - done) / rate)} left"
+            with contextlib.suppress(OverflowError):  # an absurd total: no ETA, no crash
+                text += f", {timedelta(seconds=round((total - done) / rate))} left"
     return f"{text}  {status}".rstrip()
-
-
-def time_left(seconds: float) -> str:
-    """h:mm:ss, or a bound where timedelta ends (``--n-samples 99999999999999999999`` is a
-    valid, if endless, run and must not overflow the progress line)."""
-    if seconds >= timedelta.max.total_seconds():
-        return f"more than {timedelta.max.days:,} days"
-    return str(timedelta(seconds=round(seconds)))

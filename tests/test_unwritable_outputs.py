@@ -12,7 +12,7 @@ from tests.helpers import SAVE_EVERY_STEP, cli_train, one_line_error
 runner = CliRunner()
 
 COMMANDS = {
-    "features": (["features", "RUN"], "sae_kit.eval.analysis.features.load_model",
+    "features": (["features", "RUN"], "sae_kit.eval.feature_report.load_model",
                  "feature report"),
     "compare": (["compare", "RUN", "RUN"], "sae_kit.eval.analysis.compare.load_model",
                 "comparison"),
