@@ -13,6 +13,8 @@ from sae_kit.store import sae_dir
 from sae_kit.store.jsonio import write_json_atomic
 from tests.helpers import make_sae_dir
 
+pytestmark = pytest.mark.integration  # the CLI, a subprocess, whole runs
+
 KILLED_AT_THE_RENAME = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path

@@ -11,6 +11,7 @@ from sae_kit.cli import app
 from tests.helpers import SAVE_EVERY_STEP, cli_train, one_line_error
 
 runner = CliRunner()
+pytestmark = pytest.mark.integration  # the CLI and whole runs
 
 DAMAGED = {
     "not JSON": b'{"format": "sae-kit-',

@@ -21,6 +21,7 @@ from sae_kit.cli import app
 from tests.helpers import SAE_AT_1, SAVE_EVERY_STEP, cli_train, one_line_error
 
 runner = CliRunner()
+pytestmark = pytest.mark.integration  # the CLI and whole runs
 NO_SPACE = "No space left on device"
 
 

@@ -10,6 +10,8 @@ from sae_kit.cli import app
 from sae_kit.train import checkpoint, loop
 from tests.helpers import SAE_AT_1, SAVE_EVERY_STEP, cli_train
 
+pytestmark = pytest.mark.integration  # the CLI, a subprocess, whole runs
+
 KEEP_ONE = [a if a != "2" or SAVE_EVERY_STEP[i - 1] != "--keep-checkpoints" else "1"
             for i, a in enumerate(SAVE_EVERY_STEP)]
 

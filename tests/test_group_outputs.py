@@ -13,6 +13,7 @@ from sae_kit.errors import SaeKitError
 from tests.helpers import FAST, one_line_error
 
 runner = CliRunner()
+pytestmark = pytest.mark.integration  # the CLI and whole runs
 
 RUNS = {"group": ["--lambda", "0.5,1"], "lone": ["--lambda", "2"]}
 

@@ -38,6 +38,7 @@ WRONG_TYPES = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("line", "message"), WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
 def test_a_toml_value_of_the_wrong_type_is_one_line_before_the_model_loads(
         tmp_path, monkeypatch, line, message):
@@ -70,6 +71,7 @@ def test_json_and_yaml_files_are_checked_the_same_way(tmp_path, suffix, text, me
     assert message in str(caught.value)
 
 
+@pytest.mark.integration
 def test_the_python_api_reads_a_file_through_the_same_check(tmp_path):
     from sae_kit import train_saes
 
@@ -100,6 +102,7 @@ SWEEP_VALUES = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("body", "message"), SWEEP_VALUES.values(), ids=SWEEP_VALUES.keys())
 def test_a_sweep_point_of_the_wrong_type_is_one_line_naming_file_and_point(tmp_path, body,
                                                                            message):

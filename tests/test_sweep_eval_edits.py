@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 
 runner = CliRunner()
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_thread")]
 
 
 def _sweep(tmp_path, model_dir, top):

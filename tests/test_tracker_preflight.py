@@ -32,6 +32,7 @@ def _train(tmp_path, *extra):
                                str(tmp_path / "run"), *FAST, *extra])
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("no_wandb_key")
 def test_wandb_without_a_key_is_one_line_before_the_model_loads(tmp_path):
     pytest.importorskip("wandb")
@@ -39,6 +40,7 @@ def test_wandb_without_a_key_is_one_line_before_the_model_loads(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("no_wandb_key")
 @pytest.mark.parametrize("how", ["a settings file", "a --lambda group", "a sweep point"])
 def test_wandb_without_a_key_is_the_same_line_on_every_path(tmp_path, how):
@@ -59,6 +61,7 @@ def test_wandb_without_a_key_is_the_same_line_on_every_path(tmp_path, how):
     one_line_error(result, NO_KEY)
 
 
+@pytest.mark.integration
 def test_an_unknown_tracker_or_a_missing_package_is_one_line_before_the_model_loads(
         tmp_path, monkeypatch):
     one_line_error(_train(tmp_path, "--tracker", "nope"), "no tracker plugin named 'nope'")

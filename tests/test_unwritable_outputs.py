@@ -10,6 +10,7 @@ from sae_kit.cli import app
 from tests.helpers import SAVE_EVERY_STEP, cli_train, one_line_error
 
 runner = CliRunner()
+pytestmark = pytest.mark.integration  # the CLI and whole runs
 
 COMMANDS = {
     "features": (["features", "RUN"], "sae_kit.eval.feature_report.load_model",
