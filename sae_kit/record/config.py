@@ -8,6 +8,7 @@ fields (see ``sae_kit.cli.train_options``). Settings whose default depends on th
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -218,6 +219,29 @@ SHARED_IN_ONE_PASS = (
 """Settings that runs trained in one shared pass (``sae_kit.train.group``) must agree on: they
 set the model, the data stream and the steps. The seed is among them because it sets the data
 order as well as the SAEs' initialisation."""
+
+
+HOW_NOT_WHAT = ("output_dir", "device", "compile", "save_every", "keep_checkpoints",
+                "log_every", "trackers")
+"""Settings that say where and how a run went, not what it trained: a sweep never compares
+them, a Pareto series never splits on them."""
+HOW_NOT_WHAT_OPTIONS = ("loss_options.kl_cache_mb",)
+"""Options of that kind: the KL's cache budget changes memory, not a single value."""
+
+
+def trained_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a run trained, from a config's fields (``to_dict()`` or a config.json): JSON values
+    (tuples as lists, as saved), a table's keys as ``name.key`` (so a message can name the one
+    option that differs), HOW_NOT_WHAT left out."""
+    kept = json.loads(json.dumps({k: v for k, v in settings.items() if k not in HOW_NOT_WHAT},
+                                 default=str))
+    flat = {}
+    for name, value in kept.items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{key}": v for key, v in value.items()})
+        else:
+            flat[name] = value
+    return {name: value for name, value in flat.items() if name not in HOW_NOT_WHAT_OPTIONS}
 
 
 def field_help(name: str) -> str:
