@@ -15,7 +15,8 @@ from sae_kit.cli.logs import callback, progress, setup_logging
 @friendly_errors
 def compare(
     sources: list[str] = typer.Argument(
-        ..., help="Run directories, SAE directories or Hub ids, all at one hook point."
+        ..., metavar="SOURCE",
+        help="Run directories, SAE directories or Hub ids, all at one hook point."
     ),
     hook_point: str = typer.Option(
         None, help="Which SAE of each run (needed if a run has several)."
