@@ -145,10 +145,9 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
     """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary.
     ``progress`` (sae_kit.progress; default: log lines) hears of the tokens read, then of the
     geometry, the plots and the files."""
-    from safetensors.torch import save_file
-
     from sae_kit.eval.analysis.plots import write_plots
     from sae_kit.model.device import resolve_device
+    from sae_kit.store.files import save_tensors
 
     progress = progress or ProgressLines()
     torch_device = resolve_device(device)
@@ -173,7 +172,7 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
     summary["plots"], summary["embedding_method"] = write_plots(
         sources, alive, summary, out, embedding)
     progress("comparing (steps)", 2, 3)
-    save_file({k: v.contiguous() for k, v in values.items()}, str(out / "maxcos.safetensors"))
+    save_tensors({k: v.contiguous() for k, v in values.items()}, out / "maxcos.safetensors")
     write_json_atomic(out / "summary.json", summary)
     progress("comparing (steps)", 3, 3)
     return summary
