@@ -5,15 +5,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
+from sae_kit.record.config import trained_settings
+from sae_kit.record.run_record import RunRecord
 from sae_kit.store.run_dir import RunDir
 
 Point = tuple[float, float]
+LabelledPoint = tuple[float, float, str]
 
 # The paper's three objectives first, so they keep the same colour and marker in every plot.
 _ORDER = ["local", "e2e", "e2e+ds"]
@@ -22,32 +26,51 @@ _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab
             "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]  # 10 against 8 markers: 40 pairs
 
 
-Key = tuple[str, str, str]
-"""A series: (loss, architecture label, hook point); the last two empty when all runs agree."""
+Key = tuple[str, str, str, str]
+"""A series: (loss, architecture label, the other settings that differ, hook point); the last
+three empty when all runs agree on them."""
+
+NOT_A_SERIES = ("loss", "architecture", "sparsity_coeff")
+"""Trained settings that never go into a series' "other settings": the loss and architecture
+have places of their own in the key, and lambda moves a run along its frontier. Architecture
+options are told apart by :func:`architecture_labels`, which knows which set the sparsity."""
 
 
-def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
-    """(L0, CE-loss increase) per SAE, one series per loss and architecture, sorted by L0.
+def pareto_points(results: list[dict[str, Any]]) -> dict[str, list[LabelledPoint]]:
+    """(L0, CE-loss increase, point label) per SAE, one series per frontier, sorted by L0.
 
-    A series is a frontier only when its points differ in lambda alone, or in the options that
-    set an architecture's sparsity (``SAE.sparsity_options``, TopK's k): ReLU and TopK SAEs of
-    one loss get a series each, as do TopK SAEs with and without AuxK (labelled "loss
-    (architecture options)" when the runs use several), and when the runs hold SAEs at more
-    than one hook point the series are split by hook point too.
+    A series is a frontier: its runs differ in lambda alone, or in the options that set an
+    architecture's sparsity (``SAE.sparsity_options``, TopK's k). Its label is the loss, then
+    the architecture with the options that tell it apart when the runs use several (``topk
+    auxk=true``), then every other trained setting that differs (``seed=1``,
+    ``dict_ratio=32``; how a run went, such as its device, never counts), then the hook point
+    when the runs hold SAEs at several. A point's label is its k (``k=32``) or lambda
+    (``λ=0.5``), else its run's name.
     """
     return {_label(key): points for key, points in _series(results).items()}
 
 
-def _series(results: list[dict[str, Any]]) -> dict[Key, list[Point]]:
+def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
+    """:func:`pareto_points` without the point labels."""
+    return {label: [(x, y) for x, y, _ in points]
+            for label, points in pareto_points(results).items()}
+
+
+def _series(results: list[dict[str, Any]]) -> dict[Key, list[LabelledPoint]]:
     hook_points = {name for result in results for name in result["saes"]}
     archs = architecture_labels(results, sparsity=False)
     several = len(set(archs)) > 1
-    series: dict[Key, list[Point]] = defaultdict(list)
-    for result, arch in zip(results, archs, strict=True):
+    records = [_record(result) for result in results]
+    settings = [_trained(result, record) for result, record in zip(results, records, strict=True)]
+    differ = _differing(settings)
+    series: dict[Key, list[LabelledPoint]] = defaultdict(list)
+    for result, arch, record, mine in zip(results, archs, records, settings, strict=True):
+        others = ", ".join(f"{k}={_show(mine[k])}" for k in differ)
+        point = _point_label(result, record)
         for name, metrics in result["saes"].items():
-            key = (str(result.get("loss") or "?"), arch if several else "",
-                   name if len(hook_points) > 1 else "")
-            series[key].append((float(metrics["l0"]), float(metrics["ce_loss_increase"])))
+            key = (str(result.get("loss") or mine.get("loss") or "?"), arch if several else "",
+                   others, name if len(hook_points) > 1 else "")
+            series[key].append((float(metrics["l0"]), float(metrics["ce_loss_increase"]), point))
 
     def order(key: Key) -> tuple[int, Key]:
         return (_ORDER.index(key[0]) if key[0] in _ORDER else len(_ORDER), key)
@@ -56,11 +79,59 @@ def _series(results: list[dict[str, Any]]) -> dict[Key, list[Point]]:
 
 
 def _label(key: Key, loss: bool = True) -> str:
-    name, arch, hook_point = key
+    name, arch, others, hook_point = key
     label = name if loss else ""
     if arch:
         label = f"{label} ({arch})" if loss else arch
+    if others:
+        label = f"{label}, {others}" if label else others
     return f"{label} @ {hook_point}" if hook_point else label
+
+
+def _record(result: dict[str, Any]) -> RunRecord | None:
+    run = RunDir(result.get("run_dir") or ".")
+    return run.read() if run.is_run() else None
+
+
+def _trained(result: dict[str, Any], record: RunRecord | None) -> dict[str, Any]:
+    """What the result's run trained, from its run record (the defaults it resolved filled
+    in), less what :data:`NOT_A_SERIES` and the architecture label say; an SAE evaluated on its
+    own (no record) says nothing more than its loss and architecture."""
+    if record is None:
+        return {}
+    settings = record.config.to_dict()
+    for name, value in dataclasses.asdict(record.resolved).items():  # a default filled in
+        if name in settings and settings[name] is None:
+            settings[name] = value
+    return {k: v for k, v in trained_settings(settings).items()
+            if k not in NOT_A_SERIES and not k.startswith("architecture_options.")
+            and k != "hook_points"}  # the "@ hook point" suffix says it
+
+
+def _differing(settings: list[dict[str, Any]]) -> list[str]:
+    """The settings whose values are not the same in every result; a setting some results do
+    not record (an SAE without a run, an option one loss has) is left out."""
+    known = [k for k in dict.fromkeys(k for s in settings for k in s)
+             if all(k in s for s in settings)]
+    return sorted(k for k in known if len({repr(s[k]) for s in settings}) > 1)
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else _option(value)
+
+
+def _point_label(result: dict[str, Any], record: RunRecord | None) -> str:
+    """``k=32`` (the options that set the architecture's sparsity), else ``λ=0.5``, else the
+    run's name."""
+    arch, options = _architecture(result)
+    swept = [f"{k}={_option(options[k])}" for k in _sparsity_options(arch) if k in options]
+    if swept:
+        return " ".join(swept)
+    if result.get("sparsity_coeff") is not None:
+        return f"λ={_show(float(result['sparsity_coeff']))}"
+    if record is not None and record.config.sparsity_coeff is not None:
+        return f"λ={_show(float(record.config.sparsity_coeff))}"
+    return Path(result.get("run_dir") or "").name
 
 
 def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, list[Point]]:
@@ -86,19 +157,25 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
             if loss is not None and key[0] != loss:
                 continue
             style = archs.index(key[1:]) if loss is not None else index
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker=_MARKERS[style % len(_MARKERS)],
-                    color=_COLOURS[style % len(_COLOURS)], label=_label(key, loss is None))
-        _style_axes(ax, [p for key, pts in series.items() if loss in (None, key[0]) for p in pts])
+            colour = _COLOURS[style % len(_COLOURS)]
+            xs, ys, names = zip(*points, strict=True)
+            ax.plot(xs, ys, marker=_MARKERS[style % len(_MARKERS)], color=colour,
+                    label=_label(key, loss is None))
+            for x, y, name in points:  # which k or lambda (or run) each point is
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                            color=colour)
+        _style_axes(ax, [(x, y) for key, pts in series.items() if loss in (None, key[0])
+                         for x, y, _ in pts])
         ax.set_title(f"loss: {loss}" if loss else "Sparsity vs. performance on held-out tokens")
     axes[0][0].set_ylabel("CE loss increase (nats)")
     if panels == [None]:
-        axes[0][0].legend(title="loss")
+        axes[0][0].legend(title="series (λ or k varies along each)", fontsize=8)
         fig.tight_layout()
     else:  # one legend for all panels, below them: an architecture looks alike in each
         handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}
-        fig.legend(list(handles.values()), list(handles), title="architecture", loc="lower center",
-                   ncol=min(4, len(handles)), fontsize="small")
+        fig.legend(list(handles.values()), list(handles), loc="lower center",
+                   title="series (λ or k varies along each)", ncol=min(4, len(handles)),
+                   fontsize="small")
         fig.tight_layout(rect=(0, 0.06 * math.ceil(len(handles) / 4) + 0.04, 1, 1))
     try:
         fig.savefig(path, format=fmt)
@@ -107,7 +184,7 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
                           "choose a writable path") from None
     finally:
         plt.close(fig)
-    return {_label(key): points for key, points in series.items()}
+    return {_label(key): [(x, y) for x, y, _ in points] for key, points in series.items()}
 
 
 def _style_axes(ax: Any, points: list[Point]) -> None:
@@ -122,6 +199,7 @@ def _style_axes(ax: Any, points: list[Point]) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(_minor_tick_label))
     ax.set_xlabel("L0 (active dictionary elements per token, log scale)")
+    ax.margins(x=0.08, y=0.08)  # room for the labels of the end points
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -138,11 +216,6 @@ def plot_format(path: str | Path) -> str:
         raise SaeKitError(f"cannot tell the plot format from {str(path)!r}; end the file name "
                           f"in one of: {', '.join('.' + e for e in sorted(supported))}")
     return ext
-
-
-def architecture_of(result: dict[str, Any]) -> str | None:
-    """A result's architecture: from eval.json, else from its run's config.json."""
-    return _architecture(result)[0]
 
 
 def _architecture(result: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
