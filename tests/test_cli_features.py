@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from tests.helpers import FAST
 
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI
+
 runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HP = "blocks.1.hook_resid_pre"

@@ -54,6 +54,7 @@ def test_a_groups_status_shows_each_members_loss_never_their_sum():
     assert step_status(rows[0]) == "900 tok/s  loss 1.2500  L0 30.0"
 
 
+@pytest.mark.integration
 def test_the_python_api_logs_training_progress_without_a_callback(tiny_gpt2, tmp_path, caplog,
                                                                   monkeypatch, one_thread):
     from sae_kit import TrainConfig, train_saes

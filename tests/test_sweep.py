@@ -57,6 +57,7 @@ def test_a_sweep_file_is_grouped_by_what_can_share_a_pass(tiny_gpt2, tmp_path):
     assert spec.points[1].config.hook_points == [SAE]
 
 
+@pytest.mark.integration
 def test_sweep_trains_evaluates_plots_then_skips_and_resumes(tiny_gpt2, tmp_path):
     path = _sweep_file(tmp_path, tiny_gpt2)
     result = runner.invoke(app, ["sweep", str(path)], env={"SAE_KIT_LOG_SECONDS": "0"})
@@ -91,6 +92,7 @@ def test_sweep_trains_evaluates_plots_then_skips_and_resumes(tiny_gpt2, tmp_path
     assert checkpoint.list_checkpoints(out / "e2e-lambda0.5" / "checkpoints")
 
 
+@pytest.mark.integration
 def test_print_commands_gives_one_line_per_group(tiny_gpt2, tmp_path):
     path = _sweep_file(tmp_path, tiny_gpt2)
     result = runner.invoke(app, ["sweep", str(path), "--print-commands", "--launcher",
@@ -101,6 +103,7 @@ def test_print_commands_gives_one_line_per_group(tiny_gpt2, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("extra", "message"), [
     ("colour = 3\n", "unknown setting(s) colour"),
     ("warmup_fraction = 2.0\n", "invalid training settings: warmup_fraction=2.0"),
@@ -118,6 +121,7 @@ def test_groups_need_distinct_names(tmp_path):
         load_sweep(path)
 
 
+@pytest.mark.integration
 def test_a_point_that_overflows_is_reported_failed_and_not_retrained(tiny_gpt2, tmp_path):
     # lr 1e20: Adam's first step makes the next forward pass overflow
     path = _tiny_sweep(tmp_path, tiny_gpt2, top="eval_tokens = 256",
@@ -144,6 +148,7 @@ def test_a_point_that_overflows_is_reported_failed_and_not_retrained(tiny_gpt2, 
     assert (bad / "failed.json").stat().st_mtime_ns == record
 
 
+@pytest.mark.integration
 def test_a_point_trained_with_other_settings_is_refused_naming_what_changed(tiny_gpt2,
                                                                              tmp_path):
     from sae_kit.sweep.changes import check_unchanged
@@ -184,6 +189,7 @@ def test_a_point_trained_with_other_settings_is_refused_naming_what_changed(tiny
                                 "new settings, or give the sweep a new `out`")
 
 
+@pytest.mark.integration
 def test_sweep_refuses_an_edited_point_before_training_anything(tiny_gpt2, tmp_path):
     path = _sweep_file(tmp_path, tiny_gpt2)
     assert runner.invoke(app, ["sweep", str(path), "--only", "0"]).exit_code == 0
@@ -208,6 +214,7 @@ def test_the_table_of_a_sweep_whose_points_all_stopped_has_their_rows_only():
                          "(norm inf) | | | | | |"]
 
 
+@pytest.mark.integration
 def test_a_kl_cache_budget_edit_is_no_change_but_a_kl_chunk_edit_is(tiny_gpt2, tmp_path):
     from sae_kit.sweep.changes import check_unchanged
     from sae_kit.train.api import train_saes
