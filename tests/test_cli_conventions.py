@@ -13,6 +13,7 @@ COMMANDS = sorted(c.name for c in app.registered_commands)
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
+@pytest.mark.integration  # runs the sae-kit CLI
 def test_dash_h_is_help_and_flags_take_no_value(command):
     result = runner.invoke(app, [*command, "-h"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -20,6 +21,7 @@ def test_dash_h_is_help_and_flags_take_no_value(command):
     assert "<bool>" not in result.output  # --json, --compile, ... are switches
 
 
+@pytest.mark.integration  # runs the sae-kit CLI
 def test_train_help_shows_what_repeatable_options_take():
     text = runner.invoke(app, ["train", "-h"], env={"COLUMNS": "200"}).output
     for shown in ("--layer N", "--hook-point NAME", "-O, --loss-option KEY=VALUE",
@@ -32,6 +34,7 @@ def test_train_help_shows_what_repeatable_options_take():
     ("--loss", "e2e_ds", "e2e+ds"), ("--loss", "E2E", "e2e"), ("--loss", "lcoal", "local"),
     ("--architecture", "TopK", "topk"), ("--architecture", "batch-topk", "batchtopk"),
 ])
+@pytest.mark.integration  # runs the sae-kit CLI
 def test_a_mistyped_plugin_name_gets_a_did_you_mean(option, typo, meant):
     result = runner.invoke(app, ["train", option, typo])
     assert result.exit_code == 2
@@ -51,6 +54,7 @@ def test_no_suggestion_for_a_name_like_none_of_them():
     (["--dict-ratio", "0", "--batch-size", "0"],
      "dict_ratio=0.0 must be > 0; batch_size=0 must be >= 1"),
 ])
+@pytest.mark.integration  # runs the sae-kit CLI
 def test_a_bad_setting_is_told_the_rule_it_breaks(args, said):
     result = runner.invoke(app, ["train", *args])
     assert result.exit_code == 2
@@ -59,6 +63,7 @@ def test_a_bad_setting_is_told_the_rule_it_breaks(args, said):
     assert "finite" not in line or "inf" in " ".join(args)  # no rule that was not broken
 
 
+@pytest.mark.integration  # runs the sae-kit CLI
 def test_lambda_in_a_settings_file_for_topk_is_refused_as_the_flag_is(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('architecture = "topk"\nlambda = 2\n')
