@@ -23,11 +23,13 @@ def test_runs_that_differ_in_more_than_lambda_are_separate_series(tmp_path):
     results = [_result(tmp_path, "a", 30, 0.1, sparsity_coeff=0.5, seed=0),
                _result(tmp_path, "b", 10, 0.3, sparsity_coeff=2.0, seed=0),
                _result(tmp_path, "c", 20, 0.2, sparsity_coeff=1.0, seed=1),
-               _result(tmp_path, "d", 25, 0.2, sparsity_coeff=1.0, seed=0, n_samples=800)]
+               _result(tmp_path, "d", 25, 0.2, sparsity_coeff=1.0, seed=0, n_samples=800),
+               _result(tmp_path, "e", 12, 0.4, sparsity_coeff=1.0, seed=0, dict_ratio=32)]
     series = pareto_series(results)
-    assert series == {"e2e, n_samples=1, seed=0": [(10, 0.3), (30, 0.1)],  # resolved: 1
-                      "e2e, n_samples=1, seed=1": [(20, 0.2)],
-                      "e2e, n_samples=800, seed=0": [(25, 0.2)]}
+    # another seed is seed noise, not another frontier (eval.seeds); length and size are
+    assert series == {"e2e, dict_ratio=60, n_samples=1": [(10, 0.3), (20, 0.2), (30, 0.1)],
+                      "e2e, dict_ratio=60, n_samples=800": [(25, 0.2)],
+                      "e2e, dict_ratio=32, n_samples=1": [(12, 0.4)]}
 
 
 def test_points_are_labelled_with_their_lambda_or_k(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
+from sae_kit.eval.seeds import Stat, group_replicates, standard_error, stat
 from sae_kit.record.config import trained_settings
 from sae_kit.record.run_record import RunRecord
 from sae_kit.store.run_dir import RunDir
@@ -30,24 +31,28 @@ Key = tuple[str, str, str, str]
 """A series: (loss, architecture label, the other settings that differ, hook point); the last
 three empty when all runs agree on them."""
 
-NOT_A_SERIES = ("loss", "architecture", "sparsity_coeff")
+NOT_A_SERIES = ("loss", "architecture", "sparsity_coeff", "seed", "hook_points")
 """Trained settings that never go into a series' "other settings": the loss and architecture
-have places of their own in the key, and lambda moves a run along its frontier. Architecture
-options are told apart by :func:`architecture_labels`, which knows which set the sparsity."""
+have places of their own in the key, lambda moves a run along its frontier, runs that differ
+in their seed alone are one point (their mean, :mod:`sae_kit.eval.seeds`), and the hook point
+is the "@" suffix. Architecture options are told apart by :func:`architecture_labels`, which
+knows which of them set the sparsity."""
 
 
 def pareto_points(results: list[dict[str, Any]]) -> dict[str, list[LabelledPoint]]:
-    """(L0, CE-loss increase, point label) per SAE, one series per frontier, sorted by L0.
+    """(L0, CE-loss increase, point label) per point, one series per frontier, sorted by L0.
 
     A series is a frontier: its runs differ in lambda alone, or in the options that set an
     architecture's sparsity (``SAE.sparsity_options``, TopK's k). Its label is the loss, then
     the architecture with the options that tell it apart when the runs use several (``topk
-    auxk=true``), then every other trained setting that differs (``seed=1``,
-    ``dict_ratio=32``; how a run went, such as its device, never counts), then the hook point
-    when the runs hold SAEs at several. A point's label is its k (``k=32``) or lambda
-    (``λ=0.5``), else its run's name.
+    auxk=true``), then every other trained setting that differs (``dict_ratio=32``,
+    ``n_samples=800``; how a run went, such as its device, never counts), then the hook point
+    when the runs hold SAEs at several. Runs that differ only in their seed are one point, the
+    mean over the seeds. A point's label is its k (``k=32``) or lambda (``λ=0.5``), else its
+    run's name.
     """
-    return {_label(key): points for key, points in _series(results).items()}
+    return {_label(key): [(x.mean, y.mean, name) for x, y, name in points]
+            for key, points in _series_over_seeds(results).items()}
 
 
 def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
@@ -56,26 +61,30 @@ def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
             for label, points in pareto_points(results).items()}
 
 
-def _series(results: list[dict[str, Any]]) -> dict[Key, list[LabelledPoint]]:
+def _series_over_seeds(results: list[dict[str, Any]]
+                       ) -> dict[Key, list[tuple[Stat, Stat, str]]]:
+    """(L0, CE increase, label) per point, each a Stat over the seeds of its replicates."""
     hook_points = {name for result in results for name in result["saes"]}
-    archs = architecture_labels(results, sparsity=False)
-    several = len(set(archs)) > 1
-    records = [_record(result) for result in results]
-    settings = [_trained(result, record) for result, record in zip(results, records, strict=True)]
-    differ = _differing(settings)
-    series: dict[Key, list[LabelledPoint]] = defaultdict(list)
-    for result, arch, record, mine in zip(results, archs, records, settings, strict=True):
-        others = ", ".join(f"{k}={_show(mine[k])}" for k in differ)
-        point = _point_label(result, record)
-        for name, metrics in result["saes"].items():
-            key = (str(result.get("loss") or mine.get("loss") or "?"), arch if several else "",
-                   others, name if len(hook_points) > 1 else "")
-            series[key].append((float(metrics["l0"]), float(metrics["ce_loss_increase"]), point))
+    archs = dict(zip(map(id, results), architecture_labels(results, sparsity=False),
+                     strict=True))
+    several = len(set(archs.values())) > 1
+    others = dict(zip(map(id, results), _other_settings(results), strict=True))
+    series: dict[Key, list[tuple[Stat, Stat, str]]] = defaultdict(list)
+    for group in group_replicates(results):
+        first = group[0]
+        label = _point_label(first)
+        for name in first["saes"]:
+            members = [r["saes"][name] for r in group if name in r["saes"]]
+            key = (str(first.get("loss") or "?"), archs[id(first)] if several else "",
+                   others[id(first)], name if len(hook_points) > 1 else "")
+            series[key].append((stat([float(m["l0"]) for m in members]),
+                                stat([float(m["ce_loss_increase"]) for m in members]), label))
 
     def order(key: Key) -> tuple[int, Key]:
         return (_ORDER.index(key[0]) if key[0] in _ORDER else len(_ORDER), key)
 
-    return {key: sorted(series[key]) for key in sorted(series, key=order)}
+    return {key: sorted(series[key], key=lambda p: (p[0].mean, p[1].mean))
+            for key in sorted(series, key=order)}
 
 
 def _label(key: Key, loss: bool = True) -> str:
@@ -88,15 +97,29 @@ def _label(key: Key, loss: bool = True) -> str:
     return f"{label} @ {hook_point}" if hook_point else label
 
 
+def _other_settings(results: list[dict[str, Any]]) -> list[str]:
+    """Per result, ``name=value`` of every trained setting that is not the same in all the
+    results (left out: a setting some results do not record, and NOT_A_SERIES)."""
+    settings = [_trained(_record(result)) for result in results]
+    known = [k for k in dict.fromkeys(k for s in settings for k in s)
+             if all(k in s for s in settings)]
+    differ = sorted(k for k in known if len({repr(s[k]) for s in settings}) > 1)
+    return [", ".join(f"{k}={_show(s[k])}" for k in differ) for s in settings]
+
+
 def _record(result: dict[str, Any]) -> RunRecord | None:
     run = RunDir(result.get("run_dir") or ".")
-    return run.read() if run.is_run() else None
+    if not (result.get("run_dir") and run.is_run()):
+        return None
+    try:
+        return run.read()
+    except SaeKitError:  # an unreadable record: the result says only its loss and architecture
+        return None
 
 
-def _trained(result: dict[str, Any], record: RunRecord | None) -> dict[str, Any]:
-    """What the result's run trained, from its run record (the defaults it resolved filled
-    in), less what :data:`NOT_A_SERIES` and the architecture label say; an SAE evaluated on its
-    own (no record) says nothing more than its loss and architecture."""
+def _trained(record: RunRecord | None) -> dict[str, Any]:
+    """What a run trained, from its record with the defaults it resolved filled in; an SAE
+    evaluated on its own (no record) says nothing beyond its loss and architecture."""
     if record is None:
         return {}
     settings = record.config.to_dict()
@@ -104,34 +127,24 @@ def _trained(result: dict[str, Any], record: RunRecord | None) -> dict[str, Any]
         if name in settings and settings[name] is None:
             settings[name] = value
     return {k: v for k, v in trained_settings(settings).items()
-            if k not in NOT_A_SERIES and not k.startswith("architecture_options.")
-            and k != "hook_points"}  # the "@ hook point" suffix says it
-
-
-def _differing(settings: list[dict[str, Any]]) -> list[str]:
-    """The settings whose values are not the same in every result; a setting some results do
-    not record (an SAE without a run, an option one loss has) is left out."""
-    known = [k for k in dict.fromkeys(k for s in settings for k in s)
-             if all(k in s for s in settings)]
-    return sorted(k for k in known if len({repr(s[k]) for s in settings}) > 1)
+            if k not in NOT_A_SERIES and not k.startswith("architecture_options.")}
 
 
 def _show(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else _option(value)
 
 
-def _point_label(result: dict[str, Any], record: RunRecord | None) -> str:
+def _point_label(result: dict[str, Any]) -> str:
     """``k=32`` (the options that set the architecture's sparsity), else ``λ=0.5``, else the
     run's name."""
     arch, options = _architecture(result)
     swept = [f"{k}={_option(options[k])}" for k in _sparsity_options(arch) if k in options]
     if swept:
         return " ".join(swept)
-    if result.get("sparsity_coeff") is not None:
-        return f"λ={_show(float(result['sparsity_coeff']))}"
-    if record is not None and record.config.sparsity_coeff is not None:
-        return f"λ={_show(float(record.config.sparsity_coeff))}"
-    return Path(result.get("run_dir") or "").name
+    lam = result.get("sparsity_coeff")
+    if lam is None and (record := _record(result)) is not None:
+        lam = record.config.sparsity_coeff
+    return f"λ={_show(float(lam))}" if lam is not None else Path(result.get("run_dir") or "").name
 
 
 def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, list[Point]]:
@@ -139,13 +152,15 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
     returns the plotted series. L0 is on a log axis, as sweeps space lambda geometrically.
 
     Runs of several architectures and several losses get one panel per loss (shared CE axis),
-    each architecture the same colour and marker in every panel."""
+    each architecture the same colour and marker in every panel. Runs that differ only in
+    their seed are one point, their mean, with error bars of 2 standard errors."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
     import matplotlib.pyplot as plt
 
-    series = _series(results)
+    over_seeds = _series_over_seeds(results)
+    series = {key: [(x.mean, y.mean) for x, y, _ in points] for key, points in over_seeds.items()}
     fmt = plot_format(path)
     losses = list(dict.fromkeys(key[0] for key in series))
     archs = list(dict.fromkeys(key[1:] for key in series))
@@ -158,21 +173,22 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
                 continue
             style = archs.index(key[1:]) if loss is not None else index
             colour = _COLOURS[style % len(_COLOURS)]
-            xs, ys, names = zip(*points, strict=True)
-            ax.plot(xs, ys, marker=_MARKERS[style % len(_MARKERS)], color=colour,
-                    label=_label(key, loss is None))
-            for x, y, name in points:  # which k or lambda (or run) each point is
-                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                            color=colour)
-        _style_axes(ax, [(x, y) for key, pts in series.items() if loss in (None, key[0])
-                         for x, y, _ in pts])
+            xs, ys = zip(*points, strict=True)
+            ax.errorbar(xs, ys, xerr=_two_sigma(over_seeds[key], 0),
+                        yerr=_two_sigma(over_seeds[key], 1), capsize=3,
+                        marker=_MARKERS[style % len(_MARKERS)], color=colour,
+                        label=_label(key, loss is None))
+            for (x, y), (_, _, name) in zip(points, over_seeds[key], strict=True):
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7, color=colour)  # which k or lambda (or run) it is
+        _style_axes(ax, [p for key, pts in series.items() if loss in (None, key[0]) for p in pts])
         ax.set_title(f"loss: {loss}" if loss else "Sparsity vs. performance on held-out tokens")
     axes[0][0].set_ylabel("CE loss increase (nats)")
     if panels == [None]:
         axes[0][0].legend(title="series (λ or k varies along each)", fontsize=8)
         fig.tight_layout()
     else:  # one legend for all panels, below them: an architecture looks alike in each
-        handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}
+        handles = {c.get_label(): c for ax in axes[0] for c in ax.containers}
         fig.legend(list(handles.values()), list(handles), loc="lower center",
                    title="series (λ or k varies along each)", ncol=min(4, len(handles)),
                    fontsize="small")
@@ -184,7 +200,15 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
                           "choose a writable path") from None
     finally:
         plt.close(fig)
-    return {_label(key): [(x, y) for x, y, _ in points] for key, points in series.items()}
+    return {_label(key): points for key, points in series.items()}
+
+
+def _two_sigma(points: list[tuple[Stat, Stat, str]], axis: int) -> list[float] | None:
+    """Error bars of 2 standard errors over seeds: bars of two points that do not overlap
+    mark a difference beyond seed noise. None (no bars) when every point has one seed."""
+    if all(p[axis].n < 2 for p in points):
+        return None
+    return [2 * standard_error(p[axis]) for p in points]
 
 
 def _style_axes(ax: Any, points: list[Point]) -> None:
