@@ -94,8 +94,10 @@ class TrainConfig:
     hook_points: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "Residual-stream hook points, one SAE each, trained together; default: "
-            "resid_pre of the middle layer."
+            "help": "Hook points, one SAE each, trained together: residual stream "
+            "(blocks.L.hook_resid_pre/post), inside a layer (blocks.L.hook_attn_out/mlp_in/"
+            "mlp_out) or a module path inside a decoder layer; default: resid_pre of the "
+            "middle layer."
         },
     )
     architecture: str = _help("SAE architecture, by plugin name: relu, topk, ...", "relu")
