@@ -21,6 +21,11 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 SAE``, ``3 SAEs``: a count with its noun in the right number, never ``SAE(s)``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 FULL_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 """No space left, a file-size limit (``ulimit -f``), a disk quota."""
 
