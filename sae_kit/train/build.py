@@ -23,7 +23,7 @@ import torch
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.data import training_batches
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, counted
 from sae_kit.losses.base import Loss
 from sae_kit.model.device import resolve_device
 from sae_kit.model.hookpoints import HookPoint
@@ -32,6 +32,7 @@ from sae_kit.model.splice import Splice
 from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.record.run_record import Resolved
 from sae_kit.store.start_from import StartingPoint
+from sae_kit.trackers.base import check_trackers
 from sae_kit.train import distributed, precision
 from sae_kit.train.clean_cache import open_cache
 from sae_kit.train.distributed import Dist
@@ -61,6 +62,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     config, start = resolve_start(config)  # --init-from: the source's SAE settings (lambda too)
     loss = make_loss(config)
     config = resolve_defaults(config, loss)
+    check_trackers(config.trackers)  # before the model loads: a missing key is one line
     if share is None:
         dist, device = setup_device(config)
         loaded = load_model(config.model, revision=config.revision, device=device)
@@ -188,8 +190,9 @@ def check_memory(n_saes: int, d_model: int, n_dict: int, device: torch.device) -
     have = _memory_bytes(device)
     if have and need > have:
         raise SaeKitError(
-            f"{n_saes} SAE(s) of {n_dict:,} x {d_model} need about {need / 2**30:,.1f} GiB for "
-            f"weights, gradients and Adam state, more than the {have / 2**30:,.1f} GiB of "
+            f"{counted(n_saes, 'SAE')} of {n_dict:,} x {d_model} need about "
+            f"{need / 2**30:,.1f} GiB for weights, gradients and Adam state, more than the "
+            f"{have / 2**30:,.1f} GiB of "
             f"{device}; lower --dict-ratio"
         )
 
