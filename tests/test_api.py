@@ -29,6 +29,7 @@ def _config(run_dir):
     return json.loads((run_dir / "config.json").read_text())
 
 
+@pytest.mark.integration
 def test_a_toml_config_file_with_flags_overriding_it(tiny_gpt2, tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(_settings(tiny_gpt2))
@@ -40,6 +41,7 @@ def test_a_toml_config_file_with_flags_overriding_it(tiny_gpt2, tmp_path):
     assert saved["hook_points"] == [SAE] and saved["batch_size"] == 2
 
 
+@pytest.mark.integration
 def test_a_runs_config_json_reruns_it_with_one_change(tiny_gpt2, tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(_settings(tiny_gpt2))
@@ -58,6 +60,7 @@ def test_a_runs_config_json_reruns_it_with_one_change(tiny_gpt2, tmp_path):
     assert changed == {"seed", "output_dir"}
 
 
+@pytest.mark.integration
 def test_python_api_trains_a_group_and_returns_its_directory(tiny_gpt2, tmp_path):
     from sae_kit import TrainConfig, train_saes
 
@@ -73,6 +76,7 @@ def test_python_api_trains_a_group_and_returns_its_directory(tiny_gpt2, tmp_path
     assert (run_dir / SAE / "sae.safetensors").is_file()
 
 
+@pytest.mark.integration
 def test_importing_the_api_names_does_not_import_torch():
     code = "import sys; from sae_kit import TrainConfig, train_saes; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -80,6 +84,7 @@ def test_importing_the_api_names_does_not_import_torch():
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("text", "message"), [
     ("colour = 1\n", "unknown setting(s) colour"),
     ("lambda = [\n", "is not valid TOML"),

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.integration  # the CLI in subprocesses
+
 
 def test_importing_the_cli_does_not_import_torch():
     # torch reads THP_MEM_ALLOC_ENABLE once, at its first allocation, and glibc's settings

@@ -17,6 +17,8 @@ from sae_kit.store.sae_dir import save_sae
 from tests.helpers import write_run_record
 from tests.oracles import explained_variance, mse
 
+pytestmark = pytest.mark.integration  # evaluates whole runs
+
 CONTEXT = 32
 N_TOKENS = 5 * CONTEXT
 ALIVE_WINDOWS = 12

@@ -152,5 +152,6 @@ def test_kernel_modules_import_no_package_at_module_level():
 def test_the_top_level_stays_small():
     # Everything else belongs in a package; the top level is the kernel every package may use.
     # Nine: `version` is one line on its own so that recorders need not import the package.
+    # Ten: `progress` is the callback shape train, eval, sweep and cli all report through.
     modules = sorted(p.stem for p in ROOT.glob("*.py") if p.stem not in ("__init__", "__main__"))
-    assert len(modules) <= 9, modules
+    assert len(modules) <= 10, modules

@@ -58,6 +58,7 @@ def test_unknown_option_is_one_line():
         E2EDownstreamLoss(1.0, nope="1")
 
 
+@pytest.mark.integration
 def test_config_json_records_typed_loss_options(tiny_gpt2, tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(model=str(tiny_gpt2), dataset="pydoc", output_dir=str(out), loss="e2e+ds",
@@ -71,6 +72,7 @@ def test_config_json_records_typed_loss_options(tiny_gpt2, tmp_path):
     assert sae_config["loss_options"] == saved["loss_options"]
 
 
+@pytest.mark.integration
 def test_a_run_saved_with_plain_string_options_still_resumes(tiny_gpt2, tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(model=str(tiny_gpt2), dataset="pydoc", output_dir=str(out), loss="e2e+ds",

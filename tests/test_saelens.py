@@ -19,6 +19,8 @@ from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.sae_dir import load_sae
 from tests.helpers import AUXK_OFF, SAE_D_IN, SAE_N_DICT, make_sae_dir
 
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI
+
 runner = CliRunner()
 D_IN, N_DICT, K = SAE_D_IN, SAE_N_DICT, 5
 ARCHS = [pytest.param(ReluSAE, {}, id="relu"), pytest.param(TopKSAE, {"k": K}, id="topk")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from sae_kit.cli.common import err, friendly_errors
+from sae_kit.cli.logs import callback, progress, setup_logging
 
 DEFAULT_TOKENS = 50_000
 
@@ -60,9 +61,11 @@ def features(
         wanted = ImportanceSettings(exact_top=exact_top, exact_random=exact_random,
                                     seed=settings.seed)
     choice = TextChoice(dataset, split) if dataset else TextChoice()
-    with err.status("running the model over the text"):
+    setup_logging()
+    with progress("features") as bar:
         index, meta = build_feature_report(run_dir, Path(out) if out else None, hook_point,
-                                           settings, choice, device, importance=wanted)
+                                           settings, choice, device, callback(bar),
+                                           importance=wanted)
     fewer = " (all the text there is)" if meta["n_tokens"] < tokens else ""
     err.print(f"{meta['n_tokens']:,} tokens{fewer} of {meta['text']} in {meta['seconds']:.1f} s; "
               f"{meta['n_dead']:,} of {meta['n_dict']:,} features dead")

@@ -36,6 +36,7 @@ from sae_kit.eval.target import EvalTarget, Overrides, open_target
 from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice, SplicedRun
+from sae_kit.progress import ProgressLines
 from sae_kit.store.jsonio import write_json_atomic
 
 DEFAULT_N_TOKENS = 100_000
@@ -167,7 +168,8 @@ def evaluate_run(
     (:mod:`sae_kit.eval.target`). ``n_tokens`` defaults to 100,000, or with ``paper_compatible``
     to the reference's 500 windows. Alive elements are counted on the first ``alive_tokens``
     training tokens; ``on_alive`` is given each SAE's mask of them (``sae-kit bench`` scores
-    alive latents).
+    alive latents). ``on_batch(done, total)`` hears of every batch; without it progress goes to
+    the ``sae_kit`` logger (sae_kit.progress).
     """
     from sae_kit.model.device import resolve_device
 
@@ -186,10 +188,13 @@ def evaluate_run(
     evaluator = _Evaluator(loaded, target.saes, target.outputs)
     total = math.ceil(len(alive_rows) / batch_size) + math.ceil(len(windows) / batch_size)
     done = iter(range(1, total + 1))
+    lines = ProgressLines()  # without on_batch (the Python API): lines on the sae_kit logger
 
     def step() -> None:
         if on_batch:
             on_batch(next(done), total)
+        else:
+            lines(f"eval {run_ref} (batches)", next(done), total)
 
     with torch.no_grad():
         alive = count_alive(evaluator.all_spliced, alive_rows, batch_size, torch_device, step)

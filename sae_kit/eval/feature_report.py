@@ -9,7 +9,6 @@ reads the data).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sae_kit.eval.analysis.source import AnalysisSource, open_source
 from sae_kit.eval.report.render import write_report
 from sae_kit.model.device import resolve_device
 from sae_kit.model.loading import load_model
+from sae_kit.progress import Progress, ProgressLines
 
 
 def default_report_dir(source: AnalysisSource) -> Path:
@@ -32,14 +32,15 @@ def default_report_dir(source: AnalysisSource) -> Path:
 def build_feature_report(ref: str, out: Path | None = None, hook_point: str | None = None,
                          settings: FeatureSettings | None = None,
                          choice: TextChoice | None = None, device: str = "auto",
-                         on_batch: Callable[[int], None] | None = None,
+                         progress: Progress | None = None,
                          importance: ImportanceSettings | None = None,
                          ) -> tuple[Path, dict[str, Any]]:
     """Run the whole `sae-kit features` pipeline; returns the report's index.html and meta.
 
     The SAE is loaded once, on ``device``; ``out`` defaults to :func:`default_report_dir`. With
     ``importance`` the report also carries every feature's importance (its n_tokens and
-    batch_size are the report's).
+    batch_size are the report's). ``progress(what, done, total)`` (sae_kit.progress; default:
+    log lines) hears of the tokens read, then of the features written.
     """
     settings = settings or FeatureSettings()
     if settings.n_tokens < 1:
@@ -51,6 +52,7 @@ def build_feature_report(ref: str, out: Path | None = None, hook_point: str | No
     if importance is not None:
         importance = replace(importance, n_tokens=settings.n_tokens,
                              batch_size=settings.batch_size)
+    progress = progress or ProgressLines()
     data = collect_features(source, loaded, choice or TextChoice(), settings, torch_device,
-                            on_batch, importance)
-    return write_report(data, out or default_report_dir(source)), data.meta
+                            progress, importance)
+    return write_report(data, out or default_report_dir(source), progress), data.meta

@@ -11,6 +11,8 @@ returns the run directory (the group directory for several lambdas, one run dire
 lambda inside it). The CLI's ``sae-kit train`` is a thin layer over :func:`prepare` and the
 loop's ``fit``. A lone run that goes NaN raises SaeKitError; in a group such an SAE stops alone
 and, once the others are saved, ``MembersStopped`` (a SaeKitError) lists each one that stopped.
+Progress goes to ``on_step`` or, without one, to the ``sae_kit`` logger
+(``logging.basicConfig(level=logging.INFO)`` shows it; see sae_kit.progress).
 """
 
 from __future__ import annotations
@@ -77,4 +79,19 @@ def train_saes(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | N
     else:
         config, found = load_config(config, **overrides)
     runs, group_dir = prepare(config, lambdas or found)
-    return fit(runs, on_step, group_dir=group_dir)
+    return fit(runs, on_step or log_steps(), group_dir=group_dir)
+
+
+def log_steps() -> Callable[[int, int, dict | None], None]:
+    """An ``on_step`` that logs ``training 120/400 (30%), 0:01:10 left  loss ...`` to the
+    ``sae_kit`` logger every SAE_KIT_LOG_SECONDS (sae_kit.progress); the default of train()."""
+    from sae_kit.progress import ProgressLines
+    from sae_kit.train.stats import step_status
+
+    lines, last = ProgressLines(), {}
+
+    def on_step(step: int, total: int, row: dict | None) -> None:
+        last.update({"status": step_status(row)} if row else {})
+        lines("training", step, total, last.get("status", ""))
+
+    return on_step

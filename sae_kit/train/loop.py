@@ -204,13 +204,14 @@ def _stop_alone(run: Run, what: str, step: int, saved: Path | None) -> str:
 
 def _progress_row(runs: Sequence[Run], rows: Sequence[dict[str, Any] | None]
                   ) -> dict[str, Any] | None:
-    """A lone run's metrics row, or a group's rows side by side (L0 per member)."""
+    """A lone run's metrics row, or a group's rows side by side: ``loss@RUN`` and
+    ``l0/HOOK@RUN`` per member (a sum of the members' losses would mean nothing)."""
     if len(rows) == 1 or rows[0] is None:
         return rows[0]
-    combined = {"tokens_per_s": rows[0]["tokens_per_s"], "loss": sum(r["loss"] for r in rows)}
+    combined = {"tokens_per_s": rows[0]["tokens_per_s"]}
     for run, row in zip(runs, rows, strict=True):
         combined.update({f"{k}@{run.run_dir.name}": v for k, v in row.items()
-                         if k.startswith("l0/")})
+                         if k == "loss" or k.startswith("l0/")})
     return combined
 
 

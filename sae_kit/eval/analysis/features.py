@@ -9,7 +9,7 @@ which this module never imports; :mod:`sae_kit.eval.feature_report` composes the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ from sae_kit.eval.analysis.stats import (
 )
 from sae_kit.eval.analysis.tokens import token_table
 from sae_kit.model.loading import LoadedModel
+from sae_kit.progress import Progress
 
 
 @dataclass
@@ -103,10 +104,11 @@ def _codes(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
 
 def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
                      settings: FeatureSettings, device: torch.device,
-                     on_batch: Callable[[int], None] | None = None,
+                     progress: Progress | None = None,
                      importance: ImportanceSettings | None = None) -> FeatureData:
     """One pass for the dashboards; with ``importance``, the attribution rides on it (one
-    clean forward per batch for both) and the exact ablation follows in a second pass."""
+    clean forward per batch for both) and the exact ablation follows in a second pass.
+    ``progress`` hears of the tokens read, then of the exact ablation's."""
     sae, n_dict, s = source.sae, source.sae.n_dict, settings
     stats = FeatureStats(n_dict)
     top = TopContexts(n_dict, s.top_k, s.before, s.after)
@@ -121,12 +123,18 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
         stats.add(codes, entries)
         top.add(codes, input_ids, entries)
         sample.add(codes, input_ids, entries)
-        if on_batch:
-            on_batch(stats.n_tokens)
+        if progress:
+            progress("reading text (tokens)", stats.n_tokens, s.n_tokens)
+    if progress and stats.n_tokens < s.n_tokens:  # the text ran out first: the bar ends
+        progress("reading text (tokens)", stats.n_tokens, stats.n_tokens)
     importance_data = None
     if attribution is not None:
+        exact = None
+        if progress:  # the exact ablation runs over the same tokens again
+            def exact(phase: str, done: int) -> None:
+                progress(f"importance: {phase} (tokens)", done, stats.n_tokens)
         importance_data = finish_importance(attribution, source, loaded, choice, importance,
-                                            started, top=top.best, after=s.after)
+                                            started, exact, top=top.best, after=s.after)
     with torch.no_grad():
         # A direction reads through the unembedding only where it lives in d_model (the
         # residual, attention and MLP outputs); a module path of another width has none.
