@@ -140,6 +140,17 @@ def test_e2e_skip_transcoder_trains_20_steps_resumes_bit_exact_and_evaluates(
         metrics["ce_loss"] - json.loads((out / "eval.json").read_text())["clean_ce_loss"])
     # The MSE is against the MLP's output: reconstructing the input would score otherwise.
     assert metrics["mse"] > 0 and {"downstream_mse/blocks.1.hook_resid_post"} <= set(metrics)
+    # features and compare read the transcoder's codes at its input hook point.
+    report = tmp_path / "report"
+    result = CliRunner().invoke(app, ["features", str(out), "--tokens", "128", "--out",
+                                      str(report), "--device", "cpu", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["meta"]["hook_point"] == IN.name and summary["meta"]["n_tokens"] == 128
+    result = CliRunner().invoke(app, ["compare", str(out), str(out), "--out",
+                                      str(tmp_path / "compare"), "--tokens", "128", "--device",
+                                      "cpu"])
+    assert result.exit_code == 0, result.output
 
 
 def test_a_lambda_group_of_transcoders_equals_each_trained_alone(tiny_gpt2, tmp_path, one_thread):

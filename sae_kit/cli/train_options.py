@@ -34,14 +34,14 @@ KINDS_AT_A_LAYER = RESIDUAL_KINDS + LAYER_KINDS
 
 SHAPED: dict[str, list[inspect.Parameter]] = {
     "loss_options": [_option(
-        "loss_option", list[str], [], "--loss-option", "-O",
+        "loss_option", list[str], [], "--loss-option", "-O", metavar="KEY=VALUE",
         help="Loss option as key=value, repeatable (e.g. ds_coeff=2.5).")],
     "hook_points": [
-        _option("layer", list[int], [], help="Layer for an SAE, repeatable (several SAEs train "
-                "together); default: middle."),
+        _option("layer", list[int], [], metavar="N", help="Layer for an SAE, repeatable (several "
+                "SAEs train together); default: middle."),
         _option("hook", str, "resid_pre", help="Where at each --layer: resid_pre, resid_post, "
                 "attn_out, mlp_in or mlp_out."),
-        _option("hook_point", list[str], [],
+        _option("hook_point", list[str], [], metavar="NAME",
                 help="Full hook-point name, repeatable, e.g. blocks.6.hook_mlp_out, or a module "
                 "path inside a decoder layer, e.g. transformer.h.6.mlp.c_fc."),
     ],
@@ -51,10 +51,10 @@ SHAPED: dict[str, list[inspect.Parameter]] = {
         "comma-separated (0.5,1,2), train one SAE each in one shared pass, each in its own run "
         "directory OUT/lambda<λ>/.")],
     "architecture_options": [_option(
-        "arch_option", list[str], [], "--arch-option",
+        "arch_option", list[str], [], "--arch-option", metavar="KEY=VALUE",
         help="Architecture option as key=value, repeatable (e.g. k=32).")],
     "trackers": [_option(
-        "tracker", list[str], [], "--tracker",
+        "tracker", list[str], [], "--tracker", metavar="NAME",
         help="Experiment tracker that gets every metrics row too, repeatable: wandb, "
         "tensorboard, ... (each needs its package); metrics.jsonl stays the record.")],
     "output_dir": [

@@ -118,7 +118,8 @@ def _checked_config(config: Any, where: Path) -> tuple[type[SAE], dict[str, Any]
                           f"architecture, d_in, n_dict), but a JSON {type(config).__name__}")
     missing = [k for k in ("architecture", "d_in", "n_dict") if k not in config]
     if missing:
-        raise SaeKitError(f"{str(where)!r} lacks the field(s) {', '.join(missing)}")
+        noun = "the field" if len(missing) == 1 else "the fields"
+        raise SaeKitError(f"{str(where)!r} lacks {noun} {', '.join(missing)}")
     for key in ("d_in", "n_dict"):
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

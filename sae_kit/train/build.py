@@ -23,7 +23,7 @@ import torch
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.data import training_batches
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, counted
 from sae_kit.losses.base import Loss
 from sae_kit.model.device import resolve_device
 from sae_kit.model.hookpoints import HookPoint
@@ -204,8 +204,9 @@ def check_memory(n_saes: int, d_model: int, n_dict: int, device: torch.device) -
     have = _memory_bytes(device)
     if have and need > have:
         raise SaeKitError(
-            f"{n_saes} SAE(s) of {n_dict:,} x {d_model} need about {need / 2**30:,.1f} GiB for "
-            f"weights, gradients and Adam state, more than the {have / 2**30:,.1f} GiB of "
+            f"{counted(n_saes, 'SAE')} of {n_dict:,} x {d_model} need about "
+            f"{need / 2**30:,.1f} GiB for weights, gradients and Adam state, more than the "
+            f"{have / 2**30:,.1f} GiB of "
             f"{device}; lower --dict-ratio"
         )
 

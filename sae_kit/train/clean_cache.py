@@ -144,7 +144,7 @@ def _tensors(result: RunResult) -> list[torch.Tensor]:
 
 
 def _write_shard(out: Path, number: int, pending: list[tuple[torch.Tensor, RunResult]]) -> dict:
-    from safetensors.torch import save_file
+    from sae_kit.store.files import save_tensors
 
     tokens = torch.cat([ids for ids, _ in pending])
     tensors = {"tokens": tokens}
@@ -153,7 +153,7 @@ def _write_shard(out: Path, number: int, pending: list[tuple[torch.Tensor, RunRe
     if pending[0][1].final_hidden is not None:
         tensors["final_hidden"] = torch.cat([r.final_hidden for _, r in pending]).contiguous()
     name = f"shard-{number:05d}.safetensors"
-    save_file(tensors, str(out / name))
+    save_tensors(tensors, out / name)
     return {"file": name, "windows": tokens.shape[0],
             "bytes": sum(t.numel() * t.element_size() for t in tensors.values()),
             "hashes": [window_hash(row) for row in tokens]}

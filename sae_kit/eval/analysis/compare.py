@@ -148,10 +148,9 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
     ``progress`` (sae_kit.progress; default: log lines) hears of the tokens read, then of the
     geometry, the plots and the files. With ``importance``, also every SAE's attribution
     distribution (:mod:`.compare_importance`)."""
-    from safetensors.torch import save_file
-
     from sae_kit.eval.analysis.plots import write_plots
     from sae_kit.model.device import resolve_device
+    from sae_kit.store.files import save_tensors
 
     progress = progress or ProgressLines()
     torch_device = resolve_device(device)
@@ -184,7 +183,7 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
                                                    n_tokens, batch_size, torch_device, summary,
                                                    out))
         progress("comparing (steps)", 3, steps)
-    save_file({k: v.contiguous() for k, v in values.items()}, str(out / "maxcos.safetensors"))
+    save_tensors({k: v.contiguous() for k, v in values.items()}, out / "maxcos.safetensors")
     write_json_atomic(out / "summary.json", summary)
     progress("comparing (steps)", steps, steps)
     return summary
