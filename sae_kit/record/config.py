@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
 from sae_kit.model_names import source_ref
+from sae_kit.record.setting_types import wrong_types
 
 if TYPE_CHECKING:
     from sae_kit.data import DataSpec
@@ -157,6 +158,9 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        wrong = wrong_types(self)  # files and the Python API pass what they hold, unchecked
+        if wrong:
+            raise SaeKitError(f"invalid training settings: {'; '.join(wrong)}")
         if self.dataset is None:
             self.dataset = _default_dataset(self.model)
         elif source_ref(self.model) is not None and self.dataset != self.model:

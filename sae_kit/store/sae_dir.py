@@ -17,7 +17,7 @@ import torch
 
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
-from sae_kit.errors import SaeKitError, first_line
+from sae_kit.errors import SaeKitError, first_line, os_error_of
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.record.run_record import RunRecord
 from sae_kit.store.files import as_umask_says
@@ -52,8 +52,11 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
         save_file(state, tmp, metadata={"format": "pt"})
         as_umask_says(tmp)
         os.replace(tmp, directory / WEIGHTS)
-    except BaseException:  # an error or a signal mid-write: no temporary file is left behind
+    except BaseException as exc:  # an error or a signal mid-write: no temp file is left
         Path(tmp).unlink(missing_ok=True)
+        io = os_error_of(exc)  # a full disk: name the file, not its temp name
+        if io is not None:
+            raise OSError(io.errno, io.strerror, str(directory / WEIGHTS)) from None
         raise
     config = {
         "architecture": sae.name,

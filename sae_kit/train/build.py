@@ -31,6 +31,7 @@ from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice
 from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.record.run_record import Resolved
+from sae_kit.trackers.base import check_trackers
 from sae_kit.train import distributed, precision
 from sae_kit.train.clean_cache import open_cache
 from sae_kit.train.distributed import Dist
@@ -58,6 +59,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     """
     loss = make_loss(config)
     config = resolve_defaults(config, loss)
+    check_trackers(config.trackers)  # before the model loads: a missing key is one line
     if share is None:
         dist, device = setup_device(config)
         loaded = load_model(config.model, revision=config.revision, device=device)
