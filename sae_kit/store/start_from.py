@@ -90,7 +90,10 @@ def _read_any(path: Path, hook_points: list[HookPoint] | None) -> Found | None:
         hp = HookPoint.parse(config["hook_point"])
         return "sae-kit", {hp: sae}, {hp: config}, {hp: path / WEIGHTS}
     if (path / saelens.CFG).is_file() and (path / saelens.WEIGHTS).is_file():
-        sae, hp, extra = saelens.read_saelens(path)
+        sae, hp, extra, output = saelens.read_saelens(path)
+        if output is not None:
+            raise SaeKitError(f"--init-from {str(path)!r} is an SAELens transcoder (its output "
+                              f"replaces {output}); --init-from starts SAEs, not transcoders")
         return "saelens", {hp: sae}, {hp: extra}, {hp: path / saelens.WEIGHTS}
     if sparsify.is_sparsify_dir(path):
         one = hook_points[0] if hook_points and len(hook_points) == 1 else None

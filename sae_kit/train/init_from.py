@@ -61,6 +61,9 @@ def _sparsity_coeff(config: TrainConfig, start: StartingPoint) -> float:
 def _contradictions(config: TrainConfig, start: StartingPoint) -> list[str]:
     first = next(iter(start.saes.values()))
     found = []
+    if config.transcoder_output:
+        found.append(f"--transcoder-output {config.transcoder_output} (--init-from starts SAEs, "
+                     "not transcoders)")
     if config.architecture != _DEFAULTS["architecture"] and config.architecture != first.name:
         found.append(f"--architecture {config.architecture} (the source is {first.name})")
     if config.architecture_options:
