@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from sae_kit.architectures.auxk import refuse_auxk_without_topk
 from sae_kit.architectures.decoder import inverse_column_norms, normalised_decode, unit_columns
 from sae_kit.architectures.sparse import (
     GatedCodes,
@@ -118,14 +119,21 @@ class SAE(nn.Module):
 
     def __init__(self, d_in: int, n_dict: int, **options: Any) -> None:
         super().__init__()
-        self.opts = parse_options(self.Options, options, self.name)
+        self.opts = self.read_options(options)
         self.d_in = d_in
         self.n_dict = n_dict
         self.W_enc = nn.Parameter(torch.empty(n_dict, d_in))
         self.b_enc = nn.Parameter(torch.zeros(n_dict))
         self.W_dec = nn.Parameter(torch.empty(d_in, n_dict))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.register_parameter("W_skip", None)  # a skip transcoder's; see add_skip
         self.reset_parameters()
+
+    @classmethod
+    def read_options(cls, options: dict[str, Any]) -> Any:
+        """The typed ``Options`` from ``key=value`` strings or values; one line on bad input."""
+        refuse_auxk_without_topk(cls.name, cls.Options, options)
+        return parse_options(cls.Options, options, cls.name)
 
     def reset_parameters(self) -> None:
         # Encoder as nn.Linear's default; decoder orthogonal, as in the paper.
@@ -138,6 +146,11 @@ class SAE(nn.Module):
             enc, dec = 1 / math.sqrt(self.d_in), 1 / math.sqrt(self.n_dict)
             nn.init.uniform_(self.b_enc, -enc, enc)
             nn.init.uniform_(self.b_dec, -dec, dec)
+
+    def add_skip(self) -> None:
+        """Make this a skip transcoder (Paulo et al. 2025): ``output += x @ W_skip.T``, an
+        affine skip of the input, zeros at first, with any architecture's codes."""
+        self.W_skip = nn.Parameter(torch.zeros(self.d_in, self.d_in, device=self.W_enc.device))
 
     @property
     def dict_elements(self) -> torch.Tensor:
@@ -187,6 +200,7 @@ class SAE(nn.Module):
                 out = SAEOutput(output=self.decode(codes), codes=codes)
             else:
                 out = self._gated_output(self._encode_gated(x), x.shape)
+            self.add_skip_term(x, out)
             if self.training:
                 self.add_training_terms(x, out)
             return out
@@ -197,6 +211,12 @@ class SAE(nn.Module):
             return SAEOutput(output=self.decode(codes), codes=codes)
         output = self._decode_active(gated.active, gated.codes.shape[0])
         return SAEOutput(output=output.reshape(shape), codes=codes, active=gated.active)
+
+    def add_skip_term(self, x: torch.Tensor, out: SAEOutput) -> None:
+        """A skip transcoder's ``x @ W_skip.T`` added to the output (an architecture with its
+        own ``forward`` calls this too)."""
+        if self.W_skip is not None:
+            out.output = out.output + x @ self.W_skip.T
 
     def add_training_terms(self, x: torch.Tensor, out: SAEOutput) -> None:
         """In training mode only: fill ``out.aux``/``out.logs`` and update training state

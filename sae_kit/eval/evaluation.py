@@ -33,7 +33,7 @@ from sae_kit.eval.metrics import (
     l0,
 )
 from sae_kit.eval.target import EvalTarget, Overrides, open_target
-from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice, SplicedRun
 from sae_kit.progress import ProgressLines
@@ -67,20 +67,25 @@ class _Evaluator:
 
     loaded: LoadedModel
     saes: dict[HookPoint, SAE]
+    outputs: dict[HookPoint, HookPoint] = field(default_factory=dict)
+    """Transcoders' output hook points; an SAE not named writes its own."""
     clean_ce: TokenMean = field(default_factory=TokenMean)
     per_sae: dict[HookPoint, _Sums] = field(default_factory=dict)
     joint: _Sums = field(default_factory=_Sums)
 
     def __post_init__(self) -> None:
         model, adapter = self.loaded.model, self.loaded.adapter
-        self.all_spliced = Splice(model, adapter, self.saes)
-        self.single = {hp: Splice(model, adapter, {hp: sae}) for hp, sae in self.saes.items()}
+        self.all_spliced = Splice(model, adapter, self.saes, self.outputs)
+        self.single = {hp: Splice(model, adapter, {hp: sae}, self.outputs)
+                       for hp, sae in self.saes.items()}
         self.per_sae = {hp: _Sums() for hp in self.saes}
         n_layers = self.all_spliced.n_layers
-        self.later = {hp: hp.downstream(n_layers) for hp in self.saes}
+        # Downstream of where the SAE writes (a transcoder's output hook point).
+        self.later = {hp: self.all_spliced.outputs[hp].downstream(n_layers) for hp in self.saes}
 
     def add_batch(self, input_ids: torch.Tensor) -> None:
-        capture = {hp.position for hp in self.saes} | {p for ps in self.later.values() for p in ps}
+        capture = ({hp.site for hp in self.saes} | {hp.start_position for hp in self.saes}
+                   | {p for ps in self.later.values() for p in ps})
         clean = self.all_spliced.clean(input_ids, capture=capture)
         self._add_logits(self.clean_ce, None, clean.final_hidden, clean.final_hidden, input_ids)
         for hp, splice in self.single.items():
@@ -106,8 +111,9 @@ class _Evaluator:
                        input_ids.shape[1])
 
     def _add_reconstruction(self, sums: _Sums, hp: HookPoint, spliced: SplicedRun,
-                            clean_acts: dict[int, torch.Tensor]) -> None:
-        out, x = spliced.sae_outputs[hp], spliced.sae_inputs[hp]
+                            clean_acts: dict[Site, torch.Tensor]) -> None:
+        # Against what the output replaced: the input, or a transcoder's true output.
+        out, x = spliced.sae_outputs[hp], spliced.sae_targets[hp]
         n_tokens = out.codes[..., 0].numel()
         sums.l0.add(l0(out.codes), n_tokens)
         sums.variance.add(x, out.output)
@@ -179,7 +185,7 @@ def evaluate_run(
     windows = _windows(spec, "eval", loaded, context, math.ceil(n_tokens / context))
     alive_rows = _windows(spec, "train", loaded, context,
                           alive_window_count(alive_tokens, context))
-    evaluator = _Evaluator(loaded, target.saes)
+    evaluator = _Evaluator(loaded, target.saes, target.outputs)
     total = math.ceil(len(alive_rows) / batch_size) + math.ceil(len(windows) / batch_size)
     done = iter(range(1, total + 1))
     lines = ProgressLines()  # without on_batch (the Python API): lines on the sae_kit logger

@@ -19,6 +19,7 @@ from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.adapter import ModelAdapter
 from sae_kit.model.generic_adapter import GenericAdapter
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.splice import ModelRunner
 from sae_kit.model_names import SourceRef, source_ref
 from sae_kit.network import (
     configure_hub,
@@ -26,6 +27,7 @@ from sae_kit.network import (
     hub_offline,
     hub_reachable,
     is_local_ref,
+    nor_here,
 )
 
 logger = logging.getLogger("sae_kit.model")
@@ -49,12 +51,28 @@ class LoadedModel:
     def d_model(self) -> int:
         return self.adapter.d_model(self.model)
 
+    def width_at(self, hook_point: HookPoint) -> int:
+        """The activation width at ``hook_point`` (checked to exist in this model).
+
+        Residual, attention and MLP hook points have width d_model; a module path's width is
+        read from one token run through the model up to that module.
+        """
+        hook_point.check(self.n_layers)
+        if hook_point.on_residual:
+            return self.d_model
+        runner = ModelRunner(self.model, self.adapter)
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            probe = runner.run(torch.zeros((1, 1), dtype=torch.long, device=device),
+                               capture=[hook_point.site], final_hidden=False)
+        return int(probe.acts[hook_point.site].shape[-1])
+
     def check_fits(self, hook_point: HookPoint, d_in: int) -> None:
         """One clear line if an SAE of width ``d_in`` at ``hook_point`` cannot sit in this model."""
-        hook_point.check(self.n_layers)
-        if d_in != self.d_model:
+        width = self.width_at(hook_point)
+        if d_in != width:
             raise SaeKitError(f"the SAE at {hook_point} takes width {d_in}, but {self.name!r} "
-                              f"has d_model {self.d_model}")
+                              f"has width {width} there")
 
     @property
     def max_positions(self) -> int | None:
@@ -104,13 +122,15 @@ def _load_failure(source: str, local: bool, kwargs: dict[str, Any], exc: Excepti
                 "not load because unpickling can run code; save it again with "
                 "save_pretrained(safe_serialization=True) or use a repo with .safetensors")
     if hub_offline() and not local:
-        return (f"HF_HUB_OFFLINE is set and {source!r} is not in the local Hugging Face cache; "
-                "unset HF_HUB_OFFLINE to download it, or pass a local directory")
+        return (f"HF_HUB_OFFLINE is set and {source!r} is not in the local Hugging Face cache"
+                f"{nor_here(source)}; unset HF_HUB_OFFLINE to download it, or pass a local "
+                "directory")
     if kwargs.get("local_files_only"):
         return (f"no network: cannot reach {hub_endpoint()}, and {source!r} is not in the local "
-                "Hugging Face cache; pass a local directory saved with save_pretrained")
+                f"Hugging Face cache{nor_here(source)}; pass a local directory saved with "
+                "save_pretrained")
     where = "local directory" if local else "Hugging Face Hub (wrong id? no access?)"
-    return f"could not load {source!r} from the {where}: {first_line(exc)}"
+    return f"could not load {source!r} from the {where}{nor_here(source)}: {first_line(exc)}"
 
 
 def _only_pickles(source: str, local: bool) -> bool:
