@@ -5,7 +5,7 @@
 
 Each round runs, in turn (interleaved, so a change of load hits all of them alike):
 `sae-kit train --n-samples N` (the command: glibc set to reuse freed buffers before torch loads),
-`sae_kit.train(TrainConfig(n_samples=N))` from a Python script (the API: the same setting, made
+`sae_kit.train_saes(TrainConfig(n_samples=N))` from a Python script (the API: the same setting, made
 when train() is called), and the script again with `SAE_KIT_MALLOC=system` (glibc's defaults:
 what the API did before it applied the setting). Times are the child's wall clock and CPU
 (user + system, from os.wait4); medians and the ratios to the command are printed.
@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-API = ("import sys\nfrom sae_kit import TrainConfig, train\n"
-       "train(TrainConfig(n_samples=int(sys.argv[1]), output_dir=sys.argv[2], device='cpu'))\n")
+API = ("import sys\nfrom sae_kit import TrainConfig, train_saes\n"
+       "train_saes(TrainConfig(n_samples=int(sys.argv[1]), output_dir=sys.argv[2],"
+       " device='cpu'))\n")
 
 
 def run(command: list[str], env: dict[str, str]) -> tuple[float, float]:

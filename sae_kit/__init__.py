@@ -4,25 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sae_kit.version import __version__
+
 if TYPE_CHECKING:
     from sae_kit.architectures.base import SAE
 
-__version__ = "0.1.0"
-__all__ = ["TrainConfig", "load_sae", "train"]
+__all__ = ["TrainConfig", "__version__", "load_sae", "train_saes"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `import sae_kit` stays light: `train` (sae_kit.train.api.train, through the
-    # callable sae_kit.train package) and TrainConfig (sae_kit.record) import only their own
-    # modules.
+    # Lazy, so `import sae_kit` stays light: each name imports only its own module.
     if name == "TrainConfig":
         from sae_kit.record.config import TrainConfig
 
         return TrainConfig
-    if name == "train":
-        import sae_kit.train
+    if name == "train_saes":
+        from sae_kit.train.api import train_saes
 
-        return sae_kit.train
+        return train_saes
     raise AttributeError(f"module 'sae_kit' has no attribute {name!r}")
 
 

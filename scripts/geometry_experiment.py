@@ -27,7 +27,7 @@ from sae_kit.eval.analysis.compare import compare_sources
 from sae_kit.eval.analysis.geometry import permutation_test
 from sae_kit.record.config import TrainConfig
 from sae_kit.store.sae_dir import CONFIG
-from sae_kit.train.loop import train
+from sae_kit.train.api import train_saes
 
 HOOK_POINT = "blocks.2.hook_resid_pre"
 # λ per loss, picked from docs/experiments/e2e-vs-local.md's sweep so the L0s land close: local
@@ -65,7 +65,7 @@ def train_one(out: Path, loss: str, seed: int) -> Path:
         "hook_points": [HOOK_POINT], **TRAINING,
     }
     started = time.perf_counter()
-    train(TrainConfig(**settings))
+    train_saes(TrainConfig(**settings))
     print(f"{run_dir.name}: trained in {time.perf_counter() - started:.0f} s", file=sys.stderr,
           flush=True)
     return run_dir

@@ -28,7 +28,7 @@ from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.report import table
-from sae_kit.train.loop import train
+from sae_kit.train.api import train_saes
 
 # Chosen so the two losses' L0 ranges overlap (e2e needs a larger lambda for the same L0,
 # since KL is a smaller number than the local MSE of this model's residual stream).
@@ -64,7 +64,7 @@ def run_one(out: Path, loss: str, lam: float, args: argparse.Namespace) -> dict[
     if args.dict_ratio:
         settings["dict_ratio"] = args.dict_ratio
     started = time.perf_counter()
-    train(TrainConfig(**settings))
+    train_saes(TrainConfig(**settings))
     trained = time.perf_counter()
     result = evaluate_run(str(run_dir), args.n_tokens, device="cpu")
     print(f"{run_dir.name}: trained in {trained - started:.0f} s, evaluated in "

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FIRST_PARTY, cli_train, save_tiny_model
+from tests.suite_rules import mark_units
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,6 +23,10 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_units(items)  # `pytest -m unit` is the fast inner loop
 
 
 @pytest.fixture(autouse=True)

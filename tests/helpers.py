@@ -1,6 +1,6 @@
 """Helpers shared by the tests (fixtures live in conftest.py; tiny model builders in
-tiny_models.py; the fake Hub server in fake_hub.py; the fake LLM server in fake_llm.py). Test
-files import from here, never from each other."""
+tiny_models.py; the fake Hub server in fake_hub.py; the fake LLM server in fake_llm.py; metric
+oracles in oracles.py). Test files import from here, never from each other."""
 
 from __future__ import annotations
 

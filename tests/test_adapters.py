@@ -76,7 +76,7 @@ def test_identity_sae_leaves_logits_unchanged(loaded, ids, reference, position):
     splice = Splice(loaded.model, loaded.adapter, {hp: IdentitySAE(32, 8)})
     with torch.no_grad():
         spliced = splice.spliced(ids)
-        logits = splice.logits(spliced.run.final_hidden)
+        logits = splice.logits(spliced.final_hidden)
     assert hp in spliced.sae_outputs  # the SAE really ran in the pass
     assert (logits - reference.logits).abs().max().item() < 1e-5
 
@@ -103,12 +103,12 @@ def test_spliced_pass_from_cached_activation_equals_full_pass(loaded, ids, posit
     with torch.no_grad():
         fast = splice.spliced(ids, capture=[n], clean=clean)
         full = splice.spliced(ids, capture=[n])
-    torch.testing.assert_close(fast.run.final_hidden, full.run.final_hidden, atol=1e-6, rtol=0)
-    torch.testing.assert_close(fast.run.acts[n], full.run.acts[n], atol=1e-6, rtol=0)
+    torch.testing.assert_close(fast.final_hidden, full.final_hidden, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fast.acts[n], full.acts[n], atol=1e-6, rtol=0)
     for hp in saes:
         torch.testing.assert_close(fast.sae_outputs[hp].codes, full.sae_outputs[hp].codes)
     # The lossy SAEs changed the output, so the equality above is not trivially clean = clean.
-    assert (full.run.final_hidden - clean.final_hidden).abs().max() > 1e-3
+    assert (full.final_hidden - clean.final_hidden).abs().max() > 1e-3
 
 
 def test_an_adapter_that_does_not_fit_the_model_is_one_clear_line():

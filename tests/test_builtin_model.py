@@ -44,6 +44,7 @@ def test_split_nonempty_disjoint_deterministic() -> None:
         pydoc_texts("test")  # type: ignore[arg-type]
 
 
+@pytest.mark.integration
 def test_split_is_stable_across_processes() -> None:
     # str hashes are salted per process; the split must not depend on them.
     code = (

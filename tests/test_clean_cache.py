@@ -57,6 +57,7 @@ def caches(tiny_gpt2, tmp_path_factory):
     return made
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loss", ["e2e", "e2e+ds", "local"])
 def test_a_run_reading_the_cache_equals_one_running_the_model(tiny_gpt2, caches, tmp_path,
                                                               loss, one_thread):
@@ -70,6 +71,7 @@ def test_a_run_reading_the_cache_equals_one_running_the_model(tiny_gpt2, caches,
     assert saved["clean_cache"] == str(caches[loss])
 
 
+@pytest.mark.integration
 def test_other_seeds_and_lambdas_read_the_same_cache(tiny_gpt2, caches, tmp_path, one_thread):
     args = ["--loss", "e2e", "--layer", "1", "--seed", "1", "--lambda", "0.5,2"]
     live = cli_train(tiny_gpt2, tmp_path / "live", *args)
@@ -81,6 +83,7 @@ def test_other_seeds_and_lambdas_read_the_same_cache(tiny_gpt2, caches, tmp_path
         assert_same_run(tmp_path / "live" / member, tmp_path / "cached" / member)
 
 
+@pytest.mark.integration
 def test_windows_the_cache_lacks_are_computed(tiny_gpt2, tmp_path, one_thread):
     assert write(tiny_gpt2, tmp_path / "c", "--layer", "1", "--windows", "3").exit_code == 0
     index = json.loads((tmp_path / "c" / "cache.json").read_text())
@@ -104,6 +107,7 @@ def _one_line(result, *words: str) -> str:
     return lines[0]
 
 
+@pytest.mark.integration
 def test_a_cache_for_other_settings_is_refused_in_one_line(tiny_gpt2, caches, tmp_path):
     def train(*extra: str):
         return cli_train(tiny_gpt2, tmp_path / "run", "--layer", "1", *extra)
@@ -119,6 +123,7 @@ def test_a_cache_for_other_settings_is_refused_in_one_line(tiny_gpt2, caches, tm
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+@pytest.mark.integration
 def test_a_cache_of_another_model_is_refused(tiny_gpt2, caches, tmp_path, tiny_tokenizer_dir):
     from transformers import GPT2LMHeadModel
 
@@ -137,6 +142,7 @@ def _reinit(module: torch.nn.Module) -> None:
         torch.nn.init.normal_(module.weight, std=0.02)
 
 
+@pytest.mark.integration
 def test_cache_command_bad_input(tiny_gpt2, caches, tmp_path):
     _one_line(write(tiny_gpt2, caches["e2e"]), "not empty")
     _one_line(write(tiny_gpt2, tmp_path / "c", "--windows", "0"), "--windows")

@@ -28,6 +28,7 @@ def two_runs(tiny_gpt2, tmp_path_factory):
     return runs
 
 
+@pytest.mark.integration
 def test_eval_prints_a_table_and_writes_eval_json(two_runs):
     run = two_runs[1]
     result = runner.invoke(app, ["eval", str(run), *EVAL])
@@ -47,6 +48,7 @@ def test_eval_prints_a_table_and_writes_eval_json(two_runs):
     assert f"{metrics['explained_variance_e2e_sae']:.4f}" in result.stdout
 
 
+@pytest.mark.integration
 def test_eval_json_and_pareto_plot_over_several_runs(two_runs, tmp_path):
     plot = tmp_path / "pareto.png"
     result = runner.invoke(app, ["eval", *map(str, two_runs), *EVAL, "--json",
@@ -82,6 +84,7 @@ def test_pareto_splits_series_by_hook_point_when_runs_differ():
                                            "e2e @ blocks.2.hook_resid_pre"}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -97,6 +100,7 @@ def test_bad_run_dir_is_one_clear_line(tmp_path, make, message):
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_paper_compatible_refuses_other_sizes(two_runs):
     result = runner.invoke(app, ["eval", str(two_runs[0]), "--paper-compatible", *EVAL])
     assert result.exit_code == 2
@@ -104,6 +108,7 @@ def test_paper_compatible_refuses_other_sizes(two_runs):
             "--batch-size, --alive-tokens") in " ".join(result.stderr.split())
 
 
+@pytest.mark.integration
 def test_bad_numbers_are_one_clear_line(two_runs):
     result = runner.invoke(app, ["eval", str(two_runs[0]), "--n-tokens", "0"])
     assert result.exit_code == 2
@@ -166,6 +171,7 @@ def test_pareto_writes_the_format_its_extension_names_on_a_log_l0_axis(tmp_path,
     assert seen == ["log"]
 
 
+@pytest.mark.integration
 def test_a_plot_name_without_a_known_format_is_one_line_before_evaluating(tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path / "nothing"), "--plot",
                                  str(tmp_path / "plot.xyz")])
@@ -181,6 +187,7 @@ def test_log_l0_ticks_read_as_plain_numbers_with_only_2s_and_5s_between_decades(
                       700: "", 0.2: "0.2", 0: ""}
 
 
+@pytest.mark.integration
 def test_eval_takes_one_sae_a_saelens_export_and_an_import(two_runs, tmp_path):
     """Any SAE source `features` takes: one SAE of a run, an SAELens folder, an imported SAE."""
     run = two_runs[1]
@@ -207,6 +214,7 @@ def test_eval_takes_one_sae_a_saelens_export_and_an_import(two_runs, tmp_path):
         assert (source / "eval.json").is_file()
 
 
+@pytest.mark.integration
 def test_eval_of_an_sae_that_does_not_say_asks_for_model_and_dataset(two_runs, tmp_path,
                                                                      tiny_gpt2):
     lens = tmp_path / "sl"

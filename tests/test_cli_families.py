@@ -4,6 +4,7 @@ Each model is built from config with random weights, saved, and loaded by the CL
 `from_pretrained`; two optimizer steps are enough to show the whole path works.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -56,7 +57,7 @@ def test_e2e_training_on_each_family_and_architecture(tmp_path, tiny_model_dir, 
         assert all(r[f"sparsity/{HOOK}"] == 0 and r["loss"] == r["kl"] for r in rows)
 
     sae, sae_config = load_sae(out / HOOK)
-    assert type(sae) is sae_class and sae.options() == options
+    assert type(sae) is sae_class and dataclasses.asdict(sae.opts) == options
     assert sae_config["architecture"] == arch and sae_config["model_type"] == family
     torch.manual_seed(0)  # the trainer seeds with --seed (0) right before building the SAE
     initial = sae_class(32, 128, **options)

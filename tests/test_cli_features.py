@@ -1,6 +1,7 @@
 """`sae-kit features` and `sae-kit compare` through the CLI on tiny runs."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -9,6 +10,8 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from tests.helpers import FAST
+
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI
 
 runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -45,11 +48,17 @@ def test_report_files_and_data(report):
     assert (report / "data" / "features-0000.js").read_text().startswith("SAEReport.addChunk(0,")
 
 
-def test_default_out_is_inside_the_run(runs):
+def test_default_out_is_inside_the_run_and_the_sae_loads_once(runs, monkeypatch):
+    import sae_kit.eval.analysis.source as source
+
+    loads = []
+    real = source.load_sae
+    monkeypatch.setattr(source, "load_sae", lambda *a, **k: loads.append(a) or real(*a, **k))
     result = runner.invoke(app, ["features", str(runs["e2e0"]), "--tokens", "64",
                                  "--device", "cpu", "--hook-point", HP])
     assert result.exit_code == 0, result.output
     assert (runs["e2e0"] / f"features-{HP}" / "index.html").is_file()
+    assert len(loads) == 1  # naming the default directory does not load the SAE a second time
 
 
 @pytest.mark.parametrize("args, message", [
@@ -133,7 +142,7 @@ def test_piped_compare_and_features_keep_paths_and_names_whole(runs, tmp_path):
     long = {n: tmp_path / f"a-rather-long-run-name-that-rich-would-cut-{n}" for n in ("a", "b")}
     shutil.copytree(runs["local0"], long["a"])
     shutil.copytree(runs["local1"], long["b"])
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env = {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, "SAE_KIT_LOG_SECONDS": "0"}
     out = tmp_path / ("deeply-nested-report-directory-" * 3) / "report"
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -152,3 +161,12 @@ def test_piped_compare_and_features_keep_paths_and_names_whole(runs, tmp_path):
     assert features.stdout.strip() == str(out / "index.html")
     assert any(line.endswith(f"open {out / 'index.html'}")
                for line in features.stderr.splitlines())
+    # Progress off a terminal: timestamped lines with counts, not a silent minute.
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    assert re.search(stamp + r"reading text \(tokens\) \d+/256 \(\d+%\)", compared.stderr)
+    assert re.search(stamp + r"comparing \(steps\) 3/3 \(100%\)", compared.stderr)
+    meta = json.loads((out / "summary.json").read_text())["meta"]
+    n_dict, read = meta["n_dict"], meta["n_tokens"]
+    assert f"reading text (tokens) {read}/{max(read, 320)} (" in features.stderr
+    assert re.search(stamp + rf"writing report \(features\) {n_dict}/{n_dict} \(100%\)",
+                     features.stderr), features.stderr

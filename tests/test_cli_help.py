@@ -10,6 +10,7 @@ runner = CliRunner()
 COMMANDS = sorted(c.name for c in app.registered_commands)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_commands_help_renders(command):
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from sae_kit.eval.analysis.attribution import CONVENTIONS, METRICS
 
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI
+
 runner = CliRunner()
 HP = "blocks.1.hook_resid_pre"
 BASE = ["--tokens", "96", "--device", "cpu", "--batch-size", "2"]

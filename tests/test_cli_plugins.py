@@ -3,9 +3,12 @@
 import json
 from importlib.metadata import version
 
+import pytest
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
+
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI
 
 runner = CliRunner()
 FIRST_PARTY = {

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.integration  # the CLI in subprocesses
+
 
 def test_importing_the_cli_does_not_import_torch():
     # torch reads THP_MEM_ALLOC_ENABLE once, at its first allocation, and glibc's settings
@@ -65,10 +67,10 @@ def test_the_user_can_keep_glibcs_defaults_or_choose_huge_pages():
 _API_PROBE = """
 import ctypes, sys
 import torch
-from sae_kit import TrainConfig, train
-train(TrainConfig(model=sys.argv[1], dataset="pydoc", hook_points=["blocks.1.hook_resid_pre"],
-                  n_samples=4, batch_size=2, grad_accum=1,
-                  context=16, output_dir=sys.argv[2], device="cpu"))
+from sae_kit import TrainConfig, train_saes
+train_saes(TrainConfig(model=sys.argv[1], dataset="pydoc", hook_points=["blocks.1.hook_resid_pre"],
+                       n_samples=4, batch_size=2, grad_accum=1,
+                       context=16, output_dir=sys.argv[2], device="cpu"))
 class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in "arena ordblks smblks hblks hblkhd "
                 "usmblks fsmblks uordblks fordblks keepcost".split()]

@@ -11,13 +11,13 @@ from sae_kit.store.sae_dir import load_run, load_sae
 from tests.helpers import FAST, cli_train
 
 runner = CliRunner()
-_train = cli_train
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loss", ["local", "e2e", "e2e+ds"])
 def test_train_each_loss_and_reload_the_safetensors(tiny_gpt2, tmp_path, loss):
     out = tmp_path / "run"
-    result = _train(tiny_gpt2, out, "--loss", loss, "--layer", "1")
+    result = cli_train(tiny_gpt2, out, "--loss", loss, "--layer", "1")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == str(out)
     sae_dir = out / "blocks.1.hook_resid_pre"
@@ -38,22 +38,25 @@ def test_train_each_loss_and_reload_the_safetensors(tiny_gpt2, tmp_path, loss):
     torch.testing.assert_close(sae(x).output, twin(x).output, rtol=0, atol=0)
 
 
+@pytest.mark.integration
 def test_several_saes_train_together(tiny_gpt2, tmp_path):
     out = tmp_path / "run"
-    result = _train(tiny_gpt2, out, "--loss", "e2e", "--layer", "0", "--layer", "2",
+    result = cli_train(tiny_gpt2, out, "--loss", "e2e", "--layer", "0", "--layer", "2",
                     "--hook", "resid_post")
     assert result.exit_code == 0, result.output
     _, saes = load_run(out)
     assert [hp.name for hp in saes] == ["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]
 
 
+@pytest.mark.integration
 def test_json_output_is_machine_readable(tiny_gpt2, tmp_path):
-    result = _train(tiny_gpt2, tmp_path / "run", "--json", "--loss", "e2e", "--layer", "1")
+    result = cli_train(tiny_gpt2, tmp_path / "run", "--json", "--loss", "e2e", "--layer", "1")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["run_dir"] == str(tmp_path / "run") and payload["metrics"]["kl"] >= 0
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -84,11 +87,12 @@ def test_bad_input_is_one_clear_line(tiny_gpt2, tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_model_family_without_adapter_trains_through_the_generic_fallback(
     tmp_path, tiny_model_dir
 ):
     out = tmp_path / "run"
-    result = _train(tiny_model_dir("opt"), out, "--loss", "e2e", "--layer", "1")
+    result = cli_train(tiny_model_dir("opt"), out, "--loss", "e2e", "--layer", "1")
     assert result.exit_code == 0, result.output
     resolved = json.loads((out / "config.json").read_text())["resolved"]
     assert resolved["model_type"] == "opt"
@@ -97,6 +101,7 @@ def test_model_family_without_adapter_trains_through_the_generic_fallback(
     assert len(rows) == 2 and all(r["kl"] > 0 for r in rows)
 
 
+@pytest.mark.integration
 def test_another_model_without_dataset_is_one_line_naming_the_builtin_text(tiny_gpt2):
     result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), *FAST[2:]])
     assert result.exit_code == 2
@@ -106,6 +111,7 @@ def test_another_model_without_dataset_is_one_line_naming_the_builtin_text(tiny_
     assert "pass --dataset pydoc to train on it anyway" in text
 
 
+@pytest.mark.integration
 def test_missing_model_directory(tmp_path):
     result = runner.invoke(app, ["train", "--model", str(tmp_path / "nothing"), *FAST])
     assert result.exit_code == 2
@@ -119,6 +125,7 @@ def _no_network(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.mark.integration
 def test_no_network_for_a_hub_model_is_one_clear_line(monkeypatch, tmp_path):
     _no_network(monkeypatch, tmp_path)
     result = runner.invoke(app, ["train", "--model", "someorg/some-model", *FAST])
@@ -127,6 +134,7 @@ def test_no_network_for_a_hub_model_is_one_clear_line(monkeypatch, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_no_network_for_a_hub_dataset_is_one_clear_line(monkeypatch, tmp_path, tiny_gpt2):
     _no_network(monkeypatch, tmp_path)
     result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), *FAST, "--dataset",

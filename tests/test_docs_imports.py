@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # `from sae_kit.x import a, b` (possibly in parentheses over several lines) or `import sae_kit.x`
@@ -35,6 +37,7 @@ def test_the_docs_show_imports():
     assert any(line.startswith("from sae_kit.store") for line in lines)  # the README's
 
 
+@pytest.mark.integration
 def test_every_import_in_the_docs_runs():
     code = "\n".join(doc_imports())
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -47,6 +50,7 @@ GROUPS = {"sae_kit.models", "sae_kit.losses", "sae_kit.architectures",  # entry-
 DOTTED = re.compile(r"`(sae_kit(?:\.\w+)+)")
 
 
+@pytest.mark.integration
 def test_every_dotted_name_in_the_docs_exists():
     names = sorted({m.group(1) for path in DOCS for m in DOTTED.finditer(path.read_text())})
     names = [name for name in names if name not in GROUPS]

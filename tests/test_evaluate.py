@@ -10,10 +10,14 @@ from sae_kit.architectures.relu import ReluSAE
 from sae_kit.data import DataSpec, eval_windows, first_windows
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.evaluation import evaluate_run
-from sae_kit.eval.metrics import explained_variance, explained_variance_e2e_sae, mse
+from sae_kit.eval.metrics import explained_variance_e2e_sae
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.sae_dir import read_json, save_sae, write_json_atomic
+from sae_kit.store.jsonio import read_json, write_json_atomic
+from sae_kit.store.sae_dir import save_sae
 from tests.helpers import write_run_record
+from tests.oracles import explained_variance, mse
+
+pytestmark = pytest.mark.integration  # evaluates whole runs
 
 CONTEXT = 32
 N_TOKENS = 5 * CONTEXT

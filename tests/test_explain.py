@@ -124,6 +124,7 @@ def _all_text(root) -> str:
     return "".join(p.read_text(errors="replace") for p in root.rglob("*") if p.is_file())
 
 
+@pytest.mark.integration
 def test_explain_scores_land_in_the_report_and_the_cache_saves_every_call(fresh_report):
     with FakeLLM() as llm:
         result = _explain(fresh_report, llm.url)
@@ -159,6 +160,7 @@ def test_explain_scores_land_in_the_report_and_the_cache_saves_every_call(fresh_
     assert KEY not in result.output + again.output
 
 
+@pytest.mark.integration
 def test_explainer_never_sees_the_scored_contexts(fresh_report):
     summary = json.loads((fresh_report / "summary.json").read_text())
     alive = [f["index"] for f in summary["features"] if not f["dead"]]
@@ -176,6 +178,7 @@ def test_explainer_never_sees_the_scored_contexts(fresh_report):
                 assert c["text"] not in shown
 
 
+@pytest.mark.integration
 def test_an_interrupted_run_resumes_without_sending_any_call_twice(fresh_report):
     with FakeLLM(fail_after=6) as llm:
         stopped = _explain(fresh_report, llm.url)
@@ -189,6 +192,7 @@ def test_an_interrupted_run_resumes_without_sending_any_call_twice(fresh_report)
     assert len(llm.answered) == len(set(llm.answered)) == 16  # each answered call once
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("model, retried", [("flaky", True), ("stall", True)])
 def test_429_500_and_stalls_are_retried(fresh_report, model, retried):
     with FakeLLM() as llm:
@@ -199,6 +203,7 @@ def test_429_500_and_stalls_are_retried(fresh_report, model, retried):
     assert len(llm.requests) > len(llm.answered) == 16
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("model, reason", [
     ("garbage", "not a chat completion"), ("missing", "not a chat completion"),
     ("truncated", "cut off"), ("nologprobs", "no logprobs")])
@@ -220,6 +225,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case, message", [
     ("model", "does not serve model 'no-such-model'"),
     ("path", "has no chat-completions API"),
@@ -235,6 +241,7 @@ def test_endpoint_problems_are_one_line(fresh_report, case, message):
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
 
 
+@pytest.mark.integration
 def test_a_run_without_a_report_names_the_command_that_makes_it(runs):
     result = CliRunner().invoke(app, ["explain", str(runs["e2e0"]), "--endpoint",
                                       "http://127.0.0.1:9/v1", "--model", "good"])
@@ -242,6 +249,7 @@ def test_a_run_without_a_report_names_the_command_that_makes_it(runs):
     assert "sae-kit features" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.integration
 def test_dry_run_sends_nothing(fresh_report):
     with FakeLLM() as llm:
         result = _explain(fresh_report, llm.url, "good", "--dry-run")
@@ -254,6 +262,7 @@ def test_dry_run_sends_nothing(fresh_report):
 
 # --- the in-process backend --------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_transformers_backend_end_to_end(fresh_report, tiny_tokenizer_dir, tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 

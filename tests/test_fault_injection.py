@@ -26,15 +26,13 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from sae_kit.store import sae_dir
 from sae_kit.train import checkpoint
-from tests.helpers import SAE_AT_1 as SAE
-from tests.helpers import SAVE_EVERY_STEP as TINY
-from tests.helpers import cli_train
+from tests.helpers import SAE_AT_1, SAVE_EVERY_STEP, cli_train
 
 runner = CliRunner()
 
 
 def _train(model_dir, out, *extra):
-    return cli_train(model_dir, out, *extra, base=TINY)
+    return cli_train(model_dir, out, *extra, base=SAVE_EVERY_STEP)
 
 
 def one_line_error(result, *needles: str) -> str:
@@ -67,6 +65,7 @@ def run(trained, tmp_path) -> Path:
 
 # --- 4: a torn metrics row ------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_4_a_metrics_log_cut_mid_row_is_repaired_on_resume(run):
     shutil.rmtree(run / "checkpoints" / "step-000003")  # resume from step 2
     metrics = run / "metrics.jsonl"
@@ -81,6 +80,7 @@ def test_4_a_metrics_log_cut_mid_row_is_repaired_on_resume(run):
 
 # --- 5: one line for every bad input --------------------------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("name", "content", "needle"), [
     ("bad.jsonl", b'{"text": "a"}\n{"text": "cut off\n', "could not read dataset"),
     ("bad.txt", b"caf\xe9 \xff\xfe not utf-8\n" * 50, "UnicodeDecodeError"),
@@ -97,6 +97,7 @@ def _model_copy(src: Path, dst: Path) -> Path:
     return Path(shutil.copytree(src, dst))
 
 
+@pytest.mark.integration
 def test_5_a_model_directory_without_config_is_one_line(tiny_gpt2, tmp_path):
     model = _model_copy(tiny_gpt2, tmp_path / "m")
     (model / "config.json").unlink()
@@ -104,6 +105,7 @@ def test_5_a_model_directory_without_config_is_one_line(tiny_gpt2, tmp_path):
     one_line_error(result, "is not a model directory (no config.json)")
 
 
+@pytest.mark.integration
 def test_5_a_model_with_only_pickled_weights_is_refused_in_one_line(tiny_gpt2, tmp_path):
     model = _model_copy(tiny_gpt2, tmp_path / "m")
     weights = model / "model.safetensors"
@@ -113,20 +115,22 @@ def test_5_a_model_with_only_pickled_weights_is_refused_in_one_line(tiny_gpt2, t
     one_line_error(result, "only as a pickle file", "unpickling can run code")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("device", "needle"), [("meta", "--device meta holds no data"),
                                                 ("mps", "'mps' is not available"),
                                                 ("cuda:7", "cuda")])
 def test_5_an_absent_device_is_one_line(tiny_gpt2, tmp_path, device, needle):
-    args = [a for a in TINY if a not in ("--device", "cpu")]
+    args = [a for a in SAVE_EVERY_STEP if a not in ("--device", "cpu")]
     result = runner.invoke(app, ["train", "--model", str(tiny_gpt2), "--out",
                                  str(tmp_path / "r"), *args, "--device", device])
     one_line_error(result, needle)
 
 
 def _sae_config(run: Path) -> Path:
-    return run / SAE / "config.json"
+    return run / SAE_AT_1 / "config.json"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("edit", "needle"), [
     (lambda c: [c], "but a JSON list"),
     (lambda c: {**c, "n_dict": 10**12}, "tensor shapes differ"),
@@ -138,10 +142,11 @@ def _sae_config(run: Path) -> Path:
 def test_5_a_hostile_sae_config_is_one_line_before_any_allocation(run, edit, needle):
     path = _sae_config(run)
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
-    result = runner.invoke(app, ["export", str(run / SAE), str(run.parent / "x")])
+    result = runner.invoke(app, ["export", str(run / SAE_AT_1), str(run.parent / "x")])
     one_line_error(result, needle)
 
 
+@pytest.mark.integration
 def test_5_eval_of_a_read_only_run_is_one_line_before_evaluating(run, monkeypatch):
     # The tests run as root, who may write anywhere: the run is read-only as os.access says.
     real = os.access
@@ -152,6 +157,7 @@ def test_5_eval_of_a_read_only_run_is_one_line_before_evaluating(run, monkeypatc
     assert not (run / "eval.json").exists()
 
 
+@pytest.mark.integration
 def test_5_a_failed_eval_write_is_one_line(run, monkeypatch):
     from sae_kit.eval import evaluation
 
@@ -163,6 +169,7 @@ def test_5_a_failed_eval_write_is_one_line(run, monkeypatch):
     one_line_error(result, "Read-only file system")
 
 
+@pytest.mark.integration
 def test_5_a_plot_into_a_missing_directory_is_one_line_before_evaluating(run, tmp_path):
     result = runner.invoke(app, ["eval", str(run), "--n-tokens", "32", "--device", "cpu",
                                  "--plot", str(tmp_path / "no" / "such" / "p.png")])
@@ -172,12 +179,13 @@ def test_5_a_plot_into_a_missing_directory_is_one_line_before_evaluating(run, tm
 
 # --- 7: export never writes into a non-empty directory ---------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("what", ["run", "sae"])
 def test_7_export_refuses_a_non_empty_directory(run, tmp_path, what):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    source = run if what == "run" else run / SAE
+    source = run if what == "run" else run / SAE_AT_1
     result = runner.invoke(app, ["export", str(source), str(out)])
     one_line_error(result, "already exists and is not empty")
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
@@ -185,8 +193,9 @@ def test_7_export_refuses_a_non_empty_directory(run, tmp_path, what):
 
 # --- 8: temporary files and the umask ---------------------------------------------------------
 
+@pytest.mark.integration
 def test_8_an_interrupted_sae_write_leaves_no_temporary_file(run, monkeypatch):
-    sae, config = sae_dir.load_sae(run / SAE)
+    sae, config = sae_dir.load_sae(run / SAE_AT_1)
     from sae_kit.model.hookpoints import HookPoint
 
     def killed(*args, **kwargs):
@@ -194,20 +203,22 @@ def test_8_an_interrupted_sae_write_leaves_no_temporary_file(run, monkeypatch):
 
     monkeypatch.setattr("safetensors.torch.save_file", killed)
     with pytest.raises(KeyboardInterrupt):
-        sae_dir.save_sae(sae, HookPoint.parse(SAE), run / SAE, {})
-    assert not list((run / SAE).glob(".*"))
+        sae_dir.save_sae(sae, HookPoint.parse(SAE_AT_1), run / SAE_AT_1, {})
+    assert not list((run / SAE_AT_1).glob(".*"))
 
 
+@pytest.mark.integration
 def test_8_temporary_files_of_a_killed_write_are_swept_by_the_next(run):
-    stale = run / SAE / ".sae.safetensors.abc123"
+    stale = run / SAE_AT_1 / ".sae.safetensors.abc123"
     stale.write_bytes(b"half")  # what kill -9 during the final write leaves
-    sae, _ = sae_dir.load_sae(run / SAE)
+    sae, _ = sae_dir.load_sae(run / SAE_AT_1)
     from sae_kit.model.hookpoints import HookPoint
 
-    sae_dir.save_sae(sae, HookPoint.parse(SAE), run / SAE, {})
+    sae_dir.save_sae(sae, HookPoint.parse(SAE_AT_1), run / SAE_AT_1, {})
     assert not stale.exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_8_run_files_follow_the_umask(tiny_gpt2, tmp_path, umask):
     old = os.umask(umask)
@@ -226,19 +237,21 @@ def test_8_run_files_follow_the_umask(tiny_gpt2, tmp_path, umask):
 
 # --- 10: messages that say what is really wrong -----------------------------------------------
 
+@pytest.mark.integration
 def test_10_offline_model_load_says_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
-    result = runner.invoke(app, ["train", "--model", "alice/not-cached", *TINY])
+    result = runner.invoke(app, ["train", "--model", "alice/not-cached", *SAVE_EVERY_STEP])
     message = one_line_error(result, "HF_HUB_OFFLINE is set")
     assert "wrong id" not in message
 
 
+@pytest.mark.integration
 def test_10_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
     (tmp_path / "runs").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a Hub lookup would say "no network"
-    result = runner.invoke(app, ["train", "--model", "runs/typo", *TINY])
+    result = runner.invoke(app, ["train", "--model", "runs/typo", *SAVE_EVERY_STEP])
     one_line_error(result, "model directory 'runs/typo' does not exist")
     result = runner.invoke(app, ["eval", "runs/typo"])
     one_line_error(result, "no such directory: 'runs/typo'")
@@ -301,7 +314,7 @@ TAMPER = {  # name: (edit, whether the tamperer recomputed the checksums)
 def test_3_a_tampered_checkpoint_is_refused_and_the_previous_one_used(run, case):
     edit, reseal = TAMPER[case]
     newest = run / "checkpoints" / "step-000003"
-    finished = load_file(str(run / SAE / "sae.safetensors"))
+    finished = load_file(str(run / SAE_AT_1 / "sae.safetensors"))
     state = _state(newest)
     edit(newest, state)
     _put_state(newest, state, reseal)
@@ -311,13 +324,14 @@ def test_3_a_tampered_checkpoint_is_refused_and_the_previous_one_used(run, case)
     warning = " ".join(result.stderr.split())
     assert f"warning: checkpoint {str(newest)!r}" in warning
     assert "renamed it to step-000003.corrupt and resumed from step-000002" in warning
-    redone = load_file(str(run / SAE / "sae.safetensors"))
+    redone = load_file(str(run / SAE_AT_1 / "sae.safetensors"))
     for name, value in finished.items():  # step 3 done again: the same weights as before
         torch.testing.assert_close(redone[name], value, rtol=1e-5, atol=1e-6)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3]
 
 
+@pytest.mark.integration
 def test_3_when_every_checkpoint_is_tampered_it_is_one_line(run):
     for ckpt in checkpoint.list_checkpoints(run / "checkpoints"):
         state = _state(ckpt)
@@ -329,12 +343,14 @@ def test_3_when_every_checkpoint_is_tampered_it_is_one_line(run):
 
 # --- 1 and 2: one process per run directory ------------------------------------------------
 
+@pytest.mark.integration
 def test_1_runs_named_in_the_same_second_get_their_own_directories(tiny_gpt2, tmp_path,
                                                                     monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("time.strftime", lambda fmt, *a: "20261202-120000")  # one second
-    first = runner.invoke(app, ["train", "--model", str(tiny_gpt2), *TINY, "--seed", "1"])
-    second = runner.invoke(app, ["train", "--model", str(tiny_gpt2), *TINY, "--seed", "2"])
+    train = ["train", "--model", str(tiny_gpt2), *SAVE_EVERY_STEP]
+    first = runner.invoke(app, [*train, "--seed", "1"])
+    second = runner.invoke(app, [*train, "--seed", "2"])
     assert first.exit_code == second.exit_code == 0, (first.output, second.output)
     dirs = [Path(r.stdout.strip().splitlines()[-1]) for r in (first, second)]
     assert dirs[0] != dirs[1] and dirs[1].name == dirs[0].name + "-2"
@@ -344,6 +360,7 @@ def test_1_runs_named_in_the_same_second_get_their_own_directories(tiny_gpt2, tm
         assert steps == [1, 2, 3]
 
 
+@pytest.mark.integration
 def test_2_a_second_process_on_a_run_being_trained_is_one_line(run):
     from filelock import FileLock
 
@@ -355,7 +372,7 @@ def test_2_a_second_process_on_a_run_being_trained_is_one_line(run):
         one_line_error(result, "another sae-kit process is training", "wait for it to end")
         assert (run / "metrics.jsonl").read_bytes() == before  # nothing was touched
         fresh = runner.invoke(app, ["train", "--model", str(run.parent / "m"), "--out", str(run),
-                                    *TINY])
+                                    *SAVE_EVERY_STEP])
         assert fresh.exit_code == 2
     finally:
         holder.release()
@@ -386,6 +403,7 @@ def test_2_two_resumes_at_once_never_log_a_step_twice(trained, tmp_path):
 
 # --- 5 and 8: options checked where they are parsed -----------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("args", "needle"), [
     (["--dict-ratio", "inf"], "dict_ratio=inf"),
     (["--dict-ratio", "nan"], "dict_ratio=nan"),
@@ -401,19 +419,21 @@ def test_5_8_meaningless_options_are_one_line(tiny_gpt2, tmp_path, args, needle)
     one_line_error(result, needle)
 
 
+@pytest.mark.integration
 def test_8_topk_shows_no_lambda_in_its_sae_config_eval_header_and_card(tiny_gpt2, tmp_path):
     out = tmp_path / "r"
     assert _train(tiny_gpt2, out, "--architecture", "topk", "--arch-option", "k=4").exit_code == 0
-    assert json.loads((out / SAE / "config.json").read_text())["sparsity_coeff"] is None
+    assert json.loads((out / SAE_AT_1 / "config.json").read_text())["sparsity_coeff"] is None
     result = runner.invoke(app, ["eval", str(out), "--n-tokens", "32", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "λ" not in result.stdout.splitlines()[0]
     card = runner.invoke(app, ["push", str(out), "alice/x", "--dry-run"])
     assert card.exit_code == 0, card.output
-    row = next(line for line in card.stdout.splitlines() if line.startswith(f"| `{SAE}`"))
+    row = next(line for line in card.stdout.splitlines() if line.startswith(f"| `{SAE_AT_1}`"))
     assert "| — |" in row
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("where", ["under a file", "/proc"])
 def test_5_an_unwritable_out_is_one_line(tiny_gpt2, tmp_path, where):
     if where == "under a file":
@@ -425,6 +445,7 @@ def test_5_an_unwritable_out_is_one_line(tiny_gpt2, tmp_path, where):
     one_line_error(result, f"cannot write the run directory {str(out)!r}", "choose a writable")
 
 
+@pytest.mark.integration
 def test_5_a_run_config_that_is_a_list_is_one_line(run):
     (run / "config.json").write_text("[1, 2]")
     result = runner.invoke(app, ["train", "--resume", str(run)])
@@ -439,7 +460,7 @@ def test_9_without_a_terminal_progress_is_timestamped_lines(tiny_gpt2, tmp_path)
     env = {**os.environ, "SAE_KIT_LOG_SECONDS": "0"}
     with log.open("w") as stderr:  # a file, as under nohup or SLURM
         done = subprocess.run([sys.executable, "-m", "sae_kit", "train", "--model",
-                               str(tiny_gpt2), "--out", str(tmp_path / "r"), *TINY],
+                               str(tiny_gpt2), "--out", str(tmp_path / "r"), *SAVE_EVERY_STEP],
                               env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
                               timeout=300)
     assert done.returncode == 0
@@ -458,7 +479,7 @@ def test_5_when_a_torchrun_rank_dies_the_others_say_so_in_one_line(tiny_gpt2, tm
     base = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(port), "SAE_KIT_LOG_SECONDS": "0", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "sae_kit", "train", "--model", str(tiny_gpt2), "--out",
-           str(tmp_path / "run"), *TINY, "--n-samples", "4000", "--save-every", "1000"]
+           str(tmp_path / "run"), *SAVE_EVERY_STEP, "--n-samples", "4000", "--save-every", "1000"]
     logs = [tmp_path / f"rank{r}.log" for r in (0, 1)]
     procs = [subprocess.Popen(cmd, env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
                               stdout=subprocess.DEVNULL, stderr=logs[r].open("w"))

@@ -57,6 +57,7 @@ def _poison_gradient_at(sae, step: int) -> None:
     sae.W_enc.register_hook(hook)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("fault", ["loss", "gradient"])
 def test_nonfinite_stops_before_the_update_and_keeps_the_last_good_checkpoint(
     tiny_gpt2, tmp_path, fault
@@ -88,6 +89,7 @@ def _train(model_dir, out, *extra):
     return cli_train(model_dir, out, *extra, base=TINY)
 
 
+@pytest.mark.integration
 def test_a_corrupt_newest_checkpoint_falls_back_then_all_corrupt_is_one_line(tiny_gpt2,
                                                                               tmp_path):
     out = tmp_path / "run"
@@ -115,6 +117,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_then_all_corrupt_is_one_line(tin
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -132,6 +135,7 @@ def test_resume_refuses_settings_that_change_the_run(tiny_gpt2, tmp_path, args, 
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_resume_and_fresh_runs_refuse_the_wrong_directory(tiny_gpt2, tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 2
@@ -145,6 +149,7 @@ def test_resume_and_fresh_runs_refuse_the_wrong_directory(tiny_gpt2, tmp_path):
         result.stderr.split())
 
 
+@pytest.mark.integration
 def test_resume_drops_metrics_rows_logged_after_its_checkpoint(tiny_gpt2, tmp_path):
     out = tmp_path / "run"
     assert _train(tiny_gpt2, out, "--save-every", "2").exit_code == 0  # saves steps 2 and 3

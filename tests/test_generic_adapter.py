@@ -62,6 +62,7 @@ AutoConfig.register(ToyConfig.model_type, ToyConfig, exist_ok=True)
 AutoModelForCausalLM.register(ToyConfig, ToyForCausalLM, exist_ok=True)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("stack", "problem"),
     [("attributes", "it has 0 nn.ModuleList of length num_hidden_layers=2, not exactly 1"),

@@ -14,8 +14,9 @@ import torch
 
 from sae_kit.errors import SaeKitError
 from sae_kit.record.config import TrainConfig
+from sae_kit.train.build import build_run
 from sae_kit.train.group import build_group, is_group, member_dirs
-from sae_kit.train.loop import build_run, fit
+from sae_kit.train.loop import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,6 +48,7 @@ MEMBERS = [  # lambda, architecture, options
 ]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loss", ["local", "e2e", "e2e+ds"])
 def test_each_sae_of_a_shared_pass_ends_at_its_lone_weights(tiny_gpt2, tmp_path, loss):
     group = tmp_path / "group"
@@ -71,6 +73,7 @@ def test_each_sae_of_a_shared_pass_ends_at_its_lone_weights(tiny_gpt2, tmp_path,
         assert saved["sparsity_coeff"] == lam and saved["architecture"] == arch
 
 
+@pytest.mark.integration
 def test_members_differ_and_the_clean_pass_runs_once_per_batch(tiny_gpt2, tmp_path):
     configs = [_config(tiny_gpt2, tmp_path / f"m{i}", loss="local", sparsity_coeff=lam,
                        n_samples=8) for i, lam in enumerate((0.01, 1.0))]
@@ -103,6 +106,7 @@ def test_a_group_directory_names_its_members(tiny_gpt2, tmp_path):
     assert member_dirs(tmp_path) == [tmp_path / "m0", tmp_path / "m1"]
 
 
+@pytest.mark.integration
 def test_cli_lambda_list_trains_one_run_per_lambda_and_resumes_the_group(tiny_gpt2, tmp_path):
     import shutil
 
@@ -137,6 +141,7 @@ def test_cli_lambda_list_trains_one_run_per_lambda_and_resumes_the_group(tiny_gp
         assert _metrics(m) == before
 
 
+@pytest.mark.integration
 def test_cli_lambda_list_is_checked(tiny_gpt2, tmp_path):
     from typer.testing import CliRunner
 

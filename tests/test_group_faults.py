@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from sae_kit.record.config import TrainConfig
 from sae_kit.train import checkpoint
+from sae_kit.train.build import build_run
 from sae_kit.train.group import build_group
-from sae_kit.train.loop import build_run, fit
+from sae_kit.train.loop import fit
 from sae_kit.train.nonfinite import MembersStopped, read_failure
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,6 +45,7 @@ def _metrics(run_dir):
     return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("order", [("a", "bad", "c"), ("bad", "a", "c")])
 def test_a_member_that_overflows_stops_alone_and_the_others_end_at_their_lone_weights(
     tiny_gpt2, tmp_path, order
@@ -87,6 +89,7 @@ def _cli_group(model_dir, out, *extra):
         "--log-every", "1", "--save-every", "1", *extra])
 
 
+@pytest.mark.integration
 def test_cli_group_reports_each_stopped_member_and_resumes_the_others(tiny_gpt2, tmp_path):
     out = tmp_path / "group"
     result = _cli_group(tiny_gpt2, out, "--lambda", "0.01,1e38")  # lambda * L1 overflows
@@ -122,6 +125,7 @@ def test_cli_group_reports_each_stopped_member_and_resumes_the_others(tiny_gpt2,
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_a_lone_run_still_stops_at_once_with_one_line_and_no_failure_record(tiny_gpt2,
                                                                           tmp_path):
     out = tmp_path / "lone"
@@ -134,6 +138,7 @@ def test_a_lone_run_still_stops_at_once_with_one_line_and_no_failure_record(tiny
     assert read_failure(out) is None and not (out / "failed.json").exists()
 
 
+@pytest.mark.integration
 def test_a_stopped_member_resumed_alone_is_a_lone_run_again(tiny_gpt2, tmp_path):
     from sae_kit.errors import SaeKitError
     from sae_kit.train.nonfinite import record_failure

@@ -20,9 +20,7 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from sae_kit.store.sae_dir import load_sae
 from tests.fake_hub import FakeHub
-from tests.helpers import FAST, FIRST_PARTY
-from tests.helpers import HUB_TOKEN as TOKEN
-from tests.helpers import hub_cli as sae_kit
+from tests.helpers import FAST, FIRST_PARTY, HUB_TOKEN, hub_cli
 
 pytestmark = pytest.mark.slow  # a fake Hub server and real push/pull round trips
 
@@ -57,7 +55,7 @@ def run_dir(trained_run: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def hub():
-    with FakeHub(TOKEN, lifetime=120) as server:
+    with FakeHub(HUB_TOKEN, lifetime=120) as server:
         yield server
 
 
@@ -66,11 +64,11 @@ def sample_input() -> torch.Tensor:
 
 
 def assert_no_token_anywhere(hub: FakeHub, outputs: list[str], *dirs: Path) -> None:
-    needle = TOKEN.encode()
+    needle = HUB_TOKEN.encode()
     assert all(needle not in r.body for r in hub.requests)
     for repo in hub.repos.values():
         assert all(needle not in data for files in repo.commits.values() for data in files.values())
-    assert all(TOKEN not in text for text in outputs)
+    assert all(HUB_TOKEN not in text for text in outputs)
     for root in dirs:
         for path in root.rglob("*"):
             assert not path.is_file() or needle not in path.read_bytes(), path
@@ -93,11 +91,11 @@ print(json.dumps({"run": str(run), "outs": outs}))
 
 def test_push_then_pull_round_trips_through_the_hub_api(run_dir, hub, tmp_path):
     home = tmp_path / "hf-home"
-    push = sae_kit(["push", str(run_dir), "alice/saes"], home, hub.url)
+    push = hub_cli(["push", str(run_dir), "alice/saes"], home, hub.url)
     assert push.returncode == 0, push.stderr
     assert push.stdout.strip().startswith(f"{hub.url}/alice/saes/commit/")
     assert [r.route for r in hub.writes].count("commit") == 1  # everything in one commit
-    assert all(r.authorization == f"Bearer {TOKEN}" for r in hub.writes)
+    assert all(r.authorization == f"Bearer {HUB_TOKEN}" for r in hub.writes)
 
     files = hub.head_files("alice/saes")
     expected = {"config.json", "eval.json", "README.md", ".gitattributes"}
@@ -115,7 +113,7 @@ def test_push_then_pull_round_trips_through_the_hub_api(run_dir, hub, tmp_path):
     assert {"sae-kit", "sparse-autoencoder", "e2e-sae"} <= set(meta["tags"])
     assert "| kl | 0.0123 | 0.0456 |" in card and "| l0 | 12.5 | 7 |" in card
 
-    api = sae_kit(HOOKS, home, hub.url, python=PY_API)  # sae_kit.load_sae with a Hub id
+    api = hub_cli(HOOKS, home, hub.url, python=PY_API)  # sae_kit.load_sae with a Hub id
     assert api.returncode == 0, api.stderr
     answer = json.loads(api.stdout)
     assert (Path(answer["run"]) / "README.md").read_bytes() == files["README.md"]
@@ -144,12 +142,12 @@ print(json.dumps(out))
 def test_saelens_from_pretrained_loads_a_pushed_repo(run_dir, hub, tmp_path):
     pytest.importorskip("sae_lens", reason="sae-lens is not installed (pip install sae-lens)")
     home = tmp_path / "hf-home"
-    push = sae_kit(["push", str(run_dir), "alice/saes"], home, hub.url)
+    push = hub_cli(["push", str(run_dir), "alice/saes"], home, hub.url)
     assert push.returncode == 0, push.stderr
     # huggingface_hub's 10 s default for a HEAD was too short for the local fake Hub on a
     # loaded 2-core machine (ConnectTimeout, five retries): a slow answer is not the point here.
     slow_ok = {"HF_HUB_ETAG_TIMEOUT": "120", "HF_HUB_DOWNLOAD_TIMEOUT": "120"}
-    lens = sae_kit(HOOKS, home, hub.url, token=None, python=SAELENS, env=slow_ok)
+    lens = hub_cli(HOOKS, home, hub.url, token=None, python=SAELENS, env=slow_ok)
     assert lens.returncode == 0, lens.stderr
     answer = json.loads(lens.stdout.strip().splitlines()[-1])
     x = sample_input()
@@ -165,7 +163,7 @@ def test_saelens_from_pretrained_loads_a_pushed_repo(run_dir, hub, tmp_path):
     card = hub.head_files("alice/saes")["README.md"].decode()
     assert f'sae = SAE.from_pretrained("alice/saes", "{HOOKS[0]}")' in card
     # ... and sae-kit still pulls the same repo, bit-exact
-    pull = sae_kit(["pull", f"alice/saes/{HOOKS[1]}", "--out", str(tmp_path / "p")], home,
+    pull = hub_cli(["pull", f"alice/saes/{HOOKS[1]}", "--out", str(tmp_path / "p")], home,
                    hub.url, token=None)
     assert pull.returncode == 0, pull.stderr
     pulled, _ = load_sae(tmp_path / "p" / HOOKS[1])
@@ -186,7 +184,7 @@ def test_card_names_the_base_model_and_its_license_as_the_hub_knows_them(
                        "EleutherAI/pythia-70m": {"license": "apache-2.0"}})
     for path in [run_dir / "config.json", *(run_dir / h / "config.json" for h in HOOKS)]:
         path.write_text(json.dumps({**json.loads(path.read_text()), "model": model}))
-    push = sae_kit(["push", str(run_dir), "alice/saes", *license_flag], tmp_path / "h", hub.url)
+    push = hub_cli(["push", str(run_dir), "alice/saes", *license_flag], tmp_path / "h", hub.url)
     assert push.returncode == 0, push.stderr
     meta = card_metadata(hub.head_files("alice/saes")["README.md"].decode())
     assert meta.get("base_model") == base and meta["license"] == license
@@ -195,7 +193,7 @@ def test_card_names_the_base_model_and_its_license_as_the_hub_knows_them(
 
 def test_private_push_to_a_new_branch_then_pull_one_sae(run_dir, hub, tmp_path):
     home = tmp_path / "hf-home"
-    push = sae_kit(["push", str(run_dir), "alice/private-saes", "--private", "--revision", "dev"],
+    push = hub_cli(["push", str(run_dir), "alice/private-saes", "--private", "--revision", "dev"],
                    home, hub.url)
     assert push.returncode == 0, push.stderr
     assert hub.repos["alice/private-saes"].private
@@ -203,7 +201,7 @@ def test_private_push_to_a_new_branch_then_pull_one_sae(run_dir, hub, tmp_path):
     assert f"{HOOKS[0]}/sae.safetensors" in hub.head_files("alice/private-saes", "dev")
 
     out = tmp_path / "pulled"
-    pull = sae_kit(["pull", f"alice/private-saes/{HOOKS[1]}", "--revision", "dev", "--out",
+    pull = hub_cli(["pull", f"alice/private-saes/{HOOKS[1]}", "--revision", "dev", "--out",
                     str(out)], home, hub.url)
     assert pull.returncode == 0, pull.stderr
     assert pull.stdout.strip() == str((out / HOOKS[1]).resolve())
@@ -216,7 +214,7 @@ def test_private_push_to_a_new_branch_then_pull_one_sae(run_dir, hub, tmp_path):
     # Pushing a run with fewer SAEs and no evaluation removes what no longer belongs.
     shutil.rmtree(run_dir / HOOKS[1])
     (run_dir / "eval.json").unlink()
-    again = sae_kit(["push", str(run_dir), "alice/private-saes", "--revision", "dev"], home,
+    again = hub_cli(["push", str(run_dir), "alice/private-saes", "--revision", "dev"], home,
                     hub.url)
     assert again.returncode == 0, again.stderr
     assert set(hub.head_files("alice/private-saes", "dev")) == {
@@ -232,7 +230,7 @@ def test_a_repush_deletes_only_files_of_an_earlier_push_in_the_same_commit(run_d
                             "blocks.3.hook_resid_post/sae.safetensors": b"x",
                             "eval.json": b"{}"})
     (run_dir / "eval.json").unlink()  # this run was not evaluated: the old eval.json is stale
-    push = sae_kit(["push", str(run_dir), "alice/saes"], tmp_path / "home", hub.url)
+    push = hub_cli(["push", str(run_dir), "alice/saes"], tmp_path / "home", hub.url)
     assert push.returncode == 0, push.stderr
     assert [r.route for r in hub.writes].count("commit") == 1
     files = set(hub.head_files("alice/saes"))
@@ -243,7 +241,7 @@ def test_a_repush_deletes_only_files_of_an_earlier_push_in_the_same_commit(run_d
 
 def test_dry_run_lists_files_and_card_without_network_or_token(trained_run, hub, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
     result = runner.invoke(app, ["push", str(trained_run), "alice/saes", "--dry-run"])
     assert result.exit_code == 0, result.output
     listed = [line.split()[-1] for line in result.stdout.splitlines()[1:11]]
@@ -251,7 +249,7 @@ def test_dry_run_lists_files_and_card_without_network_or_token(trained_run, hub,
     card = result.stdout.split("--- README.md ---\n", 1)[1]
     assert card_metadata(card)["library_name"] == "saelens"
     assert "No evaluation was run" in card
-    assert hub.requests == [] and TOKEN not in result.output
+    assert hub.requests == [] and HUB_TOKEN not in result.output
 
 
 def _closed_port() -> int:
@@ -274,7 +272,7 @@ def _closed_port() -> int:
 )
 def test_bad_push_is_one_line_and_uploads_nothing(case, message, run_dir, hub, tmp_path,
                                                   monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     repo, target = "alice/saes", run_dir
@@ -285,7 +283,7 @@ def test_bad_push_is_one_line_and_uploads_nothing(case, message, run_dir, hub, t
         target.mkdir()
     elif case == "token_in_file":
         config = json.loads((run_dir / "config.json").read_text())
-        (run_dir / "config.json").write_text(json.dumps({**config, "note": TOKEN}))
+        (run_dir / "config.json").write_text(json.dumps({**config, "note": HUB_TOKEN}))
     elif case == "weights_missing":
         (run_dir / HOOKS[1] / "sae.safetensors").unlink()
     else:
@@ -296,11 +294,11 @@ def test_bad_push_is_one_line_and_uploads_nothing(case, message, run_dir, hub, t
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert message in " ".join(result.stderr.split())
     assert hub.requests == [] and hub.repos == {}
-    assert TOKEN not in result.output
+    assert HUB_TOKEN not in result.output
 
 
 def test_missing_token_is_one_line_and_uploads_nothing(run_dir, hub, tmp_path):
-    result = sae_kit(["push", str(run_dir), "alice/saes"], tmp_path / "empty-home", hub.url,
+    result = hub_cli(["push", str(run_dir), "alice/saes"], tmp_path / "empty-home", hub.url,
                      token=None)
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -311,12 +309,12 @@ def test_missing_token_is_one_line_and_uploads_nothing(run_dir, hub, tmp_path):
 
 def test_failed_commit_leaves_nothing_uploaded(run_dir, hub, tmp_path):
     hub.fail_commits = True
-    result = sae_kit(["push", str(run_dir), "alice/saes"], tmp_path / "hf-home", hub.url)
+    result = hub_cli(["push", str(run_dir), "alice/saes"], tmp_path / "hf-home", hub.url)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "refused the request for alice/saes (HTTP 500" in lines[0]
     assert set(hub.head_files("alice/saes")) == {".gitattributes"}  # the empty repo only
-    assert TOKEN not in result.stdout + result.stderr
+    assert HUB_TOKEN not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
@@ -333,7 +331,7 @@ def test_bad_pull_is_one_line(target, message, hub, tmp_path):
     endpoint = hub.url
     if target == "unreachable":
         target, endpoint = "alice/saes", f"http://127.0.0.1:{_closed_port()}"
-    result = sae_kit(["pull", *target.split()], tmp_path / "hf-home", endpoint)
+    result = hub_cli(["pull", *target.split()], tmp_path / "hf-home", endpoint)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
@@ -349,10 +347,10 @@ def test_malformed_pull_id_is_one_line():
 
 def test_eval_accepts_a_hub_id(run_dir, hub, tmp_path):
     home = tmp_path / "hf-home"
-    assert sae_kit(["push", str(run_dir), "alice/saes"], home, hub.url).returncode == 0
+    assert hub_cli(["push", str(run_dir), "alice/saes"], home, hub.url).returncode == 0
     work = tmp_path / "work"
     work.mkdir()
-    env_run = sae_kit(["eval", "alice/saes", "--n-tokens", "64", "--json"], home, hub.url,
+    env_run = hub_cli(["eval", "alice/saes", "--n-tokens", "64", "--json"], home, hub.url,
                       cwd=work)
     assert env_run.returncode == 0, env_run.stderr
     local = work / "runs" / "hub" / "alice--saes"

@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_hub import FakeHub
-from tests.helpers import HUB_TOKEN as TOKEN
-from tests.helpers import cli_train
-from tests.helpers import hub_cli as sae_kit
+from tests.helpers import HUB_TOKEN, cli_train, hub_cli
 
 pytestmark = pytest.mark.slow  # every test starts the CLI in a subprocess
 FAST_TIMEOUT = {"SAE_KIT_HUB_TIMEOUT": "1"}
@@ -46,7 +44,7 @@ def one_error_line(result) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert [line for line in lines if line.startswith("error: ")] == lines[-1:], result.stderr
     assert all(line.startswith(("error: ", "Fetching ")) for line in lines), result.stderr
-    assert TOKEN not in result.stderr + result.stdout
+    assert HUB_TOKEN not in result.stderr + result.stdout
     return lines[-1]
 
 
@@ -84,7 +82,7 @@ def test_a_hub_that_never_answers_is_one_line_in_seconds(command, run_dir, tmp_p
     args = ["push", str(run_dir), "alice/saes"] if command == "push" else ["pull", "alice/saes"]
     with SilentServer() as server:
         started = time.monotonic()
-        result = sae_kit(args, tmp_path / "home", server.url, env=FAST_TIMEOUT)
+        result = hub_cli(args, tmp_path / "home", server.url, env=FAST_TIMEOUT)
         took = time.monotonic() - started
     line = one_error_line(result)
     assert server.url in line and "answer" in line, line
@@ -93,7 +91,7 @@ def test_a_hub_that_never_answers_is_one_line_in_seconds(command, run_dir, tmp_p
 
 @pytest.mark.parametrize("route", ["create_repo", "commit", "tree", "resolve"])
 def test_a_hub_that_stalls_mid_way_is_one_line(route, run_dir, tmp_path):
-    with FakeHub(TOKEN) as hub:
+    with FakeHub(HUB_TOKEN) as hub:
         hub.seed("alice/saes", {p.relative_to(run_dir).as_posix(): p.read_bytes()
                                 for p in run_dir.rglob("*") if p.is_file()})
         hub.stall.add(route)
@@ -101,7 +99,7 @@ def test_a_hub_that_stalls_mid_way_is_one_line(route, run_dir, tmp_path):
             args = ["push", str(run_dir), "alice/saes"]
         else:
             args = ["pull", "alice/saes" + ("/blocks.0.hook_resid_pre" if route == "tree" else "")]
-        result = sae_kit(args, tmp_path / "home", hub.url, env=FAST_TIMEOUT)
+        result = hub_cli(args, tmp_path / "home", hub.url, env=FAST_TIMEOUT)
     line = one_error_line(result)
     assert "did not answer within 1 s" in line, line
 
@@ -111,19 +109,19 @@ def test_a_hub_that_stalls_mid_way_is_one_line(route, run_dir, tmp_path):
                                   ["push", "RUN", "alice/saes"]])
 def test_a_hub_answering_garbage_is_one_line(args, run_dir, tmp_path):
     args = [str(run_dir) if a == "RUN" else a for a in args]
-    with FakeHub(TOKEN) as hub:
+    with FakeHub(HUB_TOKEN) as hub:
         hub.garbage.add("*")
-        result = sae_kit(args, tmp_path / "home", hub.url, env=FAST_TIMEOUT)
+        result = hub_cli(args, tmp_path / "home", hub.url, env=FAST_TIMEOUT)
     one_error_line(result)
 
 
 def test_a_slow_hub_within_the_timeout_still_works(run_dir, tmp_path):
-    with FakeHub(TOKEN) as hub:
+    with FakeHub(HUB_TOKEN) as hub:
         hub.delay = 0.3
-        result = sae_kit(["push", str(run_dir), "alice/saes"], tmp_path / "home", hub.url,
+        result = hub_cli(["push", str(run_dir), "alice/saes"], tmp_path / "home", hub.url,
                          env={"SAE_KIT_HUB_TIMEOUT": "5"})
         assert result.returncode == 0, result.stderr
-        pulled = sae_kit(["pull", "alice/saes", "--out", str(tmp_path / "back")],
+        pulled = hub_cli(["pull", "alice/saes", "--out", str(tmp_path / "back")],
                          tmp_path / "home", hub.url, env={"SAE_KIT_HUB_TIMEOUT": "5"})
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "back" / "blocks.0.hook_resid_pre" / "sae.safetensors").is_file()
@@ -166,14 +164,14 @@ class _Proxy(BaseHTTPRequestHandler):
 
 def test_the_reachability_check_goes_through_https_proxy(run_dir, tmp_path):
     # The endpoint's name resolves nowhere: only the proxy can reach it, as behind a firewall.
-    with FakeHub(TOKEN) as hub:
+    with FakeHub(HUB_TOKEN) as hub:
         handler = type("Proxy", (_Proxy,), {"target": hub.url, "seen": []})
         hub.url = "http://hub.invalid"  # the URLs it answers with name the endpoint
         proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
         try:
-            result = sae_kit(["push", str(run_dir), "alice/saes"], tmp_path / "home",
+            result = hub_cli(["push", str(run_dir), "alice/saes"], tmp_path / "home",
                              "http://hub.invalid", env={**FAST_TIMEOUT, "HTTP_PROXY": proxy_url,
                                                         "HTTPS_PROXY": proxy_url,
                                                         "NO_PROXY": ""})
@@ -187,6 +185,6 @@ def test_the_reachability_check_goes_through_https_proxy(run_dir, tmp_path):
 
 def test_offline_and_unreachable_are_told_apart(tmp_path: Path):
     with SilentServer() as server:
-        result = sae_kit(["pull", "alice/saes"], tmp_path / "home", server.url,
+        result = hub_cli(["pull", "alice/saes"], tmp_path / "home", server.url,
                          env={**FAST_TIMEOUT, "HF_HUB_OFFLINE": "1"})
     assert "HF_HUB_OFFLINE is set" in one_error_line(result)

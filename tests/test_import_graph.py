@@ -2,9 +2,9 @@
 
 Every package ``__init__`` says what it may import and what it may ``never`` import; this test
 reads those rules from the docstrings and holds the code to them. Imports under
-``if TYPE_CHECKING:`` are left out (they never run); imports inside functions count for the
-direction rules (a lazy import is still a dependency) but not for circles (they run after every
-module has loaded).
+``if TYPE_CHECKING:`` are left out (they never run); imports inside functions count like any
+other, for the direction rules and for circles: a lazy import is still a dependency, and a data
+module that imports its view inside a function is still a circle.
 """
 
 from __future__ import annotations
@@ -81,21 +81,43 @@ def _never(package: str) -> set[str]:
     return {name for rule in rules for name in re.findall(r"``(\w+)``", rule)}
 
 
-def test_there_is_no_import_circle():
-    graph = _graph(top_level=True)
+CIRCLES_ALLOWED: set[tuple[str, str]] = set()
+"""Arrows (importer, imported) a circle may take; empty: there is none, lazy imports included."""
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
     done: set[str] = set()
 
-    def walk(module: str, path: list[str]) -> None:
+    def walk(module: str, path: list[str]) -> list[str] | None:
         if module in path:
-            raise AssertionError("import circle: " + " -> ".join([*path, module]))
+            return [*path[path.index(module):], module]
         if module in done:
-            return
+            return None
         for nxt in sorted(graph.get(module, ())):
-            walk(nxt, [*path, module])
+            if (module, nxt) not in CIRCLES_ALLOWED and (found := walk(nxt, [*path, module])):
+                return found
         done.add(module)
+        return None
 
-    for module in sorted(graph):
-        walk(module, [])
+    return next((c for module in sorted(graph) if (c := walk(module, []))), None)
+
+
+def test_there_is_no_import_circle_at_module_level():
+    circle = _circle(_graph(top_level=True))
+    assert circle is None, "import circle: " + " -> ".join(circle or [])
+
+
+def test_there_is_no_import_circle_counting_imports_inside_functions():
+    circle = _circle(_graph(top_level=False))
+    assert circle is None, "import circle: " + " -> ".join(circle or [])
+
+
+def test_a_lazy_import_that_closes_a_circle_is_found():
+    # The test above could pass by not looking: a data module importing its view inside a
+    # function, as eval/analysis/features.py once did with eval/report/render.py.
+    graph = {"data": {"view"}, "view": {"data"}, "cli": {"data"}}
+    assert _circle(graph) == ["data", "view", "data"]
+    assert _circle({"data": set(), "view": {"data"}, "cli": {"data", "view"}}) is None
 
 
 def test_packages_import_only_what_their_docstrings_allow():
@@ -129,5 +151,7 @@ def test_kernel_modules_import_no_package_at_module_level():
 
 def test_the_top_level_stays_small():
     # Everything else belongs in a package; the top level is the kernel every package may use.
+    # Nine: `version` is one line on its own so that recorders need not import the package.
+    # Ten: `progress` is the callback shape train, eval, sweep and cli all report through.
     modules = sorted(p.stem for p in ROOT.glob("*.py") if p.stem not in ("__init__", "__main__"))
-    assert len(modules) <= 8, modules
+    assert len(modules) <= 10, modules

@@ -44,6 +44,7 @@ def test_hook_point_arithmetic():
     assert HookPoint(3, "resid_post").downstream(4) == []
 
 
+@pytest.mark.integration
 def test_json_helpers_and_run_layout_import_no_torch():
     code = ("import sys, sae_kit.store.jsonio, sae_kit.store.run_dir, sae_kit.network; "
             "print('torch' in sys.modules)")

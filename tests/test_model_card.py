@@ -69,6 +69,7 @@ def test_evaluation_table_has_a_column_per_sae():
     assert "/home/me" not in card  # a local path means nothing on the Hub
 
 
+@pytest.mark.integration
 def test_malformed_eval_json_is_one_clear_line(tmp_path):
     run = tmp_path / "run"
     make_sae_dir(run)

@@ -200,6 +200,7 @@ def test_bad_options_are_one_clear_line(cls, options, message):
         cls(D_IN, N_DICT, **options)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("args,message", [
     (["--architecture", "batchtopk", "--lambda", "2"], "--lambda has no effect with the "
                                                        "'batchtopk'"),

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from sae_kit.cli import app
 from sae_kit.record.config import TrainConfig
+from sae_kit.train.build import build_run
 from sae_kit.train.group import build_group
-from sae_kit.train.loop import build_run, fit
+from sae_kit.train.loop import fit
 from tests.helpers import SAE_AT_1, cli_train
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]

@@ -53,6 +53,7 @@ def test_bf16_runs_the_model_in_bf16_and_keeps_the_kl_close(tiny_gpt2):
                for p in splice.saes[HookPoint(1)].parameters())
 
 
+@pytest.mark.integration
 def test_train_with_bf16_saves_fp32_weights(tiny_gpt2, tmp_path):
     out = tmp_path / "run"
     result = _train(tiny_gpt2, out, "--dtype", "bf16")
@@ -64,6 +65,7 @@ def test_train_with_bf16_saves_fp32_weights(tiny_gpt2, tmp_path):
     assert all(row["kl"] > 0 and row["loss"] == row["loss"] for row in rows)  # finite, not NaN
 
 
+@pytest.mark.integration
 def test_unknown_dtype_is_one_clear_line(tiny_gpt2, tmp_path):
     result = _train(tiny_gpt2, tmp_path / "run", "--dtype", "fp16")
     assert result.exit_code == 2
@@ -71,6 +73,7 @@ def test_unknown_dtype_is_one_clear_line(tiny_gpt2, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_help_documents_the_new_options():
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
@@ -78,6 +81,7 @@ def test_help_documents_the_new_options():
         assert text in result.output
 
 
+@pytest.mark.integration
 def test_compile_wraps_each_sae_forward(tiny_gpt2, tmp_path, monkeypatch):
     compiled_calls = []
 
@@ -94,6 +98,7 @@ def test_compile_wraps_each_sae_forward(tiny_gpt2, tmp_path, monkeypatch):
     assert "warning" not in result.stderr
 
 
+@pytest.mark.integration
 def test_a_failing_compile_warns_once_and_trains_eagerly(tiny_gpt2, tmp_path, monkeypatch):
     eager = _train(tiny_gpt2, tmp_path / "eager")
     assert eager.exit_code == 0, eager.output

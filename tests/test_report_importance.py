@@ -15,6 +15,7 @@ from sae_kit.eval.analysis.importance_values import COLUMNS
 HP = "blocks.1.hook_resid_pre"
 
 
+@pytest.mark.integration
 def test_report_importance_equals_sae_kit_importance(runs, importance_report, tmp_path):
     result = CliRunner().invoke(app, ["importance", str(runs["e2e0"]), "--tokens", "192",
                                       "--device", "cpu", "--batch-size", "2", "--exact-top", "5",
@@ -41,6 +42,7 @@ def _leaves(tree, prefix=""):
     return {k: v for key, sub in tree.items() for k, v in _leaves(sub, f"{prefix}/{key}").items()}
 
 
+@pytest.mark.integration
 def test_rows_records_and_header(importance_report):
     values = load_file(str(importance_report / "importance.safetensors"))
     summary = json.loads((importance_report / "summary.json").read_text())
@@ -83,6 +85,7 @@ def test_rows_records_and_header(importance_report):
     assert (importance_report / "density_importance.png").stat().st_size > 1000
 
 
+@pytest.mark.integration
 def test_without_importance_the_report_has_none(report):
     rows = json.loads((report / "summary.json").read_text())["features"]
     assert not set(COLUMNS) & set(rows[0])
@@ -91,6 +94,7 @@ def test_without_importance_the_report_has_none(report):
     assert "importance" not in json.loads((report / "features.jsonl").open().readline())
 
 
+@pytest.mark.integration
 def test_bad_exact_counts_are_one_line(runs):
     result = CliRunner().invoke(app, ["features", str(runs["e2e0"]), "--importance",
                                       "--exact-top", "500", "--device", "cpu", "--tokens", "64"])
@@ -116,6 +120,7 @@ def test_interpretability_view_on_a_constructed_example():
     assert [t["label"] for t in panels["detection"]["x_ticks"]] == ["-3", "-2", "-1", "0"]
 
 
+@pytest.mark.integration
 def test_explain_on_an_importance_report_plots_scores_against_importance(importance_report,
                                                                          tmp_path):
     import re

@@ -15,8 +15,11 @@ from sae_kit.architectures.base import SAE
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
-from sae_kit.store.sae_dir import load_sae, write_json_atomic
+from sae_kit.store.jsonio import write_json_atomic
+from sae_kit.store.sae_dir import load_sae
 from tests.helpers import AUXK_OFF, SAE_D_IN, SAE_N_DICT, make_sae_dir
+
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI
 
 runner = CliRunner()
 D_IN, N_DICT, K = SAE_D_IN, SAE_N_DICT, 5

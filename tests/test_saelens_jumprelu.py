@@ -17,6 +17,8 @@ from sae_kit.cli import app
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.store.sae_dir import load_sae, save_sae
 
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI
+
 runner = CliRunner()
 D_IN, N_DICT = 8, 24
 EXTRA = {"model": "gpt2", "revision": None, "loss": "e2e", "sparsity_coeff": 0.0,

@@ -63,6 +63,7 @@ def test_local_paths_resolve_as_themselves(run):
         resolve_sae_source(run, revision="dev")
 
 
+@pytest.mark.integration
 def test_importing_sae_kit_stays_light():
     code = "import sys, sae_kit; print('torch' in sys.modules, callable(sae_kit.load_sae))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

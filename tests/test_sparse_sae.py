@@ -189,6 +189,7 @@ def test_penalty_is_unchanged_by_the_vector_norm_form():
     torch.testing.assert_close(codes.grad, torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, 0.0]]) / 8)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loss,arch", [("local", "relu"), ("e2e", "topk"), ("e2e+ds", "relu")])
 def test_training_through_the_cli_ends_at_the_same_weights(tiny_gpt2, tmp_path, kernels, loss,
                                                             arch):

@@ -48,7 +48,7 @@ def test_identity_sae_leaves_logits_unchanged(loaded, ids, hook):
     splice = Splice(loaded.model, loaded.adapter, {HookPoint.parse(hook): IdentitySAE(32, 8)})
     with torch.no_grad():
         reference = loaded.model(ids).logits
-        spliced = splice.logits(splice.spliced(ids).run.final_hidden)
+        spliced = splice.logits(splice.spliced(ids).final_hidden)
     assert (spliced - reference).abs().max().item() < 1e-5
 
 
@@ -59,8 +59,8 @@ def test_spliced_pass_from_cached_activation_equals_full_pass(loaded, ids):
     clean = splice.clean(ids, capture=[1])
     fast = splice.spliced(ids, capture=[3], clean=clean)
     full = splice.spliced(ids, capture=[3])
-    torch.testing.assert_close(fast.run.final_hidden, full.run.final_hidden)
-    torch.testing.assert_close(fast.run.acts[3], full.run.acts[3])
+    torch.testing.assert_close(fast.final_hidden, full.final_hidden)
+    torch.testing.assert_close(fast.acts[3], full.acts[3])
     for hp in saes:
         torch.testing.assert_close(fast.sae_outputs[hp].codes, full.sae_outputs[hp].codes)
 

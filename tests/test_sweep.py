@@ -1,6 +1,7 @@
 """`sae-kit sweep`: a grid grouped into shared passes, trained, evaluated, resumed and plotted."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -56,12 +57,20 @@ def test_a_sweep_file_is_grouped_by_what_can_share_a_pass(tiny_gpt2, tmp_path):
     assert spec.points[1].config.hook_points == [SAE]
 
 
+@pytest.mark.integration
 def test_sweep_trains_evaluates_plots_then_skips_and_resumes(tiny_gpt2, tmp_path):
     path = _sweep_file(tmp_path, tiny_gpt2)
-    result = runner.invoke(app, ["sweep", str(path)])
+    result = runner.invoke(app, ["sweep", str(path)], env={"SAE_KIT_LOG_SECONDS": "0"})
     assert result.exit_code == 0, result.output
     out = tmp_path / "runs"
     assert "| e2e-lambda0.5 | e2e | relu | 0.5 |" in result.stdout
+    # Off a terminal: timestamped progress lines for each group's steps and each evaluation.
+    stamped = [line[20:] for line in result.stderr.splitlines()
+               if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line)]
+    assert "group 1/2 training (steps) 3/3 (100%)" in stamped
+    assert "group 2/2 training (steps) 3/3 (100%)" in stamped
+    assert any(re.fullmatch(r"group 2/2 evaluating e2e-lambda0.5 \(batches\) ([\d,]+)/\1 \(100%\)",
+                            line) for line in stamped), stamped
     assert (out / "frontier.pdf").read_bytes().startswith(b"%PDF")
     assert "| local-lambda0.01 |" in (out / "results.md").read_text()
     evals = {d.name: json.loads((d / "eval.json").read_text()) for d in out.iterdir()
@@ -83,6 +92,7 @@ def test_sweep_trains_evaluates_plots_then_skips_and_resumes(tiny_gpt2, tmp_path
     assert checkpoint.list_checkpoints(out / "e2e-lambda0.5" / "checkpoints")
 
 
+@pytest.mark.integration
 def test_print_commands_gives_one_line_per_group(tiny_gpt2, tmp_path):
     path = _sweep_file(tmp_path, tiny_gpt2)
     result = runner.invoke(app, ["sweep", str(path), "--print-commands", "--launcher",
@@ -93,6 +103,7 @@ def test_print_commands_gives_one_line_per_group(tiny_gpt2, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("extra", "message"), [
     ("colour = 3\n", "unknown setting(s) colour"),
     ("warmup_fraction = 2.0\n", "invalid training settings: warmup_fraction=2.0"),
@@ -110,6 +121,7 @@ def test_groups_need_distinct_names(tmp_path):
         load_sweep(path)
 
 
+@pytest.mark.integration
 def test_a_point_that_overflows_is_reported_failed_and_not_retrained(tiny_gpt2, tmp_path):
     # lr 1e20: Adam's first step makes the next forward pass overflow
     path = _tiny_sweep(tmp_path, tiny_gpt2, top="eval_tokens = 256",
@@ -136,10 +148,11 @@ def test_a_point_that_overflows_is_reported_failed_and_not_retrained(tiny_gpt2, 
     assert (bad / "failed.json").stat().st_mtime_ns == record
 
 
+@pytest.mark.integration
 def test_a_point_trained_with_other_settings_is_refused_naming_what_changed(tiny_gpt2,
                                                                              tmp_path):
     from sae_kit.sweep.changes import check_unchanged
-    from sae_kit.train.api import train
+    from sae_kit.train.api import train_saes
 
     def sweep_with(extra="", n_samples=2, k=4, device="cpu"):
         path = _tiny_sweep(tmp_path, tiny_gpt2, name="edit.toml", device=device,
@@ -150,7 +163,7 @@ def test_a_point_trained_with_other_settings_is_refused_naming_what_changed(tiny
         return load_sweep(path).points
 
     points = sweep_with()  # no layer, no lr: the model's defaults
-    run_dir = train(points[0].config)  # the point's directory as a sweep leaves it
+    run_dir = train_saes(points[0].config)  # the point's directory as a sweep leaves it
     where = str(tmp_path / "edit.toml")
     check_unchanged(points, where)  # the defaults a run fills in are no change
     saved = json.loads((run_dir / "config.json").read_text())
@@ -176,6 +189,7 @@ def test_a_point_trained_with_other_settings_is_refused_naming_what_changed(tiny
                                 "new settings, or give the sweep a new `out`")
 
 
+@pytest.mark.integration
 def test_sweep_refuses_an_edited_point_before_training_anything(tiny_gpt2, tmp_path):
     path = _sweep_file(tmp_path, tiny_gpt2)
     assert runner.invoke(app, ["sweep", str(path), "--only", "0"]).exit_code == 0
@@ -200,9 +214,10 @@ def test_the_table_of_a_sweep_whose_points_all_stopped_has_their_rows_only():
                          "(norm inf) | | | | | |"]
 
 
+@pytest.mark.integration
 def test_a_kl_cache_budget_edit_is_no_change_but_a_kl_chunk_edit_is(tiny_gpt2, tmp_path):
     from sae_kit.sweep.changes import check_unchanged
-    from sae_kit.train.api import train
+    from sae_kit.train.api import train_saes
 
     def sweep_with(options):
         path = _tiny_sweep(tmp_path, tiny_gpt2, name="kl.toml",
@@ -211,7 +226,7 @@ def test_a_kl_cache_budget_edit_is_no_change_but_a_kl_chunk_edit_is(tiny_gpt2, t
         return load_sweep(path).points
 
     points = sweep_with("kl_chunk = 8")
-    train(points[0].config)
+    train_saes(points[0].config)
     check_unchanged(sweep_with("kl_chunk = 8, kl_cache_mb = 1"), "kl.toml")  # memory only
     with pytest.raises(SaeKitError, match="loss_options.kl_chunk 8 → 4"):
         check_unchanged(sweep_with("kl_chunk = 4"), "kl.toml")

@@ -39,6 +39,7 @@ def test_a_point_name_that_leaves_out_is_refused(tmp_path, body):
         load_sweep(_write(tmp_path, body))
 
 
+@pytest.mark.integration
 def test_the_sweep_command_refuses_an_escaping_name_and_writes_nothing(tmp_path):
     victim = tmp_path / "model-copy"
     victim.mkdir()
@@ -78,6 +79,7 @@ def test_a_grid_larger_than_the_limit_is_refused_before_it_is_expanded(tmp_path)
     assert MAX_POINTS < 10_100
 
 
+@pytest.mark.integration
 def test_a_grid_of_10_to_the_8_points_is_one_line_at_once(tmp_path):
     ten = ", ".join(str(i + 1) for i in range(10))
     keys = ["lambda", "lr", "seed", "dict_ratio", "grad_clip", "n_samples", "context", "log_every"]
@@ -106,6 +108,7 @@ TOP_LEVEL = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("line", "message"), TOP_LEVEL.values(), ids=TOP_LEVEL.keys())
 def test_a_wrong_top_level_value_is_one_line_naming_the_file_and_key(tmp_path, line, message):
     path = tmp_path / "sweep.toml"
@@ -131,6 +134,7 @@ LATER_POINTS = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(("line", "message"), LATER_POINTS.values(), ids=LATER_POINTS.keys())
 def test_a_bad_later_point_fails_before_the_first_group_trains(tiny_gpt2, tmp_path, line,

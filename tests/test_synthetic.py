@@ -37,6 +37,7 @@ def test_firing_rates_follow_zipf_and_sum_to_the_true_l0():
     assert float(ordered[0] / ordered[9]) == pytest.approx(10.0, rel=1e-4)  # r^-1
 
 
+@pytest.mark.slow  # statistics over many samples: 40-100 s on a loaded 2-core box
 def test_generated_codes_match_the_documented_statistics():
     options = SyntheticOptions(n_features=256, d_model=32, n_functional=64, d_functional=8)
     gen = FeatureGenerator(options)
@@ -59,6 +60,7 @@ def test_generated_codes_match_the_documented_statistics():
     assert int(gen.functional.sum()) == 64 and torch.linalg.matrix_rank(f) == 8
 
 
+@pytest.mark.slow  # statistics over many samples: 40-100 s on a loaded 2-core box
 def test_children_fire_only_with_their_parent_at_their_own_rate():
     options = SyntheticOptions(n_features=128, d_model=32, n_functional=32, d_functional=8,
                                hierarchy=0.25)
@@ -74,6 +76,7 @@ def test_children_fire_only_with_their_parent_at_their_own_rate():
     assert bool(((empirical - gen.rates[children]).abs() <= 4 * sigma + 1e-4).all())
 
 
+@pytest.mark.slow  # statistics over many samples: 40-100 s on a loaded 2-core box
 def test_correlated_pairs_fire_together_more_than_independent_ones():
     plain = SyntheticOptions(n_features=64, d_model=16, n_functional=16, d_functional=4,
                              zipf=0.0)
@@ -137,6 +140,7 @@ def test_windows_are_deterministic_and_eval_differs_from_train():
     ("d_model=8,d_functional=8", "leaves no dimension"),
     ("bogus=1", "bogus"),
 ])
+@pytest.mark.integration
 def test_options_that_cannot_be_met_are_one_error_line(tmp_path, options, words):
     result = CliRunner().invoke(app, ["train", "--model", f"synthetic:{options}",
                                       "--out", str(tmp_path / "run"), "--n-samples", "4"])
@@ -151,6 +155,7 @@ def test_a_dataset_with_a_synthetic_model_is_refused():
         TrainConfig(model=SMALL, dataset="pydoc")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("loss", ["local", "e2e"])
 def test_trains_and_evaluates_from_the_cli(tmp_path, loss):
     out = tmp_path / loss

@@ -9,6 +9,8 @@ from sae_kit.cli import app
 from sae_kit.errors import SaeKitError
 from sae_kit.trackers.base import require
 
+pytestmark = pytest.mark.integration  # runs the sae-kit CLI
+
 runner = CliRunner()
 FAST = ["--dataset", "pydoc", "--n-samples", "6", "--batch-size", "2", "--grad-accum", "1",
         "--context", "16", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu",

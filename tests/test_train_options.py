@@ -3,6 +3,7 @@
 import dataclasses
 
 import click
+import pytest
 import typer.testing
 from typer.main import get_command
 
@@ -61,6 +62,7 @@ def test_model_dependent_defaults_are_one_table_shown_in_the_help():
     assert "400k" in field_help("n_samples")
 
 
+@pytest.mark.integration
 def test_help_lists_every_option():
     out = typer.testing.CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert out.exit_code == 0

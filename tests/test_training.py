@@ -3,11 +3,14 @@
 import json
 import math
 
+import pytest
 import torch
 
 from sae_kit.record.config import TrainConfig
 from sae_kit.train.build import build_run
 from sae_kit.train.loop import fit
+
+pytestmark = pytest.mark.integration  # trains whole runs
 
 
 def _config(model_dir, out, **overrides):

@@ -39,7 +39,6 @@ weights. An architecture without options leaves ``Options`` out.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -139,10 +138,6 @@ class SAE(nn.Module):
             enc, dec = 1 / math.sqrt(self.d_in), 1 / math.sqrt(self.n_dict)
             nn.init.uniform_(self.b_enc, -enc, enc)
             nn.init.uniform_(self.b_dec, -dec, dec)
-
-    def options(self) -> dict[str, Any]:
-        """Architecture-specific constructor options, saved with the weights."""
-        return dataclasses.asdict(self.opts)
 
     @property
     def dict_elements(self) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from sae_kit import __version__
 from sae_kit.cli import (
     bench_cmd,
     cache_cmd,
@@ -15,11 +14,13 @@ from sae_kit.cli import (
     hub_cmd,
     importance_cmd,
     plugins_cmd,
+    probe_cmd,
     saelens_cmd,
     sweep_cmd,
     train_cmd,
 )
 from sae_kit.train import malloc
+from sae_kit.version import __version__
 
 app = typer.Typer(
     name="sae-kit",
@@ -28,16 +29,17 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold tokens
     add_completion=False,
 )
-app.command("train")(train_cmd.train)
+app.command("train")(train_cmd.train_command)
 app.command("eval")(eval_cmd.evaluate)
-app.command("sweep")(sweep_cmd.sweep)
+app.command("sweep")(sweep_cmd.sweep_command)
 app.command("cache")(cache_cmd.cache)
 app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
 app.command("importance")(importance_cmd.importance)
 app.command("bench")(bench_cmd.bench)
+app.command("probe")(probe_cmd.probe)
 app.command("explain")(explain_cmd.explain)
-app.command("plugins")(plugins_cmd.plugins)
+app.command("plugins")(plugins_cmd.plugins_command)
 app.command("push")(hub_cmd.push)
 app.command("pull")(hub_cmd.pull)
 app.command("export")(saelens_cmd.export)

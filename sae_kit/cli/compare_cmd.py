@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from sae_kit.cli.common import err, friendly_errors, out_console
+from sae_kit.cli.logs import callback, progress, setup_logging
 
 
 @friendly_errors
@@ -51,9 +52,10 @@ def compare(
         raise SaeKitError(f"--tokens and --batch-size must be positive, got {tokens}, "
                           f"{batch_size}")
     choice = TextChoice(dataset, split) if dataset else TextChoice()
-    with err.status("running the SAEs over held-out text"):
+    setup_logging()
+    with progress("compare") as bar:
         summary = compare_sources(sources, hook_point, Path(out), tokens, batch_size, device,
-                                  choice, embedding, importance)
+                                  choice, embedding, callback(bar), importance)
     err.print(f"[green]written[/]: {Path(out) / 'summary.json'} and "
               f"{', '.join(summary['plots'])} (embedding: {summary['embedding_method']})")
     if as_json:

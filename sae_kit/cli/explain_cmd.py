@@ -60,7 +60,7 @@ def explain(
     import json
     import os
 
-    from sae_kit.cli.logs import progress
+    from sae_kit.cli.logs import callback, progress
     from sae_kit.eval.explain.pipeline import RESULTS, explain_report, find_report
     from sae_kit.explainers.base import ExplainerSettings
     from sae_kit.model.device import resolve_device
@@ -92,17 +92,10 @@ def explain(
         model=model, endpoint=endpoint, api_key=os.environ.get(api_key_env) or None,
         timeout=timeout, retries=retries, retry_wait=retry_wait, device=str(torch_device)))
     bar = progress("explain")
-    tasks: dict[str, int] = {}
-
-    def show(what: str, done: int, total: int) -> None:
-        if what not in tasks:
-            tasks[what] = bar.add_task(what, total=total, status="")
-        bar.update(tasks[what], completed=done, total=total)
-
     try:
         with bar:
             data = explain_report(report, explainer, wanted, settings, identity=identity,
-                                  device=torch_device, progress=show)
+                                  device=torch_device, progress=callback(bar))
     finally:
         explainer.close()
     _summarise(data)

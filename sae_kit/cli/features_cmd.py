@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from sae_kit.cli.common import err, friendly_errors
+from sae_kit.cli.logs import callback, progress, setup_logging
 
 DEFAULT_TOKENS = 50_000
 
@@ -43,7 +44,8 @@ def features(
 
     from sae_kit.errors import SaeKitError
     from sae_kit.eval.analysis.collect import TextChoice
-    from sae_kit.eval.analysis.features import FeatureSettings, build_features
+    from sae_kit.eval.analysis.features import FeatureSettings
+    from sae_kit.eval.feature_report import build_feature_report
 
     if tokens < 1 or top_k < 1 or batch_size < 1:
         raise SaeKitError(f"--tokens, --top-k and --batch-size must be positive, got {tokens}, "
@@ -59,15 +61,11 @@ def features(
         wanted = ImportanceSettings(exact_top=exact_top, exact_random=exact_random,
                                     seed=settings.seed)
     choice = TextChoice(dataset, split) if dataset else TextChoice()
-    target = Path(out) if out else None
-    if target is None:
-        from sae_kit.eval.analysis.source import open_source
-
-        source = open_source(run_dir, hook_point)  # resolve the default name before the pass
-        target = source.path / f"features-{source.hook_point.name}"
-    with err.status("running the model over the text"):
-        index, meta = build_features(run_dir, target, hook_point, settings, choice, device,
-                                     importance=wanted)
+    setup_logging()
+    with progress("features") as bar:
+        index, meta = build_feature_report(run_dir, Path(out) if out else None, hook_point,
+                                           settings, choice, device, callback(bar),
+                                           importance=wanted)
     fewer = " (all the text there is)" if meta["n_tokens"] < tokens else ""
     err.print(f"{meta['n_tokens']:,} tokens{fewer} of {meta['text']} in {meta['seconds']:.1f} s; "
               f"{meta['n_dead']:,} of {meta['n_dict']:,} features dead")

@@ -9,33 +9,18 @@ training or evaluation, plus the last step.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import time
-from datetime import timedelta
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sae_kit.cli.common import err
-from sae_kit.errors import SaeKitError
-
-DEFAULT_SECONDS = 30.0
+from sae_kit.progress import Progress as ProgressCallback
+from sae_kit.progress import ProgressLines
 
 
 def stderr_is_terminal() -> bool:
     return err.is_terminal
-
-
-def log_seconds() -> float:
-    text = os.environ.get("SAE_KIT_LOG_SECONDS", "").strip()
-    try:
-        value = float(text) if text else DEFAULT_SECONDS
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also refuses nan
-        raise SaeKitError(f"SAE_KIT_LOG_SECONDS must be a number of seconds >= 0, got {text!r}")
-    return value
 
 
 def setup_logging() -> None:
@@ -67,9 +52,8 @@ class LogLines:
     """The part of rich's Progress that sae-kit uses, writing a log line now and then instead."""
 
     def __init__(self, what: str, disable: bool = False) -> None:
-        self.logger = logging.getLogger("sae_kit")
         self.what, self.disable = what, disable
-        self.every = log_seconds()
+        self.lines = ProgressLines()
         self.tasks: dict[int, dict[str, Any]] = {}
 
     def __enter__(self) -> LogLines:
@@ -80,35 +64,20 @@ class LogLines:
 
     def add_task(self, description: str, total: int | None = None, completed: int = 0,
                  **fields: Any) -> int:
-        now = time.monotonic()
-        self.tasks[len(self.tasks)] = {"description": description, "total": total,
-                                       "completed": completed, "first": completed,
-                                       "started": now, "logged": now, "status": ""}
+        self.tasks[len(self.tasks)] = {"description": description, "total": total}
+        if not self.disable:  # the phase starts counting here, not at its first update
+            self.lines.start(description, completed)
         return len(self.tasks) - 1
 
     def update(self, task: int, completed: int, total: int | None = None,
                status: str = "") -> None:
         t = self.tasks[task]
-        t.update(completed=completed, total=total or t["total"], status=status)
-        now = time.monotonic()
-        if self.disable or (now - t["logged"] < self.every and completed != t["total"]):
-            return
-        t["logged"] = now
-        self.logger.info("%s %s", t["description"], _line(t, now))
+        t["total"] = total or t["total"]
+        if not self.disable:
+            self.lines(t["description"], completed, t["total"], status)
 
     def stop(self) -> None:
         pass
-
-
-def _line(t: dict[str, Any], now: float) -> str:
-    done, total = t["completed"], t["total"]
-    text = f"{done}/{total}" if total else str(done)
-    if total:
-        text += f" ({100 * done / total:.0f}%)"
-        rate = (done - t["first"]) / max(now - t["started"], 1e-9)
-        if rate > 0 and done < total:
-            text += f", {timedelta(seconds=round((total - done) / rate))} left"
-    return f"{text}  {t['status']}".rstrip()
 
 
 def progress(what: str, disable: bool = False, transient: bool = False) -> Any:
@@ -118,3 +87,15 @@ def progress(what: str, disable: bool = False, transient: bool = False) -> Any:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=err,
                     disable=disable, transient=transient)
+
+
+def callback(bar: Any) -> ProgressCallback:
+    """``progress(what, done, total)`` drawn on ``bar``: one task per phase ``what``."""
+    tasks: dict[str, int] = {}
+
+    def show(what: str, done: int, total: int | None = None) -> None:
+        if what not in tasks:
+            tasks[what] = bar.add_task(what, total=total, completed=done, status="")
+        bar.update(tasks[what], completed=done, total=total)
+
+    return show

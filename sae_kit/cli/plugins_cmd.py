@@ -14,7 +14,7 @@ from sae_kit.plugins import GROUPS, PluginInfo, list_plugins, load
 
 
 @friendly_errors
-def plugins(
+def plugins_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
     options: bool = typer.Option(
         False, "--options", help="Also list each loss's and architecture's options (imports them)."

@@ -10,14 +10,16 @@ import typer
 from rich.markup import escape
 
 from sae_kit.cli.common import err, friendly_errors
+from sae_kit.cli.logs import callback, progress, setup_logging
 from sae_kit.errors import SaeKitError
 
 if TYPE_CHECKING:
+    from sae_kit.progress import Progress
     from sae_kit.sweep.spec import Sweep
 
 
 @friendly_errors
-def sweep(
+def sweep_command(
     path: str = typer.Argument(..., metavar="SWEEP.toml", help="The sweep file (docs/cli.md)."),
     only: int = typer.Option(
         None, "--only", metavar="N",
@@ -54,31 +56,40 @@ def sweep(
 def _run(spec: Sweep, only: int | None) -> None:
     from sae_kit.sweep.changes import check_unchanged
     from sae_kit.sweep.preflight import check_points
-    from sae_kit.sweep.report import table, write_report
+    from sae_kit.sweep.report import full_table, write_report
     from sae_kit.sweep.runner import failed_points, results, run_group
     from sae_kit.train.signals import Interrupted
 
     def say(message: str) -> None:
         err.print(f"[bold]sweep[/]: {escape(message)}", highlight=False, soft_wrap=True)
 
+    setup_logging()
     groups = spec.groups if only is None else [spec.groups[only]]
     check_points(spec)  # every point, even with --only: a sweep is one file to mend
     check_unchanged([p for g in groups for p in g], str(spec.path))  # before training any
     say(f"{len(spec.points)} points in {len(spec.groups)} shared-pass group(s); runs in {spec.out}")
-    for group in groups:
-        try:
-            run_group(spec, group, say)
-        except Interrupted as stop:
-            err.print(f"[yellow]stopped by a signal after step {stop.step}; run the same "
-                      "command again to continue[/]", highlight=False)
-            raise typer.Exit(stop.exit_code) from None
+    for number, group in enumerate(groups, start=1):
+        # One bar per group: a sweep of many groups would otherwise stack dozens of bars.
+        with progress("sweep", disable=os.environ.get("RANK", "0") != "0") as bar:
+            try:
+                run_group(spec, group, say, _named(callback(bar), f"group {number}/{len(groups)}"))
+            except Interrupted as stop:
+                bar.stop()
+                err.print(f"[yellow]stopped by a signal after step {stop.step}; run the same "
+                          "command again to continue[/]", highlight=False)
+                raise typer.Exit(stop.exit_code) from None
     if only is None:
         found = results(spec)
         text_path, plot_path = write_report(found, spec.out, spec.plot)
-        typer.echo(table(found))
+        typer.echo(full_table(found))
         say(f"table: {text_path}" + (f"; plot: {plot_path}" if plot_path.exists() else ""))
     stopped = failed_points([p for g in groups for p in g])
     for line in stopped if os.environ.get("RANK", "0") == "0" else []:  # rank 0 speaks
         err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if stopped:  # the others are trained, evaluated and in the table
         raise typer.Exit(1)
+
+
+def _named(show: Progress, prefix: str) -> Progress:
+    """``show`` with every phase named after its group: ``group 2/5 training``."""
+    return lambda what, done, total: show(f"{prefix} {what}", done, total)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sae_kit.train.run import Run
 
 @friendly_errors
-def train(ctx: typer.Context, **options: Any) -> None:
+def train_command(ctx: typer.Context, **options: Any) -> None:
     """Train SAEs on a model's residual stream (default: e2e on the built-in model)."""
     ctx.call_on_close(_leave_process_group)
     setup_logging()
@@ -47,7 +47,7 @@ def train(ctx: typer.Context, **options: Any) -> None:
 
 # The options come from TrainConfig's fields (sae_kit.cli.train_options), so Typer reads them
 # from this signature rather than from the function's own parameters.
-train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
      *config_parameters()]
 )
@@ -113,6 +113,7 @@ def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
     from sae_kit.train.loop import fit
     from sae_kit.train.nonfinite import MembersStopped
     from sae_kit.train.signals import Interrupted
+    from sae_kit.train.stats import step_status
 
     run = runs[0]
     main = run.dist.is_main  # only rank 0 prints
@@ -125,7 +126,7 @@ def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
             if row:
                 last.clear()
                 last.update(row)
-            bar.update(task, completed=step, total=total, status=_status(last))
+            bar.update(task, completed=step, total=total, status=step_status(last))
 
         try:
             run_dir = fit(runs, on_step=on_step, start=start, group_dir=group_dir)
@@ -149,7 +150,7 @@ def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
     if start and start.step >= run.total_steps:
         err.print(f"[green]done[/]: all {run.total_steps} steps were already trained")
     else:
-        err.print(f"[green]done[/]: {_status(last)}")
+        err.print(f"[green]done[/]: {step_status(last)}")
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), "metrics": last}))
     else:
@@ -164,9 +165,3 @@ def _report_stopped(lines: list[str], n_runs: int, group_dir: Path | None) -> No
         err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
-def _status(row: dict[str, Any]) -> str:
-    if not row:
-        return ""
-    l0 = [f"{v:.1f}" for k, v in row.items() if k.startswith("l0/")]
-    return (f"{row['tokens_per_s']:,.0f} tok/s  loss {row['loss']:.4f}  "
-            f"L0 {'/'.join(l0)}")

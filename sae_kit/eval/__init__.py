@@ -3,8 +3,9 @@
 ``metrics`` holds the pure tensor statistics (L0, KL, CE, explained variance); ``evaluation``
 runs a trained run's SAEs over held-out windows and writes ``eval.json``; ``pareto`` plots L0
 against CE-loss increase across runs; ``analysis`` (feature statistics, dictionary geometry,
-`sae-kit features` and `sae-kit compare`) and ``report`` (the HTML feature report) look inside
-trained dictionaries; ``explain`` explains and scores features with an LLM. May import
+the data of `sae-kit features`, `sae-kit compare`) and ``report`` (the HTML feature report,
+the view of that data) look inside trained dictionaries; ``feature_report`` composes the two
+into `sae-kit features`; ``explain`` explains and scores features with an LLM. May import
 ``record``, ``model``, ``store``, ``losses``, ``architectures``, ``explainers`` and the
 top-level kernel modules; never ``train`` or ``cli``.
 """

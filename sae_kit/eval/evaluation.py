@@ -36,6 +36,7 @@ from sae_kit.eval.target import EvalTarget, Overrides, open_target
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice, SplicedRun
+from sae_kit.progress import ProgressLines
 from sae_kit.store.jsonio import write_json_atomic
 
 DEFAULT_N_TOKENS = 100_000
@@ -85,13 +86,13 @@ class _Evaluator:
         for hp, splice in self.single.items():
             spliced = splice.spliced(input_ids, capture=self.later[hp], clean=clean)
             sums = self.per_sae[hp]
-            self._add_logits(sums.ce, sums.kl, clean.final_hidden, spliced.run.final_hidden,
+            self._add_logits(sums.ce, sums.kl, clean.final_hidden, spliced.final_hidden,
                              input_ids)
             self._add_reconstruction(sums, hp, spliced, clean.acts)
         if len(self.saes) > 1:
             spliced = self.all_spliced.spliced(input_ids, clean=clean)
             self._add_logits(self.joint.ce, self.joint.kl, clean.final_hidden,
-                             spliced.run.final_hidden, input_ids)
+                             spliced.final_hidden, input_ids)
 
     def _add_logits(self, ce: TokenMean, kl: TokenMean | None, clean_hidden: torch.Tensor,
                     hidden: torch.Tensor, input_ids: torch.Tensor) -> None:
@@ -112,7 +113,7 @@ class _Evaluator:
         sums.variance.add(x, out.output)
         sums.ev_e2e_sae.add(float(explained_variance_e2e_sae(x, out.output).mean()), n_tokens)
         for p in self.later[hp]:
-            diff = spliced.run.acts[p].double() - clean_acts[p].double()
+            diff = spliced.acts[p].double() - clean_acts[p].double()
             sums.downstream.setdefault(p, TokenMean()).add(float((diff**2).mean()), n_tokens)
 
     def results(self, alive: dict[HookPoint, torch.Tensor]) -> dict[str, Any]:
@@ -161,7 +162,8 @@ def evaluate_run(
     (:mod:`sae_kit.eval.target`). ``n_tokens`` defaults to 100,000, or with ``paper_compatible``
     to the reference's 500 windows. Alive elements are counted on the first ``alive_tokens``
     training tokens; ``on_alive`` is given each SAE's mask of them (``sae-kit bench`` scores
-    alive latents).
+    alive latents). ``on_batch(done, total)`` hears of every batch; without it progress goes to
+    the ``sae_kit`` logger (sae_kit.progress).
     """
     from sae_kit.model.device import resolve_device
 
@@ -180,10 +182,13 @@ def evaluate_run(
     evaluator = _Evaluator(loaded, target.saes)
     total = math.ceil(len(alive_rows) / batch_size) + math.ceil(len(windows) / batch_size)
     done = iter(range(1, total + 1))
+    lines = ProgressLines()  # without on_batch (the Python API): lines on the sae_kit logger
 
     def step() -> None:
         if on_batch:
             on_batch(next(done), total)
+        else:
+            lines(f"eval {run_ref} (batches)", next(done), total)
 
     with torch.no_grad():
         alive = count_alive(evaluator.all_spliced, alive_rows, batch_size, torch_device, step)

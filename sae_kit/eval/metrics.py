@@ -10,8 +10,6 @@ merges per-batch sums exactly (Chan et al.'s parallel variance), both in float64
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
 
@@ -19,8 +17,8 @@ from sae_kit.architectures.codes import active, mean_per_token
 from sae_kit.losses.kl import kl_divergence
 
 __all__ = [
-    "TokenMean", "VarianceSums", "alive_fraction", "ce_loss", "downstream_mse",
-    "explained_variance", "explained_variance_e2e_sae", "fired", "kl_divergence", "l0", "mse",
+    "TokenMean", "VarianceSums", "ce_loss", "explained_variance_e2e_sae", "fired",
+    "kl_divergence", "l0",
 ]
 
 
@@ -39,10 +37,6 @@ def fired(codes: torch.Tensor) -> torch.Tensor:
     return active(codes).reshape(-1, codes.shape[-1]).any(0)
 
 
-def alive_fraction(fired_mask: torch.Tensor) -> float:
-    return float(fired_mask.double().mean())
-
-
 def ce_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> float:
     """Next-token cross-entropy in nats: position t predicts token t + 1 of the same row.
 
@@ -54,19 +48,6 @@ def ce_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> float:
     return float(F.cross_entropy(predicted, targets))
 
 
-def mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    """Mean over every element of (x - x_hat)^2."""
-    return float(((_tokens(x) - _tokens(x_hat)) ** 2).mean())
-
-
-def explained_variance(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    """1 - sum_t ||x_t - x_hat_t||^2 / sum_t ||x_t - mean||^2, mean over all tokens t."""
-    x64, x_hat64 = _tokens(x), _tokens(x_hat)
-    residual = ((x64 - x_hat64) ** 2).sum()
-    total = ((x64 - x64.mean(0)) ** 2).sum()
-    return float(1 - residual / total)
-
-
 def explained_variance_e2e_sae(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """The reference's (e2e_sae's) logged explained variance, one value per token.
 
@@ -74,19 +55,12 @@ def explained_variance_e2e_sae(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Te
     batch). The reference passes (input, output), so its *target* is the SAE's output: the
     spread in the denominator is the reconstruction's, per token. Averaged over tokens it is
     what the paper's figures read, and it is often negative for e2e SAEs. Kept for comparison
-    only; :func:`explained_variance` is sae-kit's headline value.
+    only; ``VarianceSums.explained_variance`` is sae-kit's headline value.
     """
     x64, out64 = _tokens(x), _tokens(x_hat)
     residual = ((x64 - out64) ** 2).sum(-1)
     spread = ((out64 - out64.mean(0)) ** 2).sum(-1)
     return 1 - residual / spread
-
-
-def downstream_mse(
-    clean: Mapping[int, torch.Tensor], spliced: Mapping[int, torch.Tensor]
-) -> dict[int, float]:
-    """Element-mean MSE between spliced and original residual streams, per position."""
-    return {p: mse(spliced[p], clean[p]) for p in sorted(clean)}
 
 
 class TokenMean:

@@ -32,14 +32,13 @@ backpropagates ``result.loss``. A complete loss plugin (``my_loss.py``), registe
 
 Options are a dataclass whose fields (with ``metadata={"help": ...}``) become ``--loss-option
 key=value`` settings on the command line; ``sae-kit plugins --options`` lists them. The loss
-reads them as ``self.opts.<field>``, the same attribute SAE architectures use (``self.options``
-is kept as another name for it), and the run's config.json records them typed, defaults filled
-in. A loss without options leaves ``Options`` out.
+reads them as ``self.opts.<field>``, the same attribute SAE architectures use, and the run's
+config.json records them typed, defaults filled in (``dataclasses.asdict(loss.opts)``). A loss
+without options leaves ``Options`` out.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -89,29 +88,6 @@ class Loss:
         hidden states. ``sae-kit cache`` stores exactly that; by default the SAEs' positions
         and the output."""
         return splice.sae_positions, True
-
-    @property
-    def options(self) -> Any:
-        """Another name for ``opts``, for losses written before the two plugin kinds agreed."""
-        return self.opts
-
-    @options.setter
-    def options(self, value: Any) -> None:  # an old-style loss may set it in its __init__
-        self.opts = value
-
-    def options_record(self, given: dict[str, Any]) -> dict[str, Any]:
-        """The options to save in config.json: typed, defaults filled in.
-
-        A loss that keeps options of its own outside ``opts`` (one written against the old
-        guide) gets ``given`` back unchanged, so nothing it was given is dropped.
-        """
-        opts = getattr(self, "opts", None)
-        if not dataclasses.is_dataclass(opts) or isinstance(opts, type):
-            return dict(given)
-        names = {f.name for f in dataclasses.fields(opts)}
-        if not {key.replace("-", "_") for key in given} <= names:
-            return dict(given)
-        return dataclasses.asdict(opts)
 
     def sparsity(self, sae: SAE, out: SAEOutput) -> torch.Tensor:
         """lambda times the architecture's penalty (L1 / d_in for the paper's SAE, L0 / d_in

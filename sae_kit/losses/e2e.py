@@ -40,7 +40,7 @@ def output_kl(splice: Splice, clean: RunResult, spliced: SplicedRun,
 
     In a shared pass (``splice.shared``) the clean side is computed once for all its SAEs."""
     cache = clean.derived if splice.shared is not None else None
-    return unembed_kl(splice.unembed, clean.final_hidden, spliced.run.final_hidden,
+    return unembed_kl(splice.unembed, clean.final_hidden, spliced.final_hidden,
                       options.kl_chunk, cache, options.kl_cache_mb)
 
 

@@ -71,7 +71,7 @@ class E2EDownstreamLoss(Loss):
         total = self.opts.kl_coeff * kl + sparsity
         if positions:
             mses = [
-                F.mse_loss(spliced.run.acts[p].float(), clean.acts[p].float()) for p in positions
+                F.mse_loss(spliced.acts[p].float(), clean.acts[p].float()) for p in positions
             ]
             ds = torch.stack(mses).mean()
             total = total + self.opts.ds_coeff * ds

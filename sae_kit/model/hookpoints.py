@@ -74,5 +74,3 @@ class HookPoint:
     def __str__(self) -> str:
         return self.name
 
-
-downstream_positions = HookPoint.downstream_positions  # the name earlier releases exported

@@ -204,10 +204,12 @@ class SharedClean:
 
 
 @dataclass
-class SplicedRun:
-    run: RunResult
-    sae_outputs: dict[HookPoint, SAEOutput]
-    sae_inputs: dict[HookPoint, torch.Tensor]
+class SplicedRun(RunResult):
+    """The pass with the SAEs in place; it reads like the clean one (``acts``, ``final_hidden``)
+    and adds what each SAE took in and gave out."""
+
+    sae_outputs: dict[HookPoint, SAEOutput] = field(default_factory=dict)
+    sae_inputs: dict[HookPoint, torch.Tensor] = field(default_factory=dict)
 
 
 class Splice:
@@ -268,7 +270,8 @@ class Splice:
         run = self.runner.run(
             input_ids, capture=capture, replace=replace, start=start, final_hidden=final_hidden
         )
-        return SplicedRun(run=run, sae_outputs=outputs, sae_inputs=inputs)
+        return SplicedRun(acts=run.acts, final_hidden=run.final_hidden, derived=run.derived,
+                          sae_outputs=outputs, sae_inputs=inputs)
 
     @property
     def unembed(self) -> nn.Module:

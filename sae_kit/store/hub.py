@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sae_kit import __version__
 from sae_kit.errors import SaeKitError
 from sae_kit.network import (
     configure_hub,
@@ -32,6 +31,7 @@ from sae_kit.network import (
 )
 from sae_kit.store import run_dir as layout
 from sae_kit.store.run_dir import RunDir
+from sae_kit.version import __version__
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi

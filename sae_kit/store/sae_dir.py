@@ -7,6 +7,7 @@ pickle, so a downloaded file cannot run code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -23,8 +24,7 @@ from sae_kit.store.files import as_umask_says
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import SAE_DIR_PREFIX, RunDir
 
-__all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "read_json", "sae_dirs", "save_sae",
-           "write_json_atomic"]
+__all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "sae_dirs", "save_sae"]
 
 WEIGHTS = "sae.safetensors"
 CONFIG = "config.json"
@@ -54,7 +54,7 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
         "architecture": sae.name,
         "d_in": sae.d_in,
         "n_dict": sae.n_dict,
-        "options": sae.options(),
+        "options": dataclasses.asdict(sae.opts),  # architecture options, saved with the weights
         "hook_point": hook_point.name,
         **extra,
     }

@@ -27,18 +27,20 @@ comes back, with its options.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sae_kit import __version__, plugins
+from sae_kit import plugins
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.store.files import write_bytes_atomic
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 from sae_kit.store.sae_dir import save_sae
+from sae_kit.version import __version__
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
@@ -88,7 +90,7 @@ def saelens_files(sae_dir: str | Path) -> dict[str, bytes]:
             state["threshold"] = sae.threshold.detach().expand(sae.n_dict).clone()
     weights = save({k: v.float().contiguous() for k, v in state.items()},
                    metadata={"format": "pt"})
-    cfg = {**_cfg(config, hook), **_arch_cfg(sae.name, sae.options())}
+    cfg = {**_cfg(config, hook), **_arch_cfg(sae.name, dataclasses.asdict(sae.opts))}
     return {CFG: (json.dumps(cfg, indent=2, default=str) + "\n").encode(), WEIGHTS: weights}
 
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from sae_kit.progress import Progress, ProgressLines
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.spec import Point, Sweep
@@ -37,13 +38,21 @@ def point_state(point: Point) -> str:
     return "new"
 
 
-def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) -> None:
-    """Train what is left of one group, then evaluate its points (rank 0 only)."""
+def run_group(sweep: Sweep, points: list[Point], say: Say,
+              progress: Progress | None = None) -> None:
+    """Train what is left of one group, then evaluate its points (rank 0 only). ``progress``
+    (sae_kit.progress; default: log lines) hears of the steps of ``resuming`` and ``training``,
+    then of the batches of ``evaluating NAME``."""
     from pathlib import Path
 
     from sae_kit.train.group import build_group
     from sae_kit.train.loop import fit
     from sae_kit.train.resume import resume_runs
+
+    progress = progress or ProgressLines()
+
+    def on_step(what: str) -> Any:
+        return lambda step, total, _row: progress(f"{what} (steps)", step, total)
 
     states = {p.name: point_state(p) for p in points}
     started = [p for p in points if states[p.name] == "started"]
@@ -55,29 +64,35 @@ def run_group(sweep: Sweep, points: list[Point], say: Say, on_step: Any = None) 
         if started:
             say(f"resuming {', '.join(p.name for p in started)}")
             runs, start = resume_runs([Path(p.config.output_dir or "") for p in started])
-            fit(runs, on_step, start=start, group_dir=sweep.out)
+            fit(runs, on_step("resuming"), start=start, group_dir=sweep.out)
     except MembersStopped:
         pass  # each stopped point's failed.json says why; the report lists it
     try:
         if new:
             say(f"training {', '.join(p.name for p in new)} in one pass")
-            fit(build_group([p.config for p in new]), on_step, group_dir=sweep.out)
+            fit(build_group([p.config for p in new]), on_step("training"), group_dir=sweep.out)
     except MembersStopped:
         pass
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 evaluates
     for point in points:
         if point_state(point) == "trained":
-            evaluate_point(sweep, point, say)
+            evaluate_point(sweep, point, say, progress)
 
 
-def evaluate_point(sweep: Sweep, point: Point, say: Say) -> dict[str, Any]:
+def evaluate_point(sweep: Sweep, point: Point, say: Say,
+                   progress: Progress | None = None) -> dict[str, Any]:
     from sae_kit.eval.evaluation import evaluate_run
 
     say(f"evaluating {point.name}")
     device = "cpu" if point.config.device == "cpu" else "auto"
+    progress = progress or ProgressLines()
+
+    def on_batch(done: int, total: int) -> None:
+        progress(f"evaluating {point.name} (batches)", done, total)
+
     return evaluate_run(point.config.output_dir or "", sweep.eval_tokens, sweep.eval_batch_size,
-                        device, alive_tokens=sweep.eval_alive_tokens)
+                        device, on_batch, alive_tokens=sweep.eval_alive_tokens)
 
 
 def results(sweep: Sweep) -> list[dict[str, Any]]:

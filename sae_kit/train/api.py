@@ -1,16 +1,18 @@
-"""The Python API: ``from sae_kit import TrainConfig, train``.
+"""The Python API: ``from sae_kit import TrainConfig, train_saes``.
 
-    from sae_kit import TrainConfig, train
+    from sae_kit import TrainConfig, train_saes
 
-    run_dir = train(TrainConfig(loss="e2e", sparsity_coeff=2.0, n_samples=400))
-    group = train("run.toml", lambdas=[0.5, 1, 2, 4, 8], seed=1)   # one SAE per lambda, one pass
+    run_dir = train_saes(TrainConfig(loss="e2e", sparsity_coeff=2.0, n_samples=400))
+    group = train_saes("run.toml", lambdas=[0.5, 1, 2, 4, 8], seed=1)  # one SAE per lambda
 
-``train`` takes a TrainConfig or a settings file (TOML, JSON — a run's config.json — or YAML),
+``train_saes`` takes a TrainConfig or a settings file (TOML, JSON — a run's config.json — or YAML),
 field overrides as keywords, and optionally several lambdas trained in one shared pass; it
 returns the run directory (the group directory for several lambdas, one run directory per
 lambda inside it). The CLI's ``sae-kit train`` is a thin layer over :func:`prepare` and the
 loop's ``fit``. A lone run that goes NaN raises SaeKitError; in a group such an SAE stops alone
 and, once the others are saved, ``MembersStopped`` (a SaeKitError) lists each one that stopped.
+Progress goes to ``on_step`` or, without one, to the ``sae_kit`` logger
+(``logging.basicConfig(level=logging.INFO)`` shows it; see sae_kit.progress).
 """
 
 from __future__ import annotations
@@ -58,9 +60,9 @@ def prepare(config: TrainConfig, lambdas: Sequence[float] | None = None
     return runs, group_dir
 
 
-def train(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None = None,
-          on_step: Callable[[int, int, dict | None], None] | None = None,
-          **overrides: Any) -> Path:
+def train_saes(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None = None,
+               on_step: Callable[[int, int, dict | None], None] | None = None,
+               **overrides: Any) -> Path:
     """Train SAEs; returns the run directory (see the module doc).
 
     Sets glibc to reuse freed large buffers, as the ``sae-kit`` command does (``SAE_KIT_MALLOC=
@@ -77,4 +79,19 @@ def train(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None =
     else:
         config, found = load_config(config, **overrides)
     runs, group_dir = prepare(config, lambdas or found)
-    return fit(runs, on_step, group_dir=group_dir)
+    return fit(runs, on_step or log_steps(), group_dir=group_dir)
+
+
+def log_steps() -> Callable[[int, int, dict | None], None]:
+    """An ``on_step`` that logs ``training 120/400 (30%), 0:01:10 left  loss ...`` to the
+    ``sae_kit`` logger every SAE_KIT_LOG_SECONDS (sae_kit.progress); the default of train()."""
+    from sae_kit.progress import ProgressLines
+    from sae_kit.train.stats import step_status
+
+    lines, last = ProgressLines(), {}
+
+    def on_step(step: int, total: int, row: dict | None) -> None:
+        last.update({"status": step_status(row)} if row else {})
+        lines("training", step, total, last.get("status", ""))
+
+    return on_step

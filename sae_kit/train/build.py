@@ -99,8 +99,7 @@ def resolve_defaults(config: TrainConfig, loss: Loss) -> TrainConfig:
     arch_options = parse_options(arch.Options, config.architecture_options, arch.name)
     for name in config.hook_points:  # a misspelt name fails before the model loads
         HookPoint.parse(name)
-    record = getattr(loss, "options_record", None)  # absent on a loss not derived from Loss
-    loss_options = record(config.loss_options) if record else dict(config.loss_options)
+    loss_options = dataclasses.asdict(loss.opts)
     return dataclasses.replace(config, **defaults, loss_options=loss_options,
                                architecture_options=dataclasses.asdict(arch_options))
 

@@ -5,8 +5,8 @@
 Every member is a whole :class:`~sae_kit.train.run.Run` with its own directory, config.json,
 metrics.jsonl, checkpoints, optimizer and schedule, so it can be evaluated, pushed or resumed as
 if it had been trained alone. What the members share is what does not depend on them: the model,
-the data stream (so they must agree on everything that sets it, see ``SHARED``) and the clean
-forward pass of each batch (:class:`~sae_kit.model.splice.SharedClean`). Each member then
+the data stream (so they must agree on everything that sets it, see ``SHARED_IN_ONE_PASS``) and
+the clean forward pass of each batch (:class:`~sae_kit.model.splice.SharedClean`). Each member then
 runs its own loss and backward in turn (no SAE appears in another member's loss), and clipping,
 Adam and the schedule run per member, as alone.
 
@@ -30,18 +30,16 @@ from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
 from sae_kit.train import checkpoint
 from sae_kit.train.build import build_run, run_dir_for
-from sae_kit.train.loop import fit
 
 GROUP_FILE = "group.json"
 GROUP_FORMAT = "sae-kit-group/1"
-SHARED = SHARED_IN_ONE_PASS
 
 
 def check_shareable(configs: Sequence[TrainConfig]) -> None:
     """Refuse, in one line, configs that cannot be trained in one pass."""
     if not configs:
         raise SaeKitError("a group needs at least one run")
-    for name in SHARED:
+    for name in SHARED_IN_ONE_PASS:
         values = {repr(getattr(c, name)) for c in configs}
         if len(values) > 1:
             raise SaeKitError(
@@ -116,10 +114,3 @@ def lambda_group(config: TrainConfig, lambdas: Sequence[float]) -> tuple[Path, l
     return group_dir, configs
 
 
-def train_group(configs: Sequence[TrainConfig], group_dir: str | Path,
-                on_step: Any = None) -> Path:
-    """Train ``configs`` in one pass (see the module doc); returns the group directory."""
-    runs = build_group(configs)
-    if runs[0].dist.is_main:
-        write_manifest(Path(group_dir), runs)
-    return fit(runs, on_step, group_dir=Path(group_dir))

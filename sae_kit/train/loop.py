@@ -1,6 +1,6 @@
 """The training loop. It knows no loss and no model family: both are plugins.
 
-    sae-kit train --loss e2e --layer 2          # the CLI builds a TrainConfig and calls train()
+    sae-kit train --loss e2e --layer 2          # the CLI builds the run and calls fit()
 
 ``sae_kit.train.build`` makes the :class:`~sae_kit.train.run.Run`; this module fits it: one
 optimizer step, metrics, checkpoints, and the SAE directories at the end.
@@ -17,15 +17,12 @@ from typing import Any
 
 import torch
 
-from sae_kit import __version__
 from sae_kit.errors import SaeKitError
-from sae_kit.record.config import TrainConfig
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.run_lock import claim_new_dir, lock_run, unwritable_run_dir
 from sae_kit.store.sae_dir import save_sae
 from sae_kit.trackers.base import open_trackers
 from sae_kit.train import checkpoint, distributed, precision
-from sae_kit.train.build import build_run
 from sae_kit.train.checkpoint import TrainState
 from sae_kit.train.nonfinite import (
     MembersStopped,
@@ -36,6 +33,7 @@ from sae_kit.train.nonfinite import (
 from sae_kit.train.run import Run, capture
 from sae_kit.train.signals import Interrupted, stop_on_signals
 from sae_kit.train.stats import MetricsLog, StepStats
+from sae_kit.version import __version__
 
 logger = logging.getLogger("sae_kit.train")
 
@@ -100,11 +98,6 @@ def save_saes(run: Run, tokens: int) -> None:
 
 
 ProgressCallback = Callable[[int, int, "dict[str, Any] | None"], None]
-
-
-def train(config: TrainConfig, on_step: ProgressCallback | None = None) -> Path:
-    """Build the run from ``config`` and fit it; returns the run directory."""
-    return fit(build_run(config), on_step)
 
 
 def fit(
@@ -210,13 +203,14 @@ def _stop_alone(run: Run, what: str, step: int, saved: Path | None) -> str:
 
 def _progress_row(runs: Sequence[Run], rows: Sequence[dict[str, Any] | None]
                   ) -> dict[str, Any] | None:
-    """A lone run's metrics row, or a group's rows side by side (L0 per member)."""
+    """A lone run's metrics row, or a group's rows side by side: ``loss@RUN`` and
+    ``l0/HOOK@RUN`` per member (a sum of the members' losses would mean nothing)."""
     if len(rows) == 1 or rows[0] is None:
         return rows[0]
-    combined = {"tokens_per_s": rows[0]["tokens_per_s"], "loss": sum(r["loss"] for r in rows)}
+    combined = {"tokens_per_s": rows[0]["tokens_per_s"]}
     for run, row in zip(runs, rows, strict=True):
         combined.update({f"{k}@{run.run_dir.name}": v for k, v in row.items()
-                         if k.startswith("l0/")})
+                         if k == "loss" or k.startswith("l0/")})
     return combined
 
 

@@ -34,10 +34,6 @@ class StopFlag:
         self.signum: int | None = None
         self.announce = announce
 
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
     def handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.signum is not None:

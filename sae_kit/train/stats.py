@@ -16,6 +16,16 @@ from sae_kit.architectures.codes import fired_and_count
 from sae_kit.losses.base import LossResult
 
 
+def step_status(row: dict[str, Any] | None) -> str:
+    """``12,345 tok/s  loss 0.1234  L0 31.2`` from a metrics row; a group's members side by
+    side (``loss 0.1234/0.2345  L0 31.2/12.0``), never summed."""
+    if not row:
+        return ""
+    loss = [f"{v:.4f}" for k, v in row.items() if k == "loss" or k.startswith("loss@")]
+    l0 = [f"{v:.1f}" for k, v in row.items() if k.startswith("l0/")]
+    return f"{row['tokens_per_s']:,.0f} tok/s  loss {'/'.join(loss)}  L0 {'/'.join(l0)}"
+
+
 class StepStats:
     """Averages over the micro-batches since the last record."""
 

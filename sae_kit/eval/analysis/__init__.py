@@ -11,12 +11,14 @@
   the model over text, tokens as visible text.
 - :mod:`.attribution` - per-feature functional importance on one batch: -c * dM/dc for KL and
   CE under both conventions, exact ablation, Spearman, concentration shares; pure tensor code.
-- :mod:`.features`, :mod:`.compare` (+ :mod:`.plots`) and :mod:`.importance` (+
-  :mod:`.importance_values`, :mod:`.importance_files`, :mod:`.importance_plot`,
-  :mod:`.context_effects`) - the `sae-kit features`, `sae-kit compare`
-  and `sae-kit importance` pipelines.
+- :mod:`.features` - the data of `sae-kit features` (the report, its view, reads it;
+  :mod:`sae_kit.eval.feature_report` composes the two); :mod:`.compare` (+ :mod:`.plots`) and
+  :mod:`.importance` (+ :mod:`.importance_values`, :mod:`.importance_files`,
+  :mod:`.importance_plot`, :mod:`.context_effects`) - the `sae-kit compare` and
+  `sae-kit importance` pipelines.
 
 May import sae_kit.model, .store, .data and .eval.metrics, never .train (the initial decoder is
 rebuilt by the rule :func:`sae_kit.train.build.build_saes` follows, and a test holds the two
-equal); imported only by the CLI and :mod:`sae_kit.eval.report` (the HTML templates).
+equal) and never the report (its view); imported by the CLI, :mod:`sae_kit.eval.report`,
+:mod:`sae_kit.eval.feature_report` and :mod:`sae_kit.eval.explain`.
 """

@@ -34,6 +34,7 @@ from sae_kit.eval.analysis.geometry import (
 from sae_kit.eval.analysis.source import AnalysisSource, open_source
 from sae_kit.eval.metrics import TokenMean, fired, l0
 from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.progress import Progress, ProgressLines
 from sae_kit.store.jsonio import write_json_atomic
 
 
@@ -63,8 +64,9 @@ def open_sources(refs: Sequence[str], hook_point: str | None,
 
 
 def activation_pass(sources: Sequence[AnalysisSource], loaded: LoadedModel, choice: TextChoice,
-                    n_tokens: int, batch_size: int,
-                    device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+                    n_tokens: int, batch_size: int, device: torch.device,
+                    progress: Progress | None = None,
+                    ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """Run every SAE on the same held-out activations: alive masks and activation statistics."""
     first = sources[0]
     alive = [torch.zeros(s.sae.n_dict, dtype=torch.bool) for s in sources]
@@ -83,6 +85,8 @@ def activation_pass(sources: Sequence[AnalysisSource], loaded: LoadedModel, choi
                 alive[i] |= fired(out.codes).cpu()
                 l0s[i].add(l0(out.codes), x.shape[0] * x.shape[1])
                 sums[i].add(x, out.output)
+            if progress:
+                progress("reading text (tokens)", n, n_tokens)
     stats = [{"n_tokens": n, "l0": m.value, "alive": int(a.sum()),
               **s.summary(), "per_position": s.per_position()}
              for a, s, m in zip(alive, sums, l0s, strict=True)]
@@ -137,24 +141,29 @@ def geometry(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
 def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
                     n_tokens: int = 100_000, batch_size: int = 8, device: str = "auto",
                     choice: TextChoice | None = None, embedding: str = "auto",
+                    progress: Progress | None = None,
                     importance: bool = False) -> dict[str, Any]:
     """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary.
-
-    With ``importance``, also every SAE's attribution distribution
-    (:mod:`.compare_importance`)."""
+    ``progress`` (sae_kit.progress; default: log lines) hears of the tokens read, then of the
+    geometry, the plots and the files. With ``importance``, also every SAE's attribution
+    distribution (:mod:`.compare_importance`)."""
     from safetensors.torch import save_file
 
     from sae_kit.eval.analysis.plots import write_plots
     from sae_kit.model.device import resolve_device
 
+    progress = progress or ProgressLines()
     torch_device = resolve_device(device)
     sources = open_sources(refs, hook_point, torch_device)
     loaded = load_model(sources[0].model, revision=sources[0].revision, device=torch_device)
     for source in sources:
         loaded.check_fits(source.hook_point, source.sae.d_in)
     alive, activation = activation_pass(sources, loaded, choice or TextChoice(), n_tokens,
-                                        batch_size, torch_device)
+                                        batch_size, torch_device, progress)
+    steps = 4 if importance else 3  # geometry, plots, (importance,) files
+    progress("comparing (steps)", 0, steps)
     summary, values = geometry(sources, alive)
+    progress("comparing (steps)", 1, steps)
     for source, stats in zip(sources, activation, strict=True):
         summary["saes"][source.label].update(
             {"source": str(source.path), "loss": source.sae_config.get("loss"),
@@ -166,12 +175,15 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     summary["plots"], summary["embedding_method"] = write_plots(
         sources, alive, summary, out, embedding)
+    progress("comparing (steps)", 2, steps)
     if importance:
         from sae_kit.eval.analysis.compare_importance import compare_importance
 
         summary["plots"].append(compare_importance(sources, loaded, choice or TextChoice(),
                                                    n_tokens, batch_size, torch_device, summary,
                                                    out))
+        progress("comparing (steps)", 3, steps)
     save_file({k: v.contiguous() for k, v in values.items()}, str(out / "maxcos.safetensors"))
     write_json_atomic(out / "summary.json", summary)
+    progress("comparing (steps)", steps, steps)
     return summary

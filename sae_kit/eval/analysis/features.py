@@ -1,17 +1,16 @@
-"""`sae-kit features`: one pass over text with one SAE, everything a feature dashboard shows.
+"""The data of `sae-kit features`: one pass over text with one SAE, everything a feature
+dashboard shows.
 
-    sae-kit features runs/sae-kit-tiny-e2e-20261125-120000 --tokens 50000 --out report/
-
-The data are gathered by :func:`collect_features` (memory independent of the token count) and
-written as a static HTML report by :mod:`sae_kit.eval.report`.
+:func:`collect_features` gathers it (memory independent of the token count);
+:func:`feature_records` and :func:`tensors` hand it to the view (:mod:`sae_kit.eval.report`),
+which this module never imports; :mod:`sae_kit.eval.feature_report` composes the two.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -35,7 +34,7 @@ from sae_kit.eval.analysis.importance import (
     start_importance,
 )
 from sae_kit.eval.analysis.importance_values import feature_importance, per_feature
-from sae_kit.eval.analysis.source import AnalysisSource, open_source
+from sae_kit.eval.analysis.source import AnalysisSource
 from sae_kit.eval.analysis.stats import (
     Contexts,
     Entries,
@@ -45,7 +44,8 @@ from sae_kit.eval.analysis.stats import (
     quantile_groups,
 )
 from sae_kit.eval.analysis.tokens import token_table
-from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.model.loading import LoadedModel
+from sae_kit.progress import Progress
 
 
 @dataclass
@@ -104,10 +104,11 @@ def _codes(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
 
 def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
                      settings: FeatureSettings, device: torch.device,
-                     on_batch: Callable[[int], None] | None = None,
+                     progress: Progress | None = None,
                      importance: ImportanceSettings | None = None) -> FeatureData:
     """One pass for the dashboards; with ``importance``, the attribution rides on it (one
-    clean forward per batch for both) and the exact ablation follows in a second pass."""
+    clean forward per batch for both) and the exact ablation follows in a second pass.
+    ``progress`` hears of the tokens read, then of the exact ablation's."""
     sae, n_dict, s = source.sae, source.sae.n_dict, settings
     stats = FeatureStats(n_dict)
     top = TopContexts(n_dict, s.top_k, s.before, s.after)
@@ -122,12 +123,18 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
         stats.add(codes, entries)
         top.add(codes, input_ids, entries)
         sample.add(codes, input_ids, entries)
-        if on_batch:
-            on_batch(stats.n_tokens)
+        if progress:
+            progress("reading text (tokens)", stats.n_tokens, s.n_tokens)
+    if progress and stats.n_tokens < s.n_tokens:  # the text ran out first: the bar ends
+        progress("reading text (tokens)", stats.n_tokens, stats.n_tokens)
     importance_data = None
     if attribution is not None:
+        exact = None
+        if progress:  # the exact ablation runs over the same tokens again
+            def exact(phase: str, done: int) -> None:
+                progress(f"importance: {phase} (tokens)", done, stats.n_tokens)
         importance_data = finish_importance(attribution, source, loaded, choice, importance,
-                                            started, top=top.best, after=s.after)
+                                            started, exact, top=top.best, after=s.after)
     with torch.no_grad():
         effects = output_token_effects(sae.W_dec, loaded.adapter.unembed(loaded.model),
                                        loaded.adapter.final_norm(loaded.model), s.n_logits)
@@ -236,30 +243,3 @@ def tensors(data: FeatureData) -> dict[str, torch.Tensor]:
     out.update({f"logit_{k}": v for k, v in data.effects.items()})
     # int32 ids and counts: half the file, and ids and counts fit.
     return {k: (v.int() if v.dtype == torch.long else v).contiguous() for k, v in out.items()}
-
-
-def build_features(ref: str, out: Path, hook_point: str | None = None,
-                   settings: FeatureSettings | None = None, choice: TextChoice | None = None,
-                   device: str = "auto", on_batch: Callable[[int], None] | None = None,
-                   importance: ImportanceSettings | None = None,
-                   ) -> tuple[Path, dict[str, Any]]:
-    """Run the whole `sae-kit features` pipeline; returns the report's index.html and meta.
-
-    With ``importance`` the report also carries every feature's importance (its n_tokens and
-    batch_size are the report's)."""
-    from sae_kit.eval.report.render import write_report
-    from sae_kit.model.device import resolve_device
-
-    settings = settings or FeatureSettings()
-    if settings.n_tokens < 1:
-        raise SaeKitError(f"--tokens must be positive, got {settings.n_tokens}")
-    torch_device = resolve_device(device)
-    source = open_source(ref, hook_point, torch_device)
-    loaded = load_model(source.model, revision=source.revision, device=torch_device)
-    loaded.check_fits(source.hook_point, source.sae.d_in)
-    if importance is not None:
-        importance = replace(importance, n_tokens=settings.n_tokens,
-                             batch_size=settings.batch_size)
-    data = collect_features(source, loaded, choice or TextChoice(), settings, torch_device,
-                            on_batch, importance)
-    return write_report(data, out), data.meta

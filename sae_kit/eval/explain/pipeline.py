@@ -40,11 +40,11 @@ from sae_kit.eval.explain.prompts import (
     scoring_messages,
 )
 from sae_kit.eval.explain.settings import ExplainSettings
+from sae_kit.progress import Progress
 
 SCORERS = ("detection", "fuzzing", "simulation")
 RESULTS = "explanations.json"
 CACHE = "explain-cache"
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)

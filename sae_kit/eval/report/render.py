@@ -27,6 +27,7 @@ from sae_kit.eval.analysis.features import FeatureData, feature_records, tensors
 from sae_kit.eval.analysis.importance_files import write_importance
 from sae_kit.eval.analysis.importance_values import importance_columns, importance_summary
 from sae_kit.eval.report.interpretability import interpretability_view
+from sae_kit.progress import Progress
 
 CHUNK = 128
 """Features per data file: a panel loads one file of ~0.5 MB, not the whole dictionary."""
@@ -63,8 +64,9 @@ def _write_js(path: Path, call: str, *args: Any) -> None:
     path.write_text(f"{call}({body});\n", encoding="utf-8")
 
 
-def write_report(data: FeatureData, out: Path) -> Path:
-    """Write the report directory; returns its index.html."""
+def write_report(data: FeatureData, out: Path, progress: Progress | None = None) -> Path:
+    """Write the report directory; returns its index.html. ``progress`` hears of every chunk
+    of features written (most of `sae-kit features`' time on a large dictionary)."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -87,6 +89,8 @@ def write_report(data: FeatureData, out: Path) -> Path:
                 _write_js(out / "data" / f"features-{number:04d}.js", "SAEReport.addChunk",
                           number, chunk)
                 chunk = []
+                if progress:
+                    progress("writing report (features)", record["index"] + 1, data.stats.n_dict)
     _write_js(out / "data" / "tokens.js", "SAEReport.setTokens", data.tokens)
     importance = None
     if data.importance is not None:
