@@ -15,3 +15,8 @@ def first_line(exc: BaseException) -> str:
     """
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 SAE``, ``3 SAEs``: a count with its noun in the right number, never ``SAE(s)``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

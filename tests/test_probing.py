@@ -127,6 +127,7 @@ def probe_run_dir(tiny_gpt2, tmp_path_factory):
     return out
 
 
+@pytest.mark.integration
 def test_probe_runs_on_a_real_model_from_the_command_line(probe_run_dir, tmp_path):
     # a task the tiny model's tokens tell apart: code against prose
     _write_task(tmp_path, "1_code", [
@@ -149,6 +150,7 @@ def test_probe_runs_on_a_real_model_from_the_command_line(probe_run_dir, tmp_pat
     assert table.exit_code == 0 and "k=1 AUC" in table.stdout and "1_code" in table.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("args", "message"), [
     (["--k", "0"], "--k 0: each k must be 1 or more"),
     (["--k", "a"], "--k 'a': give whole numbers"),

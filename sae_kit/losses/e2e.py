@@ -10,7 +10,7 @@ from sae_kit.architectures.base import SAEOutput
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult, listed_active
 from sae_kit.losses.chunked_kl import DEFAULT_CACHE_MB, DEFAULT_CHUNK, unembed_kl
-from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.splice import RunResult, Splice, SplicedRun
 
 
@@ -69,6 +69,10 @@ class E2ELoss(Loss):
 
     name = "e2e"
     Options = KLOptions
+
+    def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
+        # The residual the spliced pass starts from (a layer's input for an SAE inside it).
+        return [splice.first_position], True
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=[splice.first_position])

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from sae_kit.losses.base import Loss, LossResult
+from sae_kit.model.hookpoints import Site
 from sae_kit.model.splice import Splice
 
 
@@ -17,15 +18,15 @@ class LocalLoss(Loss):
 
     name = "local"
 
-    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
-        return splice.sae_positions, False  # reconstructs the inputs; reads no output
+    def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
+        return splice.sae_sites, False  # reconstructs the inputs; reads no output
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
-        clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
+        clean = splice.clean(input_ids, capture=splice.sae_sites, final_hidden=False)
         total = torch.zeros((), device=input_ids.device)
         terms, codes, active = {}, {}, {}
         for hp, sae in splice.saes.items():
-            x = clean.acts[hp.position].to(sae.W_enc.dtype)
+            x = clean.acts[hp.site].to(sae.W_enc.dtype)
             out = sae(x)
             mse = F.mse_loss(out.output, x)
             sae_total, sae_terms = self.sae_terms(hp, sae, out)

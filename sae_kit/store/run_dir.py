@@ -7,6 +7,7 @@
         failed.json                 a group member that stopped on a non-finite step (why, when)
         checkpoints/step-000042/    see sae_kit.train.checkpoint
         blocks.6.hook_resid_pre/    one SAE directory per hook point (see sae_kit.store.sae_dir)
+        transformer.h.6.mlp.c_fc/   ... named by the hook point, a module path included
 
 Everything that reads or writes these names goes through :class:`RunDir`; :meth:`RunDir.read`
 is the one reader of ``config.json`` (a :class:`~sae_kit.record.run_record.RunRecord`). No torch
@@ -29,7 +30,15 @@ EVAL = "eval.json"
 FAILED = "failed.json"
 CHECKPOINTS = "checkpoints"
 SAE_DIR_PREFIX = "blocks."
-"""Every SAE directory's name starts so (it is a hook point's name)."""
+"""The name of every SAE directory at a ``blocks.L.hook_*`` point starts so."""
+
+
+def named_hook_point(name: str) -> HookPoint | None:
+    """The hook point a run directory's child ``name`` is named after, if it is one."""
+    try:
+        return HookPoint.parse(name)
+    except SaeKitError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sae_kit.model.hookpoints import HookPoint
 from sae_kit.record.run_record import RunRecord
 from sae_kit.store.files import as_umask_says
 from sae_kit.store.jsonio import read_json, write_json_atomic
-from sae_kit.store.run_dir import SAE_DIR_PREFIX, RunDir
+from sae_kit.store.run_dir import RunDir, named_hook_point
 
 __all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "sae_dirs", "save_sae"]
 
@@ -98,7 +98,8 @@ def _checked_config(config: Any, where: Path) -> tuple[type[SAE], dict[str, Any]
                           f"architecture, d_in, n_dict), but a JSON {type(config).__name__}")
     missing = [k for k in ("architecture", "d_in", "n_dict") if k not in config]
     if missing:
-        raise SaeKitError(f"{str(where)!r} lacks the field(s) {', '.join(missing)}")
+        noun = "the field" if len(missing) == 1 else "the fields"
+        raise SaeKitError(f"{str(where)!r} lacks {noun} {', '.join(missing)}")
     for key in ("d_in", "n_dict"):
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -132,12 +133,15 @@ def sae_dirs(run_dir: str | Path) -> dict[HookPoint, Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SaeKitError(f"run directory {str(run_dir)!r} does not exist")
-    found = {HookPoint.parse(p.name): p for p in run_dir.iterdir() if (p / CONFIG).exists()
-             and p.name.startswith(SAE_DIR_PREFIX)}
+    found = {}
+    for p in run_dir.iterdir():
+        hook_point = named_hook_point(p.name)
+        if hook_point is not None and (p / CONFIG).exists():
+            found[hook_point] = p
     if not found:
         raise SaeKitError(
-            f"{str(run_dir)!r} holds no trained SAE (no blocks.*/{WEIGHTS}); train one with "
-            "`sae-kit train`"
+            f"{str(run_dir)!r} holds no trained SAE (no blocks.*/{WEIGHTS} nor one at a module "
+            "path); train one with `sae-kit train`"
         )
     return dict(sorted(found.items()))
 

@@ -32,15 +32,31 @@ def load_config(path: str | Path, **overrides: Any) -> tuple[TrainConfig, list[f
     several: ``lambda = [0.5, 1, 2]``). A run's config.json keeps everything but its output
     directory, so a rerun gets a fresh one unless ``output_dir`` is given."""
     settings = normalise(read_settings(path), where=str(path))
-    if "resolved" in read_settings(path):
+    record = "resolved" in read_settings(path)  # a run's config.json: lambda always recorded
+    if record:
         settings.pop("output_dir", None)
+    file_lambda = "sparsity_coeff" in settings and "sparsity_coeff" not in overrides
     settings.update(overrides)
     lambdas = settings.get("sparsity_coeff", TrainConfig.sparsity_coeff)
     lambdas = [float(x) for x in lambdas] if isinstance(lambdas, list) else [float(lambdas)]
     if not lambdas:
         raise SaeKitError(f"{path}: lambda needs at least one value")
     settings["sparsity_coeff"] = lambdas[0]
-    return config_from_settings(settings, where=str(path)), lambdas
+    config = config_from_settings(settings, where=str(path))
+    if file_lambda and not record:
+        refuse_meaningless_lambda(config.architecture, f"{path}: lambda")
+    return config, lambdas
+
+
+def refuse_meaningless_lambda(architecture: str, given: str) -> None:
+    """A lambda someone gave weights a penalty that some architectures (TopK: k sets the L0)
+    do not have: refused, not ignored. ``given`` names where it was given (``--lambda``)."""
+    from sae_kit import plugins
+
+    if not plugins.load("architectures", architecture).penalised:
+        raise SaeKitError(f"{given} has no effect with the {architecture!r} architecture (it "
+                          "has no sparsity penalty; its options set the sparsity, e.g. k=32); "
+                          f"drop {given.rsplit(': ', 1)[-1]}")
 
 
 def prepare(config: TrainConfig, lambdas: Sequence[float] | None = None

@@ -10,6 +10,7 @@ scale is that of a unit-norm residual direction. The unembedding's bias is left 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -41,8 +42,12 @@ def output_token_effects(directions: torch.Tensor, unembed: nn.Module, norm: nn.
     """Each element's k most promoted and k most suppressed output tokens, with logit values.
 
     Returns ``top_ids``/``top_values`` and ``bottom_ids``/``bottom_values``, each (n, k), the
-    bottom ones most negative first.
+    bottom ones most negative first; k = 0 gives (n, 0) tensors without touching the model.
     """
+    if k == 0:
+        empty = torch.zeros(directions.shape[1], 0)
+        return {"top_ids": empty.long(), "top_values": empty, "bottom_ids": empty.long(),
+                "bottom_values": empty}
     folded = through_final_norm(unit_columns(directions), norm)
     param = next(unembed.parameters())
     zero = unembed(torch.zeros(1, folded.shape[0], dtype=param.dtype, device=param.device))
@@ -66,8 +71,12 @@ def nearest_features(directions: torch.Tensor, k: int) -> tuple[torch.Tensor, to
 
 
 def initial_decoder(sae_config: dict[str, Any], run_config: TrainConfig | None,
-                    hook_point: HookPoint) -> torch.Tensor | None:
+                    hook_point: HookPoint, widths: Mapping[str, int] | None = None
+                    ) -> torch.Tensor | None:
     """The decoder this SAE started from, rebuilt from its run's seed; None if not knowable.
+
+    widths: the run's activation widths by hook point where they are not d_in (module paths;
+    ``Resolved.widths``).
 
     `sae-kit train` seeds torch with the run's seed and then builds one SAE per hook point, in
     the order of the config's hook points, before anything else draws random numbers; doing
@@ -82,11 +91,12 @@ def initial_decoder(sae_config: dict[str, Any], run_config: TrainConfig | None,
         return None
     options = run_config.architecture_options
     d_in, n_dict = int(sae_config["d_in"]), int(sae_config["n_dict"])
+    widths = widths or {}
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(run_config.seed)
         for name in run_config.hook_points:
-            sae = arch(d_in, n_dict, **options)
+            sae = arch(widths.get(name, d_in), n_dict, **options)
             if HookPoint.parse(name) == hook_point:
                 return sae.W_dec.detach().clone()
     finally:

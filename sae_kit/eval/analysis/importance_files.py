@@ -24,14 +24,13 @@ from sae_kit.eval.analysis.source import AnalysisSource
 def write_importance(data: ImportanceData, out: Path) -> Path:
     """importance.json, importance.safetensors and density_importance.png in ``out``; returns
     the JSON's path."""
-    from safetensors.torch import save_file
-
     from sae_kit.eval.analysis.importance_plot import density_importance_plot
+    from sae_kit.store.files import save_tensors
     from sae_kit.store.jsonio import write_json_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     values = per_feature(data)
-    save_file(values, str(out / "importance.safetensors"))
+    save_tensors(values, out / "importance.safetensors")
     density_importance_plot(values, f"{data.source.label} {data.source.hook_point.name}",
                             out / "density_importance.png")
     path = out / "importance.json"
