@@ -94,7 +94,8 @@ def save_saes(run: Run, tokens: int) -> None:
     for hp, sae in run.saes.items():
         # lambda weights no penalty of an architecture without one (TopK): record none
         save_sae(sae, hp, run.layout.sae(hp),
-                 extra if sae.penalised else {**extra, "sparsity_coeff": None})
+                 extra if sae.penalised else {**extra, "sparsity_coeff": None},
+                 output=run.splice.outputs[hp])
 
 
 ProgressCallback = Callable[[int, int, "dict[str, Any] | None"], None]
