@@ -5,6 +5,7 @@ oracles in oracles.py). Test files import from here, never from each other."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,20 @@ def hub_cli(args: list[str], home: Path, endpoint: str, token: str | None = HUB_
     # The bound only catches a hang: importing sae_lens (and transformer_lens) on a loaded
     # 2-core machine took over 180 s.
     return subprocess.run(cmd, env=clean, capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def one_line_error(result: Any, *needles: str) -> str:
+    """Exit code 2, no traceback, and one `error: ...` line, the last (log lines may precede)."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", "", line)  # log timestamps
+             for line in result.stderr.strip().splitlines()]
+    assert "Traceback" not in result.output
+    assert [line for line in lines if line.startswith("error")] == lines[-1:], lines
+    assert all(line.startswith(("error: ", "loading model", "model ", "run directory",
+                                    "eval "))
+               or re.search(r" \d+/\d+ \(\d+%\)", line)  # progress lines off a terminal
+               for line in lines), lines
+    flat = " ".join(lines[-1].split())
+    for needle in needles:
+        assert needle in flat, flat
+    return flat

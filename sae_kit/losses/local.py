@@ -11,7 +11,8 @@ from sae_kit.model.splice import Splice
 
 
 class LocalLoss(Loss):
-    """MSE(x-hat, x) + lambda * L1/d_in, summed over SAEs (each SAE sees clean activations).
+    """MSE(x-hat, x) + lambda * L1/d_in, summed over SAEs (each SAE sees clean activations); a
+    transcoder's MSE is against the clean activation at its output hook point.
 
     Only the layers up to the last SAE run: the forward pass stops there.
     """
@@ -19,16 +20,20 @@ class LocalLoss(Loss):
     name = "local"
 
     def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
-        return splice.sae_sites, False  # reconstructs the inputs; reads no output
+        # The inputs, and a transcoder's targets; no output distribution.
+        return [*splice.sae_sites, *splice.target_sites], False
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
-        clean = splice.clean(input_ids, capture=splice.sae_sites, final_hidden=False)
+        clean = splice.clean(input_ids, capture={*splice.sae_sites, *splice.target_sites},
+                             final_hidden=False)
         total = torch.zeros((), device=input_ids.device)
         terms, codes, active = {}, {}, {}
         for hp, sae in splice.saes.items():
             x = clean.acts[hp.site].to(sae.W_enc.dtype)
             out = sae(x)
-            mse = F.mse_loss(out.output, x)
+            # A transcoder matches the model's activation at its output hook point.
+            target = clean.acts[splice.outputs[hp].site].to(sae.W_enc.dtype)
+            mse = F.mse_loss(out.output, target)
             sae_total, sae_terms = self.sae_terms(hp, sae, out)
             total = total + mse + sae_total
             terms[f"mse/{hp}"] = mse.detach()

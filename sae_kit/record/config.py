@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
 from sae_kit.model_names import source_ref
+from sae_kit.record.setting_types import wrong_types
 
 if TYPE_CHECKING:
     from sae_kit.data import DataSpec
@@ -100,6 +101,14 @@ class TrainConfig:
             "middle layer."
         },
     )
+    transcoder_output: str | None = _help(
+        "Train transcoders: each SAE reads its hook point and its output replaces this later "
+        "hook point - a kind at the same layer (mlp_out: with --hook mlp_in, the MLP "
+        "transcoder of Dunefsky et al. 2024) or a full name; it is trained to match the "
+        "model's activation there (local), or spliced in its place (e2e, e2e+ds).", None)
+    transcoder_skip: bool = _help(
+        "With --transcoder-output: add an affine skip W_skip x to each transcoder's output "
+        "(skip transcoder, Paulo et al. 2025); W_skip starts at zero.", False)
     architecture: str = _help("SAE architecture, by plugin name: relu, topk, ...", "relu")
     architecture_options: dict[str, Any] = field(
         default_factory=dict,
@@ -149,11 +158,17 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        wrong = wrong_types(self)  # files and the Python API pass what they hold, unchecked
+        if wrong:
+            raise SaeKitError(f"invalid training settings: {'; '.join(wrong)}")
         if self.dataset is None:
             self.dataset = _default_dataset(self.model)
         elif source_ref(self.model) is not None and self.dataset != self.model:
             raise SaeKitError(f"--model {self.model} makes its own tokens and reads no dataset; "
                               f"leave --dataset unset (got {self.dataset!r})")
+        if self.transcoder_skip and self.transcoder_output is None:
+            raise SaeKitError("--transcoder-skip makes a skip transcoder: give "
+                              "--transcoder-output too (e.g. mlp_out with --hook mlp_in)")
         bad = [f"{name}={getattr(self, name)!r} must be {rule}{_flag_hint(name)}"
                for name, rule in self._broken_rules()]
         if bad:

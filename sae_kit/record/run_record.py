@@ -82,7 +82,7 @@ class RunRecord:
                               f"{type(resolved).__name__}, not an object)")
         try:
             config = TrainConfig.from_dict(data)
-        except TypeError as exc:
+        except (TypeError, SaeKitError) as exc:  # a field of the wrong type or out of range
             raise SaeKitError(f"{where!r} is not a training config ({exc})") from None
         return cls(config, _resolved(resolved, where))
 

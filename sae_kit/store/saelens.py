@@ -40,6 +40,7 @@ from sae_kit.store.files import write_bytes_atomic
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 from sae_kit.store.sae_dir import save_sae
+from sae_kit.store.saelens_transcoders import read_transcoder, transcoder_cfg
 from sae_kit.store.tl_names import from_transformer_lens, to_transformer_lens
 from sae_kit.version import __version__
 
@@ -76,6 +77,7 @@ def saelens_files(sae_dir: str | Path) -> dict[str, bytes]:
     from safetensors.torch import save
 
     sae, config = load_sae_dir(sae_dir)
+    transcoder = transcoder_cfg(sae.name, config, sae.W_skip is not None)
     if sae.name not in ARCHITECTURES:
         raise SaeKitError(f"no SAELens equivalent for the {sae.name!r} architecture; SAELens "
                           f"export supports: {', '.join(ARCHITECTURES)}")
@@ -90,9 +92,12 @@ def saelens_files(sae_dir: str | Path) -> dict[str, bytes]:
         }
         if ARCHITECTURES[sae.name] == "jumprelu":  # a per-latent threshold, as SAELens reads it
             state["threshold"] = sae.threshold.detach().expand(sae.n_dict).clone()
+        if sae.W_skip is not None:  # [d_out, d_in], added as x @ W_skip.T in both
+            state["W_skip"] = sae.W_skip.detach().clone()
     weights = save({k: v.float().contiguous() for k, v in state.items()},
                    metadata={"format": "pt"})
-    cfg = {**_cfg(config, hook, hook_name), **_arch_cfg(sae.name, dataclasses.asdict(sae.opts))}
+    cfg = {**_cfg(config, hook, hook_name), **_arch_cfg(sae.name, dataclasses.asdict(sae.opts)),
+           **transcoder}
     return {CFG: (json.dumps(cfg, indent=2, default=str) + "\n").encode(), WEIGHTS: weights}
 
 
@@ -139,10 +144,11 @@ def import_saelens(src: str | Path, out: str | Path) -> Path:
     src = Path(src)
     cfg = read_json(src / CFG)
     flat = {**(cfg.get("metadata") or {}), **cfg}  # SAELens 6 nests model/hook fields
+    flat, output, skip = read_transcoder(flat)
     hook, arch, options = _check_importable(flat, src)
     d_in, d_sae = int(flat["d_in"]), int(flat["d_sae"])
     kit = cfg.get("sae_kit") or {}
-    state, eps = _read_weights(src / WEIGHTS, d_in, d_sae, arch == "jumprelu")
+    state, eps = _read_weights(src / WEIGHTS, d_in, d_sae, arch == "jumprelu", skip)
     if flat.get("apply_b_dec_to_input", True):  # SAELens' pre-6.0 default is True
         # (x - b_dec) @ W_enc + b_enc, folded into the bias
         state["b_enc"] = state["b_enc"] - state["b_dec"] @ state["W_enc"]
@@ -155,6 +161,9 @@ def import_saelens(src: str | Path, out: str | Path) -> Path:
         scale = norms.mean().expand_as(norms)  # one factor for all keeps SAELens' top k exactly
     sae = plugins.load("architectures", arch)(d_in, d_sae, **options)
     folded = _fold_norms(state, norms, scale)
+    if skip:  # the skip reads the input, not the codes: no decoder norm touches it
+        sae.add_skip()
+        folded["W_skip"] = state["W_skip"]
     if threshold is not None:  # n z > n theta iff z > theta; a dead latent keeps its theta
         theta = torch.where(scale > 0, threshold * scale, threshold)
         if arch == "jumprelu":
@@ -170,7 +179,7 @@ def import_saelens(src: str | Path, out: str | Path) -> Path:
         "context": flat.get("context_size"), "tokens_trained": kit.get("tokens_trained"),
         "imported_from": {"format": "saelens", "path": str(src)},
     }
-    return save_sae(sae, hook, fresh_dir(out), extra)
+    return save_sae(sae, hook, fresh_dir(out), extra, output=output)
 
 
 def _jumprelu_kind(kit: dict[str, Any], threshold: torch.Tensor, one_norm: bool
@@ -252,8 +261,8 @@ def _check_importable(flat: dict[str, Any], src: Path) -> tuple[HookPoint, str, 
     return from_transformer_lens(str(flat["hook_name"])), FROM_SAELENS[arch], options
 
 
-def _read_weights(path: Path, d_in: int, d_sae: int, jumprelu: bool = False
-                  ) -> tuple[dict[str, torch.Tensor], float]:
+def _read_weights(path: Path, d_in: int, d_sae: int, jumprelu: bool = False,
+                  skip: bool = False) -> tuple[dict[str, torch.Tensor], float]:
     """The weights as float32, and the machine epsilon of the precision they were stored in."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -275,6 +284,8 @@ def _read_weights(path: Path, d_in: int, d_sae: int, jumprelu: bool = False
     shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
     if jumprelu:
         shapes["threshold"] = (d_sae,)
+    if skip:
+        shapes["W_skip"] = (d_in, d_in)
     wrong = [f"{k} {tuple(state[k].shape) if k in state else 'missing'} (want {shape})"
              for k, shape in shapes.items() if k not in state or tuple(state[k].shape) != shape]
     if wrong:

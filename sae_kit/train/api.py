@@ -17,6 +17,7 @@ Progress goes to ``on_step`` or, without one, to the ``sae_kit`` logger
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,17 +64,33 @@ def prepare(config: TrainConfig, lambdas: Sequence[float] | None = None
             ) -> tuple[list[Any], Path | None]:
     """Build the run (or, for several lambdas, the shared-pass group and its group.json);
     every input error surfaces here. Returns the runs and the group directory (None alone)."""
-    from sae_kit.train.group import build_group, lambda_group, write_manifest
+    from sae_kit.train.group import build_group, lambda_group, open_group_dir, write_manifest
 
     lambdas = list(lambdas or [config.sparsity_coeff])
     if len(lambdas) == 1:
         config = dataclasses.replace(config, sparsity_coeff=lambdas[0])
         return build_group([config]), None
-    group_dir, configs = lambda_group(config, lambdas)
-    runs = build_group(configs)
+    from sae_kit.train import distributed
+
+    main = distributed.from_env().is_main
+    fresh = config.output_dir is None or not Path(config.output_dir).exists()
+    group_dir, configs = lambda_group(config, lambdas, claim=main)
+    if main:
+        open_group_dir(group_dir)
+    try:
+        runs = build_group(configs)
+    except BaseException:
+        if main and fresh:  # made above and still empty: a failed start leaves nothing
+            _remove_if_empty(group_dir)
+        raise
     if runs[0].dist.is_main:
         write_manifest(group_dir, runs)
     return runs, group_dir
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or gone: nothing of the user's is touched
+        path.rmdir()
 
 
 def train_saes(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None = None,

@@ -36,6 +36,7 @@ from sae_kit.eval.metrics import TokenMean, fired, l0
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.progress import Progress, ProgressLines
 from sae_kit.store.jsonio import write_json_atomic
+from sae_kit.store.staging import staged_dir
 
 
 def _labels(sources: Sequence[AnalysisSource]) -> list[str]:
@@ -153,37 +154,39 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
     from sae_kit.store.files import save_tensors
 
     progress = progress or ProgressLines()
-    torch_device = resolve_device(device)
-    sources = open_sources(refs, hook_point, torch_device)
-    loaded = load_model(sources[0].model, revision=sources[0].revision, device=torch_device)
-    for source in sources:
-        loaded.check_fits(source.hook_point, source.sae.d_in)
-    alive, activation = activation_pass(sources, loaded, choice or TextChoice(), n_tokens,
-                                        batch_size, torch_device, progress)
-    steps = 4 if importance else 3  # geometry, plots, (importance,) files
-    progress("comparing (steps)", 0, steps)
-    summary, values = geometry(sources, alive)
-    progress("comparing (steps)", 1, steps)
-    for source, stats in zip(sources, activation, strict=True):
-        summary["saes"][source.label].update(
-            {"source": str(source.path), "loss": source.sae_config.get("loss"),
-             "sparsity_coeff": source.sae_config.get("sparsity_coeff"),
-             "activations": stats})
-    summary["hook_point"] = sources[0].hook_point.name
-    summary["model"] = sources[0].model
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary["plots"], summary["embedding_method"] = write_plots(
-        sources, alive, summary, out, embedding)
-    progress("comparing (steps)", 2, steps)
-    if importance:
-        from sae_kit.eval.analysis.compare_importance import compare_importance
+    # Built beside `out` and moved in once whole (summary.json last): a full disk leaves no
+    # half comparison, and an unwritable --out fails here, before the model loads.
+    with staged_dir(Path(out), "comparison", last="summary.json") as tmp:
+        torch_device = resolve_device(device)
+        sources = open_sources(refs, hook_point, torch_device)
+        loaded = load_model(sources[0].model, revision=sources[0].revision,
+                            device=torch_device)
+        for source in sources:
+            loaded.check_fits(source.hook_point, source.sae.d_in)
+        alive, activation = activation_pass(sources, loaded, choice or TextChoice(), n_tokens,
+                                            batch_size, torch_device, progress)
+        steps = 4 if importance else 3  # geometry, plots, (importance,) files
+        progress("comparing (steps)", 0, steps)
+        summary, values = geometry(sources, alive)
+        progress("comparing (steps)", 1, steps)
+        for source, stats in zip(sources, activation, strict=True):
+            summary["saes"][source.label].update(
+                {"source": str(source.path), "loss": source.sae_config.get("loss"),
+                 "sparsity_coeff": source.sae_config.get("sparsity_coeff"),
+                 "activations": stats})
+        summary["hook_point"] = sources[0].hook_point.name
+        summary["model"] = sources[0].model
+        summary["plots"], summary["embedding_method"] = write_plots(
+            sources, alive, summary, tmp, embedding)
+        progress("comparing (steps)", 2, steps)
+        if importance:
+            from sae_kit.eval.analysis.compare_importance import compare_importance
 
-        summary["plots"].append(compare_importance(sources, loaded, choice or TextChoice(),
-                                                   n_tokens, batch_size, torch_device, summary,
-                                                   out))
-        progress("comparing (steps)", 3, steps)
-    save_tensors({k: v.contiguous() for k, v in values.items()}, out / "maxcos.safetensors")
-    write_json_atomic(out / "summary.json", summary)
-    progress("comparing (steps)", steps, steps)
-    return summary
+            summary["plots"].append(compare_importance(sources, loaded, choice or TextChoice(),
+                                                       n_tokens, batch_size, torch_device,
+                                                       summary, tmp))
+            progress("comparing (steps)", 3, steps)
+        save_tensors({k: v.contiguous() for k, v in values.items()}, tmp / "maxcos.safetensors")
+        write_json_atomic(tmp / "summary.json", summary)
+        progress("comparing (steps)", steps, steps)
+        return summary

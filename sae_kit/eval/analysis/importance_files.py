@@ -4,6 +4,7 @@ density_importance.png per SAE, for every SAE of a run.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sae_kit.eval.analysis.importance import (
 )
 from sae_kit.eval.analysis.importance_values import per_feature, results_json
 from sae_kit.eval.analysis.source import AnalysisSource
+from sae_kit.store.staging import make_staging, staged_dir
 
 
 def write_importance(data: ImportanceData, out: Path) -> Path:
@@ -71,13 +73,26 @@ def build_importance(ref: str, out: Path | None = None, hook_point: str | None =
     sources = open_sources(ref, hook_point, torch_device)
     for source in sources:  # every bad --exact-* before any pass
         check_exact_counts(settings, source)
-    loaded = load_model(sources[0].model, revision=sources[0].revision, device=torch_device)
-    written = []
-    for source in sources:
-        loaded.check_fits(source.hook_point, source.sae.d_in)
-        progress = (lambda phase, n, s=source: on_batch(s, phase, n)) if on_batch else None
-        data = collect_importance(source, loaded, choice or TextChoice(), settings,
-                                  torch_device, progress)
-        target = (out or source.path) / f"importance-{source.hook_point.name}"
-        written.append((write_importance(data, target), data))
-    return written
+    targets = [(out or s.path) / f"importance-{s.hook_point.name}" for s in sources]
+    # Made before the model loads (an unwritable --out is one line at once); each SAE's files
+    # are moved in whole once written, so a full disk leaves no half results.
+    staging = [make_staging(target, WHAT) for target in targets]
+    try:
+        loaded = load_model(sources[0].model, revision=sources[0].revision,
+                            device=torch_device)
+        written = []
+        for source, target, tmp in zip(sources, targets, staging, strict=True):
+            loaded.check_fits(source.hook_point, source.sae.d_in)
+            progress = (lambda phase, n, s=source: on_batch(s, phase, n)) if on_batch else None
+            data = collect_importance(source, loaded, choice or TextChoice(), settings,
+                                      torch_device, progress)
+            with staged_dir(target, WHAT, last="importance.json", tmp=tmp):
+                write_importance(data, tmp)
+            written.append((target / "importance.json", data))
+        return written
+    finally:
+        for tmp in staging:  # those not published: an error before their turn
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+WHAT = "importance results"
