@@ -115,6 +115,17 @@ class TrainConfig:
     transcoder_skip: bool = _help(
         "With --transcoder-output: add an affine skip W_skip x to each transcoder's output "
         "(skip transcoder, Paulo et al. 2025); W_skip starts at zero.", False)
+    finetune_fraction: float = _help(
+        "The whole fine-tune recipe in one run: MSE pre-training (loss local) on the first 1-f of "
+        "the samples, then --loss (kl+mse) from that SAE on the last f of them, each phase with "
+        "its own warm-up and cosine; 0: one phase. See docs/finetune.md.",
+        0.0,
+    )
+    skip_samples: int = _help(
+        "Training windows of the data stream to pass over first (a recipe's fine-tune continues "
+        "after the windows its pre-training read).",
+        0,
+    )
     architecture: str = _help("SAE architecture, by plugin name: relu, topk, ...", "relu")
     architecture_options: dict[str, Any] = field(
         default_factory=dict,
@@ -250,7 +261,7 @@ def _default_dataset(model: str) -> str:
 SHARED_IN_ONE_PASS = (
     "model", "revision", "dataset", "split", "eval_split", "text_column", "context", "batch_size",
     "grad_accum", "n_samples", "seed", "device", "dtype", "log_every", "save_every",
-    "keep_checkpoints", "clean_cache",
+    "keep_checkpoints", "clean_cache", "skip_samples",
 )
 """Settings that runs trained in one shared pass (``sae_kit.train.group``) must agree on: they
 set the model, the data stream and the steps. The seed is among them because it sets the data

@@ -78,7 +78,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     saes = build_saes(config, widths, sizes.n_dict, device, start)
     optimizer, scheduler = make_optimizer(config, saes, sizes)
     if share is None:
-        data = make_data(config, loaded, sizes.context, skip_windows, dist)
+        data = make_data(config, loaded, sizes.context, config.skip_samples + skip_windows, dist)
     else:
         data = share.data
     resolved = Resolved(
