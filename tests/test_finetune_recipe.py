@@ -14,15 +14,15 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from sae_kit.cli import app
 from sae_kit.record.config import TrainConfig
 from sae_kit.train import recipe
 from sae_kit.train.build import build_run
 from sae_kit.train.group import build_group
 from sae_kit.train.loop import fit
-from sae_kit.cli import app
 from tests.helpers import cli_train
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 HOOK = "blocks.1.hook_resid_pre"
 RECIPE = ["--loss", "kl+mse", "--finetune-fraction", "0.5", "--layer", "1",
           "--loss-option", "balance_steps=1"]
@@ -74,7 +74,7 @@ def test_resume_after_the_pre_training_ends_as_an_unbroken_recipe(tiny_gpt2, tmp
 @pytest.mark.parametrize(("extra", "says"), [
     (["--loss", "local", "--finetune-fraction", "0.5"], "add --loss kl+mse"),
     (["--loss", "kl+mse", "--finetune-fraction", "0.01"], "each needs at least one"),
-    (["--loss", "kl+mse", "--finetune-fraction", "1"], "finetune_fraction=1.0"),
+    (["--loss", "kl+mse", "--finetune-fraction", "1"], "finetune_fraction=1.0 must be"),
     (["--loss", "kl+mse", "--finetune-fraction", "0.5", "--lambda", "1,2"], "give one --lambda"),
     (["--loss", "kl+mse", "--finetune-fraction", "0.5", "--init-from", "x"], "drop --init-from"),
 ])

@@ -197,7 +197,7 @@ def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
     if not main:
         return
     if not report:
-        err.print(f"[green]done[/]: {escape(label)}  {_status(last)}", highlight=False)
+        err.print(f"[green]done[/]: {escape(label)}  {step_status(last)}", highlight=False)
         return
     if start and start.step >= run.total_steps:
         err.print(f"[green]done[/]: all {run.total_steps} steps were already trained")

@@ -211,6 +211,9 @@ class TrainConfig:
             "log_every": (self.log_every >= 1, ">= 1"),
             "save_every": (self.save_every >= 1, ">= 1"),
             "keep_checkpoints": (self.keep_checkpoints >= 1, ">= 1"),
+            "finetune_fraction": (0 <= self.finetune_fraction < 1,
+                                  "from 0 up to (not including) 1"),
+            "skip_samples": (self.skip_samples >= 0, ">= 0"),
         }
         broken = []
         for name in (f.name for f in dataclasses.fields(self) if f.name in ok):
