@@ -101,6 +101,12 @@ class TrainConfig:
             "middle layer."
         },
     )
+    init_from: str | None = _help(
+        "Start from an existing SAE instead of a fresh one: an sae-kit SAE or run directory, an "
+        "SAELens directory, a sparsify directory, or a Hub id. Its architecture, sizes and hook "
+        "points are used (and checked against the model); see docs/finetune.md.",
+        None,
+    )
     transcoder_output: str | None = _help(
         "Train transcoders: each SAE reads its hook point and its output replaces this later "
         "hook point - a kind at the same layer (mlp_out: with --hook mlp_in, the MLP "

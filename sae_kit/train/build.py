@@ -31,10 +31,12 @@ from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice
 from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.record.run_record import Resolved
+from sae_kit.store.start_from import StartingPoint
 from sae_kit.trackers.base import check_trackers
 from sae_kit.train import distributed, precision
 from sae_kit.train.clean_cache import open_cache
 from sae_kit.train.distributed import Dist
+from sae_kit.train.init_from import check_fits, resolve_start
 from sae_kit.train.run import Run
 from sae_kit.train.schedule import warmup_cosine
 
@@ -57,6 +59,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     data that many global windows in. ``share``: a run whose model, device and data stream this
     one uses too (runs trained in one pass, see ``sae_kit.train.group``).
     """
+    config, start = resolve_start(config)  # --init-from: the source's SAE settings (lambda too)
     loss = make_loss(config)
     config = resolve_defaults(config, loss)
     check_trackers(config.trackers)  # before the model loads: a missing key is one line
@@ -65,12 +68,14 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         loaded = load_model(config.model, revision=config.revision, device=device)
     else:
         dist, device, loaded = share.dist, share.device, share.loaded
+    if start is not None:
+        check_fits(start, loaded, config.model)
     config = resolve_hook_points(config, loaded)
     sizes = resolve_sizes(config, loaded, dist)
     widths = {name: loaded.width_at(HookPoint.parse(name)) for name in config.hook_points}
     outputs = transcoder_outputs(config)
     check_transcoder_widths(outputs, widths, loaded)
-    saes = build_saes(config, widths, sizes.n_dict, device)
+    saes = build_saes(config, widths, sizes.n_dict, device, start)
     optimizer, scheduler = make_optimizer(config, saes, sizes)
     if share is None:
         data = make_data(config, loaded, sizes.context, skip_windows, dist)
@@ -84,6 +89,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         world_size=dist.world_size,
         # Only where a module path's width is not d_model: other runs' records stay as they were.
         widths=widths if set(widths.values()) != {loaded.d_model} else {},
+        init_from=None if start is None else start.record,
     )
     objective = distributed.data_parallel(loss, saes, dist, device)
     splice = Splice(loaded.model, loaded.adapter, saes, outputs)
@@ -175,8 +181,9 @@ def _context(config: TrainConfig, loaded: LoadedModel) -> int:
 
 
 def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int,
-               device: torch.device) -> dict[HookPoint, SAE]:
-    """One SAE per hook point, initialised from the seed (compiled when asked).
+               device: torch.device, start: StartingPoint | None = None) -> dict[HookPoint, SAE]:
+    """One SAE per hook point, initialised from the seed or the weights of ``start`` (compiled
+    when asked).
 
     widths: each hook point's activation width by name (or one width for all)."""
     arch = plugins.load("architectures", config.architecture)
@@ -190,6 +197,9 @@ def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int
     if config.transcoder_skip:
         for sae in saes.values():
             sae.add_skip()
+    if start is not None:
+        for hp, sae in saes.items():
+            sae.load_state_dict(start.saes[hp].state_dict())
     if config.compile:
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
                                   precision.warn_stderr)

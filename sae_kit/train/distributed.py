@@ -126,6 +126,8 @@ class DataParallelLoss:
         # Wrapping broadcasts rank 0's SAE weights, so all ranks start identical.
         self.ddp = DistributedDataParallel(_Objective(saes, loss), device_ids=ids)
         self.name = getattr(loss, "name", "")
+        self.wrapped = loss
+        """The loss itself (its state is checkpointed, see sae_kit.train.run)."""
 
     def __call__(self, splice: Any, input_ids: torch.Tensor) -> Any:
         return self.ddp(splice, input_ids)
