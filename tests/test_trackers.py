@@ -1,6 +1,7 @@
 """Experiment trackers: every metrics row reaches wandb (offline) and TensorBoard, read back."""
 
 import json
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -15,6 +16,14 @@ runner = CliRunner()
 FAST = ["--dataset", "pydoc", "--n-samples", "6", "--batch-size", "2", "--grad-accum", "1",
         "--context", "16", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu",
         "--layer", "1", "--loss", "local"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_wandb():
+    """W&B's process-wide state from another test's run must not decide this test's mode."""
+    wandb = sys.modules.get("wandb")  # only where some earlier test imported it
+    if wandb is not None:
+        wandb.teardown()
 
 
 def _train(model_dir, out, *extra):

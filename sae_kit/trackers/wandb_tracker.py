@@ -48,6 +48,9 @@ class WandbTracker(Tracker):
                                   reinit="create_new",
                                   settings=wandb.Settings(init_timeout=timeout))
         except Exception as exc:  # W&B's errors are many types and many lines
+            # W&B keeps process-wide settings (server, mode) from its first init: drop them, so
+            # a later run in this process (the Python API, a test) reads its own environment.
+            wandb.teardown()
             raise SaeKitError(
                 f"the wandb tracker could not start a W&B run within {timeout:g} s "
                 f"({first_line(exc)}); check the network and WANDB_BASE_URL, or set "
