@@ -22,6 +22,7 @@ import torch
 
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
+from sae_kit.architectures.factory import seeded_saes
 from sae_kit.data import training_batches
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss
@@ -150,11 +151,11 @@ def _context(config: TrainConfig, loaded: LoadedModel) -> int:
 def build_saes(config: TrainConfig, d_model: int, n_dict: int,
                device: torch.device) -> dict[HookPoint, SAE]:
     """One SAE per hook point, initialised from the seed (compiled when asked)."""
-    arch = plugins.load("architectures", config.architecture)
+    plugins.load("architectures", config.architecture)  # an unknown name fails before the check
     check_memory(len(config.hook_points), d_model, n_dict, device)
-    torch.manual_seed(config.seed)
-    saes = {HookPoint.parse(name): arch(d_model, n_dict, **config.architecture_options).to(device)
-            for name in config.hook_points}
+    made = seeded_saes(config.architecture, config.architecture_options, config.hook_points,
+                       d_model, n_dict, config.seed, device)
+    saes = {HookPoint.parse(name): sae for name, sae in made}
     if config.compile:
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
                                   precision.warn_stderr)
