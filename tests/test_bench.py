@@ -88,6 +88,7 @@ def test_the_experiment_sweep_file_has_three_seeds_per_point_and_small_evals():
     from sae_kit.sweep.spec import load_sweep
 
     sweep = load_sweep(Path(__file__).parent.parent / "docs" / "sweeps" / "ground-truth.toml")
+    assert [p.name for p in sweep.points[:2]] == ["local-l0.3-seed0", "local-l0.3-seed1"]
     seeds: dict[str, set[int]] = {}
     for point in sweep.points:
         seeds.setdefault(point.name.rsplit("-seed", 1)[0], set()).add(point.config.seed)
@@ -100,5 +101,5 @@ def test_a_sweep_with_no_seeds_is_one_error_line(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text(f'out = "{tmp_path / "runs"}"\n[grid]\nloss = ["local"]\nseed = []\n')
     result = runner.invoke(app, ["sweep", str(path)])
-    assert result.exit_code == 2 and "grid.seed must be a non-empty list" in result.output
+    assert result.exit_code == 2 and "grid.seed = [] has no seed" in result.output
     assert not (tmp_path / "runs").exists()

@@ -1,5 +1,7 @@
 """BatchTopK, JumpReLU, Matryoshka and AuxK against hand-computed formulas."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,6 +10,7 @@ from sae_kit.architectures import sparse
 from sae_kit.architectures.batchtopk import BatchTopKSAE
 from sae_kit.architectures.jumprelu import JumpReLUSAE
 from sae_kit.architectures.matryoshka import MatryoshkaSAE
+from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.local import LocalLoss
@@ -193,10 +196,13 @@ def test_sparse_kernels_give_the_dense_values_and_gradients(cls, options, monkey
     (JumpReLUSAE, {"bandwidth": 0}, "bandwidth must be above 0, got 0"),
     (JumpReLUSAE, {"init_threshold": -1}, "init_threshold must be above 0"),
     (TopKSAE, {"auxk_k": 0}, "auxk_k must be at least 1"),
+    (ReluSAE, {"auxk": True}, "AuxK (auxk) needs TopK selection, which 'relu' has not: use the "
+                              "topk, batchtopk or matryoshka architecture"),
+    (JumpReLUSAE, {"auxk_k": 8}, "AuxK (auxk_k) needs TopK selection, which 'jumprelu' has not"),
     (BatchTopKSAE, {"inference": "x"}, "inference must be one of threshold, batch"),
 ])
 def test_bad_options_are_one_clear_line(cls, options, message):
-    with pytest.raises(SaeKitError, match=message.replace("(", r"\(")):
+    with pytest.raises(SaeKitError, match=re.escape(message)):
         cls(D_IN, N_DICT, **options)
 
 
@@ -206,8 +212,10 @@ def test_bad_options_are_one_clear_line(cls, options, message):
                                                        "'batchtopk'"),
     (["--architecture", "matryoshka", "--lambda", "2"], "--lambda has no effect with the "
                                                         "'matryoshka'"),
-    (["--architecture", "relu", "--arch-option", "auxk=true"], "unknown option 'auxk' for "
-                                                               "'relu'"),
+    (["--architecture", "relu", "--arch-option", "auxk=true"], "AuxK (auxk) needs TopK "
+                                                               "selection, which 'relu' has not"),
+    (["--architecture", "jumprelu", "--arch-option", "dead-tokens=64"],
+     "AuxK (dead_tokens) needs TopK selection, which 'jumprelu' has not"),
     (["--architecture", "jumprelu", "--arch-option", "bandwidth=0"], "bandwidth must be above 0"),
     (["--architecture", "matryoshka", "--arch-option", "prefixes=64,32"], "do not nest"),
 ])

@@ -17,7 +17,9 @@ the SAE's input at its hook point and x-hat its output there: the residual is th
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +50,19 @@ class AuxKOptions:
             raise SaeKitError(f"auxk_coeff must be 0 or more, got {self.auxk_coeff}")
         if self.dead_tokens < 1:
             raise SaeKitError(f"dead_tokens must be at least 1, got {self.dead_tokens}")
+
+
+def refuse_auxk_without_topk(owner: str, options_cls: type, given: dict[str, Any]) -> None:
+    """One line for an AuxK option given to an architecture that has no TopK selection (relu,
+    jumprelu): its dead latents have no top-k to be ranked by, so AuxK means nothing there."""
+    auxk = {f.name for f in dataclasses.fields(AuxKOptions)}
+    takes = {f.name for f in dataclasses.fields(options_cls)}
+    for key in given:
+        name = key.replace("-", "_")
+        if name in auxk and name not in takes:
+            raise SaeKitError(f"AuxK ({name}) needs TopK selection, which {owner!r} has not: "
+                              "use the topk, batchtopk or matryoshka architecture, or drop "
+                              f"the {name} option")
 
 
 class AuxK:

@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from sae_kit.architectures.auxk import refuse_auxk_without_topk
 from sae_kit.architectures.decoder import inverse_column_norms, normalised_decode, unit_columns
 from sae_kit.architectures.sparse import (
     GatedCodes,
@@ -118,7 +119,7 @@ class SAE(nn.Module):
 
     def __init__(self, d_in: int, n_dict: int, **options: Any) -> None:
         super().__init__()
-        self.opts = parse_options(self.Options, options, self.name)
+        self.opts = self.read_options(options)
         self.d_in = d_in
         self.n_dict = n_dict
         self.W_enc = nn.Parameter(torch.empty(n_dict, d_in))
@@ -126,6 +127,12 @@ class SAE(nn.Module):
         self.W_dec = nn.Parameter(torch.empty(d_in, n_dict))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
         self.reset_parameters()
+
+    @classmethod
+    def read_options(cls, options: dict[str, Any]) -> Any:
+        """The typed ``Options`` from ``key=value`` strings or values; one line on bad input."""
+        refuse_auxk_without_topk(cls.name, cls.Options, options)
+        return parse_options(cls.Options, options, cls.name)
 
     def reset_parameters(self) -> None:
         # Encoder as nn.Linear's default; decoder orthogonal, as in the paper.

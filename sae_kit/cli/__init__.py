@@ -14,6 +14,7 @@ from sae_kit.cli import (
     hub_cmd,
     importance_cmd,
     plugins_cmd,
+    probe_cmd,
     saelens_cmd,
     sweep_cmd,
     train_cmd,
@@ -36,6 +37,7 @@ app.command("features")(features_cmd.features)
 app.command("compare")(compare_cmd.compare)
 app.command("importance")(importance_cmd.importance)
 app.command("bench")(bench_cmd.bench)
+app.command("probe")(probe_cmd.probe)
 app.command("explain")(explain_cmd.explain)
 app.command("plugins")(plugins_cmd.plugins_command)
 app.command("push")(hub_cmd.push)

@@ -89,6 +89,10 @@ _COLUMNS = [
 ]
 
 
+SEED_NOTE = ("mean ± sample std over seeds; bold: the column's best point, ≈: not "
+             "distinguishable from it at 2σ")
+
+
 def points_table(points: list[dict[str, Any]], threshold: float) -> Table:
     """One row per point: mean ± std over its seeds (just the value for one seed)."""
     table = Table("point", "hook point", "seeds",
@@ -96,13 +100,16 @@ def points_table(points: list[dict[str, Any]], threshold: float) -> Table:
     for header, _, _ in _COLUMNS:
         table.add_column(header, justify="right")
     for point in points:
-        cells = [_cell(point[key], spec, len(point["seeds"])) for _, key, spec in _COLUMNS]
+        cells = [_cell(point[key], spec, len(point["seeds"]), point["compared"].get(key, ""))
+                 for _, key, spec in _COLUMNS]
         table.add_row(point["point"], point["hook_point"], str(len(point["seeds"])), *cells)
+    table.caption = SEED_NOTE
     return table
 
 
-def _cell(value: tuple[float, float] | None, spec: str, n_seeds: int) -> str:
+def _cell(value: tuple[float, float] | None, spec: str, n_seeds: int, mark: str) -> str:
     if value is None:
         return ""
     mean, std = value
-    return format(mean, spec) + (f" ± {format(std, spec)}" if n_seeds > 1 else "")
+    text = format(mean, spec) + (f" ± {format(std, spec)}" if n_seeds > 1 else "")
+    return f"[bold]{text}[/]" if mark == "best" else f"{text} ≈" if mark == "tie" else text

@@ -56,7 +56,7 @@ def sweep_command(
 def _run(spec: Sweep, only: int | None) -> None:
     from sae_kit.sweep.changes import check_unchanged
     from sae_kit.sweep.preflight import check_points
-    from sae_kit.sweep.report import table, write_report
+    from sae_kit.sweep.report import full_table, write_report
     from sae_kit.sweep.runner import failed_points, results, run_group
     from sae_kit.train.signals import Interrupted
 
@@ -81,7 +81,7 @@ def _run(spec: Sweep, only: int | None) -> None:
     if only is None:
         found = results(spec)
         text_path, plot_path = write_report(found, spec.out, spec.plot)
-        typer.echo(table(found))
+        typer.echo(full_table(found))
         say(f"table: {text_path}" + (f"; plot: {plot_path}" if plot_path.exists() else ""))
     stopped = failed_points([p for g in groups for p in g])
     for line in stopped if os.environ.get("RANK", "0") == "0" else []:  # rank 0 speaks

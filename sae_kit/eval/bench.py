@@ -13,7 +13,6 @@ numbers under SAEBench's field names (``saebench``).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.evaluation import BatchCallback, evaluate_run
 from sae_kit.eval.ground_truth import DEFAULT_THRESHOLD, recovery
+from sae_kit.eval.seeds import Stat, mean_std, ties_with_best
 from sae_kit.eval.target import resolve_run_dir
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.source import GroundTruth
@@ -139,10 +139,16 @@ SUMMARY_METRICS = {
     "latents_on_functional": ("ground_truth", "latents_on_functional"),
 }
 """What ``summarize`` averages over seeds, and where each sits in a record."""
+HIGHER_IS_BETTER = {"ce_loss_increase": False, "mmcs_functional": True, "mmcs_rest": True,
+                    "mcc_functional": True, "mcc_rest": True, "recovered_functional": True,
+                    "recovered_rest": True}
+"""The metrics whose best point is marked, with the points not distinguishable from it at 2σ."""
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records of one point (model, hook point, settings) over seeds: mean and std of each."""
+    """Records of one point (model, hook point, settings) over seeds: [mean, std] of each, and
+    per compared metric ``compared[name]``: "best", "tie" (not distinguishable from the best
+    at 2σ, :mod:`sae_kit.eval.seeds`) or ""."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["model"], record["hook_point"], record["point"]),
@@ -156,6 +162,10 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             present = [float(v) for v in values if v is not None]
             row[name] = mean_std(present) if present else None
         summary.append(row)
+    for name, higher in HIGHER_IS_BETTER.items():
+        stats = [Stat(*row[name], len(row["seeds"])) if row[name] else None for row in summary]
+        for row, mark in zip(summary, ties_with_best(stats, higher), strict=True):
+            row.setdefault("compared", {})[name] = mark
     return summary
 
 
@@ -163,11 +173,3 @@ def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
     for key in path:
         record = record[key]
     return record
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
+from sae_kit.eval.seeds import Stat, group_replicates, standard_error, stat
 from sae_kit.store.run_dir import RunDir
 
 Point = tuple[float, float]
@@ -39,20 +40,31 @@ def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
 
 
 def _series(results: list[dict[str, Any]]) -> dict[Key, list[Point]]:
+    return {key: [(x.mean, y.mean) for x, y in points]
+            for key, points in _series_over_seeds(results).items()}
+
+
+def _series_over_seeds(results: list[dict[str, Any]]) -> dict[Key, list[tuple[Stat, Stat]]]:
+    """(L0, CE increase) per point, each a Stat over the seeds of its replicates."""
     hook_points = {name for result in results for name in result["saes"]}
-    archs = architecture_labels(results, sparsity=False)
-    several = len(set(archs)) > 1
-    series: dict[Key, list[Point]] = defaultdict(list)
-    for result, arch in zip(results, archs, strict=True):
-        for name, metrics in result["saes"].items():
-            key = (str(result.get("loss") or "?"), arch if several else "",
+    archs = dict(zip(map(id, results), architecture_labels(results, sparsity=False),
+                     strict=True))
+    several = len(set(archs.values())) > 1
+    series: dict[Key, list[tuple[Stat, Stat]]] = defaultdict(list)
+    for group in group_replicates(results):
+        first = group[0]
+        for name in first["saes"]:
+            members = [r["saes"][name] for r in group if name in r["saes"]]
+            key = (str(first.get("loss") or "?"), archs[id(first)] if several else "",
                    name if len(hook_points) > 1 else "")
-            series[key].append((float(metrics["l0"]), float(metrics["ce_loss_increase"])))
+            series[key].append((stat([float(m["l0"]) for m in members]),
+                                stat([float(m["ce_loss_increase"]) for m in members])))
 
     def order(key: Key) -> tuple[int, Key]:
         return (_ORDER.index(key[0]) if key[0] in _ORDER else len(_ORDER), key)
 
-    return {key: sorted(series[key]) for key in sorted(series, key=order)}
+    return {key: sorted(series[key], key=lambda p: (p[0].mean, p[1].mean))
+            for key in sorted(series, key=order)}
 
 
 def _label(key: Key, loss: bool = True) -> str:
@@ -68,12 +80,14 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
     returns the plotted series. L0 is on a log axis, as sweeps space lambda geometrically.
 
     Runs of several architectures and several losses get one panel per loss (shared CE axis),
-    each architecture the same colour and marker in every panel."""
+    each architecture the same colour and marker in every panel. Runs that differ only in
+    their seed are one point, their mean, with error bars of 2 standard errors."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
     import matplotlib.pyplot as plt
 
+    over_seeds = _series_over_seeds(results)
     series = _series(results)
     fmt = plot_format(path)
     losses = list(dict.fromkeys(key[0] for key in series))
@@ -87,8 +101,10 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
                 continue
             style = archs.index(key[1:]) if loss is not None else index
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker=_MARKERS[style % len(_MARKERS)],
-                    color=_COLOURS[style % len(_COLOURS)], label=_label(key, loss is None))
+            ax.errorbar(xs, ys, xerr=_two_sigma(over_seeds[key], 0),
+                        yerr=_two_sigma(over_seeds[key], 1), capsize=3,
+                        marker=_MARKERS[style % len(_MARKERS)],
+                        color=_COLOURS[style % len(_COLOURS)], label=_label(key, loss is None))
         _style_axes(ax, [p for key, pts in series.items() if loss in (None, key[0]) for p in pts])
         ax.set_title(f"loss: {loss}" if loss else "Sparsity vs. performance on held-out tokens")
     axes[0][0].set_ylabel("CE loss increase (nats)")
@@ -96,7 +112,7 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
         axes[0][0].legend(title="loss")
         fig.tight_layout()
     else:  # one legend for all panels, below them: an architecture looks alike in each
-        handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}
+        handles = {c.get_label(): c for ax in axes[0] for c in ax.containers}
         fig.legend(list(handles.values()), list(handles), title="architecture", loc="lower center",
                    ncol=min(4, len(handles)), fontsize="small")
         fig.tight_layout(rect=(0, 0.06 * math.ceil(len(handles) / 4) + 0.04, 1, 1))
@@ -108,6 +124,14 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
     finally:
         plt.close(fig)
     return {_label(key): points for key, points in series.items()}
+
+
+def _two_sigma(points: list[tuple[Stat, Stat]], axis: int) -> list[float] | None:
+    """Error bars of 2 standard errors over seeds: bars of two points that do not overlap
+    mark a difference beyond seed noise. None (no bars) when every point has one seed."""
+    if all(p[axis].n < 2 for p in points):
+        return None
+    return [2 * standard_error(p[axis]) for p in points]
 
 
 def _style_axes(ax: Any, points: list[Point]) -> None:

@@ -20,7 +20,8 @@ MAX_POINTS = 10_000
 """More points than any sweep trains (each is a whole training run): a larger grid is a typo."""
 
 _TYPES = {"out": (str,), "plot": (str,), "eval_tokens": (int,), "eval_batch_size": (int,),
-          "eval_alive_tokens": (int,), "base": (dict,), "grid": (dict,), "runs": (list,)}
+          "eval_alive_tokens": (int,), "seeds": (list,), "base": (dict,), "grid": (dict,),
+          "runs": (list,)}
 _WANTED = {str: "a string", int: "a whole number", dict: "a table", list: "a list of tables"}
 
 
@@ -31,7 +32,8 @@ def check_top_level(data: dict[str, Any], path: Path) -> None:
             continue
         value = data[key]
         if not isinstance(value, types) or isinstance(value, bool):
-            raise SaeKitError(f"{str(path)!r}: {key} = {value!r} must be {_WANTED[types[0]]}")
+            wanted = "a list of whole numbers" if key == "seeds" else _WANTED[types[0]]
+            raise SaeKitError(f"{str(path)!r}: {key} = {value!r} must be {wanted}")
         if key in ("eval_tokens", "eval_batch_size", "eval_alive_tokens") and value < 1:
             raise SaeKitError(f"{str(path)!r}: {key} = {value!r} must be 1 or more")
         if key == "runs" and not all(isinstance(entry, dict) for entry in value):
@@ -47,6 +49,9 @@ def check_top_level(data: dict[str, Any], path: Path) -> None:
 def grid_size(grid: dict[str, Any], path: Path) -> int:
     """How many points the grid expands to, refused over MAX_POINTS before any is made."""
     for key, values in grid.items():
+        if key == "seed" and values == []:
+            raise SaeKitError(f"{str(path)!r}: grid.seed = [] has no seed, so no point would "
+                              "train; list one or more, e.g. seed = [0, 1, 2]")
         if not isinstance(values, list) or not values:
             raise SaeKitError(f"{str(path)!r}: grid.{key} must be a non-empty list")
     size = math.prod(len(values) for values in grid.values())

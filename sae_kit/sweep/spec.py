@@ -3,6 +3,7 @@
     out = "runs/e2e-vs-local"          # one run directory per point, named by what varies
     eval_tokens = 100000               # held-out tokens per evaluation (default: sae-kit eval's)
     eval_alive_tokens = 500000         # training tokens alive latents are counted on (same)
+    seeds = [0, 1, 2]                  # every point once per seed (results: mean ± std)
     plot = "pareto.png"                # written into `out`, in the format its extension names
 
     [base]                             # TrainConfig fields (as in config.json) for every point
@@ -35,11 +36,11 @@ from sae_kit.errors import SaeKitError
 from sae_kit.eval.alive import ALIVE_TOKENS
 from sae_kit.eval.pareto import plot_format
 from sae_kit.record.config import SHARED_IN_ONE_PASS, TrainConfig
-from sae_kit.sweep.names import check_top_level, grid_size, point_dir, safe_part
+from sae_kit.sweep.names import MAX_POINTS, check_top_level, grid_size, point_dir, safe_part
 from sae_kit.train.settings_file import config_from_settings, read_settings
 
-TOP_KEYS = {"out", "eval_tokens", "eval_batch_size", "eval_alive_tokens", "plot", "base", "grid",
-            "runs"}
+TOP_KEYS = {"out", "eval_tokens", "eval_batch_size", "eval_alive_tokens", "plot", "seeds", "base",
+            "grid", "runs"}
 SHAPES = ("loss", "loss_options", "hook_points")
 """Besides SHARED_IN_ONE_PASS, what the members of one shared pass have in common."""
 
@@ -73,7 +74,8 @@ def load_sweep(path: str | Path) -> Sweep:
     check_top_level(data, path)
     out = Path(data.get("out") or Path("runs") / path.stem)
     base = _table(data.get("base", {}), "base", path)
-    points = [_point(out, base, name, values, path) for name, values in _grid(data, path)]
+    found = with_seeds(_grid(data, path), data.get("seeds"), path)
+    points = [_point(out, base, name, values, path) for name, values in found]
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         raise SaeKitError(f"{str(path)!r}: two points would share a run directory; give the "
@@ -114,6 +116,27 @@ def _grid(data: dict[str, Any], path: Path) -> list[tuple[str, dict[str, Any]]]:
         name = entry.pop("name", "") or "-".join(_name_part(k, v) for k, v in entry.items())
         found.append((name, entry))
     return found
+
+
+def with_seeds(found: list[tuple[str, dict[str, Any]]], seeds: list[Any] | None,
+               path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``seeds = [0, 1, 2]``: every point (grid and [[runs]]) once per seed, named NAME-seedN."""
+    if seeds is None:
+        return found
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SaeKitError(f"{str(path)!r}: seeds = {seeds!r} must list one or more whole "
+                          "numbers, e.g. seeds = [0, 1, 2] trains every point three times")
+    if len(set(seeds)) != len(seeds):
+        raise SaeKitError(f"{str(path)!r}: seeds = {seeds!r} repeats a seed")
+    if len(found) * len(seeds) > MAX_POINTS:
+        raise SaeKitError(f"{str(path)!r}: {len(found):,} points x {len(seeds)} seeds is more "
+                          f"than the {MAX_POINTS:,} points a sweep may hold")
+    both = [name for name, settings in found if "seed" in settings]
+    if both:
+        raise SaeKitError(f"{str(path)!r}: point {both[0]!r} sets seed and the file has seeds "
+                          "= [...]; keep one of them")
+    return [(f"{name}-seed{seed}", {**settings, "seed": seed})
+            for name, settings in found for seed in seeds]
 
 
 def _grid_value(key: str, value: Any, values: list[Any]) -> tuple[str, dict[str, Any]]:

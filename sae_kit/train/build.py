@@ -30,7 +30,6 @@ from sae_kit.model.device import resolve_device
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice
-from sae_kit.options import parse_options
 from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.record.run_record import Resolved
 from sae_kit.train import distributed, precision
@@ -97,7 +96,7 @@ def resolve_defaults(config: TrainConfig, loss: Loss) -> TrainConfig:
     defaults = {name: d.for_model(config.model) for name, d in MODEL_DEFAULTS.items()
                 if name != "n_samples" and getattr(config, name) is None}
     arch = plugins.load("architectures", config.architecture)
-    arch_options = parse_options(arch.Options, config.architecture_options, arch.name)
+    arch_options = arch.read_options(config.architecture_options)
     for name in config.hook_points:  # a misspelt name fails before the model loads
         HookPoint.parse(name)
     loss_options = dataclasses.asdict(loss.opts)
