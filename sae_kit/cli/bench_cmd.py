@@ -12,6 +12,7 @@ from rich.table import Table
 
 from sae_kit.cli.common import friendly_errors
 from sae_kit.cli.logs import progress, setup_logging
+from sae_kit.record.config import DEVICE_HELP
 
 
 @friendly_errors
@@ -29,7 +30,7 @@ def bench(
         100_000, help="Training tokens over which alive latents are counted."
     ),
     batch_size: int = typer.Option(8, help="Windows per forward pass."),
-    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     as_json: bool = typer.Option(
         False, "--json", help="Print {runs: one record per SAE, points: mean and std over "
         "seeds} as JSON."
