@@ -93,7 +93,7 @@ def _clean_pass(run, loss: str) -> float:
     times = []
     for _ in range(3):
         started = time.perf_counter()
-        clean = run.splice.clean(ids, capture=run.splice.sae_positions, final_hidden=final)
+        clean = run.splice.clean(ids, capture=run.splice.sae_sites, final_hidden=final)
         if final:
             with torch.no_grad():
                 torch.log_softmax(run.splice.unembed(clean.final_hidden), dim=-1).exp()

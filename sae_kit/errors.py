@@ -1,5 +1,9 @@
 """The one exception type the CLI turns into a single clear line instead of a traceback."""
 
+import errno
+import os
+import re
+
 
 class SaeKitError(Exception):
     """A problem with the user's input or environment.
@@ -15,3 +19,35 @@ def first_line(exc: BaseException) -> str:
     """
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 SAE``, ``3 SAEs``: a count with its noun in the right number, never ``SAE(s)``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+FULL_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+"""No space left, a file-size limit (``ulimit -f``), a disk quota."""
+
+
+def os_error_of(exc: BaseException) -> OSError | None:
+    """``exc`` as an OSError: itself, or the one safetensors wraps in its own type (whose text
+    ends in ``(os error N)``); None for any other error."""
+    if isinstance(exc, OSError):
+        return exc
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    if type(exc).__name__ != "SafetensorError" or found is None:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code))
+
+
+def full_disk(exc: BaseException, mend: str = "free disk space, then run the command again"
+              ) -> SaeKitError | None:
+    """The one line for a write that failed on a full disk, a quota or a size limit (None for
+    any other error)."""
+    io = os_error_of(exc)
+    if io is None or io.errno not in FULL_DISK_ERRNOS:
+        return None
+    where = f" {io.filename!r}" if io.filename else ""
+    return SaeKitError(f"could not write{where} ({os.strerror(io.errno)}); {mend}")

@@ -11,6 +11,7 @@ those distributions only (the test suite uses this to keep stray local plugins o
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -98,8 +99,8 @@ def load(kind: str, name: str) -> Any:
                     "trackers": "tracker", "explainers": "explainer",
                     "model_sources": "model source"}[kind]
         raise SaeKitError(
-            f"no {singular} plugin named {name!r}; installed: {listing}. To add one: "
-            f"{INSTALL_HINTS[kind]}"
+            f"no {singular} plugin named {name!r}{did_you_mean(name, available)}; installed: "
+            f"{listing}. To add one: {INSTALL_HINTS[kind]}"
         )
     try:
         return available[name].load()
@@ -108,3 +109,19 @@ def load(kind: str, name: str) -> Any:
         raise SaeKitError(
             f"plugin {name!r} from {dist} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'e2e+ds'?)`` for a near miss of one of ``choices``, else ``""``.
+
+    A case or punctuation slip (``E2E``, ``e2e_ds``, ``top-k``) counts as near, as do typos."""
+    import difflib
+
+    def plain(text: str) -> str:
+        return "".join(c for c in text.lower() if c.isalnum())
+
+    by_plain = {plain(c): c for c in choices}
+    if plain(name) in by_plain:
+        return f" (did you mean {by_plain[plain(name)]!r}?)"
+    close = difflib.get_close_matches(name, list(by_plain.values()), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

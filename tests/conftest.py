@@ -123,6 +123,33 @@ def report(runs, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def loaded(family, tiny_model_dir):
+    """The tiny model of the module's ``family`` fixture, through ``load_model`` (modules
+    without a ``family`` define their own ``loaded``)."""
+    from sae_kit.model.loading import load_model
+
+    return load_model(str(tiny_model_dir(family)))
+
+
+@pytest.fixture(scope="module")
+def ids():
+    """A batch of 2 x 16 token ids of the tiny models' 512-token vocabulary."""
+    import torch
+
+    torch.manual_seed(1)
+    return torch.randint(0, 512, (2, 16))
+
+
+@pytest.fixture(scope="module")
+def reference(loaded, ids):
+    """Hugging Face's own forward pass of ``loaded`` on ``ids``, with every hidden state."""
+    import torch
+
+    with torch.no_grad():
+        return loaded.model(ids, output_hidden_states=True)
+
+
+@pytest.fixture(scope="module")
 def importance_report(runs, tmp_path_factory):
     """`sae-kit features --importance` on the e2e run: the report directory."""
     from typer.testing import CliRunner

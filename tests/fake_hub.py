@@ -80,6 +80,7 @@ class FakeHub:
         self.fail_commits = False  # answer every commit with HTTP 500
         self.stall: set[str] = set()  # route names (or "*") that never answer
         self.garbage: set[str] = set()  # route names (or "*") answered 200 with junk bytes
+        self.status: dict[str, int] = {}  # route name (or "*") -> an HTTP error it answers
         self._closed = threading.Event()
         self.delay = 0.0  # seconds before each answer: a slow link
         # Models as `model_info` sees them: canonical id -> card metadata; legacy id -> canonical
@@ -247,6 +248,10 @@ class FakeHub:
                     self.requests.append(req)
                     self._closed.wait()  # accept, read the request, never answer
                     return 503, {}, b""
+                failing = self.status.get(name, self.status.get("*"))
+                if failing is not None:
+                    self.requests.append(req)
+                    return _json(failing, {"error": f"fake hub answers {failing}"})
                 if {name, "*"} & self.garbage:
                     self.requests.append(req)
                     return 200, {"Content-Type": "application/json", "ETag": '"x"',

@@ -5,6 +5,7 @@ oracles in oracles.py). Test files import from here, never from each other."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,20 @@ HUB_TOKEN = "hf_TestTokenDoNotLeak0123456789abcdefXYZ"
 AUXK_OFF = {"auxk": False, "auxk_k": 512, "auxk_coeff": 1 / 32, "dead_tokens": 10_000_000}
 """The AuxK options every TopK-family SAE records: off, with Gao et al. 2024's defaults."""
 
+def identity_sae(d_in: int, n_dict: int) -> Any:
+    """A ReLU SAE whose output is its input exactly (its codes are the ReLU SAE's, so a
+    sparsity term is defined): splicing it must leave the model's outputs unchanged."""
+    from sae_kit.architectures.relu import ReluSAE
+
+    class IdentitySAE(ReluSAE):
+        def forward(self, x, *args, **kwargs):
+            out = super().forward(x, *args, **kwargs)
+            out.output = x
+            return out
+
+    return IdentitySAE(d_in, n_dict)
+
+
 SAE_D_IN, SAE_N_DICT = 8, 24
 """Sizes of the SAE that make_sae_dir writes."""
 
@@ -54,8 +69,9 @@ def save_tiny_model(model: Any, tokenizer_dir: Path, path: Path) -> Path:
 
 
 def make_sae_dir(path: Path, layer: int = 1, seed: int = 0, arch: type | None = None,
-                 **options: int) -> Path:
-    """An SAE directory with a non-zero b_dec and decoder columns of very different norms."""
+                 hook_point: str | None = None, **options: int) -> Path:
+    """An SAE directory with a non-zero b_dec and decoder columns of very different norms
+    (at ``hook_point``, by default ``blocks.{layer}.hook_resid_pre``)."""
     import torch
 
     from sae_kit.architectures.relu import ReluSAE
@@ -70,7 +86,8 @@ def make_sae_dir(path: Path, layer: int = 1, seed: int = 0, arch: type | None = 
         sae.b_dec.normal_()
     extra = {"model": "gpt2", "revision": None, "loss": "e2e", "sparsity_coeff": 1.5,
              "dataset": "Skylion007/openwebtext", "context": 64, "tokens_trained": 1000}
-    return save_sae(sae, HookPoint(layer), path / HookPoint(layer).name, extra)
+    hp = HookPoint.parse(hook_point) if hook_point else HookPoint(layer)
+    return save_sae(sae, hp, path / hp.name, extra)
 
 
 def write_run_record(run_dir: Path, context: int = 64, d_in: int = SAE_D_IN,
@@ -106,3 +123,20 @@ def hub_cli(args: list[str], home: Path, endpoint: str, token: str | None = HUB_
     # The bound only catches a hang: importing sae_lens (and transformer_lens) on a loaded
     # 2-core machine took over 180 s.
     return subprocess.run(cmd, env=clean, capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def one_line_error(result: Any, *needles: str) -> str:
+    """Exit code 2, no traceback, and one `error: ...` line, the last (log lines may precede)."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", "", line)  # log timestamps
+             for line in result.stderr.strip().splitlines()]
+    assert "Traceback" not in result.output
+    assert [line for line in lines if line.startswith("error")] == lines[-1:], lines
+    assert all(line.startswith(("error: ", "loading model", "model ", "run directory",
+                                    "eval "))
+               or re.search(r" \d+/\d+ \(\d+%\)", line)  # progress lines off a terminal
+               for line in lines), lines
+    flat = " ".join(lines[-1].split())
+    for needle in needles:
+        assert needle in flat, flat
+    return flat

@@ -11,8 +11,8 @@ import torch
 
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.model.loading import load_model
 from sae_kit.model.splice import ModelRunner, Splice
+from tests.helpers import identity_sae
 
 pytestmark = pytest.mark.slow  # builds a tiny model of every family
 
@@ -27,15 +27,6 @@ ADAPTERS = {
 POSITIONS = [0, 1, 2, 3]  # resid_pre of layers 0-2 and resid_post of the last layer
 
 
-class IdentitySAE(ReluSAE):
-    """x-hat = x exactly (the codes are the ReLU SAE's, so a sparsity term is defined)."""
-
-    def forward(self, x):
-        out = super().forward(x)
-        out.output = x
-        return out
-
-
 def _hook_point(position: int, n_layers: int) -> HookPoint:
     if position < n_layers:
         return HookPoint(position, "resid_pre")
@@ -47,23 +38,6 @@ def family(request):
     return request.param
 
 
-@pytest.fixture(scope="module")
-def loaded(family, tiny_model_dir):
-    return load_model(str(tiny_model_dir(family)))
-
-
-@pytest.fixture(scope="module")
-def ids():
-    torch.manual_seed(1)
-    return torch.randint(0, 512, (2, 16))
-
-
-@pytest.fixture(scope="module")
-def reference(loaded, ids):
-    with torch.no_grad():
-        return loaded.model(ids, output_hidden_states=True)
-
-
 def test_the_expected_adapter_runs_each_family(family, loaded):
     assert loaded.model.config.model_type == family
     assert loaded.adapter.describe(loaded.model) == ADAPTERS[family]
@@ -73,7 +47,7 @@ def test_the_expected_adapter_runs_each_family(family, loaded):
 @pytest.mark.parametrize("position", POSITIONS)
 def test_identity_sae_leaves_logits_unchanged(loaded, ids, reference, position):
     hp = _hook_point(position, loaded.n_layers)
-    splice = Splice(loaded.model, loaded.adapter, {hp: IdentitySAE(32, 8)})
+    splice = Splice(loaded.model, loaded.adapter, {hp: identity_sae(32, 8)})
     with torch.no_grad():
         spliced = splice.spliced(ids)
         logits = splice.logits(spliced.final_hidden)

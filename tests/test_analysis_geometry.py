@@ -119,7 +119,8 @@ def test_initial_decoder_is_the_one_training_starts_from():
     config = TrainConfig(loss="local", hook_points=["blocks.1.hook_resid_pre",
                                                     "blocks.2.hook_resid_pre"], seed=7)
     torch.manual_seed(123)  # whatever the global state, the rebuilt decoder is the same
-    saes = build_saes(config, d_model=16, n_dict=48, device=torch.device("cpu"))
+    saes = build_saes(config, dict.fromkeys(config.hook_points, 16), n_dict=48,
+                      device=torch.device("cpu"))
     state = torch.random.get_rng_state()
     for hp, sae in saes.items():
         rebuilt = initial_decoder({"d_in": 16, "n_dict": 48}, config, hp)

@@ -148,3 +148,27 @@ def test_cache_command_bad_input(tiny_gpt2, caches, tmp_path):
     _one_line(write(tiny_gpt2, tmp_path / "c", "--windows", "0"), "--windows")
     assert not (tmp_path / "c").exists()
 
+
+
+@pytest.mark.integration
+def test_hook_points_inside_a_layer(tiny_gpt2, tmp_path, one_thread):
+    """e2e at hook_mlp_out reads the residual at the layer's input: cached. local there reads
+    the MLP's output, which the cache does not hold: refused in one line, nothing written."""
+    hook = ["--hook-point", "blocks.1.hook_mlp_out"]
+    _one_line(write(tiny_gpt2, tmp_path / "local", "--loss", "local", *hook),
+              "residual stream only", "blocks.1.hook_mlp_out", "--clean-cache")
+    assert not (tmp_path / "local").exists()
+    result = write(tiny_gpt2, tmp_path / "e2e", "--loss", "e2e", *hook)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e2e" / "cache.json").read_text())["positions"] == [1]
+    cached = cli_train(tiny_gpt2, tmp_path / "cached", "--loss", "e2e", *hook,
+                       "--clean-cache", str(tmp_path / "e2e"))
+    assert cached.exit_code == 0 and MISS not in cached.output, cached.output
+    live = _live(tiny_gpt2, tmp_path / "live", "--loss", "e2e", *hook)
+    assert_same_run(tmp_path / "cached", live)
+
+
+def _live(model: Path, out: Path, *extra: str) -> Path:
+    result = cli_train(model, out, *extra)
+    assert result.exit_code == 0, result.output
+    return out

@@ -165,8 +165,28 @@ def test_piped_compare_and_features_keep_paths_and_names_whole(runs, tmp_path):
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
     assert re.search(stamp + r"reading text \(tokens\) \d+/256 \(\d+%\)", compared.stderr)
     assert re.search(stamp + r"comparing \(steps\) 3/3 \(100%\)", compared.stderr)
+    from sae_kit.store.files import current_umask
+
+    for written in (out / "features.safetensors", tmp_path / "c" / "maxcos.safetensors"):
+        assert written.stat().st_mode & 0o777 == 0o666 & ~current_umask(), written
     meta = json.loads((out / "summary.json").read_text())["meta"]
     n_dict, read = meta["n_dict"], meta["n_tokens"]
     assert f"reading text (tokens) {read}/{max(read, 320)} (" in features.stderr
     assert re.search(stamp + rf"writing report \(features\) {n_dict}/{n_dict} \(100%\)",
                      features.stderr), features.stderr
+
+
+def test_compare_says_it_replaces_an_earlier_comparison_and_refuses_other_files(runs, tmp_path):
+    paths = [str(runs[n]) for n in ("local0", "local1")]
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.tex").write_text("mine")
+    refused = runner.invoke(app, ["compare", *paths, "--out", str(other), "--device", "cpu"])
+    assert refused.exit_code == 2 and "holds no earlier comparison" in refused.stderr
+    assert sorted(p.name for p in other.iterdir()) == ["thesis.tex"]  # nothing written
+    out = tmp_path / "c"
+    args = ["compare", *paths, "--out", str(out), "--tokens", "64", "--device", "cpu"]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0
+    assert f"note: replacing the earlier comparison in {out}" in " ".join(again.stderr.split())

@@ -26,29 +26,13 @@ from typer.testing import CliRunner
 from sae_kit.cli import app
 from sae_kit.store import sae_dir
 from sae_kit.train import checkpoint
-from tests.helpers import SAE_AT_1, SAVE_EVERY_STEP, cli_train
+from tests.helpers import SAE_AT_1, SAVE_EVERY_STEP, cli_train, one_line_error
 
 runner = CliRunner()
 
 
 def _train(model_dir, out, *extra):
     return cli_train(model_dir, out, *extra, base=SAVE_EVERY_STEP)
-
-
-def one_line_error(result, *needles: str) -> str:
-    """Exit code 2, no traceback, and one `error: ...` line, the last (log lines may precede)."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", "", line)  # log timestamps
-             for line in result.stderr.strip().splitlines()]
-    assert "Traceback" not in result.output
-    assert [line for line in lines if line.startswith("error")] == lines[-1:], lines
-    assert all(line.startswith(("error: ", "loading model", "model ", "run directory",
-                                    "eval "))
-               for line in lines), lines
-    flat = " ".join(lines[-1].split())
-    for needle in needles:
-        assert needle in flat, flat
-    return flat
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,30 @@ def test_a_hub_that_stalls_mid_way_is_one_line(route, run_dir, tmp_path):
     assert "did not answer within 1 s" in line, line
 
 
+@pytest.mark.parametrize("status", [500, 503])
+@pytest.mark.parametrize("ref", ["alice/saes", "alice/saes/blocks.0.hook_resid_pre"])
+def test_a_hub_answering_an_error_is_named_not_taken_for_no_network(status, ref, run_dir,
+                                                                    tmp_path):
+    # issue 21: huggingface_hub falls back to the cache and the pull said "no network"
+    with FakeHub(HUB_TOKEN) as hub:
+        hub.seed("alice/saes", {p.relative_to(run_dir).as_posix(): p.read_bytes()
+                                for p in run_dir.rglob("*") if p.is_file()})
+        hub.status["*"] = status
+        result = hub_cli(["pull", ref], tmp_path / "home", hub.url, env=FAST_TIMEOUT)
+    line = one_error_line(result)
+    assert f"HTTP {status}" in line and "no network" not in line, line
+
+
+def test_a_hub_that_stalls_on_the_repo_lookup_of_a_pull_says_so(run_dir, tmp_path):
+    with FakeHub(HUB_TOKEN) as hub:
+        hub.seed("alice/saes", {p.relative_to(run_dir).as_posix(): p.read_bytes()
+                                for p in run_dir.rglob("*") if p.is_file()})
+        hub.stall.add("repo_info")
+        result = hub_cli(["pull", "alice/saes"], tmp_path / "home", hub.url, env=FAST_TIMEOUT)
+    line = one_error_line(result)
+    assert "did not answer within 1 s" in line and "no network" not in line, line
+
+
 @pytest.mark.parametrize("args", [["pull", "alice/saes"],
                                   ["pull", "alice/saes/blocks.0.hook_resid_pre"],
                                   ["push", "RUN", "alice/saes"]])

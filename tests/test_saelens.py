@@ -91,6 +91,30 @@ def test_export_then_import_gives_the_same_sae(tmp_path, arch, options):
     assert back_config["options"] == {**auxk, "bias_init": "zeros", **options}  # k comes back
 
 
+@pytest.mark.parametrize(("ours", "theirs"), [
+    ("blocks.1.hook_attn_out", "blocks.1.hook_attn_out"),
+    ("blocks.1.hook_mlp_out", "blocks.1.hook_mlp_out"),
+    ("blocks.1.hook_mlp_in", "blocks.1.ln2.hook_normalized"),  # the normed MLP input
+])
+def test_hook_points_inside_a_layer_export_under_their_transformer_lens_names(tmp_path, ours,
+                                                                             theirs):
+    sae_dir = make_sae_dir(tmp_path, hook_point=ours)
+    assert invoke("export", str(sae_dir), str(tmp_path / "sl")).exit_code == 0
+    cfg = json.loads((tmp_path / "sl" / "cfg.json").read_text())
+    assert (cfg["hook_name"], cfg["hook_layer"]) == (theirs, 1)
+    assert invoke("import", str(tmp_path / "sl"), str(tmp_path / "back")).exit_code == 0
+    _, back_config = load_sae(tmp_path / "back")
+    assert back_config["hook_point"] == ours
+
+
+def test_export_refuses_a_module_path_before_writing(tmp_path):
+    sae_dir = make_sae_dir(tmp_path, hook_point="transformer.h.1.mlp.c_fc")
+    result = invoke("export", str(sae_dir), str(tmp_path / "sl"))
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "has no SAELens (TransformerLens) hook name" in " ".join(result.stderr.split())
+    assert not (tmp_path / "sl").exists()
+
+
 def test_import_folds_decoder_norms_and_input_centring(tmp_path):
     """A typical SAELens SAE: b_dec subtracted from the input, decoder rows of any norm."""
     g = torch.Generator().manual_seed(2)
@@ -211,7 +235,9 @@ TOPK = {"architecture": "topk", "activation_fn_str": "topk"}  # over an exported
         ({**TOPK, "k": 2.5}, "k 2.5 (want a whole number)"),
         ({**TOPK, "k": 99}, "topk option k=99 must be between 1 and the dictionary size 24"),
         ({"normalize_activations": "layer_norm"}, "normalize_activations 'layer_norm'"),
-        ({"hook_name": "blocks.0.hook_mlp_out"}, "bad hook point 'blocks.0.hook_mlp_out'"),
+        ({"hook_name": "blocks.0.attn.hook_z"},
+         "SAELens hook 'blocks.0.attn.hook_z' has no sae-kit hook point"),
+        ({"hook_name": "blocks.0.hook_resid_mid"}, "unknown hook point kind hook_resid_mid"),
         ({"d_sae": 7}, "does not match its cfg.json: W_enc (8, 24) (want (8, 7))"),
     ],
 )

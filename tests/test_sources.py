@@ -45,7 +45,9 @@ def test_a_run_with_one_sae_needs_no_hook_point(tmp_path):
     [
         ((None,), f"holds 2 SAEs ({HOOK0}, {HOOK2}); name the hook point"),
         (("blocks.1.hook_resid_pre",), f"has no SAE at blocks.1.hook_resid_pre; it has {HOOK0}"),
-        (("blocks.1.attn",), "bad hook point 'blocks.1.attn'"),
+        (("blocks.1.hook_attn",), "unknown hook point kind hook_attn in 'blocks.1.hook_attn'"),
+        (("1.attn",), "bad hook point '1.attn'"),
+        (("blocks.1.attn",), "has no SAE at blocks.1.attn; it has"),  # a module path
     ],
 )
 def test_ambiguous_or_missing_sae_is_a_clear_error(run, args, message):

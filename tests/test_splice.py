@@ -7,15 +7,7 @@ from sae_kit.architectures.relu import ReluSAE
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import load_model
 from sae_kit.model.splice import ModelRunner, Splice
-
-
-class IdentitySAE(ReluSAE):
-    """x-hat = x exactly, with codes = |x| so a sparsity term is defined."""
-
-    def forward(self, x):
-        out = super().forward(x)
-        out.output = x
-        return out
+from tests.helpers import identity_sae
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +37,7 @@ def test_captured_stream_equals_hidden_states(loaded, ids, position):
 @pytest.mark.parametrize("hook", ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre",
                                   "blocks.2.hook_resid_post"])
 def test_identity_sae_leaves_logits_unchanged(loaded, ids, hook):
-    splice = Splice(loaded.model, loaded.adapter, {HookPoint.parse(hook): IdentitySAE(32, 8)})
+    splice = Splice(loaded.model, loaded.adapter, {HookPoint.parse(hook): identity_sae(32, 8)})
     with torch.no_grad():
         reference = loaded.model(ids).logits
         spliced = splice.logits(splice.spliced(ids).final_hidden)

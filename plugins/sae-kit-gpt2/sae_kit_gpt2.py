@@ -14,5 +14,11 @@ class GPT2Adapter(ModelAdapter):
     def final_norm(self, model: nn.Module) -> nn.Module:
         return model.transformer.ln_f
 
+    def attention(self, layer: nn.Module) -> nn.Module:
+        return layer.attn
+
+    def mlp(self, layer: nn.Module) -> nn.Module:
+        return layer.mlp
+
     def unembed(self, model: nn.Module) -> nn.Module:
         return model.lm_head

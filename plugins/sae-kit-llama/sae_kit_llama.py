@@ -19,5 +19,11 @@ class LlamaAdapter(ModelAdapter):
     def final_norm(self, model: nn.Module) -> nn.Module:
         return model.model.norm
 
+    def attention(self, layer: nn.Module) -> nn.Module:
+        return layer.self_attn
+
+    def mlp(self, layer: nn.Module) -> nn.Module:
+        return layer.mlp
+
     def unembed(self, model: nn.Module) -> nn.Module:
         return model.lm_head

@@ -8,7 +8,7 @@ anything else draws random numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -17,10 +17,11 @@ from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 
 
-def seeded_saes(architecture: str, options: Mapping[str, Any], names: Sequence[str],
-                d_in: int, n_dict: int, seed: int,
+def seeded_saes(architecture: str, options: Mapping[str, Any], widths: Mapping[str, int],
+                n_dict: int, seed: int,
                 device: torch.device | None = None) -> Iterator[tuple[str, SAE]]:
-    """``(name, SAE)`` per hook-point name, each drawn after ``torch.manual_seed(seed)``.
+    """``(name, SAE)`` per hook-point name of ``widths`` (in its order, each SAE as wide as its
+    activation), each drawn after ``torch.manual_seed(seed)``.
 
     A generator: a caller that wants one SAE stops at its name. The global RNG is left where
     the draws leave it, as training expects; a caller that must not disturb it saves and
@@ -28,6 +29,6 @@ def seeded_saes(architecture: str, options: Mapping[str, Any], names: Sequence[s
     """
     arch = plugins.load("architectures", architecture)
     torch.manual_seed(seed)
-    for name in names:
-        sae = arch(d_in, n_dict, **options)
+    for name, width in widths.items():
+        sae = arch(width, n_dict, **options)
         yield name, sae if device is None else sae.to(device)

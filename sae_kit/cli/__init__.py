@@ -28,6 +28,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold tokens
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    # Plain help: a flag reads as a flag (rich's panels show `--json <bool>`, as if it took a
+    # value), and a help text is never parsed as markup (`name[/hook_point]` broke `eval -h`).
+    rich_markup_mode=None,
 )
 app.command("train")(train_cmd.train_command)
 app.command("eval")(eval_cmd.evaluate)

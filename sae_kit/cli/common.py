@@ -11,7 +11,7 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, full_disk
 
 OFF_TERMINAL_WIDTH = 10_000
 """Off a terminal (a pipe, a log file) there is no width to fit: rich would assume 80 columns
@@ -44,14 +44,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly_errors(func: F) -> F:
-    """Turn SaeKitError into one `error: ...` line on stderr and exit code 2."""
+    """Turn SaeKitError, and a write that failed on a full disk, into one `error: ...` line on
+    stderr and exit code 2."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except SaeKitError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        except Exception as exc:
+            line = exc if isinstance(exc, SaeKitError) else full_disk(exc)
+            if line is None:
+                raise
+            err.print(f"[bold red]error:[/] {escape(str(line))}", highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

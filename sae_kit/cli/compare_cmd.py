@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sae_kit.cli.common import err, friendly_errors, out_console
@@ -17,7 +19,8 @@ from sae_kit.record.config import DEVICE_HELP
 @friendly_errors
 def compare(
     sources: list[str] = typer.Argument(
-        ..., help="Run directories, SAE directories or Hub ids, all at one hook point."
+        ..., metavar="SOURCE",
+        help="Run directories, SAE directories or Hub ids, all at one hook point."
     ),
     hook_point: str = typer.Option(
         None, help="Which SAE of each run (needed if a run has several)."
@@ -55,6 +58,7 @@ def compare(
         raise SaeKitError(f"--tokens and --batch-size must be positive, got {tokens}, "
                           f"{batch_size}")
     choice = TextChoice(dataset, split) if dataset else TextChoice()
+    _check_out(Path(out))
     setup_logging()
     with progress("compare") as bar:
         summary = compare_sources(sources, hook_point, Path(out), tokens, batch_size, device,
@@ -70,6 +74,19 @@ def compare(
         console.print(pairs_table(summary))
     if importance:
         console.print(importance_table(summary))
+
+
+def _check_out(out: Path) -> None:
+    """An earlier comparison in ``out`` is replaced, and said to be; other files are not."""
+    from sae_kit.errors import SaeKitError
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / "summary.json").is_file():
+        raise SaeKitError(f"--out {str(out)!r} is not empty and holds no earlier comparison "
+                          "(no summary.json); name a new or empty directory")
+    err.print(f"[yellow]note[/]: replacing the earlier comparison in {escape(str(out))}",
+              highlight=False, soft_wrap=True)
 
 
 def _f(value: Any, spec: str = ".3f") -> str:

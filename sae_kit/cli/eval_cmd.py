@@ -18,7 +18,8 @@ from sae_kit.record.config import DEVICE_HELP
 @friendly_errors
 def evaluate(
     run_dir: list[str] = typer.Argument(
-        ..., help="Run directories, SAE directories (of a run, imported, or SAELens' cfg.json + "
+        ..., metavar="RUN_DIR",
+        help="Run directories, SAE directories (of a run, imported, or SAELens' cfg.json + "
         "sae_weights.safetensors) or Hub ids (namespace/name, or namespace/name/HOOK_POINT for "
         "one SAE)."
     ),

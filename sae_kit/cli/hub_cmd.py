@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from sae_kit.cli.common import err, friendly_errors
+from sae_kit.errors import counted
 
 if TYPE_CHECKING:
     from sae_kit.store.hub import Upload
@@ -88,5 +89,5 @@ def pull(
     dirs = [path] if is_sae_dir(path) else list(sae_dirs(path).values())
     for sae_dir in dirs:
         load_sae(sae_dir)  # a corrupt or incomplete download fails here, not later
-    err.print(f"[green]pulled[/] {len(dirs)} SAE(s): {', '.join(d.name for d in dirs)}")
+    err.print(f"[green]pulled[/] {counted(len(dirs), 'SAE')}: {', '.join(d.name for d in dirs)}")
     typer.echo(str(path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sae_kit.cli.common import err, friendly_errors
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, counted
 
 FORMATS = ("saelens",)
 
@@ -39,7 +39,7 @@ def export(
         dirs = sae_dirs(path)
         fresh_dir(out)  # the docs promise a new or empty directory: nothing is overwritten
         written = [export_saelens(d, Path(out) / hp.name) for hp, d in dirs.items()]
-    err.print(f"[green]exported[/] {len(written)} SAE(s) in the {fmt} layout")
+    err.print(f"[green]exported[/] {counted(len(written), 'SAE')} in the {fmt} layout")
     typer.echo(out)
 
 

@@ -57,12 +57,9 @@ def _refuse_meaningless_lambda(ctx: typer.Context, architecture: str) -> None:
     """--lambda weights a penalty that some architectures (TopK: k sets the L0) do not have."""
     if getattr(ctx.get_parameter_source("sparsity_coeff"), "name", "") != "COMMANDLINE":
         return
-    from sae_kit import plugins
+    from sae_kit.train.api import refuse_meaningless_lambda
 
-    if not plugins.load("architectures", architecture).penalised:
-        raise SaeKitError(f"--lambda has no effect with the {architecture!r} architecture (it has "
-                          "no sparsity penalty; its options set the sparsity, e.g. "
-                          "--arch-option k=32); drop --lambda")
+    refuse_meaningless_lambda(architecture, "--lambda")
 
 
 def _leave_process_group() -> None:

@@ -18,7 +18,7 @@ import typer
 
 from sae_kit.cli.common import parse_floats, parse_key_values
 from sae_kit.errors import SaeKitError
-from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.hookpoints import LAYER_KINDS, RESIDUAL_KINDS, HookPoint
 from sae_kit.record.config import TrainConfig
 
 ALIASES = {"compile": ("--compile",)}
@@ -30,16 +30,20 @@ def _option(name: str, annotation: Any, default: Any, *flags: str, **kw: Any) ->
                              default=typer.Option(default, *flags, **kw))
 
 
+KINDS_AT_A_LAYER = RESIDUAL_KINDS + LAYER_KINDS
+
 SHAPED: dict[str, list[inspect.Parameter]] = {
     "loss_options": [_option(
-        "loss_option", list[str], [], "--loss-option", "-O",
+        "loss_option", list[str], [], "--loss-option", "-O", metavar="KEY=VALUE",
         help="Loss option as key=value, repeatable (e.g. ds_coeff=2.5).")],
     "hook_points": [
-        _option("layer", list[int], [], help="Layer for an SAE, repeatable (several SAEs train "
-                "together); default: middle."),
-        _option("hook", str, "resid_pre", help="Where at each --layer: resid_pre or resid_post."),
-        _option("hook_point", list[str], [],
-                help="Full hook-point name, repeatable, e.g. blocks.6.hook_resid_post."),
+        _option("layer", list[int], [], metavar="N", help="Layer for an SAE, repeatable (several "
+                "SAEs train together); default: middle."),
+        _option("hook", str, "resid_pre", help="Where at each --layer: resid_pre, resid_post, "
+                "attn_out, mlp_in or mlp_out."),
+        _option("hook_point", list[str], [], metavar="NAME",
+                help="Full hook-point name, repeatable, e.g. blocks.6.hook_mlp_out, or a module "
+                "path inside a decoder layer, e.g. transformer.h.6.mlp.c_fc."),
     ],
     "sparsity_coeff": [_option(
         "sparsity_coeff", str, "1.0", "--sparsity-coeff", "--lambda",
@@ -47,10 +51,10 @@ SHAPED: dict[str, list[inspect.Parameter]] = {
         "comma-separated (0.5,1,2), train one SAE each in one shared pass, each in its own run "
         "directory OUT/lambda<λ>/.")],
     "architecture_options": [_option(
-        "arch_option", list[str], [], "--arch-option",
+        "arch_option", list[str], [], "--arch-option", metavar="KEY=VALUE",
         help="Architecture option as key=value, repeatable (e.g. k=32).")],
     "trackers": [_option(
-        "tracker", list[str], [], "--tracker",
+        "tracker", list[str], [], "--tracker", metavar="NAME",
         help="Experiment tracker that gets every metrics row too, repeatable: wandb, "
         "tensorboard, ... (each needs its package); metrics.jsonl stays the record.")],
     "output_dir": [
@@ -86,8 +90,9 @@ def config_parameters() -> list[inspect.Parameter]:
 
 def config_from_options(values: dict[str, Any]) -> TrainConfig:
     """The TrainConfig for the parsed command-line ``values`` (keyed by parameter name)."""
-    if values["hook"] not in ("resid_pre", "resid_post"):
-        raise SaeKitError(f"--hook must be resid_pre or resid_post, got {values['hook']!r}")
+    if values["hook"] not in KINDS_AT_A_LAYER:
+        raise SaeKitError(f"--hook must be one of {', '.join(KINDS_AT_A_LAYER)}, got "
+                          f"{values['hook']!r}")
     points = [HookPoint(n, values["hook"]).name for n in values["layer"]]
     points += [HookPoint.parse(h).name for h in values["hook_point"]]
     plain = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)

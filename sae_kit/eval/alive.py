@@ -33,14 +33,14 @@ def count_alive(
     on_batch: Callable[[], None] | None = None,
 ) -> dict[HookPoint, torch.Tensor]:
     """Per SAE, a boolean mask over its dictionary: fired on at least one token of ``windows``."""
-    positions = splice.sae_positions
+    sites = splice.sae_sites
     masks: dict[HookPoint, torch.Tensor] = {}
     for start in range(0, len(windows), batch_size):
         ids = torch.tensor(windows[start:start + batch_size], dtype=torch.long, device=device)
         # Only the layers up to the last SAE run: no logits are needed.
-        acts = splice.clean(ids, capture=positions, final_hidden=False).acts
+        acts = splice.clean(ids, capture=sites, final_hidden=False).acts
         for hp, sae in splice.saes.items():
-            mask = fired(sae.encode(acts[hp.position].to(sae.W_enc.dtype))).cpu()
+            mask = fired(sae.encode(acts[hp.site].to(sae.W_enc.dtype))).cpu()
             masks[hp] = mask | masks[hp] if hp in masks else mask
         if on_batch:
             on_batch()

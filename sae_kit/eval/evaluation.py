@@ -34,7 +34,7 @@ from sae_kit.eval.metrics import (
 )
 from sae_kit.eval.settings import EVAL
 from sae_kit.eval.target import EvalTarget, Overrides, open_target
-from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice, SplicedRun
 from sae_kit.progress import ProgressLines
@@ -76,7 +76,8 @@ class _Evaluator:
         self.later = {hp: hp.downstream(n_layers) for hp in self.saes}
 
     def add_batch(self, input_ids: torch.Tensor) -> None:
-        capture = {hp.position for hp in self.saes} | {p for ps in self.later.values() for p in ps}
+        capture = ({hp.site for hp in self.saes} | {hp.start_position for hp in self.saes}
+                   | {p for ps in self.later.values() for p in ps})
         clean = self.all_spliced.clean(input_ids, capture=capture)
         self._add_logits(self.clean_ce, None, clean.final_hidden, clean.final_hidden, input_ids)
         for hp, splice in self.single.items():
@@ -102,7 +103,7 @@ class _Evaluator:
                        input_ids.shape[1])
 
     def _add_reconstruction(self, sums: _Sums, hp: HookPoint, spliced: SplicedRun,
-                            clean_acts: dict[int, torch.Tensor]) -> None:
+                            clean_acts: dict[Site, torch.Tensor]) -> None:
         out, x = spliced.sae_outputs[hp], spliced.sae_inputs[hp]
         n_tokens = out.codes[..., 0].numel()
         sums.l0.add(l0(out.codes), n_tokens)

@@ -22,6 +22,7 @@ from sae_kit.eval.settings import FeatureSettings, ImportanceSettings
 from sae_kit.model.device import resolve_device
 from sae_kit.model.loading import load_model
 from sae_kit.progress import Progress, ProgressLines
+from sae_kit.store.staging import staged_dir
 
 
 def default_report_dir(source: AnalysisSource) -> Path:
@@ -47,12 +48,17 @@ def build_feature_report(ref: str, out: Path | None = None, hook_point: str | No
         raise SaeKitError(f"--tokens must be positive, got {settings.n_tokens}")
     torch_device = resolve_device(device)
     source = open_source(ref, hook_point, torch_device)
-    loaded = load_model(source.model, revision=source.revision, device=torch_device)
-    loaded.check_fits(source.hook_point, source.sae.d_in)
-    if importance is not None:
-        importance = replace(importance, n_tokens=settings.n_tokens,
-                             batch_size=settings.batch_size)
-    progress = progress or ProgressLines()
-    data = collect_features(source, loaded, choice or TextChoice(), settings, torch_device,
-                            progress, importance)
-    return write_report(data, out or default_report_dir(source), progress), data.meta
+    out = Path(out) if out is not None else default_report_dir(source)
+    # Built beside `out` and moved in once whole (index.html last): a full disk leaves no half
+    # report, and an unwritable --out fails here, before the model loads.
+    with staged_dir(out, "feature report", last="index.html") as tmp:
+        loaded = load_model(source.model, revision=source.revision, device=torch_device)
+        loaded.check_fits(source.hook_point, source.sae.d_in)
+        if importance is not None:
+            importance = replace(importance, n_tokens=settings.n_tokens,
+                                 batch_size=settings.batch_size)
+        progress = progress or ProgressLines()
+        data = collect_features(source, loaded, choice or TextChoice(), settings,
+                                torch_device, progress, importance)
+        write_report(data, tmp, progress, explained_from=out)
+    return out / "index.html", data.meta

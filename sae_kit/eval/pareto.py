@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -12,9 +13,12 @@ from typing import Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.seeds import Stat, group_replicates, standard_error, stat
+from sae_kit.record.config import trained_settings
+from sae_kit.record.run_record import RunRecord
 from sae_kit.store.run_dir import RunDir
 
 Point = tuple[float, float]
+LabelledPoint = tuple[float, float, str]
 
 # The paper's three objectives first, so they keep the same colour and marker in every plot.
 _ORDER = ["local", "e2e", "e2e+ds"]
@@ -23,42 +27,58 @@ _COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab
             "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]  # 10 against 8 markers: 40 pairs
 
 
-Key = tuple[str, str, str]
-"""A series: (loss, architecture label, hook point); the last two empty when all runs agree."""
+Key = tuple[str, str, str, str]
+"""A series: (loss, architecture label, the other settings that differ, hook point); the last
+three empty when all runs agree on them."""
+
+NOT_A_SERIES = ("loss", "architecture", "sparsity_coeff", "seed", "hook_points")
+"""Trained settings that never go into a series' "other settings": the loss and architecture
+have places of their own in the key, lambda moves a run along its frontier, runs that differ
+in their seed alone are one point (their mean, :mod:`sae_kit.eval.seeds`), and the hook point
+is the "@" suffix. Architecture options are told apart by :func:`architecture_labels`, which
+knows which of them set the sparsity."""
 
 
-def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
-    """(L0, CE-loss increase) per SAE, one series per loss and architecture, sorted by L0.
+def pareto_points(results: list[dict[str, Any]]) -> dict[str, list[LabelledPoint]]:
+    """(L0, CE-loss increase, point label) per point, one series per frontier, sorted by L0.
 
-    A series is a frontier only when its points differ in lambda alone, or in the options that
-    set an architecture's sparsity (``SAE.sparsity_options``, TopK's k): ReLU and TopK SAEs of
-    one loss get a series each, as do TopK SAEs with and without AuxK (labelled "loss
-    (architecture options)" when the runs use several), and when the runs hold SAEs at more
-    than one hook point the series are split by hook point too.
+    A series is a frontier: its runs differ in lambda alone, or in the options that set an
+    architecture's sparsity (``SAE.sparsity_options``, TopK's k). Its label is the loss, then
+    the architecture with the options that tell it apart when the runs use several (``topk
+    auxk=true``), then every other trained setting that differs (``dict_ratio=32``,
+    ``n_samples=800``; how a run went, such as its device, never counts), then the hook point
+    when the runs hold SAEs at several. Runs that differ only in their seed are one point, the
+    mean over the seeds. A point's label is its k (``k=32``) or lambda (``λ=0.5``), else its
+    run's name.
     """
-    return {_label(key): points for key, points in _series(results).items()}
-
-
-def _series(results: list[dict[str, Any]]) -> dict[Key, list[Point]]:
-    return {key: [(x.mean, y.mean) for x, y in points]
+    return {_label(key): [(x.mean, y.mean, name) for x, y, name in points]
             for key, points in _series_over_seeds(results).items()}
 
 
-def _series_over_seeds(results: list[dict[str, Any]]) -> dict[Key, list[tuple[Stat, Stat]]]:
-    """(L0, CE increase) per point, each a Stat over the seeds of its replicates."""
+def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
+    """:func:`pareto_points` without the point labels."""
+    return {label: [(x, y) for x, y, _ in points]
+            for label, points in pareto_points(results).items()}
+
+
+def _series_over_seeds(results: list[dict[str, Any]]
+                       ) -> dict[Key, list[tuple[Stat, Stat, str]]]:
+    """(L0, CE increase, label) per point, each a Stat over the seeds of its replicates."""
     hook_points = {name for result in results for name in result["saes"]}
     archs = dict(zip(map(id, results), architecture_labels(results, sparsity=False),
                      strict=True))
     several = len(set(archs.values())) > 1
-    series: dict[Key, list[tuple[Stat, Stat]]] = defaultdict(list)
+    others = dict(zip(map(id, results), _other_settings(results), strict=True))
+    series: dict[Key, list[tuple[Stat, Stat, str]]] = defaultdict(list)
     for group in group_replicates(results):
         first = group[0]
+        label = _point_label(first)
         for name in first["saes"]:
             members = [r["saes"][name] for r in group if name in r["saes"]]
             key = (str(first.get("loss") or "?"), archs[id(first)] if several else "",
-                   name if len(hook_points) > 1 else "")
+                   others[id(first)], name if len(hook_points) > 1 else "")
             series[key].append((stat([float(m["l0"]) for m in members]),
-                                stat([float(m["ce_loss_increase"]) for m in members])))
+                                stat([float(m["ce_loss_increase"]) for m in members]), label))
 
     def order(key: Key) -> tuple[int, Key]:
         return (_ORDER.index(key[0]) if key[0] in _ORDER else len(_ORDER), key)
@@ -68,11 +88,63 @@ def _series_over_seeds(results: list[dict[str, Any]]) -> dict[Key, list[tuple[St
 
 
 def _label(key: Key, loss: bool = True) -> str:
-    name, arch, hook_point = key
+    name, arch, others, hook_point = key
     label = name if loss else ""
     if arch:
         label = f"{label} ({arch})" if loss else arch
+    if others:
+        label = f"{label}, {others}" if label else others
     return f"{label} @ {hook_point}" if hook_point else label
+
+
+def _other_settings(results: list[dict[str, Any]]) -> list[str]:
+    """Per result, ``name=value`` of every trained setting that is not the same in all the
+    results (left out: a setting some results do not record, and NOT_A_SERIES)."""
+    settings = [_trained(_record(result)) for result in results]
+    known = [k for k in dict.fromkeys(k for s in settings for k in s)
+             if all(k in s for s in settings)]
+    differ = sorted(k for k in known if len({repr(s[k]) for s in settings}) > 1)
+    return [", ".join(f"{k}={_show(s[k])}" for k in differ) for s in settings]
+
+
+def _record(result: dict[str, Any]) -> RunRecord | None:
+    run = RunDir(result.get("run_dir") or ".")
+    if not (result.get("run_dir") and run.is_run()):
+        return None
+    try:
+        return run.read()
+    except SaeKitError:  # an unreadable record: the result says only its loss and architecture
+        return None
+
+
+def _trained(record: RunRecord | None) -> dict[str, Any]:
+    """What a run trained, from its record with the defaults it resolved filled in; an SAE
+    evaluated on its own (no record) says nothing beyond its loss and architecture."""
+    if record is None:
+        return {}
+    settings = record.config.to_dict()
+    for name, value in dataclasses.asdict(record.resolved).items():  # a default filled in
+        if name in settings and settings[name] is None:
+            settings[name] = value
+    return {k: v for k, v in trained_settings(settings).items()
+            if k not in NOT_A_SERIES and not k.startswith("architecture_options.")}
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else _option(value)
+
+
+def _point_label(result: dict[str, Any]) -> str:
+    """``k=32`` (the options that set the architecture's sparsity), else ``λ=0.5``, else the
+    run's name."""
+    arch, options = _architecture(result)
+    swept = [f"{k}={_option(options[k])}" for k in _sparsity_options(arch) if k in options]
+    if swept:
+        return " ".join(swept)
+    lam = result.get("sparsity_coeff")
+    if lam is None and (record := _record(result)) is not None:
+        lam = record.config.sparsity_coeff
+    return f"λ={_show(float(lam))}" if lam is not None else Path(result.get("run_dir") or "").name
 
 
 def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, list[Point]]:
@@ -88,7 +160,7 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
     import matplotlib.pyplot as plt
 
     over_seeds = _series_over_seeds(results)
-    series = _series(results)
+    series = {key: [(x.mean, y.mean) for x, y, _ in points] for key, points in over_seeds.items()}
     fmt = plot_format(path)
     losses = list(dict.fromkeys(key[0] for key in series))
     archs = list(dict.fromkeys(key[1:] for key in series))
@@ -100,21 +172,26 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
             if loss is not None and key[0] != loss:
                 continue
             style = archs.index(key[1:]) if loss is not None else index
+            colour = _COLOURS[style % len(_COLOURS)]
             xs, ys = zip(*points, strict=True)
             ax.errorbar(xs, ys, xerr=_two_sigma(over_seeds[key], 0),
                         yerr=_two_sigma(over_seeds[key], 1), capsize=3,
-                        marker=_MARKERS[style % len(_MARKERS)],
-                        color=_COLOURS[style % len(_COLOURS)], label=_label(key, loss is None))
+                        marker=_MARKERS[style % len(_MARKERS)], color=colour,
+                        label=_label(key, loss is None))
+            for (x, y), (_, _, name) in zip(points, over_seeds[key], strict=True):
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7, color=colour)  # which k or lambda (or run) it is
         _style_axes(ax, [p for key, pts in series.items() if loss in (None, key[0]) for p in pts])
         ax.set_title(f"loss: {loss}" if loss else "Sparsity vs. performance on held-out tokens")
     axes[0][0].set_ylabel("CE loss increase (nats)")
     if panels == [None]:
-        axes[0][0].legend(title="loss")
+        axes[0][0].legend(title="series (λ or k varies along each)", fontsize=8)
         fig.tight_layout()
     else:  # one legend for all panels, below them: an architecture looks alike in each
         handles = {c.get_label(): c for ax in axes[0] for c in ax.containers}
-        fig.legend(list(handles.values()), list(handles), title="architecture", loc="lower center",
-                   ncol=min(4, len(handles)), fontsize="small")
+        fig.legend(list(handles.values()), list(handles), loc="lower center",
+                   title="series (λ or k varies along each)", ncol=min(4, len(handles)),
+                   fontsize="small")
         fig.tight_layout(rect=(0, 0.06 * math.ceil(len(handles) / 4) + 0.04, 1, 1))
     try:
         fig.savefig(path, format=fmt)
@@ -126,7 +203,7 @@ def plot_pareto(results: list[dict[str, Any]], path: str | Path) -> dict[str, li
     return {_label(key): points for key, points in series.items()}
 
 
-def _two_sigma(points: list[tuple[Stat, Stat]], axis: int) -> list[float] | None:
+def _two_sigma(points: list[tuple[Stat, Stat, str]], axis: int) -> list[float] | None:
     """Error bars of 2 standard errors over seeds: bars of two points that do not overlap
     mark a difference beyond seed noise. None (no bars) when every point has one seed."""
     if all(p[axis].n < 2 for p in points):
@@ -146,6 +223,7 @@ def _style_axes(ax: Any, points: list[Point]) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(_minor_tick_label))
     ax.set_xlabel("L0 (active dictionary elements per token, log scale)")
+    ax.margins(x=0.08, y=0.08)  # room for the labels of the end points
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -162,11 +240,6 @@ def plot_format(path: str | Path) -> str:
         raise SaeKitError(f"cannot tell the plot format from {str(path)!r}; end the file name "
                           f"in one of: {', '.join('.' + e for e in sorted(supported))}")
     return ext
-
-
-def architecture_of(result: dict[str, Any]) -> str | None:
-    """A result's architecture: from eval.json, else from its run's config.json."""
-    return _architecture(result)[0]
 
 
 def _architecture(result: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:

@@ -18,10 +18,10 @@ backpropagates ``result.loss``. A complete loss plugin (``my_loss.py``), registe
             scale: float = field(default=1.0, metadata={"help": "Weight of the cosine term."})
 
         def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
-            clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
+            clean = splice.clean(input_ids, capture=splice.sae_sites, final_hidden=False)
             total, terms, codes = 0.0, {}, {}
             for hp, sae in splice.saes.items():
-                x = clean.acts[hp.position].float()
+                x = clean.acts[hp.site].float()
                 out = sae(x)
                 term = 1 - F.cosine_similarity(out.output, x, dim=-1).mean()
                 sae_total, sae_terms = self.sae_terms(hp, sae, out)  # lambda, AuxK, ...
@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import torch
 
 from sae_kit.architectures.base import SAE, SAEOutput
-from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.splice import Splice
 from sae_kit.options import parse_options
 
@@ -83,11 +83,11 @@ class Loss:
         self.sparsity_coeff = sparsity_coeff
         self.opts = parse_options(self.Options, options, self.name)
 
-    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
-        """What this loss reads of the clean pass: residual positions and whether the final
-        hidden states. ``sae-kit cache`` stores exactly that; by default the SAEs' positions
-        and the output."""
-        return splice.sae_positions, True
+    def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
+        """What this loss reads of the clean pass: sites (residual positions, or hook points
+        inside layers) and whether the final hidden states. ``sae-kit cache`` stores exactly
+        that; by default the SAEs' sites and the output."""
+        return splice.sae_sites, True
 
     def sparsity(self, sae: SAE, out: SAEOutput) -> torch.Tensor:
         """lambda times the architecture's penalty (L1 / d_in for the paper's SAE, L0 / d_in

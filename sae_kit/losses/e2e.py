@@ -6,6 +6,7 @@ import torch
 
 from sae_kit.losses.base import Loss, LossResult, listed_active
 from sae_kit.losses.terms import KLOptions, output_kl, sparsity_terms
+from sae_kit.model.hookpoints import Site
 from sae_kit.model.splice import Splice
 
 
@@ -20,6 +21,10 @@ class E2ELoss(Loss):
 
     name = "e2e"
     Options = KLOptions
+
+    def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
+        # The residual the spliced pass starts from (a layer's input for an SAE inside it).
+        return [splice.first_position], True
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture=[splice.first_position])

@@ -59,8 +59,9 @@ class E2EDownstreamLoss(Loss):
         return chosen
 
     def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
+        # What __call__ captures: the spliced pass's start and the later layers' outputs.
         later = self.positions(splice.first_position, splice.n_layers)
-        return [*splice.sae_positions, *later], True
+        return [splice.first_position, *later], True
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         positions = self.positions(splice.first_position, splice.n_layers)

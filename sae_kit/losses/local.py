@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from sae_kit.losses.base import Loss, LossResult, listed_active
 from sae_kit.losses.terms import sparsity_terms
+from sae_kit.model.hookpoints import Site
 from sae_kit.model.splice import Splice
 
 
@@ -18,12 +19,12 @@ class LocalLoss(Loss):
 
     name = "local"
 
-    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
-        return splice.sae_positions, False  # reconstructs the inputs; reads no output
+    def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
+        return splice.sae_sites, False  # reconstructs the inputs; reads no output
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
-        clean = splice.clean(input_ids, capture=splice.sae_positions, final_hidden=False)
-        inputs = {hp: clean.acts[hp.position].to(sae.W_enc.dtype)
+        clean = splice.clean(input_ids, capture=splice.sae_sites, final_hidden=False)
+        inputs = {hp: clean.acts[hp.site].to(sae.W_enc.dtype)
                   for hp, sae in splice.saes.items()}
         outputs = {hp: sae(inputs[hp]) for hp, sae in splice.saes.items()}
         mses = {hp: F.mse_loss(outputs[hp].output, x) for hp, x in inputs.items()}

@@ -3,10 +3,12 @@
 ``loading`` loads a Hugging Face causal LM (Hub id, local directory or the built-in model) and
 picks its adapter through the ``sae_kit.models`` plugin group; ``adapter`` is the interface a
 model-family plugin implements and ``generic_adapter`` the fallback found by introspection;
-``hookpoints`` names residual-stream positions and does their layer arithmetic; ``splice`` runs
-the model with SAEs replacing activations. May import ``architectures`` and the top-level kernel
-modules (``errors``, ``plugins``, ``builtin``, ``network``, ``exports``); never ``train``,
-``eval``, ``store``, ``losses`` or ``cli``, and never a model family by name.
+``hookpoints`` names the places an SAE reads (residual-stream positions, hook points inside a
+layer, module paths) and does their layer arithmetic; ``sublayers`` finds a layer's attention
+and MLP for adapters that do not say, ``sites`` the module a hook point inside a layer reads;
+``splice`` runs the model with SAEs replacing activations. May import ``architectures`` and the
+top-level kernel modules (``errors``, ``plugins``, ``builtin``, ``network``, ``exports``); never
+``train``, ``eval``, ``store``, ``losses`` or ``cli``, and never a model family by name.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
 """The interface a model-family plugin implements.
 
 An adapter tells the core where a Hugging Face causal LM keeps its decoder layers and its
-unembedding (and, optionally, its final norm). The core needs nothing else: residual-stream hook
-points are the inputs and outputs of the decoder layers, and "run the model from layer i" is done
-generically by skipping the layers before i (see :mod:`sae_kit.model.splice`).
+unembedding (and, optionally, its final norm), and where each layer keeps its attention and its
+MLP. The core needs nothing else: residual-stream hook points are the inputs and outputs of the
+decoder layers, ``hook_attn_out`` / ``hook_mlp_out`` the outputs of a layer's attention and MLP
+modules and ``hook_mlp_in`` the MLP's input; "run the model from layer i" is done generically by
+skipping the layers before i (see :mod:`sae_kit.model.splice`). ``attention`` and ``mlp`` default
+to finding the one child module whose name says so (``attn``/``attention``, ``mlp``/``ffn``/
+``feed_forward``); an adapter overrides them where that guess is wrong or ambiguous.
 
 A complete model plugin (``sae_kit_opt.py``), registered in its ``pyproject.toml`` under the
 model's ``config.model_type`` as ``[project.entry-points."sae_kit.models"] opt =
@@ -29,6 +33,7 @@ from typing import ClassVar
 from torch import nn
 
 from sae_kit.errors import SaeKitError
+from sae_kit.model.sublayers import find_sublayer
 
 
 class ModelAdapter:
@@ -52,6 +57,19 @@ class ModelAdapter:
     def unembed(self, model: nn.Module) -> nn.Module:
         """The module mapping normed final hidden states to logits (usually ``lm_head``)."""
         raise NotImplementedError
+
+    def attention(self, layer: nn.Module) -> nn.Module:
+        """The attention block of one decoder layer (its output is ``hook_attn_out``)."""
+        return find_sublayer(layer, "attention", self.describe_family(layer))
+
+    def mlp(self, layer: nn.Module) -> nn.Module:
+        """The MLP of one decoder layer (its input is ``hook_mlp_in``, its output
+        ``hook_mlp_out``)."""
+        return find_sublayer(layer, "mlp", self.describe_family(layer))
+
+    def describe_family(self, layer: nn.Module) -> str:
+        """How error messages name the adapter that could not find a layer's parts."""
+        return f"{type(layer).__name__} (adapter {type(self).__module__}:{type(self).__qualname__})"
 
     def d_model(self, model: nn.Module) -> int:
         """Width of the residual stream."""

@@ -19,6 +19,7 @@ from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.adapter import ModelAdapter
 from sae_kit.model.generic_adapter import GenericAdapter
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.splice import ModelRunner
 from sae_kit.model_names import SourceRef, source_ref
 from sae_kit.network import (
     configure_hub,
@@ -49,12 +50,28 @@ class LoadedModel:
     def d_model(self) -> int:
         return self.adapter.d_model(self.model)
 
+    def width_at(self, hook_point: HookPoint) -> int:
+        """The activation width at ``hook_point`` (checked to exist in this model).
+
+        Residual, attention and MLP hook points have width d_model; a module path's width is
+        read from one token run through the model up to that module.
+        """
+        hook_point.check(self.n_layers)
+        if hook_point.on_residual:
+            return self.d_model
+        runner = ModelRunner(self.model, self.adapter)
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            probe = runner.run(torch.zeros((1, 1), dtype=torch.long, device=device),
+                               capture=[hook_point.site], final_hidden=False)
+        return int(probe.acts[hook_point.site].shape[-1])
+
     def check_fits(self, hook_point: HookPoint, d_in: int) -> None:
         """One clear line if an SAE of width ``d_in`` at ``hook_point`` cannot sit in this model."""
-        hook_point.check(self.n_layers)
-        if d_in != self.d_model:
+        width = self.width_at(hook_point)
+        if d_in != width:
             raise SaeKitError(f"the SAE at {hook_point} takes width {d_in}, but {self.name!r} "
-                              f"has d_model {self.d_model}")
+                              f"has width {width} there")
 
     @property
     def max_positions(self) -> int | None:

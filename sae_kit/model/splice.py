@@ -27,7 +27,8 @@ from torch import nn
 
 from sae_kit.architectures.base import SAE, SAEOutput
 from sae_kit.model.adapter import ModelAdapter
-from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint, Site
+from sae_kit.model.sites import ModuleSite, locate
 
 
 class _StopForward(Exception):
@@ -45,8 +46,9 @@ class _PassThrough(nn.Module):
 
 @dataclass
 class RunResult:
-    acts: dict[int, torch.Tensor] = field(default_factory=dict)
-    """Residual stream at each captured position, as it entered (before any SAE there)."""
+    acts: dict[Site, torch.Tensor] = field(default_factory=dict)
+    """The activation at each captured site (``HookPoint.site``: a residual position, or a hook
+    point inside a layer), as it was computed (before any SAE there)."""
     final_hidden: torch.Tensor | None = None
     """Normed last hidden states: the unembedding's input."""
     derived: dict[Any, Any] = field(default_factory=dict)
@@ -69,37 +71,41 @@ class ModelRunner:
         self.unembed = adapter.unembed(model)
         self.layer_returns_tuple: bool | None = None
         """Learned from the first layer call; until known, no layer is skipped."""
+        self.sites: dict[HookPoint, ModuleSite] = {}
+        """Hook points inside layers, located once."""
 
     def run(
         self,
         input_ids: torch.Tensor,
         *,
-        capture: Iterable[int] = (),
-        replace: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        capture: Iterable[Site] = (),
+        replace: Mapping[Site, Callable[[torch.Tensor], torch.Tensor]] | None = None,
         start: tuple[int, torch.Tensor] | None = None,
         final_hidden: bool = True,
     ) -> RunResult:
         """Run the model on ``input_ids``.
 
-        capture: positions whose residual stream to record. replace: position -> function whose
-        result replaces the stream there. start: (position, activation) to begin from instead
-        of running the layers before it. final_hidden: record the unembedding's input; if False
-        the pass stops right after the last position of interest.
+        capture: sites (residual positions, or hook points inside layers) whose activation to
+        record. replace: site -> function whose result replaces the activation there. start:
+        (position, activation) to begin from instead of running the layers before it.
+        final_hidden: record the unembedding's input; if False the pass stops once every site
+        of interest has been seen.
         """
         replace = dict(replace or {})
         capture = set(capture)
         result = RunResult()
         points = capture | set(replace) | ({start[0]} if start else set())
-        stop_at = None if final_hidden or not points else max(points)
+        seen: set[Site] = set()
 
-        def visit(position: int, hidden: torch.Tensor) -> torch.Tensor:
-            if start is not None and position == start[0]:
+        def visit(site: Site, hidden: torch.Tensor) -> torch.Tensor:
+            if start is not None and site == start[0]:
                 hidden = start[1]
-            if position in capture:
-                result.acts[position] = hidden
-            if position in replace:
-                hidden = replace[position](hidden)
-            if position == stop_at:
+            if site in capture:
+                result.acts[site] = hidden
+            if site in replace:
+                hidden = replace[site](hidden)
+            seen.add(site)
+            if not final_hidden and seen == points:
                 raise _StopForward
             return hidden
 
@@ -108,8 +114,8 @@ class ModelRunner:
                 stack.enter_context(self._skip_layers(start[0]))
             elif self.layer_returns_tuple is None:  # still correct: `visit` replaces at start
                 stack.enter_context(self._learn_layer_output())
-            for position in sorted(points):
-                stack.enter_context(self._hook(position, visit))
+            for site in sorted(points, key=_site_order):
+                stack.enter_context(self._hook(site, visit))
             if final_hidden:
                 stack.enter_context(self._hook_unembed(result))
             with contextlib.suppress(_StopForward):
@@ -133,24 +139,16 @@ class ModelRunner:
             for i, layer in enumerate(originals):
                 self.layers[i] = layer
 
-    def _hook(self, position: int, visit: Callable[[int, torch.Tensor], torch.Tensor]):
-        if position < self.n_layers:
-
-            def pre_hook(module: nn.Module, args: tuple, kwargs: dict):
-                if args:
-                    return (visit(position, args[0]), *args[1:]), kwargs
-                kwargs = dict(kwargs)
-                kwargs["hidden_states"] = visit(position, kwargs["hidden_states"])
-                return args, kwargs
-
-            return _removing(self.layers[position].register_forward_pre_hook(
-                pre_hook, with_kwargs=True))
-
-        def post_hook(module: nn.Module, args: tuple, output: object):
-            hidden = visit(position, _first_tensor(output))
-            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-        return _removing(self.layers[self.n_layers - 1].register_forward_hook(post_hook))
+    def _hook(self, site: Site, visit: Callable[[Site, torch.Tensor], torch.Tensor]):
+        if isinstance(site, HookPoint):
+            found = self.sites.get(site) or self.sites.setdefault(
+                site, locate(self.model, self.adapter, site))
+            if found.side == "input":
+                return _replacing_input(found.module, site, visit)
+            return _replacing_output(found.module, site, visit)
+        if site < self.n_layers:
+            return _replacing_input(self.layers[site], site, visit)
+        return _replacing_output(self.layers[self.n_layers - 1], site, visit)
 
     def _hook_unembed(self, result: RunResult):
         def pre_hook(module: nn.Module, args: tuple):
@@ -158,6 +156,37 @@ class ModelRunner:
             raise _StopForward
 
         return _removing(self.unembed.register_forward_pre_hook(pre_hook))
+
+
+def _site_order(site: Site) -> tuple[int, int, str]:
+    """Hooks register in pass order (residual position, then the hook points inside a layer)."""
+    if isinstance(site, HookPoint):
+        return (site.layer, 1, site.name)
+    return (site, 0, "")
+
+
+def _replacing_input(module: nn.Module, site: Site, visit: Callable):
+    """A pre-hook passing the module's first input (positional or ``hidden_states``) to visit."""
+
+    def pre_hook(module: nn.Module, args: tuple, kwargs: dict):
+        if args:
+            return (visit(site, args[0]), *args[1:]), kwargs
+        kwargs = dict(kwargs)
+        key = "hidden_states" if "hidden_states" in kwargs else next(iter(kwargs))
+        kwargs[key] = visit(site, kwargs[key])
+        return args, kwargs
+
+    return _removing(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+
+
+def _replacing_output(module: nn.Module, site: Site, visit: Callable):
+    """A hook passing the module's output (the first element of a tuple) to visit."""
+
+    def post_hook(module: nn.Module, args: tuple, output: object):
+        hidden = visit(site, _first_tensor(output))
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    return _removing(module.register_forward_hook(post_hook))
 
 
 @contextlib.contextmanager
@@ -183,11 +212,11 @@ class SharedClean:
     def clear(self) -> None:
         """Forget the cached pass (its tensors are freed once no graph holds them)."""
         self._input_ids: torch.Tensor | None = None
-        self._capture: set[int] = set()
+        self._capture: set[Site] = set()
         self._final_hidden = False
         self._result: RunResult | None = None
 
-    def get(self, input_ids: torch.Tensor, capture: Iterable[int], final_hidden: bool
+    def get(self, input_ids: torch.Tensor, capture: Iterable[Site], final_hidden: bool
             ) -> RunResult:
         capture = set(capture)
         same_batch = input_ids is self._input_ids
@@ -216,7 +245,8 @@ class Splice:
     """A frozen language model with SAEs at some hook points.
 
     ``clean`` runs the original model; ``spliced`` runs it with every SAE's output in place of
-    its input, starting from the clean activation at the first SAE when one is given.
+    its input, starting from the clean pass's residual at the first SAE (at its layer's input
+    for a hook point inside a layer) when one is given.
     """
 
     def __init__(self, model: nn.Module, adapter: ModelAdapter, saes: Mapping[HookPoint, SAE]):
@@ -224,7 +254,8 @@ class Splice:
         self.shared: SharedClean | None = None
         self.saes = dict(sorted(saes.items()))
         self.n_layers = self.runner.n_layers
-        self.first_position = min(hp.position for hp in self.saes)
+        self.first_position = min(hp.start_position for hp in self.saes)
+        """Where the spliced pass starts: the residual at the first SAE (or its layer's input)."""
 
     def share_clean(self, shared: SharedClean) -> None:
         """Read clean passes from ``shared`` (built on the same model) instead of running them."""
@@ -232,11 +263,12 @@ class Splice:
         self.runner = shared.runner
 
     @property
-    def sae_positions(self) -> list[int]:
-        return [hp.position for hp in self.saes]
+    def sae_sites(self) -> list[Site]:
+        """Where each SAE reads (``HookPoint.site``): the keys of its activation in ``acts``."""
+        return [hp.site for hp in self.saes]
 
     def clean(
-        self, input_ids: torch.Tensor, capture: Iterable[int] = (), final_hidden: bool = True
+        self, input_ids: torch.Tensor, capture: Iterable[Site] = (), final_hidden: bool = True
     ) -> RunResult:
         if self.shared is not None:
             return self.shared.get(input_ids, capture, final_hidden)
@@ -252,7 +284,7 @@ class Splice:
     ) -> SplicedRun:
         outputs: dict[HookPoint, SAEOutput] = {}
         inputs: dict[HookPoint, torch.Tensor] = {}
-        by_position = {hp.position: (hp, sae) for hp, sae in self.saes.items()}
+        by_site = {hp.site: (hp, sae) for hp, sae in self.saes.items()}
 
         def make_replacement(hp: HookPoint, sae: SAE) -> Callable[[torch.Tensor], torch.Tensor]:
             def apply(hidden: torch.Tensor) -> torch.Tensor:
@@ -263,7 +295,7 @@ class Splice:
 
             return apply
 
-        replace = {pos: make_replacement(hp, sae) for pos, (hp, sae) in by_position.items()}
+        replace = {site: make_replacement(hp, sae) for site, (hp, sae) in by_site.items()}
         start = None
         if clean is not None and self.first_position in clean.acts:
             start = (self.first_position, clean.acts[self.first_position])

@@ -8,6 +8,7 @@ fields (see ``sae_kit.cli.train_options``). Settings whose default depends on th
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
 from sae_kit.model_names import source_ref
+from sae_kit.record.setting_types import wrong_types
 
 if TYPE_CHECKING:
     from sae_kit.data import DataSpec
@@ -97,8 +99,10 @@ class TrainConfig:
     hook_points: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "Residual-stream hook points, one SAE each, trained together; default: "
-            "resid_pre of the middle layer."
+            "help": "Hook points, one SAE each, trained together: residual stream "
+            "(blocks.L.hook_resid_pre/post), inside a layer (blocks.L.hook_attn_out/mlp_in/"
+            "mlp_out) or a module path inside a decoder layer; default: resid_pre of the "
+            "middle layer."
         },
     )
     architecture: str = _help("SAE architecture, by plugin name: relu, topk, ...", "relu")
@@ -150,37 +154,48 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        wrong = wrong_types(self)  # files and the Python API pass what they hold, unchecked
+        if wrong:
+            raise SaeKitError(f"invalid training settings: {'; '.join(wrong)}")
         if self.dataset is None:
             self.dataset = _default_dataset(self.model)
         elif source_ref(self.model) is not None and self.dataset != self.model:
             raise SaeKitError(f"--model {self.model} makes its own tokens and reads no dataset; "
                               f"leave --dataset unset (got {self.dataset!r})")
-        finite = {name: value for name in ("dict_ratio", "sparsity_coeff", "lr", "grad_clip",
-                                           "warmup_fraction", "min_lr_ratio")
-                  if isinstance(value := getattr(self, name), float) and not math.isfinite(value)}
-        checks = {
-            "dict_ratio": self.dict_ratio > 0,
-            "sparsity_coeff": self.sparsity_coeff >= 0,
-            "seed": 0 <= self.seed < 2**32,
-            "batch_size": self.batch_size >= 1,
-            "grad_accum": self.grad_accum is None or self.grad_accum >= 1,
-            "lr": self.lr is None or self.lr > 0,
-            "warmup_fraction": 0 <= self.warmup_fraction < 1,
-            "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
-            "log_every": self.log_every >= 1,
-            "save_every": self.save_every >= 1,
-            "keep_checkpoints": self.keep_checkpoints >= 1,
-            "context": self.context is None or self.context >= 2,
-            "n_samples": self.n_samples is None or self.n_samples >= 1,
-            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
-            "dtype": self.dtype in DTYPE_NAMES,
-        }
-        checks.update({name: False for name in finite})  # inf and nan are never a setting
-        bad = [name for name, ok in checks.items() if not ok]
+        bad = [f"{name}={getattr(self, name)!r} must be {rule}{_flag_hint(name)}"
+               for name, rule in self._broken_rules()]
         if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise SaeKitError(f"invalid training settings: {values} (numbers must be finite; "
-                              "the seed 0 to 2**32-1); see `sae-kit train --help`")
+            raise SaeKitError(f"invalid training settings: {'; '.join(bad)}; see "
+                              "`sae-kit train --help`")
+
+    def _broken_rules(self) -> list[tuple[str, str]]:
+        """(field, the rule it breaks) for each setting out of range, in field order."""
+        ok = {
+            "dict_ratio": (self.dict_ratio > 0, "> 0"),
+            "sparsity_coeff": (self.sparsity_coeff >= 0, ">= 0"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "grad_accum": (self.grad_accum is None or self.grad_accum >= 1, ">= 1"),
+            "context": (self.context is None or self.context >= 2, ">= 2 tokens"),
+            "n_samples": (self.n_samples is None or self.n_samples >= 1, ">= 1"),
+            "lr": (self.lr is None or self.lr > 0, "> 0"),
+            "warmup_fraction": (0 <= self.warmup_fraction < 1, "from 0 up to (not including) 1"),
+            "min_lr_ratio": (0 <= self.min_lr_ratio <= 1, "from 0 to 1"),
+            "grad_clip": (self.grad_clip is None or self.grad_clip > 0,
+                          "> 0 (0 on the command line turns clipping off)"),
+            "seed": (0 <= self.seed < 2**32, "a whole number from 0 to 2**32-1"),
+            "dtype": (self.dtype in DTYPE_NAMES, f"one of {', '.join(DTYPE_NAMES)}"),
+            "log_every": (self.log_every >= 1, ">= 1"),
+            "save_every": (self.save_every >= 1, ">= 1"),
+            "keep_checkpoints": (self.keep_checkpoints >= 1, ">= 1"),
+        }
+        broken = []
+        for name in (f.name for f in dataclasses.fields(self) if f.name in ok):
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                broken.append((name, "a finite number (not inf or nan)"))  # checked first
+            elif not ok[name][0]:
+                broken.append((name, ok[name][1]))
+        return broken
 
     @property
     def samples_per_step(self) -> int:
@@ -227,6 +242,34 @@ SHARED_IN_ONE_PASS = (
 """Settings that runs trained in one shared pass (``sae_kit.train.group``) must agree on: they
 set the model, the data stream and the steps. The seed is among them because it sets the data
 order as well as the SAEs' initialisation."""
+
+
+HOW_NOT_WHAT = ("output_dir", "device", "compile", "save_every", "keep_checkpoints",
+                "log_every", "trackers", "clean_cache")
+"""Settings that say where and how a run went, not what it trained: a sweep never compares
+them, a Pareto series never splits on them."""
+HOW_NOT_WHAT_OPTIONS = ("loss_options.kl_cache_mb",)
+"""Options of that kind: the KL's cache budget changes memory, not a single value."""
+
+
+def trained_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a run trained, from a config's fields (``to_dict()`` or a config.json): JSON values
+    (tuples as lists, as saved), a table's keys as ``name.key`` (so a message can name the one
+    option that differs), HOW_NOT_WHAT left out."""
+    kept = json.loads(json.dumps({k: v for k, v in settings.items() if k not in HOW_NOT_WHAT},
+                                 default=str))
+    flat = {}
+    for name, value in kept.items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{key}": v for key, v in value.items()})
+        else:
+            flat[name] = value
+    return {name: value for name, value in flat.items() if name not in HOW_NOT_WHAT_OPTIONS}
+
+
+def _flag_hint(name: str) -> str:
+    """`` (--lambda)`` where a field's flag is not its ``--field-name``."""
+    return " (--lambda, or lambda in a settings file)" if name == "sparsity_coeff" else ""
 
 
 def field_help(name: str) -> str:

@@ -39,6 +39,8 @@ class Resolved:
     device: str
     world_size: int = 1
     """Processes under torchrun; 1 alone (a record without it was trained alone)."""
+    widths: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Activation width by hook point, only where it is not d_model (a module path)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,10 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         """config.json's content."""
-        return {**self.config.to_dict(), "resolved": dataclasses.asdict(self.resolved)}
+        resolved = dataclasses.asdict(self.resolved)
+        if not resolved["widths"]:  # every SAE reads d_model: the record says nothing of widths
+            del resolved["widths"]
+        return {**self.config.to_dict(), "resolved": resolved}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> RunRecord:
@@ -68,7 +73,8 @@ class RunRecord:
         resolved = data.get("resolved")
         if isinstance(resolved, dict):
             missing += [f"resolved.{f.name}" for f in dataclasses.fields(Resolved)
-                        if f.name not in resolved and f.default is dataclasses.MISSING]
+                        if f.name not in resolved and f.default is dataclasses.MISSING
+                        and f.default_factory is dataclasses.MISSING]
         if missing:
             raise SaeKitError(f"{where!r} lacks {missing}; was it written by `sae-kit train`?")
         if not isinstance(resolved, dict):
@@ -76,7 +82,7 @@ class RunRecord:
                               f"{type(resolved).__name__}, not an object)")
         try:
             config = TrainConfig.from_dict(data)
-        except TypeError as exc:
+        except (TypeError, SaeKitError) as exc:  # a field of the wrong type or out of range
             raise SaeKitError(f"{where!r} is not a training config ({exc})") from None
         return cls(config, _resolved(resolved, where))
 
@@ -94,4 +100,6 @@ def _resolved(block: dict[str, Any], where: str) -> Resolved:
 def _fits(value: Any, annotation: str) -> bool:
     if annotation == "int":
         return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "dict[str, int]":
+        return isinstance(value, dict) and all(_fits(v, "int") for v in value.values())
     return isinstance(value, str)

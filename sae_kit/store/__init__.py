@@ -1,7 +1,8 @@
 """Storage: SAE and run directories on disk, the Hugging Face Hub, model cards and SAELens.
 
 ``run_dir`` names a run directory's files (``RunDir``); ``jsonio`` holds the JSON helpers
-(neither imports torch); ``sae_dir`` saves and loads one SAE directory (``sae.safetensors`` +
+(neither imports torch); ``staging`` builds an output directory beside its place and moves it
+in whole; ``sae_dir`` saves and loads one SAE directory (``sae.safetensors`` +
 ``config.json``); ``sources`` decides where an SAE comes from (local directory, run + hook point,
 Hub); ``hub`` pushes and pulls; ``model_card`` writes the Hub README; ``saelens`` converts to and
 from SAELens's format. May import ``record``, ``model.hookpoints``, ``architectures`` and the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def current_umask() -> int:
@@ -43,3 +44,12 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:  # an error or a signal mid-write: no temporary file is left behind
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_tensors(tensors: dict[str, Any], path: str | Path,
+                 metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, then the umask's mode: safetensors writes 0600."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    as_umask_says(path)

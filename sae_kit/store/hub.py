@@ -287,9 +287,13 @@ def hub_errors(endpoint: str, ref: HubRef, revision: str | None,
 
     try:
         yield
-    except errors.LocalEntryNotFoundError:  # also an EntryNotFoundError: check it first
-        why = why_offline or f"no network: cannot reach {endpoint}"
-        raise SaeKitError(f"{why}, and {ref} is not in the local Hugging Face cache") from None
+    except errors.LocalEntryNotFoundError as exc:  # also an EntryNotFoundError: check it first
+        # huggingface_hub falls back to the cache on any failed call and chains that failure:
+        # a Hub that answered 500 or stalled is not "no network".
+        why = (_why_not_fetched(exc.__cause__, endpoint) or why_offline
+               or f"no network: cannot reach {endpoint}")
+        raise SaeKitError(_scrub(f"{why}, and {ref} is not in the local Hugging Face cache",
+                                 token)) from None
     except errors.RevisionNotFoundError:
         raise SaeKitError(f"{ref.repo_id} has no revision {revision!r} at {endpoint}") from None
     except errors.GatedRepoError:
@@ -318,6 +322,19 @@ def hub_errors(endpoint: str, ref: HubRef, revision: str | None,
             raise
         raise SaeKitError(_scrub(f"no network: cannot reach {endpoint} "
                                  f"({type(exc).__name__}: {_first_line(exc)})", token)) from None
+
+
+def _why_not_fetched(cause: BaseException | None, endpoint: str) -> str | None:
+    """What a Hub that was reached did wrong, in a few words; None when it was not reached."""
+    from huggingface_hub import errors
+
+    if isinstance(cause, errors.HfHubHTTPError) and cause.response is not None:
+        return (f"the Hub at {endpoint} answered HTTP {cause.response.status_code} "
+                f"({_first_line(cause)}); try again later")
+    if cause is not None and _is_timeout(cause):
+        return (f"the Hub at {endpoint} did not answer within {hub_timeout():g} s (try again "
+                "later, or allow longer with SAE_KIT_HUB_TIMEOUT=SECONDS)")
+    return None
 
 
 def _is_timeout(exc: BaseException) -> bool:

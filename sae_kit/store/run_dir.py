@@ -4,9 +4,11 @@
         config.json                 the training settings (+ "resolved": what they came to)
         metrics.jsonl               one JSON row per logged step
         eval.json                   written by `sae-kit eval`
+        sweep-eval.json             the eval settings a sweep evaluated the run with
         failed.json                 a group member that stopped on a non-finite step (why, when)
         checkpoints/step-000042/    see sae_kit.train.checkpoint
         blocks.6.hook_resid_pre/    one SAE directory per hook point (see sae_kit.store.sae_dir)
+        transformer.h.6.mlp.c_fc/   ... named by the hook point, a module path included
 
 Everything that reads or writes these names goes through :class:`RunDir`; :meth:`RunDir.read`
 is the one reader of ``config.json`` (a :class:`~sae_kit.record.run_record.RunRecord`). No torch
@@ -27,9 +29,18 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
 FAILED = "failed.json"
+SWEEP_EVAL = "sweep-eval.json"
 CHECKPOINTS = "checkpoints"
 SAE_DIR_PREFIX = "blocks."
-"""Every SAE directory's name starts so (it is a hook point's name)."""
+"""The name of every SAE directory at a ``blocks.L.hook_*`` point starts so."""
+
+
+def named_hook_point(name: str) -> HookPoint | None:
+    """The hook point a run directory's child ``name`` is named after, if it is one."""
+    try:
+        return HookPoint.parse(name)
+    except SaeKitError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,12 @@ class RunDir:
     @property
     def eval(self) -> Path:
         return self.path / EVAL
+
+    @property
+    def sweep_eval(self) -> Path:
+        """The eval settings of the sweep that wrote eval.json (sae_kit.sweep.runner): an edit
+        of the sweep's eval_tokens evaluates the run again instead of keeping old figures."""
+        return self.path / SWEEP_EVAL
 
     @property
     def failed(self) -> Path:

@@ -17,12 +17,12 @@ import torch
 
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
-from sae_kit.errors import SaeKitError, first_line
+from sae_kit.errors import SaeKitError, first_line, os_error_of
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.record.run_record import RunRecord
 from sae_kit.store.files import as_umask_says
 from sae_kit.store.jsonio import read_json, write_json_atomic
-from sae_kit.store.run_dir import SAE_DIR_PREFIX, RunDir
+from sae_kit.store.run_dir import RunDir, named_hook_point
 
 __all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "sae_dirs", "save_sae"]
 
@@ -47,8 +47,11 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
         save_file(state, tmp, metadata={"format": "pt"})
         as_umask_says(tmp)
         os.replace(tmp, directory / WEIGHTS)
-    except BaseException:  # an error or a signal mid-write: no temporary file is left behind
+    except BaseException as exc:  # an error or a signal mid-write: no temp file is left
         Path(tmp).unlink(missing_ok=True)
+        io = os_error_of(exc)  # a full disk: name the file, not its temp name
+        if io is not None:
+            raise OSError(io.errno, io.strerror, str(directory / WEIGHTS)) from None
         raise
     config = {
         "architecture": sae.name,
@@ -98,7 +101,8 @@ def _checked_config(config: Any, where: Path) -> tuple[type[SAE], dict[str, Any]
                           f"architecture, d_in, n_dict), but a JSON {type(config).__name__}")
     missing = [k for k in ("architecture", "d_in", "n_dict") if k not in config]
     if missing:
-        raise SaeKitError(f"{str(where)!r} lacks the field(s) {', '.join(missing)}")
+        noun = "the field" if len(missing) == 1 else "the fields"
+        raise SaeKitError(f"{str(where)!r} lacks {noun} {', '.join(missing)}")
     for key in ("d_in", "n_dict"):
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -132,12 +136,15 @@ def sae_dirs(run_dir: str | Path) -> dict[HookPoint, Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SaeKitError(f"run directory {str(run_dir)!r} does not exist")
-    found = {HookPoint.parse(p.name): p for p in run_dir.iterdir() if (p / CONFIG).exists()
-             and p.name.startswith(SAE_DIR_PREFIX)}
+    found = {}
+    for p in run_dir.iterdir():
+        hook_point = named_hook_point(p.name)
+        if hook_point is not None and (p / CONFIG).exists():
+            found[hook_point] = p
     if not found:
         raise SaeKitError(
-            f"{str(run_dir)!r} holds no trained SAE (no blocks.*/{WEIGHTS}); train one with "
-            "`sae-kit train`"
+            f"{str(run_dir)!r} holds no trained SAE (no blocks.*/{WEIGHTS} nor one at a module "
+            "path); train one with `sae-kit train`"
         )
     return dict(sorted(found.items()))
 

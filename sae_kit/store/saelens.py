@@ -40,6 +40,7 @@ from sae_kit.store.files import write_bytes_atomic
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 from sae_kit.store.sae_dir import save_sae
+from sae_kit.store.tl_names import from_transformer_lens, to_transformer_lens
 from sae_kit.version import __version__
 
 CFG = "cfg.json"
@@ -79,6 +80,7 @@ def saelens_files(sae_dir: str | Path) -> dict[str, bytes]:
         raise SaeKitError(f"no SAELens equivalent for the {sae.name!r} architecture; SAELens "
                           f"export supports: {', '.join(ARCHITECTURES)}")
     hook = HookPoint.parse(config["hook_point"])
+    hook_name = to_transformer_lens(hook)  # before anything is written
     with torch.no_grad():
         state = {
             "W_enc": sae.W_enc.T.contiguous(),
@@ -90,7 +92,7 @@ def saelens_files(sae_dir: str | Path) -> dict[str, bytes]:
             state["threshold"] = sae.threshold.detach().expand(sae.n_dict).clone()
     weights = save({k: v.float().contiguous() for k, v in state.items()},
                    metadata={"format": "pt"})
-    cfg = {**_cfg(config, hook), **_arch_cfg(sae.name, dataclasses.asdict(sae.opts))}
+    cfg = {**_cfg(config, hook, hook_name), **_arch_cfg(sae.name, dataclasses.asdict(sae.opts))}
     return {CFG: (json.dumps(cfg, indent=2, default=str) + "\n").encode(), WEIGHTS: weights}
 
 
@@ -103,7 +105,7 @@ def _arch_cfg(name: str, options: dict[str, Any]) -> dict[str, Any]:
             "activation_fn_kwargs": {}}
 
 
-def _cfg(config: dict[str, Any], hook: HookPoint) -> dict[str, Any]:
+def _cfg(config: dict[str, Any], hook: HookPoint, hook_name: str) -> dict[str, Any]:
     # The flat (pre-6.0) layout: SAELens 6 converts it on load, older versions read it as is.
     return {
         "d_in": config["d_in"],
@@ -111,7 +113,7 @@ def _cfg(config: dict[str, Any], hook: HookPoint) -> dict[str, Any]:
         "dtype": "float32",
         "device": "cpu",
         "model_name": config.get("model"),
-        "hook_name": hook.name,
+        "hook_name": hook_name,
         "hook_layer": hook.layer,
         "hook_head_index": None,
         "apply_b_dec_to_input": False,
@@ -247,7 +249,7 @@ def _check_importable(flat: dict[str, Any], src: Path) -> tuple[HookPoint, str, 
         problems.append(f"missing {', '.join(missing)}")
     if problems:
         raise SaeKitError(f"cannot import {str(src)!r}: {'; '.join(problems)}")
-    return HookPoint.parse(str(flat["hook_name"])), FROM_SAELENS[arch], options
+    return from_transformer_lens(str(flat["hook_name"])), FROM_SAELENS[arch], options
 
 
 def _read_weights(path: Path, d_in: int, d_sae: int, jumprelu: bool = False

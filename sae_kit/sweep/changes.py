@@ -13,16 +13,10 @@ from typing import Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.record.config import TrainConfig
+from sae_kit.record.config import TrainConfig, trained_settings
 from sae_kit.record.run_record import RunRecord
 from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.spec import Point
-
-HOW_NOT_WHAT = ("output_dir", "device", "compile", "save_every", "keep_checkpoints",
-                "log_every", "trackers", "clean_cache")
-"""Settings that say where and how a run went, not what it trained: never compared."""
-HOW_NOT_WHAT_OPTIONS = ("loss_options.kl_cache_mb",)
-"""Options of that kind: the KL's cache budget changes memory, not a single value."""
 
 
 def check_unchanged(points: Sequence[Point], sweep_file: str) -> None:
@@ -49,9 +43,9 @@ def _settings(saved: RunRecord) -> dict[str, Any]:
     """A run's settings that matter, as JSON values; an option a newer sae-kit added is filled
     in with its default, as for the sweep's side."""
     try:
-        return _comparable(_resolved(saved.config).to_dict())
+        return trained_settings(_resolved(saved.config).to_dict())
     except SaeKitError:  # its loss or architecture is not installed: compare it as written
-        return _comparable(saved.config.to_dict())
+        return trained_settings(saved.config.to_dict())
 
 
 def _settings_now(config: TrainConfig, saved: RunRecord) -> dict[str, Any]:
@@ -59,27 +53,13 @@ def _settings_now(config: TrainConfig, saved: RunRecord) -> dict[str, Any]:
     resolved = _resolved(config)
     if not resolved.hook_points:  # the model's default layer
         resolved.hook_points = [HookPoint.default(saved.resolved.n_layers).name]
-    return _comparable(resolved.to_dict())
+    return trained_settings(resolved.to_dict())
 
 
 def _resolved(config: TrainConfig) -> TrainConfig:
     from sae_kit.train.build import make_loss, resolve_defaults
 
     return resolve_defaults(config, make_loss(config))
-
-
-def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    """JSON values (tuples as lists, as saved), a table's keys as ``name.key`` (so a message
-    names the one option that changed)."""
-    kept = json.loads(json.dumps({k: v for k, v in settings.items() if k not in HOW_NOT_WHAT},
-                                 default=str))
-    flat = {}
-    for name, value in kept.items():
-        if isinstance(value, dict):
-            flat.update({f"{name}.{key}": v for key, v in value.items()})
-        else:
-            flat[name] = value
-    return {name: value for name, value in flat.items() if name not in HOW_NOT_WHAT_OPTIONS}
 
 
 _UNSET = object()

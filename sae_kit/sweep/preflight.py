@@ -8,20 +8,18 @@ this is quick (it imports the chosen plugins, and with them torch).
 
 from __future__ import annotations
 
-from sae_kit import plugins
 from sae_kit.errors import SaeKitError
 from sae_kit.sweep.spec import Sweep
 
 
 def check_points(sweep: Sweep) -> None:
     """One ``error:`` line naming the file and point for the first point that cannot train."""
-    from sae_kit.train.build import make_loss, resolve_defaults
+    from sae_kit.train.build import check_trackers, make_loss, resolve_defaults
 
     for point in sweep.points:
         try:
             resolve_defaults(point.config, make_loss(point.config))
-            for name in point.config.trackers:
-                plugins.load("trackers", name)  # an unknown name is one line
+            check_trackers(point.config.trackers)  # an unknown name, a missing W&B key
         except SaeKitError as exc:
             raise SaeKitError(f"{str(sweep.path)!r}, point {point.name!r}: {exc}; nothing was "
                               "trained") from None

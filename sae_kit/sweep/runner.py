@@ -13,8 +13,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from sae_kit.errors import SaeKitError
 from sae_kit.progress import Progress, ProgressLines
-from sae_kit.store.jsonio import read_json
+from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.spec import Point, Sweep
 from sae_kit.train import checkpoint
@@ -47,7 +48,6 @@ def run_group(sweep: Sweep, points: list[Point], say: Say,
 
     from sae_kit.train.group import build_group
     from sae_kit.train.loop import fit
-    from sae_kit.train.resume import resume_runs
 
     progress = progress or ProgressLines()
 
@@ -63,8 +63,8 @@ def run_group(sweep: Sweep, points: list[Point], say: Say,
     try:
         if started:
             say(f"resuming {', '.join(p.name for p in started)}")
-            runs, start = resume_runs([Path(p.config.output_dir or "") for p in started])
-            fit(runs, on_step("resuming"), start=start, group_dir=sweep.out)
+            _resume_together([Path(p.config.output_dir or "") for p in started], say,
+                             on_step("resuming"), sweep.out)
     except MembersStopped:
         pass  # each stopped point's failed.json says why; the report lists it
     try:
@@ -76,8 +76,31 @@ def run_group(sweep: Sweep, points: list[Point], say: Say,
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 evaluates
     for point in points:
-        if point_state(point) == "trained":
+        state = point_state(point)
+        changed = eval_changes(sweep, point) if state == "evaluated" else None
+        if changed:
+            say(f"{point.name} was evaluated with {changed}; evaluating it again")
+        if state == "trained" or changed:
             evaluate_point(sweep, point, say, progress)
+
+
+def _resume_together(dirs: list[Any], say: Say, on_step: Any, out: Any) -> None:
+    """Resume started points in one pass from their newest common step; points an older
+    sae-kit left without one resume one after another (same weights), never stuck."""
+    from sae_kit.train.group import NoCommonStep
+    from sae_kit.train.loop import fit
+    from sae_kit.train.resume import resume, resume_runs
+
+    try:
+        runs, start = resume_runs(dirs)
+    except NoCommonStep:
+        say(f"{', '.join(d.name for d in dirs)} hold no checkpoint of a common step; "
+            "resuming them one after another")
+        for run_dir in dirs:
+            run, lone_start = resume(run_dir)
+            fit([run], on_step, start=lone_start)
+        return
+    fit(runs, on_step, start=start, group_dir=out)
 
 
 def evaluate_point(sweep: Sweep, point: Point, say: Say,
@@ -91,8 +114,48 @@ def evaluate_point(sweep: Sweep, point: Point, say: Say,
     def on_batch(done: int, total: int) -> None:
         progress(f"evaluating {point.name} (batches)", done, total)
 
-    return evaluate_run(point.config.output_dir or "", sweep.eval_tokens, sweep.eval_batch_size,
-                        device, on_batch, alive_tokens=sweep.eval_alive_tokens)
+    result = evaluate_run(point.config.output_dir or "", sweep.eval_tokens,
+                          sweep.eval_batch_size, device, on_batch,
+                          alive_tokens=sweep.eval_alive_tokens)
+    write_json_atomic(RunDir(point.config.output_dir or "").sweep_eval, eval_settings(sweep))
+    return result
+
+
+def eval_settings(sweep: Sweep) -> dict[str, Any]:
+    """The sweep's settings that change an evaluation's figures (eval_batch_size changes only
+    memory, as kl_cache_mb does for training)."""
+    return {"eval_tokens": sweep.eval_tokens, "eval_alive_tokens": sweep.eval_alive_tokens}
+
+
+def eval_changes(sweep: Sweep, point: Point) -> str:
+    """"eval_tokens 256 → 512" when the point was evaluated with other settings than the sweep
+    asks for now; "" when not. A point evaluated before sae-kit kept sweep-eval.json is judged
+    by the tokens its eval.json counted."""
+    layout = RunDir(point.config.output_dir or "")
+    now = eval_settings(sweep)
+    try:
+        if layout.sweep_eval.exists():
+            old = read_json(layout.sweep_eval)
+        else:
+            old = _settings_in_eval_json(layout, sweep)
+    except SaeKitError:  # damaged: evaluating again writes both files anew
+        old = {}
+    old = old if isinstance(old, dict) else {}
+    return ", ".join(f"{key} {old.get(key)} → {value}" for key, value in now.items()
+                     if old.get(key) != value)
+
+
+def _settings_in_eval_json(layout: RunDir, sweep: Sweep) -> dict[str, Any]:
+    from sae_kit.eval.evaluation import DEFAULT_N_TOKENS
+
+    found = read_json(layout.eval)
+    context = found.get("context") if isinstance(found, dict) else None
+    if not isinstance(context, int) or context < 1:
+        return {}
+    asked = sweep.eval_tokens or DEFAULT_N_TOKENS
+    same = found.get("n_tokens") == -(-asked // context) * context
+    return {**eval_settings(sweep), "eval_tokens": sweep.eval_tokens if same
+            else f"{found.get('n_tokens')} tokens"}
 
 
 def results(sweep: Sweep) -> list[dict[str, Any]]:

@@ -161,10 +161,7 @@ def _name_part(key: str, value: Any) -> str:
 def _point(out: Path, base: dict[str, Any], name: str, settings: dict[str, Any],
            path: Path) -> Point:
     merged = {**base, **settings, "output_dir": str(point_dir(out, name, path))}
-    try:
-        return Point(name, config_from_settings(merged, where=f"{path} point {name!r}"))
-    except SaeKitError as exc:
-        raise SaeKitError(f"{str(path)!r}, point {name!r}: {exc}") from None
+    return Point(name, config_from_settings(merged, where=f"{str(path)!r}, point {name!r}"))
 
 
 def group_points(points: list[Point]) -> list[list[Point]]:

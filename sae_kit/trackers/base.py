@@ -30,6 +30,12 @@ class Tracker:
     def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
         """Open the tracker's record of the run in ``run_dir`` (``config``: its config.json)."""
 
+    @classmethod
+    def check(cls) -> None:
+        """Raise SaeKitError (one line) when the tracker cannot start here - its package is
+        missing, it has no credentials. Called before the model loads; the default checks
+        nothing."""
+
     def log(self, row: dict[str, Any]) -> None:
         """One metrics row, as metrics.jsonl holds it (``row["step"]`` is the optimizer step)."""
         raise NotImplementedError
@@ -54,6 +60,15 @@ def numbers(row: dict[str, Any]) -> dict[str, float]:
     """The row's numeric entries (trackers plot numbers)."""
     return {k: float(v) for k, v in row.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def check_trackers(names: list[str]) -> None:
+    """Each chosen tracker's plugin found and able to start: one line before the model loads,
+    not a traceback after it."""
+    from sae_kit import plugins
+
+    for name in names:
+        plugins.load("trackers", name).check()
 
 
 def open_trackers(names: list[str], run_dir: Path, config: dict[str, Any]) -> list[Tracker]:

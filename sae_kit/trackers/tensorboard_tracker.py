@@ -14,6 +14,10 @@ from sae_kit.trackers.base import Tracker, numbers, require
 class TensorBoardTracker(Tracker):
     name = "tensorboard"
 
+    @classmethod
+    def check(cls) -> None:
+        require("tensorboard", cls.name)
+
     def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
         require("tensorboard", self.name)
         from torch.utils.tensorboard import SummaryWriter

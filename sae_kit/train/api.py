@@ -17,6 +17,7 @@ Progress goes to ``on_step`` or, without one, to the ``sae_kit`` logger
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,32 +33,64 @@ def load_config(path: str | Path, **overrides: Any) -> tuple[TrainConfig, list[f
     several: ``lambda = [0.5, 1, 2]``). A run's config.json keeps everything but its output
     directory, so a rerun gets a fresh one unless ``output_dir`` is given."""
     settings = normalise(read_settings(path), where=str(path))
-    if "resolved" in read_settings(path):
+    record = "resolved" in read_settings(path)  # a run's config.json: lambda always recorded
+    if record:
         settings.pop("output_dir", None)
+    file_lambda = "sparsity_coeff" in settings and "sparsity_coeff" not in overrides
     settings.update(overrides)
     lambdas = settings.get("sparsity_coeff", TrainConfig.sparsity_coeff)
     lambdas = [float(x) for x in lambdas] if isinstance(lambdas, list) else [float(lambdas)]
     if not lambdas:
         raise SaeKitError(f"{path}: lambda needs at least one value")
     settings["sparsity_coeff"] = lambdas[0]
-    return config_from_settings(settings, where=str(path)), lambdas
+    config = config_from_settings(settings, where=str(path))
+    if file_lambda and not record:
+        refuse_meaningless_lambda(config.architecture, f"{path}: lambda")
+    return config, lambdas
+
+
+def refuse_meaningless_lambda(architecture: str, given: str) -> None:
+    """A lambda someone gave weights a penalty that some architectures (TopK: k sets the L0)
+    do not have: refused, not ignored. ``given`` names where it was given (``--lambda``)."""
+    from sae_kit import plugins
+
+    if not plugins.load("architectures", architecture).penalised:
+        raise SaeKitError(f"{given} has no effect with the {architecture!r} architecture (it "
+                          "has no sparsity penalty; its options set the sparsity, e.g. k=32); "
+                          f"drop {given.rsplit(': ', 1)[-1]}")
 
 
 def prepare(config: TrainConfig, lambdas: Sequence[float] | None = None
             ) -> tuple[list[Any], Path | None]:
     """Build the run (or, for several lambdas, the shared-pass group and its group.json);
     every input error surfaces here. Returns the runs and the group directory (None alone)."""
-    from sae_kit.train.group import build_group, lambda_group, write_manifest
+    from sae_kit.train.group import build_group, lambda_group, open_group_dir, write_manifest
 
     lambdas = list(lambdas or [config.sparsity_coeff])
     if len(lambdas) == 1:
         config = dataclasses.replace(config, sparsity_coeff=lambdas[0])
         return build_group([config]), None
-    group_dir, configs = lambda_group(config, lambdas)
-    runs = build_group(configs)
+    from sae_kit.train import distributed
+
+    main = distributed.from_env().is_main
+    fresh = config.output_dir is None or not Path(config.output_dir).exists()
+    group_dir, configs = lambda_group(config, lambdas, claim=main)
+    if main:
+        open_group_dir(group_dir)
+    try:
+        runs = build_group(configs)
+    except BaseException:
+        if main and fresh:  # made above and still empty: a failed start leaves nothing
+            _remove_if_empty(group_dir)
+        raise
     if runs[0].dist.is_main:
         write_manifest(group_dir, runs)
     return runs, group_dir
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or gone: nothing of the user's is touched
+        path.rmdir()
 
 
 def train_saes(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | None = None,

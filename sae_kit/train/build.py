@@ -14,7 +14,7 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.architectures.factory import seeded_saes
 from sae_kit.data import training_batches
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, counted
 from sae_kit.losses.base import Loss
 from sae_kit.model.device import resolve_device
 from sae_kit.model.hookpoints import HookPoint
@@ -32,6 +32,7 @@ from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice
 from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.record.run_record import Resolved
+from sae_kit.trackers.base import check_trackers
 from sae_kit.train import distributed, precision
 from sae_kit.train.clean_cache import open_cache
 from sae_kit.train.distributed import Dist
@@ -59,6 +60,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     """
     loss = make_loss(config)
     config = resolve_defaults(config, loss)
+    check_trackers(config.trackers)  # before the model loads: a missing key is one line
     if share is None:
         dist, device = setup_device(config)
         loaded = load_model(config.model, revision=config.revision, device=device)
@@ -66,7 +68,8 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         dist, device, loaded = share.dist, share.device, share.loaded
     config = resolve_hook_points(config, loaded)
     sizes = resolve_sizes(config, loaded, dist)
-    saes = build_saes(config, loaded.d_model, sizes.n_dict, device)
+    widths = {name: loaded.width_at(HookPoint.parse(name)) for name in config.hook_points}
+    saes = build_saes(config, widths, sizes.n_dict, device)
     optimizer, scheduler = make_optimizer(config, saes, sizes)
     if share is None:
         data = make_data(config, loaded, sizes.context, skip_windows, dist)
@@ -78,6 +81,8 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         n_layers=loaded.n_layers, model_type=loaded.model.config.model_type,
         adapter=loaded.adapter.describe(loaded.model), device=str(device),
         world_size=dist.world_size,
+        # Only where a module path's width is not d_model: other runs' records stay as they were.
+        widths=widths if set(widths.values()) != {loaded.d_model} else {},
     )
     objective = distributed.data_parallel(loss, saes, dist, device)
     splice = Splice(loaded.model, loaded.adapter, saes)
@@ -122,7 +127,7 @@ def resolve_hook_points(config: TrainConfig, loaded: LoadedModel) -> TrainConfig
     if not points:
         points = [HookPoint.default(loaded.n_layers)]
     for hp in points:
-        hp.check(loaded.n_layers)
+        loaded.width_at(hp)  # the layer exists and the hook point can be located there
     return dataclasses.replace(config, hook_points=[hp.name for hp in points])
 
 
@@ -147,13 +152,18 @@ def _context(config: TrainConfig, loaded: LoadedModel) -> int:
     return config.context
 
 
-def build_saes(config: TrainConfig, d_model: int, n_dict: int,
+def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int,
                device: torch.device) -> dict[HookPoint, SAE]:
-    """One SAE per hook point, initialised from the seed (compiled when asked)."""
+    """One SAE per hook point, initialised from the seed (compiled when asked).
+
+    widths: each hook point's activation width by name (or one width for all)."""
     plugins.load("architectures", config.architecture)  # an unknown name fails before the check
-    check_memory(len(config.hook_points), d_model, n_dict, device)
-    made = seeded_saes(config.architecture, config.architecture_options, config.hook_points,
-                       d_model, n_dict, config.seed, device)
+    if isinstance(widths, int):
+        widths = dict.fromkeys(config.hook_points, widths)
+    check_memory(len(config.hook_points), max(widths.values()), n_dict, device)
+    made = seeded_saes(config.architecture, config.architecture_options,
+                       {name: widths[name] for name in config.hook_points}, n_dict,
+                       config.seed, device)
     saes = {HookPoint.parse(name): sae for name, sae in made}
     if config.compile:
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
@@ -171,8 +181,9 @@ def check_memory(n_saes: int, d_model: int, n_dict: int, device: torch.device) -
     have = _memory_bytes(device)
     if have and need > have:
         raise SaeKitError(
-            f"{n_saes} SAE(s) of {n_dict:,} x {d_model} need about {need / 2**30:,.1f} GiB for "
-            f"weights, gradients and Adam state, more than the {have / 2**30:,.1f} GiB of "
+            f"{counted(n_saes, 'SAE')} of {n_dict:,} x {d_model} need about "
+            f"{need / 2**30:,.1f} GiB for weights, gradients and Adam state, more than the "
+            f"{have / 2**30:,.1f} GiB of "
             f"{device}; lower --dict-ratio"
         )
 

@@ -73,8 +73,9 @@ def list_checkpoints(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save(root: Path, counters: TrainState, tree: dict[str, Any], keep: int) -> Path:
-    """Write one checkpoint atomically, then delete all but the newest ``keep``.
+def save(root: Path, counters: TrainState, tree: dict[str, Any], keep: int | None) -> Path:
+    """Write one checkpoint atomically, then delete all but the newest ``keep`` (None: keep
+    all; a group prunes only once every member has saved, see ``prune``).
 
     A failed write (disk full, no permission) raises SaeKitError and leaves the earlier
     checkpoints as they were.
@@ -97,7 +98,8 @@ def save(root: Path, counters: TrainState, tree: dict[str, Any], keep: int) -> P
     except (OSError, SafetensorError) as exc:  # safetensors wraps I/O errors in its own type
         shutil.rmtree(tmp, ignore_errors=True)
         raise _unwritable(final, exc) from None
-    _prune(root, keep)
+    if keep is not None:
+        prune(root, keep)
     return final
 
 
@@ -124,7 +126,8 @@ def _unwritable(path: Path, exc: Exception) -> SaeKitError:
     )
 
 
-def _prune(root: Path, keep: int) -> None:
+def prune(root: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints, and any half-written one."""
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".step-*"):  # half-written by a process that was killed

@@ -33,6 +33,7 @@ import torch
 from sae_kit.data import SHUFFLE_BUFFER, iter_texts, token_windows
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss
+from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel
 from sae_kit.model.splice import RunResult, SharedClean, Splice
 from sae_kit.record.config import TrainConfig
@@ -77,12 +78,20 @@ def window_hash(tokens: torch.Tensor) -> str:
 
 
 def clean_needs(loss: Loss, splice: Splice) -> tuple[list[int], bool]:
-    """Positions and whether final hidden states: what the loss asks of the clean pass."""
+    """Positions and whether final hidden states: what the loss asks of the clean pass.
+
+    The cache holds the residual stream only; a loss that reads a hook point inside a layer
+    (``local`` at ``hook_mlp_out``, say) is refused in one line rather than missing every batch.
+    """
     needs = getattr(loss, "clean_needs", None)
-    if needs is None:  # a loss not derived from Loss: the SAEs' positions and the output
-        return sorted(set(splice.sae_positions)), True
-    positions, final_hidden = needs(splice)
-    return sorted(set(positions)), bool(final_hidden)
+    # A loss not derived from Loss: the SAEs' sites and the output.
+    sites, final_hidden = needs(splice) if needs is not None else (splice.sae_sites, True)
+    inside = sorted(str(s) for s in sites if isinstance(s, HookPoint))
+    if inside:
+        raise SaeKitError(f"the clean cache holds the residual stream only, but this run's loss "
+                          f"reads {', '.join(inside)} of the clean pass; train without "
+                          "--clean-cache there (e2e and e2e+ds at any hook point can use one)")
+    return sorted(set(sites)), bool(final_hidden)
 
 
 def write_cache(out: Path, key: CacheKey, splice: Splice, windows: Iterable[list[int]],
@@ -135,7 +144,7 @@ def _tensors(result: RunResult) -> list[torch.Tensor]:
 
 
 def _write_shard(out: Path, number: int, pending: list[tuple[torch.Tensor, RunResult]]) -> dict:
-    from safetensors.torch import save_file
+    from sae_kit.store.files import save_tensors
 
     tokens = torch.cat([ids for ids, _ in pending])
     tensors = {"tokens": tokens}
@@ -144,7 +153,7 @@ def _write_shard(out: Path, number: int, pending: list[tuple[torch.Tensor, RunRe
     if pending[0][1].final_hidden is not None:
         tensors["final_hidden"] = torch.cat([r.final_hidden for _, r in pending]).contiguous()
     name = f"shard-{number:05d}.safetensors"
-    save_file(tensors, str(out / name))
+    save_tensors(tensors, out / name)
     return {"file": name, "windows": tokens.shape[0],
             "bytes": sum(t.numel() * t.element_size() for t in tensors.values()),
             "hashes": [window_hash(row) for row in tokens]}

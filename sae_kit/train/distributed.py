@@ -22,7 +22,7 @@ from torch import nn
 
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult
-from sae_kit.model.hookpoints import HookPoint
+from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.splice import Splice
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class DataParallelLoss(Loss):
         self.sparsity_coeff = loss.sparsity_coeff
         self.opts = loss.opts
 
-    def clean_needs(self, splice: Splice) -> tuple[list[int], bool]:
+    def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
         return self.inner.clean_needs(splice)
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:

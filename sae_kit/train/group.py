@@ -19,6 +19,7 @@ trained alone, such a member stops alone and the others go on.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from sae_kit.model.splice import SharedClean
 from sae_kit.record.config import SHARED_IN_ONE_PASS, TrainConfig
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
+from sae_kit.store.run_lock import claim_new_dir, unwritable_run_dir
 from sae_kit.train import checkpoint
 from sae_kit.train.build import build_run, run_dir_for
 
@@ -63,6 +65,17 @@ def build_group(configs: Sequence[TrainConfig], skip_windows: int = 0) -> list[A
     return runs
 
 
+def open_group_dir(group_dir: Path) -> None:
+    """Create the group directory and try a write in it, so that an unwritable ``--out`` is
+    one line before the model loads rather than a traceback after it (rank 0)."""
+    try:
+        group_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=group_dir):
+            pass
+    except OSError as exc:  # read-only, under a file, /proc, ...
+        raise unwritable_run_dir(group_dir, exc) from None
+
+
 def write_manifest(group_dir: Path, runs: Sequence[Any]) -> None:
     """group.json: the members' directories, relative to the group directory when inside it."""
     members = []
@@ -72,8 +85,11 @@ def write_manifest(group_dir: Path, runs: Sequence[Any]) -> None:
             members.append(str(path.relative_to(group_dir)))
         except ValueError:
             members.append(str(path))
-    group_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(group_dir / GROUP_FILE, {"format": GROUP_FORMAT, "members": members})
+    try:
+        group_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(group_dir / GROUP_FILE, {"format": GROUP_FORMAT, "members": members})
+    except OSError as exc:  # a disk that filled since open_group_dir
+        raise unwritable_run_dir(group_dir, exc) from None
 
 
 def is_group(path: str | Path) -> bool:
@@ -81,33 +97,61 @@ def is_group(path: str | Path) -> bool:
 
 
 def member_dirs(group_dir: str | Path) -> list[Path]:
-    """The members named by a group directory's group.json."""
+    """The members named by a group directory's group.json; one line if it is damaged."""
     group_dir = Path(group_dir)
-    data = read_json(group_dir / GROUP_FILE)
-    if not isinstance(data, dict) or data.get("format") != GROUP_FORMAT:
-        raise SaeKitError(f"{str(group_dir / GROUP_FILE)!r} is not a sae-kit group file")
-    return [group_dir / m for m in data["members"]]
+    path = group_dir / GROUP_FILE
+    try:
+        data = read_json(path)
+    except SaeKitError:  # not JSON, not UTF-8: the same advice as for wrong fields
+        data = None
+    members = data.get("members") if isinstance(data, dict) else None
+    if (not isinstance(data, dict) or data.get("format") != GROUP_FORMAT
+            or not isinstance(members, list) or not members
+            or not all(isinstance(m, str) and m.strip() for m in members)):
+        runs = sorted(d.name for d in group_dir.iterdir() if RunDir(d).is_run())
+        each = "; ".join(f"sae-kit train --resume {group_dir / name}" for name in runs)
+        raise SaeKitError(
+            f"{str(path)!r} is not a readable sae-kit group file (damaged or edited); resume "
+            f"each run alone ({each or 'none found'}), or restore it as "
+            f'{{"format": "{GROUP_FORMAT}", "members": ["NAME", ...]}}'
+        )
+    return [group_dir / m for m in members]
+
+
+class NoCommonStep(SaeKitError):
+    """The members hold no checkpoint of one step (a group killed between its members' saves
+    by a sae-kit that pruned each member as it saved): they can go on only one by one."""
+
+    def __init__(self, dirs: Sequence[Path]) -> None:
+        self.dirs = list(dirs)
+        super().__init__(
+            f"the runs in {str(self.dirs[0].parent)!r} have no checkpoint of a common step (a "
+            "kill between their saves with --keep-checkpoints 1, before sae-kit pruned only "
+            "after all had saved); resume each alone, which ends at the same weights: "
+            + "; ".join(f"sae-kit train --resume {d}" for d in self.dirs)
+        )
 
 
 def common_checkpoints(dirs: Sequence[Path]) -> list[checkpoint.Checkpoint]:
     """Each member's checkpoint at the newest step all of them saved (a kill while the members
     were being saved leaves some one step behind)."""
-    steps = None
-    for d in dirs:
-        found = {p.name for p in checkpoint.list_checkpoints(RunDir(d).checkpoints)}
-        steps = found if steps is None else steps & found
+    found = [{p.name for p in checkpoint.list_checkpoints(RunDir(d).checkpoints)} for d in dirs]
+    steps = set.intersection(*found)
     if not steps:
-        raise SaeKitError(
-            f"the runs in {str(dirs[0].parent)!r} have no checkpoint of a common step; start "
-            "the group again without --resume"
-        )
+        raise NoCommonStep(dirs)
     newest = max(steps)
     return [checkpoint.load(RunDir(d).checkpoints / newest) for d in dirs]
 
 
-def lambda_group(config: TrainConfig, lambdas: Sequence[float]) -> tuple[Path, list[TrainConfig]]:
-    """``config`` once per lambda, each in ``<output_dir>/lambda<λ>/``; the group directory."""
+def lambda_group(config: TrainConfig, lambdas: Sequence[float], claim: bool = False
+                 ) -> tuple[Path, list[TrainConfig]]:
+    """``config`` once per lambda, each in ``<output_dir>/lambda<λ>/``; the group directory.
+
+    Without ``--out``, ``claim`` (rank 0) creates the default directory exclusively, as a lone
+    run's: two groups started in the same second get ``NAME`` and ``NAME-2``."""
     group_dir = run_dir_for(config)
+    if claim and config.output_dir is None:
+        group_dir = claim_new_dir(group_dir)
     configs = [dataclasses.replace(config, sparsity_coeff=lam,
                                    output_dir=str(group_dir / f"lambda{lam:g}"))
                for lam in dict.fromkeys(lambdas)]

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, full_disk
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.run_lock import claim_new_dir, lock_run, unwritable_run_dir
 from sae_kit.store.sae_dir import save_sae
@@ -135,6 +135,11 @@ def fit(
                 if r.run_dir not in stopped:
                     save_saes(r, state.tokens)
                     r.layout.failed.unlink(missing_ok=True)  # a stopped run resumed alone
+    except Exception as exc:  # a full disk while logging or saving: the checkpoints are whole
+        line = full_disk(exc, _full_disk_mend(lead, group_dir or lead.run_dir))
+        if line is None:
+            raise
+        raise line from None
     finally:
         for log in logs:
             if log:
@@ -182,11 +187,21 @@ def _steps(runs: list[Run], logs: list[MetricsLog | None], state: TrainState,
             signum = lead.dist.max(stop.signum or 0, lead.device)  # ranks stop at the same step
             if signum or state.step % lead.config.save_every == 0 or step == lead.total_steps - 1:
                 saved.update({r.run_dir: save_checkpoint(r, state) for r in active})
+                for r in active:  # only now: a kill between two members' saves must leave
+                    if r.dist.is_main:  # a step they all hold, even with keep_checkpoints=1
+                        checkpoint.prune(r.checkpoint_dir, r.config.keep_checkpoints)
             if signum:
                 lead.dist.barrier()  # rank 0's checkpoint is complete before anyone exits
                 raise Interrupted(signum, group_dir, state.step, saved[active[0].run_dir],
                                   lead.dist.world_size)
     return state, stopped
+
+
+def _full_disk_mend(lead: Run, resume_dir: Path) -> str:
+    if _newest_checkpoint(lead) is None:
+        return "no checkpoint was written yet: free disk space, then run the command again"
+    return ("the checkpoints written are intact: free disk space, then continue with "
+            f"`sae-kit train --resume {resume_dir}`")
 
 
 def _newest_checkpoint(run: Run) -> Path | None:
@@ -265,7 +280,8 @@ def _log_step(run: Run, log: MetricsLog | None, stats: StepStats, lr: float, gra
 
 
 def save_checkpoint(run: Run, state: TrainState) -> Path:
-    """Write a checkpoint of ``run`` at ``state`` (rank 0; the others just name it)."""
+    """Write a checkpoint of ``run`` at ``state`` (rank 0; the others just name it); the caller
+    prunes old ones once every member of the pass has saved."""
     if not run.dist.is_main:
         return run.checkpoint_dir / checkpoint.checkpoint_name(state.step)
     metrics = run.layout.metrics
@@ -273,4 +289,4 @@ def save_checkpoint(run: Run, state: TrainState) -> Path:
         state, metrics_offset=metrics.stat().st_size if metrics.exists() else 0
     )
     return checkpoint.save(run.checkpoint_dir, counters, capture(run),
-                           run.config.keep_checkpoints)
+                           keep=None)

@@ -62,10 +62,16 @@ def read_failure(run_dir: str | Path) -> dict[str, Any] | None:
     path = RunDir(run_dir).failed
     if not path.is_file():
         return None
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("format") != FAILED_FORMAT:
-        raise SaeKitError(f"{str(path)!r} is not a sae-kit failure record; delete it to "
-                          "resume that run")
+    try:
+        data = read_json(path)
+    except SaeKitError:  # not JSON, not UTF-8: the same advice as for wrong fields
+        data = None
+    fields = {"step": int, "reason": str, "error": str}
+    if (not isinstance(data, dict) or data.get("format") != FAILED_FORMAT
+            or not all(isinstance(data.get(k), t) and not isinstance(data.get(k), bool)
+                       for k, t in fields.items())):
+        raise SaeKitError(f"{str(path)!r} is not a readable sae-kit failure record (damaged or "
+                          "edited); delete it to resume that run")
     return data
 
 

@@ -155,8 +155,14 @@ def resume_runs(dirs: list[Path], **overrides: Any) -> tuple[list[Run], TrainSta
         _check_world_size(RunDir(d))
     main = distributed.from_env().is_main
     locks = [lock_run(d) if main else None for d in dirs]  # one process per run, as resume()
-    latest = common_checkpoints(dirs)
-    runs = build_group(configs, skip_windows=latest[0].counters.windows)
+    try:
+        latest = common_checkpoints(dirs)
+        runs = build_group(configs, skip_windows=latest[0].counters.windows)
+    except BaseException:  # no common step, a bad model: free the runs for what comes next
+        for lock in locks:
+            if lock is not None:
+                lock.release()
+        raise
     for run, lock in zip(runs, locks, strict=True):
         run.lock = lock
     for run, saved in zip(runs, latest, strict=True):

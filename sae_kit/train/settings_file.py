@@ -20,6 +20,12 @@ from typing import Any
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.record.config import TrainConfig
+from sae_kit.record.setting_types import describe, fits
+
+SHORT_FORMS: dict[str, Any] = {"lambda": float | list[float], "layer": int | list[int],
+                               "hook": str}
+"""Short forms a file may use for TrainConfig fields, and their types (``lambda`` may list
+several values where lambdas are read: one SAE each, in one pass)."""
 
 IGNORED = {"resolved"}
 """Keys of config.json that record results, not settings."""
@@ -37,7 +43,13 @@ def read_settings(path: str | Path) -> dict[str, Any]:
         elif suffix == ".json":
             data = json.loads(path.read_text())
         elif suffix in (".yaml", ".yml"):
-            data = _yaml().safe_load(path.read_text())
+            yaml = _yaml()
+            try:
+                data = yaml.safe_load(path.read_text())
+            except yaml.YAMLError as exc:  # not a ValueError; its text spans several lines
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                raise ValueError(f"{getattr(exc, 'problem', None) or exc}{where}") from None
         else:
             raise SaeKitError(f"{str(path)!r}: settings files end in .toml, .json or .yaml")
     except (ValueError, UnicodeDecodeError) as exc:  # TOML, JSON and YAML errors are ValueErrors
@@ -67,26 +79,38 @@ def _yaml() -> Any:
 
 
 def normalise(settings: dict[str, Any], where: str = "settings") -> dict[str, Any]:
-    """Short forms expanded, config.json's results dropped, unknown keys refused in one line."""
+    """Short forms expanded, config.json's results dropped; unknown keys and values of the
+    wrong type refused in one line naming ``where`` and the key."""
     values = {k: v for k, v in settings.items() if k not in IGNORED}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known - set(SHORT_FORMS))
+    if unknown:
+        raise SaeKitError(f"{where}: unknown setting(s) {', '.join(unknown)}; the settings are "
+                          f"TrainConfig's fields: {', '.join(sorted(known))} (and the short "
+                          "forms lambda, layer, hook)")
+    for short, hint in SHORT_FORMS.items():
+        if short in values and not fits(values[short], hint):
+            raise SaeKitError(f"{where}: {short} = {values[short]!r} must be {describe(hint)}")
+    for short, full in (("lambda", "sparsity_coeff"), ("layer", "hook_points")):
+        if short in values and full in values:
+            raise SaeKitError(f"{where}: both {short} and {full} are given; keep one")
     if "lambda" in values:
         values["sparsity_coeff"] = values.pop("lambda")
     hook = values.pop("hook", "resid_pre")
     if "layer" in values:
         layers = values.pop("layer")
         layers = layers if isinstance(layers, list) else [layers]
-        values["hook_points"] = [HookPoint(int(n), hook).name for n in layers]
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise SaeKitError(f"{where}: unknown setting(s) {', '.join(unknown)}; the settings are "
-                          f"TrainConfig's fields: {', '.join(sorted(known))}")
+        values["hook_points"] = [HookPoint(n, hook).name for n in layers]
+    if hook not in ("resid_pre", "resid_post"):
+        raise SaeKitError(f"{where}: hook = {hook!r} must be resid_pre or resid_post")
     return values
 
 
 def config_from_settings(settings: dict[str, Any], where: str = "settings") -> TrainConfig:
-    """A TrainConfig from a settings table (validated as TrainConfig validates)."""
+    """A TrainConfig from a settings table: keys and types checked here, ranges as TrainConfig
+    checks them; every error one line naming ``where``."""
+    values = normalise(settings, where)
     try:
-        return TrainConfig(**normalise(settings, where))
-    except TypeError as exc:
+        return TrainConfig(**values)
+    except (TypeError, SaeKitError) as exc:
         raise SaeKitError(f"{where}: {exc}") from None

@@ -118,8 +118,11 @@ class MetricsLog:
                 "is cut off); dropped it, so rows before the checkpoint may be missing")
 
     def write(self, row: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as exc:  # a full disk: name the file (a failed write names none)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         for tracker in self.trackers:
             tracker.log(row)
 

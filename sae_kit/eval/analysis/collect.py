@@ -1,4 +1,4 @@
-"""One streaming pass of the model over text, yielding the residual stream at some positions.
+"""One streaming pass of the model over text, yielding the activations at some hook points.
 
 Windows are tokenized lazily and dropped after their batch, so memory does not grow with the
 number of tokens. By default the text is the run's held-out split (as `sae-kit eval` uses);
@@ -17,6 +17,7 @@ import torch
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
 from sae_kit.data import DataSpec, iter_texts, token_windows
 from sae_kit.errors import SaeKitError
+from sae_kit.model.hookpoints import Site
 from sae_kit.model.loading import LoadedModel
 from sae_kit.model.splice import ModelRunner
 
@@ -65,19 +66,20 @@ def window_batches(texts: Iterable[str], tokenizer: object, context: int, n_toke
         yield torch.tensor(rows, dtype=torch.long)
 
 
-Batch = tuple[torch.Tensor, dict[int, torch.Tensor]]
+Batch = tuple[torch.Tensor, dict[Site, torch.Tensor]]
 
 
-def residual_batches(loaded: LoadedModel, positions: Iterable[int],
-                     batches: Iterable[torch.Tensor], device: torch.device) -> Iterator[Batch]:
-    """(input_ids, {position: residual stream}) per batch; stops the forward pass early."""
+def activation_batches(loaded: LoadedModel, sites: Iterable[Site],
+                       batches: Iterable[torch.Tensor], device: torch.device) -> Iterator[Batch]:
+    """(input_ids, {site: activation}) per batch, for sites (``HookPoint.site``: residual
+    positions or hook points inside a layer); stops the forward pass early."""
     runner = ModelRunner(loaded.model, loaded.adapter)
-    positions = sorted(set(positions))
+    sites = list(dict.fromkeys(sites))
     seen = 0
     with torch.no_grad():
         for input_ids in batches:
             seen += 1
-            run = runner.run(input_ids.to(device), capture=positions, final_hidden=False)
+            run = runner.run(input_ids.to(device), capture=sites, final_hidden=False)
             yield input_ids, run.acts
     if not seen:
         raise SaeKitError(NO_WINDOW)

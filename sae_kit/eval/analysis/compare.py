@@ -18,8 +18,8 @@ import torch
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.collect import (
     TextChoice,
+    activation_batches,
     choose_texts,
-    residual_batches,
     window_batches,
 )
 from sae_kit.eval.analysis.directions import initial_decoder
@@ -37,6 +37,7 @@ from sae_kit.eval.settings import COMPARE
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.progress import Progress, ProgressLines
 from sae_kit.store.jsonio import write_json_atomic
+from sae_kit.store.staging import staged_dir
 
 
 def _labels(sources: Sequence[AnalysisSource]) -> list[str]:
@@ -73,12 +74,12 @@ def activation_pass(sources: Sequence[AnalysisSource], loaded: LoadedModel, choi
     alive = [torch.zeros(s.sae.n_dict, dtype=torch.bool) for s in sources]
     sums = [ActivationSums() for _ in sources]
     l0s = [TokenMean() for _ in sources]
-    position = first.hook_point.position
+    position = first.hook_point.site
     batches = window_batches(choose_texts(first.data_spec, choice), loaded.tokenizer,
                              first.context, n_tokens, batch_size)
     n = 0
     with torch.no_grad():
-        for _, acts in residual_batches(loaded, [position], batches, device):
+        for _, acts in activation_batches(loaded, [position], batches, device):
             x = acts[position]
             n += x.shape[0] * x.shape[1]
             for i, source in enumerate(sources):
@@ -114,8 +115,9 @@ def geometry(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
             "random_max_cos_mean": _mean(max_cosine_across(
                 dec, random_dictionary(dec.shape[0], dec.shape[1]))) if dec.shape[1] else None,
         }
-        init = initial_decoder(source.sae_config, source.run.config if source.run else None,
-                               source.hook_point)
+        run = source.run
+        init = initial_decoder(source.sae_config, run.config if run else None,
+                               source.hook_point, run.resolved.widths if run else None)
         if init is not None and init.shape == source.sae.W_dec.shape:
             entry["init_same_index_cos_mean"] = _mean(same_index_cosine(dec, init[:, mask]))
             to_init = max_cosine_across(dec, init)
@@ -149,43 +151,44 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
     ``progress`` (sae_kit.progress; default: log lines) hears of the tokens read, then of the
     geometry, the plots and the files. With ``importance``, also every SAE's attribution
     distribution (:mod:`.compare_importance`)."""
-    from safetensors.torch import save_file
-
     from sae_kit.eval.analysis.plots import write_plots
     from sae_kit.model.device import resolve_device
+    from sae_kit.store.files import save_tensors
 
     progress = progress or ProgressLines()
-    torch_device = resolve_device(device)
-    sources = open_sources(refs, hook_point, torch_device)
-    loaded = load_model(sources[0].model, revision=sources[0].revision, device=torch_device)
-    for source in sources:
-        loaded.check_fits(source.hook_point, source.sae.d_in)
-    alive, activation = activation_pass(sources, loaded, choice or TextChoice(), n_tokens,
-                                        batch_size, torch_device, progress)
-    steps = 4 if importance else 3  # geometry, plots, (importance,) files
-    progress("comparing (steps)", 0, steps)
-    summary, values = geometry(sources, alive)
-    progress("comparing (steps)", 1, steps)
-    for source, stats in zip(sources, activation, strict=True):
-        summary["saes"][source.label].update(
-            {"source": str(source.path), "loss": source.sae_config.get("loss"),
-             "sparsity_coeff": source.sae_config.get("sparsity_coeff"),
-             "activations": stats})
-    summary["hook_point"] = sources[0].hook_point.name
-    summary["model"] = sources[0].model
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary["plots"], summary["embedding_method"] = write_plots(
-        sources, alive, summary, out, embedding)
-    progress("comparing (steps)", 2, steps)
-    if importance:
-        from sae_kit.eval.analysis.compare_importance import compare_importance
+    # Built beside `out` and moved in once whole (summary.json last): a full disk leaves no
+    # half comparison, and an unwritable --out fails here, before the model loads.
+    with staged_dir(Path(out), "comparison", last="summary.json") as tmp:
+        torch_device = resolve_device(device)
+        sources = open_sources(refs, hook_point, torch_device)
+        loaded = load_model(sources[0].model, revision=sources[0].revision,
+                            device=torch_device)
+        for source in sources:
+            loaded.check_fits(source.hook_point, source.sae.d_in)
+        alive, activation = activation_pass(sources, loaded, choice or TextChoice(), n_tokens,
+                                            batch_size, torch_device, progress)
+        steps = 4 if importance else 3  # geometry, plots, (importance,) files
+        progress("comparing (steps)", 0, steps)
+        summary, values = geometry(sources, alive)
+        progress("comparing (steps)", 1, steps)
+        for source, stats in zip(sources, activation, strict=True):
+            summary["saes"][source.label].update(
+                {"source": str(source.path), "loss": source.sae_config.get("loss"),
+                 "sparsity_coeff": source.sae_config.get("sparsity_coeff"),
+                 "activations": stats})
+        summary["hook_point"] = sources[0].hook_point.name
+        summary["model"] = sources[0].model
+        summary["plots"], summary["embedding_method"] = write_plots(
+            sources, alive, summary, tmp, embedding)
+        progress("comparing (steps)", 2, steps)
+        if importance:
+            from sae_kit.eval.analysis.compare_importance import compare_importance
 
-        summary["plots"].append(compare_importance(sources, loaded, choice or TextChoice(),
-                                                   n_tokens, batch_size, torch_device, summary,
-                                                   out))
-        progress("comparing (steps)", 3, steps)
-    save_file({k: v.contiguous() for k, v in values.items()}, str(out / "maxcos.safetensors"))
-    write_json_atomic(out / "summary.json", summary)
-    progress("comparing (steps)", steps, steps)
-    return summary
+            summary["plots"].append(compare_importance(sources, loaded, choice or TextChoice(),
+                                                       n_tokens, batch_size, torch_device,
+                                                       summary, tmp))
+            progress("comparing (steps)", 3, steps)
+        save_tensors({k: v.contiguous() for k, v in values.items()}, tmp / "maxcos.safetensors")
+        write_json_atomic(tmp / "summary.json", summary)
+        progress("comparing (steps)", steps, steps)
+        return summary

@@ -70,9 +70,8 @@ def compare_importance(sources: Sequence[AnalysisSource], loaded: LoadedModel,
                        summary: dict[str, Any], out: Path) -> str:
     """Add each SAE's ``importance`` to ``summary["saes"]``, write importance.safetensors and
     importance.png into ``out``; returns the plot's name."""
-    from safetensors.torch import save_file
-
     from sae_kit.eval.analysis.importance_plot import concentration_plot
+    from sae_kit.store.files import save_tensors
 
     tensors: dict[str, torch.Tensor] = {}
     curves: dict[str, dict[str, torch.Tensor]] = {}
@@ -83,5 +82,5 @@ def compare_importance(sources: Sequence[AnalysisSource], loaded: LoadedModel,
         tensors.update({f"{source.label}/{k}": v.contiguous() for k, v in values.items()})
         curves[source.label] = {k.removesuffix(".attribution_abs"): cumulative_share(v)
                                 for k, v in values.items() if k.endswith(".attribution_abs")}
-    save_file(tensors, str(out / "importance.safetensors"))
+    save_tensors(tensors, out / "importance.safetensors")
     return concentration_plot(curves, out / "importance.png").name

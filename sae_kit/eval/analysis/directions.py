@@ -10,6 +10,7 @@ scale is that of a unit-norm residual direction. The unembedding's bias is left 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -42,8 +43,12 @@ def output_token_effects(directions: torch.Tensor, unembed: nn.Module, norm: nn.
     """Each element's k most promoted and k most suppressed output tokens, with logit values.
 
     Returns ``top_ids``/``top_values`` and ``bottom_ids``/``bottom_values``, each (n, k), the
-    bottom ones most negative first.
+    bottom ones most negative first; k = 0 gives (n, 0) tensors without touching the model.
     """
+    if k == 0:
+        empty = torch.zeros(directions.shape[1], 0)
+        return {"top_ids": empty.long(), "top_values": empty, "bottom_ids": empty.long(),
+                "bottom_values": empty}
     folded = through_final_norm(unit_columns(directions), norm)
     param = next(unembed.parameters())
     zero = unembed(torch.zeros(1, folded.shape[0], dtype=param.dtype, device=param.device))
@@ -67,11 +72,14 @@ def nearest_features(directions: torch.Tensor, k: int) -> tuple[torch.Tensor, to
 
 
 def initial_decoder(sae_config: dict[str, Any], run_config: TrainConfig | None,
-                    hook_point: HookPoint) -> torch.Tensor | None:
+                    hook_point: HookPoint, widths: Mapping[str, int] | None = None
+                    ) -> torch.Tensor | None:
     """The decoder this SAE started from, rebuilt from its run's seed; None if not knowable.
 
-    Training builds its SAEs with :func:`sae_kit.architectures.factory.seeded_saes`; calling it
-    with the run's record reproduces every initial weight exactly (tested against
+    widths: the run's activation widths by hook point where they are not d_in (module paths;
+    ``Resolved.widths``). Training builds its SAEs with
+    :func:`sae_kit.architectures.factory.seeded_saes`; calling it with the run's record
+    reproduces every initial weight exactly (tested against
     :func:`sae_kit.train.build.build_saes`).
     """
     if run_config is None or not run_config.hook_points:
@@ -80,11 +88,13 @@ def initial_decoder(sae_config: dict[str, Any], run_config: TrainConfig | None,
         plugins.load("architectures", run_config.architecture)
     except SaeKitError:
         return None
+    d_in, n_dict = int(sae_config["d_in"]), int(sae_config["n_dict"])
+    widths = widths or {}
     generator_state = torch.random.get_rng_state()
     try:
         for name, sae in seeded_saes(run_config.architecture, run_config.architecture_options,
-                                     run_config.hook_points, int(sae_config["d_in"]),
-                                     int(sae_config["n_dict"]), run_config.seed):
+                                     {n: widths.get(n, d_in) for n in run_config.hook_points},
+                                     n_dict, run_config.seed):
             if HookPoint.parse(name) == hook_point:
                 return sae.W_dec.detach().clone()
     finally:

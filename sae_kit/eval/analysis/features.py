@@ -19,9 +19,9 @@ from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.collect import (
     NO_WINDOW,
     TextChoice,
+    activation_batches,
     choose_texts,
     describe_text,
-    residual_batches,
     window_batches,
 )
 from sae_kit.eval.analysis.directions import nearest_features, output_token_effects
@@ -68,7 +68,7 @@ def _codes(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
            settings: FeatureSettings, device: torch.device,
            attribution: AttributionPass | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(input_ids, codes on the CPU) per batch; with ``attribution``, from its pass."""
-    sae, position = source.sae, source.hook_point.position
+    sae, site = source.sae, source.hook_point.site
     batches = window_batches(choose_texts(source.data_spec, choice), loaded.tokenizer,
                              source.context, settings.n_tokens, settings.batch_size)
     if attribution is not None:
@@ -80,8 +80,8 @@ def _codes(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
             raise SaeKitError(NO_WINDOW)
         return
     with torch.no_grad():
-        for input_ids, acts in residual_batches(loaded, [position], batches, device):
-            yield input_ids, sae.encode(acts[position].to(sae.W_enc.dtype)).cpu()
+        for input_ids, acts in activation_batches(loaded, [site], batches, device):
+            yield input_ids, sae.encode(acts[site].to(sae.W_enc.dtype)).cpu()
 
 
 def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
@@ -118,8 +118,11 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
         importance_data = finish_importance(attribution, source, loaded, choice, importance,
                                             started, exact, top=top.best, after=s.after)
     with torch.no_grad():
+        # A direction reads through the unembedding only where it lives in d_model (the
+        # residual, attention and MLP outputs); a module path of another width has none.
+        k = s.n_logits if sae.d_in == loaded.d_model else 0
         effects = output_token_effects(sae.W_dec, loaded.adapter.unembed(loaded.model),
-                                       loaded.adapter.final_norm(loaded.model), s.n_logits)
+                                       loaded.adapter.final_norm(loaded.model), k)
         neighbours = nearest_features(sae.W_dec, s.n_neighbours)
     ids = torch.cat([top.best.tokens.flatten(), sample.best.tokens.flatten(),
                      effects["top_ids"].flatten(), effects["bottom_ids"].flatten()])

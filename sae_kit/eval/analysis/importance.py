@@ -74,18 +74,23 @@ class _Model:
     def __init__(self, loaded: LoadedModel, source: AnalysisSource, device: torch.device):
         self.runner = ModelRunner(loaded.model, loaded.adapter)
         self.unembed = loaded.adapter.unembed(loaded.model)
-        self.sae, self.position, self.device = source.sae, source.hook_point.position, device
+        self.sae, self.hook_point, self.device = source.sae, source.hook_point, device
+        self.site = source.hook_point.site
         self.dtype = next(loaded.model.parameters()).dtype
 
     def clean(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(activation at the SAE, codes, final hidden states) of the original model."""
         with torch.no_grad():
-            run = self.runner.run(input_ids, capture=[self.position])
-            x = run.acts[self.position].to(self.sae.W_enc.dtype)
+            run = self.runner.run(input_ids, capture=[self.site])
+            x = run.acts[self.site].to(self.sae.W_enc.dtype)
             return x, self.sae.encode(x), run.final_hidden
 
     def forward(self, input_ids: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        run = self.runner.run(input_ids, start=(self.position, h.to(self.dtype)))
+        h = h.to(self.dtype)
+        if self.hook_point.on_residual:  # the layers before the SAE are skipped
+            run = self.runner.run(input_ids, start=(self.site, h))
+        else:  # inside a layer: h replaces that module's activation in a whole pass
+            run = self.runner.run(input_ids, replace={self.site: lambda _: h})
         return run.final_hidden
 
 

@@ -4,6 +4,7 @@ density_importance.png per SAE, for every SAE of a run.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,19 +20,19 @@ from sae_kit.eval.analysis.importance import (
 from sae_kit.eval.analysis.importance_values import per_feature, results_json
 from sae_kit.eval.analysis.source import AnalysisSource
 from sae_kit.eval.settings import ImportanceSettings
+from sae_kit.store.staging import make_staging, staged_dir
 
 
 def write_importance(data: ImportanceData, out: Path) -> Path:
     """importance.json, importance.safetensors and density_importance.png in ``out``; returns
     the JSON's path."""
-    from safetensors.torch import save_file
-
     from sae_kit.eval.analysis.importance_plot import density_importance_plot
+    from sae_kit.store.files import save_tensors
     from sae_kit.store.jsonio import write_json_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     values = per_feature(data)
-    save_file(values, str(out / "importance.safetensors"))
+    save_tensors(values, out / "importance.safetensors")
     density_importance_plot(values, f"{data.source.label} {data.source.hook_point.name}",
                             out / "density_importance.png")
     path = out / "importance.json"
@@ -72,13 +73,26 @@ def build_importance(ref: str, out: Path | None = None, hook_point: str | None =
     sources = open_sources(ref, hook_point, torch_device)
     for source in sources:  # every bad --exact-* before any pass
         check_exact_counts(settings, source)
-    loaded = load_model(sources[0].model, revision=sources[0].revision, device=torch_device)
-    written = []
-    for source in sources:
-        loaded.check_fits(source.hook_point, source.sae.d_in)
-        progress = (lambda phase, n, s=source: on_batch(s, phase, n)) if on_batch else None
-        data = collect_importance(source, loaded, choice or TextChoice(), settings,
-                                  torch_device, progress)
-        target = (out or source.path) / f"importance-{source.hook_point.name}"
-        written.append((write_importance(data, target), data))
-    return written
+    targets = [(out or s.path) / f"importance-{s.hook_point.name}" for s in sources]
+    # Made before the model loads (an unwritable --out is one line at once); each SAE's files
+    # are moved in whole once written, so a full disk leaves no half results.
+    staging = [make_staging(target, WHAT) for target in targets]
+    try:
+        loaded = load_model(sources[0].model, revision=sources[0].revision,
+                            device=torch_device)
+        written = []
+        for source, target, tmp in zip(sources, targets, staging, strict=True):
+            loaded.check_fits(source.hook_point, source.sae.d_in)
+            progress = (lambda phase, n, s=source: on_batch(s, phase, n)) if on_batch else None
+            data = collect_importance(source, loaded, choice or TextChoice(), settings,
+                                      torch_device, progress)
+            with staged_dir(target, WHAT, last="importance.json", tmp=tmp):
+                write_importance(data, tmp)
+            written.append((target / "importance.json", data))
+        return written
+    finally:
+        for tmp in staging:  # those not published: an error before their turn
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+WHAT = "importance results"

@@ -78,8 +78,8 @@ def _examples(report: Path, meta: dict[str, Any], features: list[int], settings:
               device: torch.device) -> tuple[list[FeatureExamples], Callable[[int], str]]:
     from sae_kit.eval.analysis.collect import (
         TextChoice,
+        activation_batches,
         choose_texts,
-        residual_batches,
         window_batches,
     )
     from sae_kit.eval.analysis.source import open_source
@@ -89,12 +89,12 @@ def _examples(report: Path, meta: dict[str, Any], features: list[int], settings:
     source = open_source(meta["source"], meta["hook_point"], device)
     loaded = load_model(source.model, revision=source.revision, device=device)
     loaded.check_fits(source.hook_point, source.sae.d_in)
-    position, columns = source.hook_point.position, torch.tensor(features)
+    position, columns = source.hook_point.site, torch.tensor(features)
     windows = window_batches(choose_texts(source.data_spec, TextChoice()), loaded.tokenizer,
                              source.context, settings.pool_tokens, 8)
 
     def batches():
-        for ids, acts in residual_batches(loaded, [position], windows, device):
+        for ids, acts in activation_batches(loaded, [position], windows, device):
             with torch.no_grad():
                 codes = source.sae.encode(acts[position].to(source.sae.W_enc.dtype))
             yield ids, codes[..., columns.to(codes.device)].cpu()

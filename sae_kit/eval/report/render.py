@@ -64,10 +64,12 @@ def _write_js(path: Path, call: str, *args: Any) -> None:
     path.write_text(f"{call}({body});\n", encoding="utf-8")
 
 
-def write_report(data: FeatureData, out: Path, progress: Progress | None = None) -> Path:
+def write_report(data: FeatureData, out: Path, progress: Progress | None = None,
+                 explained_from: Path | None = None) -> Path:
     """Write the report directory; returns its index.html. ``progress`` hears of every chunk
-    of features written (most of `sae-kit features`' time on a large dictionary)."""
-    from safetensors.torch import save_file
+    of features written (most of `sae-kit features`' time on a large dictionary). The index
+    shows the explanations in ``explained_from`` (default ``out``: the report this replaces)."""
+    from sae_kit.store.files import save_tensors
 
     out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
@@ -99,10 +101,11 @@ def write_report(data: FeatureData, out: Path, progress: Progress | None = None)
     summary = {"meta": data.meta, "tokens": data.tokens, "features": rows,
                **({"importance": importance} if importance else {})}
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False), encoding="utf-8")
-    save_file(tensors(data), str(out / "features.safetensors"), metadata={"format": "pt"})
+    save_tensors(tensors(data), out / "features.safetensors", metadata={"format": "pt"})
     for name in ("report.js", "report.css"):
         shutil.copyfile(_HERE / "static" / name, out / name)
-    return _write_index(out, data.meta, rows, _read_explanations(out), importance)
+    return _write_index(out, data.meta, rows, _read_explanations(explained_from or out),
+                        importance)
 
 
 def _write_index(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]],
