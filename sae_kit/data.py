@@ -12,6 +12,7 @@ Evaluation must use tokens never trained on. Where the dataset has its own held-
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from sae_kit import plugins
 from sae_kit.builtin import BUILTIN_DATASET_NAME, pydoc_texts
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model_names import source_ref
-from sae_kit.network import hub_endpoint, hub_offline, hub_reachable, is_local_ref
+from sae_kit.network import hub_endpoint, hub_offline, hub_reachable, is_local_ref, nor_here
 
 HOLDOUT_EVERY = 20
 """1 document in 20 (5%) is held out for evaluation when the dataset has no eval split."""
@@ -107,20 +108,22 @@ def _open(spec: DataSpec, split: str) -> Iterable[dict[str, Any]]:
     path = Path(spec.dataset).expanduser()
     if is_local_ref(spec.dataset) or path.suffix in _BUILDERS:
         if not path.exists():
-            raise SaeKitError(f"dataset file {spec.dataset!r} does not exist; check the path")
+            kind = "directory" if spec.dataset.endswith(("/", os.sep)) else "file"
+            raise SaeKitError(f"dataset {kind} {spec.dataset!r} does not exist; check the path")
         builder, files = _local_files(path)
         return datasets.load_dataset(builder, data_files=files, split="train", streaming=True)
     if not hub_offline() and not hub_reachable():
         raise SaeKitError(
-            f"no network: cannot reach {hub_endpoint()} to stream dataset {spec.dataset!r}; "
-            "pass a local .txt/.jsonl/.parquet file or directory (or the built-in 'pydoc')"
+            f"no network: cannot reach {hub_endpoint()} to stream dataset {spec.dataset!r}"
+            f"{nor_here(spec.dataset)}; pass a local .txt/.jsonl/.parquet file or directory (or "
+            "the built-in 'pydoc')"
         )
     try:
         return datasets.load_dataset(spec.dataset, split=split, streaming=True)
     except Exception as exc:  # datasets raises many types for "not found" and "offline"
         raise SaeKitError(
             f"could not open dataset {spec.dataset!r} split {split!r} from the Hugging Face Hub "
-            f"({type(exc).__name__}: {first_line(exc)}); "
+            f"({type(exc).__name__}: {first_line(exc)}){nor_here(spec.dataset)}; "
             "pass a local .txt/.jsonl/.parquet path, or check the id and your network"
         ) from exc
 

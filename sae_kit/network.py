@@ -35,16 +35,26 @@ def hub_offline() -> bool:
 def is_local_ref(ref: str | os.PathLike[str]) -> bool:
     """True when ``ref`` names a local path, not a Hub id: it exists, or is written as a path.
 
-    ``./x``, ``/x`` and ``~/x`` are paths even when missing (so the error says "does not
-    exist", not "not found on the Hub"); so is ``runs/typo`` when ``runs/`` is a directory here
-    (a mistyped run or model directory). ``alice/data`` is a Hub id unless such a directory
-    exists here.
+    ``./x``, ``/x``, ``~/x`` and ``x/`` (no Hub id ends in a slash) are paths even when
+    missing (so the error says "does not exist", not "not found on the Hub"); so is
+    ``runs/typo`` when ``runs/`` is a directory here (a mistyped run or model directory).
+    ``alice/data`` is a Hub id unless such a directory exists here.
     """
     text = os.fspath(ref)
-    if text.startswith((".", "/", "~")) or Path(text).expanduser().exists():
+    if text.startswith((".", "/", "~")) or text.endswith(("/", os.sep)):
+        return True
+    if Path(text).expanduser().exists():
         return True
     first, sep, _ = text.partition("/")
     return bool(sep) and Path(first).is_dir()
+
+
+def nor_here(ref: str) -> str:
+    """``", nor is there a file or directory 'models/x' here"`` for a Hub-id-shaped name that
+    names nothing here either (a mistyped local path reads as a Hub id), else ``""``."""
+    if "/" not in ref or Path(ref).expanduser().exists():
+        return ""
+    return f", nor is there a file or directory {ref!r} here (a typo in a local path?)"
 
 
 def hub_timeout() -> float:

@@ -19,6 +19,7 @@ FIRST_PARTY = {
     ("sae_kit.losses", "local"): "sae-kit",
     ("sae_kit.losses", "e2e"): "sae-kit",
     ("sae_kit.losses", "e2e+ds"): "sae-kit",
+    ("sae_kit.losses", "kl+mse"): "sae-kit",
     ("sae_kit.architectures", "relu"): "sae-kit",
     ("sae_kit.architectures", "topk"): "sae-kit",
     ("sae_kit.architectures", "batchtopk"): "sae-kit",

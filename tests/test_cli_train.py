@@ -60,7 +60,7 @@ def test_json_output_is_machine_readable(tiny_gpt2, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--loss", "nope"], "no loss plugin named 'nope'; installed: e2e, e2e+ds, local"),
+        (["--loss", "nope"], "no loss plugin named 'nope'; installed: e2e, e2e+ds, kl+mse, local"),
         (["--layer", "7"], "layer 7 is out of range: this model has 3 layers (0 to 2)"),
         (["--dataset", "missing/data.jsonl"], "dataset file 'missing/data.jsonl' does not exist"),
         (["--loss", "e2e+ds", "-O", "beta=1"], "unknown option 'beta' for 'e2e+ds'"),

@@ -97,3 +97,13 @@ def test_eval_figures_are_machine_readable_model_index():
     assert {r.dataset_type for r in parsed.eval_results} == {"Skylion007/openwebtext"}
     assert parsed.model_name == "gpt2-saes"
     assert "model-index" not in render_card("alice/x", {"loss": "e2e"}, saes, None)
+
+
+def test_a_transcoder_card_names_both_hook_points():
+    tc = {**SAE, "hook_point": "blocks.1.hook_mlp_in", "output_hook_point": "blocks.1.hook_mlp_out",
+          "skip": True}
+    card = render_card("alice/x", {"model": "gpt2", "loss": "e2e"}, {tc["hook_point"]: tc}, None)
+    row = next(line for line in card.splitlines() if "blocks.1.hook_mlp_in" in line
+               and line.startswith("|"))
+    assert "`blocks.1.hook_mlp_in` → `blocks.1.hook_mlp_out`" in row
+    assert "relu (skip transcoder)" in row

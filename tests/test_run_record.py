@@ -89,3 +89,21 @@ def test_no_module_reads_a_run_config_json_but_run_dir():
     found = [str(p.relative_to(root)) for p in root.rglob("*.py")
              if p.name != "run_dir.py" and raw.search(p.read_text())]
     assert not found, found
+
+
+def test_a_fine_tunes_start_is_typed_and_absent_for_a_fresh_run(tmp_path):
+    from sae_kit.record.run_record import StartRecord
+
+    fresh = RunRecord(TrainConfig(), RESOLVED).to_json()
+    assert "init_from" not in fresh["resolved"]  # config.json of a fresh run is as before
+    start = StartRecord("bob/saes/h.1", "sparsify", "/cache/h.1",
+                        {"blocks.1.hook_resid_post": "ab" * 32})
+    record = RunRecord(TrainConfig(init_from="bob/saes/h.1"),
+                       dataclasses.replace(RESOLVED, init_from=start))
+    read = _write(tmp_path / "ft", record.to_json()).read()
+    assert read == record and read.resolved.init_from.sha256 == start.sha256
+    broken = record.to_json()
+    broken["resolved"]["init_from"] = {"source": "x", "format": "saelens"}  # no path, sha256
+    with pytest.raises(SaeKitError, match=r"has resolved\.init_from = .*written by `sae-kit "
+                                          r"train`"):
+        _write(tmp_path / "bad", broken).read()

@@ -1,6 +1,7 @@
 """Experiment trackers: every metrics row reaches wandb (offline) and TensorBoard, read back."""
 
 import json
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -15,6 +16,14 @@ runner = CliRunner()
 FAST = ["--dataset", "pydoc", "--n-samples", "6", "--batch-size", "2", "--grad-accum", "1",
         "--context", "16", "--dict-ratio", "4", "--log-every", "1", "--device", "cpu",
         "--layer", "1", "--loss", "local"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_wandb():
+    """W&B's process-wide state from another test's run must not decide this test's mode."""
+    wandb = sys.modules.get("wandb")  # only where some earlier test imported it
+    if wandb is not None:
+        wandb.teardown()
 
 
 def _train(model_dir, out, *extra):
@@ -37,6 +46,32 @@ def test_tensorboard_event_files_hold_every_row(tiny_gpt2, tmp_path):
     assert "l0/blocks.1.hook_resid_pre" in events.Tags()["scalars"]
 
 
+def test_tensorboard_gets_the_settings_as_hparams_and_text(tiny_gpt2, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    _train(tiny_gpt2, tmp_path / "run", "--tracker", "tensorboard", "--lambda", "3")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    values = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+              for k, v in start.hparams.items()}
+    assert values["sparsity_coeff"] == pytest.approx(3.0)
+    assert values["loss"] == config["loss"] == "local"
+    assert values["seed"] == config["seed"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]).experiment
+    assert [m.name.tag for m in experiment.metric_infos] == ["loss"]
+    (text,) = events.Tensors("config/text_summary")
+    shown = text.tensor_proto.string_val[0].decode()
+    settings = {k: v for k, v in config.items() if k != "resolved"}  # the record's settings
+    assert json.loads(shown.strip("`\n")) == settings
+
+
 def test_wandb_offline_run_records_every_row(tiny_gpt2, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -56,6 +91,28 @@ def test_wandb_offline_run_records_every_row(tiny_gpt2, tmp_path, monkeypatch):
                             for i in record.history.item})
     assert [h["_step"] for h in history] == [r["step"] for r in rows]
     assert [h["loss"] for h in history] == pytest.approx([r["loss"] for r in rows])
+
+
+def test_wandb_runs_are_grouped_and_named_by_their_directory(tiny_gpt2, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    from wandb.proto import wandb_internal_pb2
+
+    seen = []
+    for sweep in ("sweep-a", "sweep-b"):  # same point name in two sweeps' directories
+        run_dir = tmp_path / sweep / "point-1"
+        _train(tiny_gpt2, run_dir, "--tracker", "wandb")
+        (run_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+        for data in _leveldb_log_records(run_file.read_bytes()):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(data)
+            if record.WhichOneof("record_type") == "run":
+                seen.append((record.run.run_group, record.run.display_name))
+                break
+    assert seen == [("sweep-a", "sweep-a/point-1"), ("sweep-b", "sweep-b/point-1")]
 
 
 def _leveldb_log_records(raw: bytes):

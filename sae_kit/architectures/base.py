@@ -126,6 +126,7 @@ class SAE(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(n_dict))
         self.W_dec = nn.Parameter(torch.empty(d_in, n_dict))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.register_parameter("W_skip", None)  # a skip transcoder's; see add_skip
         self.reset_parameters()
 
     @classmethod
@@ -145,6 +146,11 @@ class SAE(nn.Module):
             enc, dec = 1 / math.sqrt(self.d_in), 1 / math.sqrt(self.n_dict)
             nn.init.uniform_(self.b_enc, -enc, enc)
             nn.init.uniform_(self.b_dec, -dec, dec)
+
+    def add_skip(self) -> None:
+        """Make this a skip transcoder (Paulo et al. 2025): ``output += x @ W_skip.T``, an
+        affine skip of the input, zeros at first, with any architecture's codes."""
+        self.W_skip = nn.Parameter(torch.zeros(self.d_in, self.d_in, device=self.W_enc.device))
 
     @property
     def dict_elements(self) -> torch.Tensor:
@@ -194,6 +200,7 @@ class SAE(nn.Module):
                 out = SAEOutput(output=self.decode(codes), codes=codes)
             else:
                 out = self._gated_output(self._encode_gated(x), x.shape)
+            self.add_skip_term(x, out)
             if self.training:
                 self.add_training_terms(x, out)
             return out
@@ -204,6 +211,12 @@ class SAE(nn.Module):
             return SAEOutput(output=self.decode(codes), codes=codes)
         output = self._decode_active(gated.active, gated.codes.shape[0])
         return SAEOutput(output=output.reshape(shape), codes=codes, active=gated.active)
+
+    def add_skip_term(self, x: torch.Tensor, out: SAEOutput) -> None:
+        """A skip transcoder's ``x @ W_skip.T`` added to the output (an architecture with its
+        own ``forward`` calls this too)."""
+        if self.W_skip is not None:
+            out.output = out.output + x @ self.W_skip.T
 
     def add_training_terms(self, x: torch.Tensor, out: SAEOutput) -> None:
         """In training mode only: fill ``out.aux``/``out.logs`` and update training state

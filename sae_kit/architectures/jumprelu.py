@@ -92,6 +92,7 @@ class JumpReLUSAE(SAE):
             rows, cols = band[0]
             out.output = out.output + self._jump(rows, cols, theta, flat.shape[0]).reshape(x.shape)
             out.penalty = self._l0_penalty(out.codes, cols, theta, flat.shape[0])
+            self.add_skip_term(x, out)
             return out
 
     def _jump(self, rows: torch.Tensor, cols: torch.Tensor, theta: torch.Tensor,

@@ -29,7 +29,9 @@ def bench(
     alive_tokens: int = typer.Option(
         100_000, help="Training tokens over which alive latents are counted."
     ),
-    batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    batch_size: int = typer.Option(
+        None, help="Windows per forward pass (default: 8192 tokens' worth of the run's context)."
+    ),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     as_json: bool = typer.Option(
         False, "--json", help="Print {runs: one record per SAE, points: mean and std over "

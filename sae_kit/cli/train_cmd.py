@@ -31,6 +31,9 @@ def train_command(ctx: typer.Context, **options: Any) -> None:
     ctx.call_on_close(_leave_process_group)
     setup_logging()
     if options["resume"]:
+        if Path(options["resume"], "recipe.json").is_file():
+            _resume_recipe(ctx, options["resume"], options["as_json"])
+            return
         runs, start, group_dir = _resume(ctx, options["resume"])
         _fit(runs, start, options["as_json"], group_dir)
         return
@@ -39,6 +42,9 @@ def train_command(ctx: typer.Context, **options: Any) -> None:
     else:
         config, lambdas = config_from_options(options), lambdas_from_options(options)
     _refuse_meaningless_lambda(ctx, config.architecture)
+    if config.finetune_fraction:
+        _recipe(config, lambdas, options["as_json"])
+        return
     from sae_kit.train.api import prepare  # torch import only once args are valid
 
     runs, group_dir = prepare(config, lambdas)  # every input error surfaces here
@@ -82,17 +88,10 @@ def _resume(ctx: typer.Context, run_dir: str
     """Rebuild a run (or a group) from RUN_DIR, and the group directory (None for a run);
     options other than the few allowed are refused, not ignored."""
     from sae_kit.train.group import is_group
-    from sae_kit.train.resume import RESUME_OVERRIDES, resume, resume_group
+    from sae_kit.train.resume import resume, resume_group
 
+    _resume_refusals(ctx, run_dir)
     given = _given(ctx) - {"resume"}
-    refused = sorted(given - set(RESUME_OVERRIDES))
-    if refused:
-        flags = {p.name: p.opts[0] for p in ctx.command.params}
-        raise SaeKitError(
-            f"--resume takes its settings from {run_dir}/config.json; drop "
-            f"{', '.join(flags[name] for name in refused)} (only --device, --save-every and "
-            "--keep-checkpoints may be given again)"
-        )
 
     def warn(message: str) -> None:
         err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -104,8 +103,58 @@ def _resume(ctx: typer.Context, run_dir: str
     return [run], start, None
 
 
+def _recipe(config: Any, lambdas: list[float], as_json: bool) -> None:
+    """--finetune-fraction: MSE pre-training, then the fine-tune (sae_kit.train.recipe)."""
+    if len(lambdas) > 1:
+        raise SaeKitError("--finetune-fraction trains one SAE per hook point; give one --lambda "
+                          "(a sweep file runs the recipe at several)")
+    from sae_kit.train import recipe
+
+    _fit_recipe(recipe.start(config), False, as_json)
+
+
+def _resume_recipe(ctx: typer.Context, run_dir: str, as_json: bool) -> None:
+    from sae_kit.train import recipe
+
+    _resume_refusals(ctx, run_dir)
+    overrides = {name: ctx.params[name] for name in _given(ctx) - {"resume"}}
+    todo, resuming = recipe.remaining(run_dir, **overrides)
+    _fit_recipe(todo, resuming, as_json)
+
+
+def _fit_recipe(todo: list[Any], resuming: bool, as_json: bool) -> None:
+    from sae_kit.train import recipe
+
+    out = Path(todo[-1].config.output_dir)
+    last = todo[-1]
+
+    def fit_phase(runs: list[Run], start: TrainState | None, name: str) -> None:
+        err.print(f"[bold]{escape(name)}[/]: {escape(str(runs[0].run_dir))}", highlight=False)
+        _fit(runs, start, as_json, resume_dir=out, label=name,
+             report=runs[0].config.output_dir == last.config.output_dir)
+
+    recipe.fit_phases(todo, resuming, fit_phase)
+
+
+def _resume_refusals(ctx: typer.Context, run_dir: str) -> None:
+    """Options other than the few a resumed run may change are refused, not ignored."""
+    from sae_kit.train.resume import RESUME_OVERRIDES
+
+    refused = sorted(_given(ctx) - {"resume"} - set(RESUME_OVERRIDES))
+    if refused:
+        flags = {p.name: p.opts[0] for p in ctx.command.params}
+        raise SaeKitError(
+            f"--resume takes its settings from {run_dir}/config.json; drop "
+            f"{', '.join(flags[name] for name in refused)} (only --device, --save-every and "
+            "--keep-checkpoints may be given again)"
+        )
+
+
 def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
-         group_dir: Path | None = None) -> None:
+         group_dir: Path | None = None, resume_dir: Path | None = None,
+         label: str = "training", report: bool = True) -> None:
+    """Train ``runs`` with a progress bar; print the run directory (``report``). A signal's
+    message names ``resume_dir`` (a recipe's directory) where given."""
     from sae_kit.train.distributed import peer_failure
     from sae_kit.train.loop import fit
     from sae_kit.train.nonfinite import MembersStopped
@@ -115,8 +164,8 @@ def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
     run = runs[0]
     main = run.dist.is_main  # only rank 0 prints
     last: dict[str, Any] = {}
-    with progress("training", disable=not main) as bar:
-        task = bar.add_task("training", total=run.total_steps,
+    with progress(label, disable=not main) as bar:
+        task = bar.add_task(label, total=run.total_steps,
                                  completed=start.step if start else 0, status="")
 
         def on_step(step: int, total: int, row: dict[str, Any] | None) -> None:
@@ -134,6 +183,9 @@ def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
             raise gone from None
         except Interrupted as stop:
             bar.stop()
+            if resume_dir is not None:
+                stop = Interrupted(stop.signum, resume_dir, stop.step, stop.checkpoint,
+                                   stop.world_size)
             if main:
                 err.print(f"[yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(stop.exit_code) from None
@@ -143,6 +195,9 @@ def _fit(runs: list[Run], start: TrainState | None, as_json: bool,
                 _report_stopped(stopped.lines, len(runs), group_dir)
             raise typer.Exit(1) from None
     if not main:
+        return
+    if not report:
+        err.print(f"[green]done[/]: {escape(label)}  {step_status(last)}", highlight=False)
         return
     if start and start.step >= run.total_steps:
         err.print(f"[green]done[/]: all {run.total_steps} steps were already trained")

@@ -29,6 +29,7 @@ from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.source import GroundTruth
 from sae_kit.model_names import source_ref
 from sae_kit.record.config import TrainConfig
+from sae_kit.store.run_dir import RunDir
 from sae_kit.store.sae_dir import load_run
 
 BENCH_N_TOKENS = 50_000
@@ -36,6 +37,10 @@ BENCH_N_TOKENS = 50_000
 50k tokens, and the whole bench of a sweep must fit in minutes on a 2-core CPU."""
 BENCH_ALIVE_TOKENS = 100_000
 """The rarest default synthetic feature fires ~1 token in 900: 100k tokens see it ~100 times."""
+BENCH_BATCH_TOKENS = 8192
+"""Tokens per forward pass: 8 windows of GPT-2's 1024, 256 of the synthetic model's 32. At 8
+windows of 32 tokens a 27-run sweep took ~14 min on the 2-core CPU; the pass overhead, not the
+arithmetic, dominated (docs/experiments/ground-truth.md)."""
 OTHER_METRICS = "L0, alive latents, CE-loss increase and KL (`sae-kit eval`)"
 
 
@@ -78,11 +83,15 @@ def prepare(run_ref: str) -> tuple[Path, TrainConfig, dict[HookPoint, SAE],
 
 def bench_run(run_ref: str, *, threshold: float = DEFAULT_THRESHOLD,
               n_tokens: int = BENCH_N_TOKENS, alive_tokens: int = BENCH_ALIVE_TOKENS,
-              batch_size: int = 8, device: str = "auto",
+              batch_size: int | None = None, device: str = "auto",
               on_batch: BatchCallback | None = None) -> list[dict[str, Any]]:
-    """One record per SAE of the run: ground-truth recovery, eval metrics, SAEBench names."""
+    """One record per SAE of the run: ground-truth recovery, eval metrics, SAEBench names.
+
+    ``batch_size`` (windows per pass) defaults to BENCH_BATCH_TOKENS tokens' worth."""
     check_threshold(threshold)
     run_dir, config, saes, truths = prepare(run_ref)
+    if batch_size is None:
+        batch_size = max(1, BENCH_BATCH_TOKENS // RunDir(run_dir).read().resolved.context)
     alive: dict[HookPoint, torch.Tensor] = {}
     evaluated = evaluate_run(str(run_dir), n_tokens, batch_size, device, on_batch,
                              alive_tokens=alive_tokens, on_alive=alive.update)

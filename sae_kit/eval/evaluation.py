@@ -63,17 +63,21 @@ class _Evaluator:
 
     loaded: LoadedModel
     saes: dict[HookPoint, SAE]
+    outputs: dict[HookPoint, HookPoint] = field(default_factory=dict)
+    """Transcoders' output hook points; an SAE not named writes its own."""
     clean_ce: TokenMean = field(default_factory=TokenMean)
     per_sae: dict[HookPoint, _Sums] = field(default_factory=dict)
     joint: _Sums = field(default_factory=_Sums)
 
     def __post_init__(self) -> None:
         model, adapter = self.loaded.model, self.loaded.adapter
-        self.all_spliced = Splice(model, adapter, self.saes)
-        self.single = {hp: Splice(model, adapter, {hp: sae}) for hp, sae in self.saes.items()}
+        self.all_spliced = Splice(model, adapter, self.saes, self.outputs)
+        self.single = {hp: Splice(model, adapter, {hp: sae}, self.outputs)
+                       for hp, sae in self.saes.items()}
         self.per_sae = {hp: _Sums() for hp in self.saes}
         n_layers = self.all_spliced.n_layers
-        self.later = {hp: hp.downstream(n_layers) for hp in self.saes}
+        # Downstream of where the SAE writes (a transcoder's output hook point).
+        self.later = {hp: self.all_spliced.outputs[hp].downstream(n_layers) for hp in self.saes}
 
     def add_batch(self, input_ids: torch.Tensor) -> None:
         capture = ({hp.site for hp in self.saes} | {hp.start_position for hp in self.saes}
@@ -104,7 +108,8 @@ class _Evaluator:
 
     def _add_reconstruction(self, sums: _Sums, hp: HookPoint, spliced: SplicedRun,
                             clean_acts: dict[Site, torch.Tensor]) -> None:
-        out, x = spliced.sae_outputs[hp], spliced.sae_inputs[hp]
+        # Against what the output replaced: the input, or a transcoder's true output.
+        out, x = spliced.sae_outputs[hp], spliced.sae_targets[hp]
         n_tokens = out.codes[..., 0].numel()
         sums.l0.add(l0(out.codes), n_tokens)
         sums.variance.add(x, out.output)
@@ -176,7 +181,7 @@ def evaluate_run(
     windows = _windows(spec, "eval", loaded, context, math.ceil(n_tokens / context))
     alive_rows = _windows(spec, "train", loaded, context,
                           alive_window_count(alive_tokens, context))
-    evaluator = _Evaluator(loaded, target.saes)
+    evaluator = _Evaluator(loaded, target.saes, target.outputs)
     total = math.ceil(len(alive_rows) / batch_size) + math.ceil(len(windows) / batch_size)
     done = iter(range(1, total + 1))
     lines = ProgressLines()  # without on_batch (the Python API): lines on the sae_kit logger

@@ -14,7 +14,7 @@ written into the directory evaluated: the run's, or the SAE's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.network import is_local_ref
 from sae_kit.store.run_dir import EVAL, RunDir
-from sae_kit.store.sae_dir import load_run
+from sae_kit.store.sae_dir import load_run, output_hook_point, run_outputs
 from sae_kit.store.sources import is_sae_dir
 
 HUB_RUNS = Path("runs") / "hub"
@@ -52,6 +52,8 @@ class EvalTarget:
     context: int
     loss: str | None
     sparsity_coeff: float | None
+    outputs: dict[HookPoint, HookPoint] = field(default_factory=dict)
+    """Transcoders' output hook points by input hook point (absent: an SAE writes its own)."""
 
     @property
     def eval_file(self) -> Path:
@@ -88,6 +90,7 @@ def _run_target(run_dir: Path, device: torch.device, said: Overrides) -> EvalTar
         _other_text(record.data_spec, said), said.context or record.resolved.context,
         config.loss,
         config.sparsity_coeff if any(s.penalised for s in saes.values()) else None,
+        run_outputs(run_dir),
     )
 
 
@@ -109,6 +112,7 @@ def _sae_target(path: Path, device: torch.device, said: Overrides) -> EvalTarget
     return EvalTarget(
         path, {source.hook_point: sae}, str(model), source.revision, _other_text(spec, said),
         int(context), config.get("loss"), config.get("sparsity_coeff") if sae.penalised else None,
+        {source.hook_point: output_hook_point(config)},
     )
 
 

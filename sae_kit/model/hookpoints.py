@@ -33,6 +33,9 @@ _EXAMPLES = ("blocks.6.hook_resid_pre, blocks.6.hook_resid_post, blocks.6.hook_a
              "blocks.6.hook_mlp_in, blocks.6.hook_mlp_out, or a module path inside a decoder "
              "layer such as transformer.h.6.mlp.c_fc")
 
+_STEP = {"resid_pre": 0, "attn_out": 1, "module": 2, "mlp_in": 2, "mlp_out": 3, "resid_post": 4}
+"""The order of hook points inside one layer's forward pass (a module path: unknown, mid-layer)."""
+
 Site = Union[int, "HookPoint"]
 """Where a pass records an activation: a residual position, or a hook point inside a layer."""
 
@@ -69,6 +72,24 @@ class HookPoint:
     def site(self) -> Site:
         """The key of this hook point's activation in a pass's captures."""
         return self.position if self.on_residual else self
+
+    @property
+    def pass_order(self) -> tuple[int, int]:
+        """Where a forward pass reaches this hook point: (layer, step inside the layer)."""
+        return self.layer, _STEP[self.kind]
+
+    def output_for(self, output: str) -> HookPoint:
+        """A transcoder's output hook point: ``output`` is a kind at this hook point's layer
+        (``mlp_out``) or a full name; one line if it does not come after this one."""
+        kinds = RESIDUAL_KINDS + LAYER_KINDS
+        out = HookPoint(self.layer, output) if output in kinds else HookPoint.parse(output)  # type: ignore[arg-type]
+        # Inside one layer a module path's place is unknown: any other name there may follow.
+        unknown = "module" in (out.kind, self.kind) and out.layer == self.layer
+        if out == self or (out.pass_order <= self.pass_order and not unknown):
+            raise SaeKitError(f"a transcoder's output {out} must come after its input {self} "
+                              "in the forward pass, e.g. blocks.L.hook_mlp_in -> "
+                              "blocks.L.hook_mlp_out")
+        return out
 
     @classmethod
     def default(cls, n_layers: int) -> HookPoint:

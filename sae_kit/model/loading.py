@@ -27,6 +27,7 @@ from sae_kit.network import (
     hub_offline,
     hub_reachable,
     is_local_ref,
+    nor_here,
 )
 
 logger = logging.getLogger("sae_kit.model")
@@ -121,13 +122,15 @@ def _load_failure(source: str, local: bool, kwargs: dict[str, Any], exc: Excepti
                 "not load because unpickling can run code; save it again with "
                 "save_pretrained(safe_serialization=True) or use a repo with .safetensors")
     if hub_offline() and not local:
-        return (f"HF_HUB_OFFLINE is set and {source!r} is not in the local Hugging Face cache; "
-                "unset HF_HUB_OFFLINE to download it, or pass a local directory")
+        return (f"HF_HUB_OFFLINE is set and {source!r} is not in the local Hugging Face cache"
+                f"{nor_here(source)}; unset HF_HUB_OFFLINE to download it, or pass a local "
+                "directory")
     if kwargs.get("local_files_only"):
         return (f"no network: cannot reach {hub_endpoint()}, and {source!r} is not in the local "
-                "Hugging Face cache; pass a local directory saved with save_pretrained")
+                f"Hugging Face cache{nor_here(source)}; pass a local directory saved with "
+                "save_pretrained")
     where = "local directory" if local else "Hugging Face Hub (wrong id? no access?)"
-    return f"could not load {source!r} from the {where}: {first_line(exc)}"
+    return f"could not load {source!r} from the {where}{nor_here(source)}: {first_line(exc)}"
 
 
 def _only_pickles(source: str, local: bool) -> bool:

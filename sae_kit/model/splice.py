@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from sae_kit.architectures.base import SAE, SAEOutput
+from sae_kit.errors import SaeKitError
 from sae_kit.model.adapter import ModelAdapter
 from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.sites import ModuleSite, locate
@@ -239,6 +240,9 @@ class SplicedRun(RunResult):
 
     sae_outputs: dict[HookPoint, SAEOutput] = field(default_factory=dict)
     sae_inputs: dict[HookPoint, torch.Tensor] = field(default_factory=dict)
+    sae_targets: dict[HookPoint, torch.Tensor] = field(default_factory=dict)
+    """What each SAE's output replaced: its input, or a transcoder's output hook point's
+    activation as the model computed it from the same input."""
 
 
 class Splice:
@@ -249,10 +253,19 @@ class Splice:
     for a hook point inside a layer) when one is given.
     """
 
-    def __init__(self, model: nn.Module, adapter: ModelAdapter, saes: Mapping[HookPoint, SAE]):
+    def __init__(self, model: nn.Module, adapter: ModelAdapter, saes: Mapping[HookPoint, SAE],
+                 outputs: Mapping[HookPoint, HookPoint] | None = None):
         self.runner = ModelRunner(model, adapter)
         self.shared: SharedClean | None = None
         self.saes = dict(sorted(saes.items()))
+        self.outputs = {hp: (outputs or {}).get(hp, hp) for hp in self.saes}
+        """Where each SAE's output goes: its own hook point, or a transcoder's output one."""
+        used = [hp.site for hp in self.saes] + [o.site for hp, o in self.outputs.items()
+                                                 if o != hp]
+        twice = sorted({str(s) for s in used if used.count(s) > 1})
+        if twice:
+            raise SaeKitError(f"{', '.join(twice)} is read or replaced by two SAEs; give each "
+                              "SAE (or transcoder end) its own hook point")
         self.n_layers = self.runner.n_layers
         self.first_position = min(hp.start_position for hp in self.saes)
         """Where the spliced pass starts: the residual at the first SAE (or its layer's input)."""
@@ -266,6 +279,12 @@ class Splice:
     def sae_sites(self) -> list[Site]:
         """Where each SAE reads (``HookPoint.site``): the keys of its activation in ``acts``."""
         return [hp.site for hp in self.saes]
+
+    @property
+    def target_sites(self) -> list[Site]:
+        """Where each SAE's output goes (``sae_sites`` but for transcoders): the keys of the
+        activation it is trained to match."""
+        return [out.site for out in self.outputs.values()]
 
     def clean(
         self, input_ids: torch.Tensor, capture: Iterable[Site] = (), final_hidden: bool = True
@@ -284,18 +303,29 @@ class Splice:
     ) -> SplicedRun:
         outputs: dict[HookPoint, SAEOutput] = {}
         inputs: dict[HookPoint, torch.Tensor] = {}
-        by_site = {hp.site: (hp, sae) for hp, sae in self.saes.items()}
+        targets: dict[HookPoint, torch.Tensor] = {}
 
-        def make_replacement(hp: HookPoint, sae: SAE) -> Callable[[torch.Tensor], torch.Tensor]:
+        def reading(hp: HookPoint, sae: SAE, write_here: bool) -> Callable:
             def apply(hidden: torch.Tensor) -> torch.Tensor:
                 inputs[hp] = hidden
-                out = sae(hidden.to(sae.W_enc.dtype))
-                outputs[hp] = out
-                return out.output.to(hidden.dtype)
+                outputs[hp] = sae(hidden.to(sae.W_enc.dtype))
+                return writing(hp)(hidden) if write_here else hidden
 
             return apply
 
-        replace = {site: make_replacement(hp, sae) for site, (hp, sae) in by_site.items()}
+        def writing(hp: HookPoint) -> Callable:
+            def apply(hidden: torch.Tensor) -> torch.Tensor:
+                targets[hp] = hidden
+                return outputs[hp].output.to(hidden.dtype)
+
+            return apply
+
+        replace: dict[Site, Callable[[torch.Tensor], torch.Tensor]] = {}
+        for hp, sae in self.saes.items():
+            out = self.outputs[hp]
+            replace[hp.site] = reading(hp, sae, write_here=out == hp)
+            if out != hp:  # a transcoder: its output replaces a later activation
+                replace[out.site] = writing(hp)
         start = None
         if clean is not None and self.first_position in clean.acts:
             start = (self.first_position, clean.acts[self.first_position])
@@ -303,7 +333,7 @@ class Splice:
             input_ids, capture=capture, replace=replace, start=start, final_hidden=final_hidden
         )
         return SplicedRun(acts=run.acts, final_hidden=run.final_hidden, derived=run.derived,
-                          sae_outputs=outputs, sae_inputs=inputs)
+                          sae_outputs=outputs, sae_inputs=inputs, sae_targets=targets)
 
     @property
     def unembed(self) -> nn.Module:

@@ -105,6 +105,31 @@ class TrainConfig:
             "middle layer."
         },
     )
+    init_from: str | None = _help(
+        "Start from an existing SAE instead of a fresh one: an sae-kit SAE or run directory, an "
+        "SAELens directory, a sparsify directory, or a Hub id. Its architecture, sizes and hook "
+        "points are used (and checked against the model); see docs/finetune.md.",
+        None,
+    )
+    transcoder_output: str | None = _help(
+        "Train transcoders: each SAE reads its hook point and its output replaces this later "
+        "hook point - a kind at the same layer (mlp_out: with --hook mlp_in, the MLP "
+        "transcoder of Dunefsky et al. 2024) or a full name; it is trained to match the "
+        "model's activation there (local), or spliced in its place (e2e, e2e+ds).", None)
+    transcoder_skip: bool = _help(
+        "With --transcoder-output: add an affine skip W_skip x to each transcoder's output "
+        "(skip transcoder, Paulo et al. 2025); W_skip starts at zero.", False)
+    finetune_fraction: float = _help(
+        "The whole fine-tune recipe in one run: MSE pre-training (loss local) on the first 1-f of "
+        "the samples, then --loss (kl+mse) from that SAE on the last f of them, each phase with "
+        "its own warm-up and cosine; 0: one phase. See docs/finetune.md.",
+        0.0,
+    )
+    skip_samples: int = _help(
+        "Training windows of the data stream to pass over first (a recipe's fine-tune continues "
+        "after the windows its pre-training read).",
+        0,
+    )
     architecture: str = _help("SAE architecture, by plugin name: relu, topk, ...", "relu")
     architecture_options: dict[str, Any] = field(
         default_factory=dict,
@@ -162,6 +187,9 @@ class TrainConfig:
         elif source_ref(self.model) is not None and self.dataset != self.model:
             raise SaeKitError(f"--model {self.model} makes its own tokens and reads no dataset; "
                               f"leave --dataset unset (got {self.dataset!r})")
+        if self.transcoder_skip and self.transcoder_output is None:
+            raise SaeKitError("--transcoder-skip makes a skip transcoder: give "
+                              "--transcoder-output too (e.g. mlp_out with --hook mlp_in)")
         bad = [f"{name}={getattr(self, name)!r} must be {rule}{_flag_hint(name)}"
                for name, rule in self._broken_rules()]
         if bad:
@@ -187,6 +215,9 @@ class TrainConfig:
             "log_every": (self.log_every >= 1, ">= 1"),
             "save_every": (self.save_every >= 1, ">= 1"),
             "keep_checkpoints": (self.keep_checkpoints >= 1, ">= 1"),
+            "finetune_fraction": (0 <= self.finetune_fraction < 1,
+                                  "from 0 up to (not including) 1"),
+            "skip_samples": (self.skip_samples >= 0, ">= 0"),
         }
         broken = []
         for name in (f.name for f in dataclasses.fields(self) if f.name in ok):
@@ -237,7 +268,7 @@ def _default_dataset(model: str) -> str:
 SHARED_IN_ONE_PASS = (
     "model", "revision", "dataset", "split", "eval_split", "text_column", "context", "batch_size",
     "grad_accum", "n_samples", "seed", "device", "dtype", "log_every", "save_every",
-    "keep_checkpoints", "clean_cache",
+    "keep_checkpoints", "clean_cache", "skip_samples",
 )
 """Settings that runs trained in one shared pass (``sae_kit.train.group``) must agree on: they
 set the model, the data stream and the steps. The seed is among them because it sets the data

@@ -20,6 +20,20 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class StartRecord:
+    """Where a fine-tune's SAEs started (``--init-from``), as it was when the run began."""
+
+    source: str
+    """As the user gave it: a path or a Hub id."""
+    format: str
+    """sae-kit, saelens or sparsify."""
+    path: str
+    """The local directory read (a Hub id's cache folder)."""
+    sha256: dict[str, str]
+    """Of each SAE's weight file, by hook point name."""
+
+
+@dataclass(frozen=True)
 class Resolved:
     """What a run's settings came to on its model and machine (``sae_kit.train.build``)."""
 
@@ -41,6 +55,8 @@ class Resolved:
     """Processes under torchrun; 1 alone (a record without it was trained alone)."""
     widths: dict[str, int] = dataclasses.field(default_factory=dict)
     """Activation width by hook point, only where it is not d_model (a module path)."""
+    init_from: StartRecord | None = None
+    """A fine-tune's starting point; None (and absent from config.json) for a fresh run."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,8 @@ class RunRecord:
         resolved = dataclasses.asdict(self.resolved)
         if not resolved["widths"]:  # every SAE reads d_model: the record says nothing of widths
             del resolved["widths"]
+        if resolved["init_from"] is None:  # a fresh run: the record says nothing of a start
+            del resolved["init_from"]
         return {**self.config.to_dict(), "resolved": resolved}
 
     @classmethod
@@ -90,11 +108,22 @@ class RunRecord:
 def _resolved(block: dict[str, Any], where: str) -> Resolved:
     known = {f.name: f.type for f in dataclasses.fields(Resolved)}
     values = {name: value for name, value in block.items() if name in known}
+    start = values.pop("init_from", None)
     wrong = [f"resolved.{name} = {value!r}" for name, value in values.items()
              if not _fits(value, known[name])]
+    if start is not None and not _is_start(start):
+        wrong.append(f"resolved.init_from = {start!r}")
     if wrong:
         raise SaeKitError(f"{where!r} has {', '.join(wrong)}; was it written by `sae-kit train`?")
-    return Resolved(**values)
+    return Resolved(**values, init_from=None if start is None else StartRecord(**start))
+
+
+def _is_start(value: Any) -> bool:
+    names = {f.name for f in dataclasses.fields(StartRecord)}
+    return (isinstance(value, dict) and set(value) == names
+            and all(isinstance(value[k], str) for k in names - {"sha256"})
+            and isinstance(value["sha256"], dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in value["sha256"].items()))
 
 
 def _fits(value: Any, annotation: str) -> bool:

@@ -172,7 +172,12 @@ def _sae_table(saes: dict[str, dict[str, Any]]) -> str:
     rows = [["hook point", "architecture", "d_in", "dictionary size", "loss", "λ",
              "tokens trained"]]
     for name, c in saes.items():
-        rows.append([f"`{name}`", c.get("architecture"), c.get("d_in"), c.get("n_dict"),
+        # A transcoder reads one hook point and writes another: the card names both.
+        where = f"`{name}` → `{c['output_hook_point']}`" if c.get("output_hook_point") else \
+            f"`{name}`"
+        arch = f"{c.get('architecture')} ({'skip ' if c.get('skip') else ''}transcoder)" \
+            if c.get("output_hook_point") else c.get("architecture")
+        rows.append([where, arch, c.get("d_in"), c.get("n_dict"),
                      c.get("loss"), _or_dash(c.get("sparsity_coeff")), c.get("tokens_trained")])
     return _table(rows)
 

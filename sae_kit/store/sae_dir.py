@@ -24,15 +24,20 @@ from sae_kit.store.files import as_umask_says
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir, named_hook_point
 
-__all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "sae_dirs", "save_sae"]
+__all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "output_hook_point", "run_outputs",
+           "sae_dirs", "save_sae"]
 
 WEIGHTS = "sae.safetensors"
 CONFIG = "config.json"
 """An SAE directory's own config (architecture, sizes, options, hook point, provenance)."""
 
 
-def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, Any]) -> Path:
-    """Write one SAE's weights and config into ``directory``; returns that directory."""
+def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, Any],
+             output: HookPoint | None = None) -> Path:
+    """Write one SAE's weights and config into ``directory``; returns that directory.
+
+    ``output``: a transcoder's output hook point (recorded only where it is not
+    ``hook_point``); a skip transcoder's config says ``skip``."""
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -59,6 +64,8 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
         "n_dict": sae.n_dict,
         "options": dataclasses.asdict(sae.opts),  # architecture options, saved with the weights
         "hook_point": hook_point.name,
+        **({"output_hook_point": output.name} if output and output != hook_point else {}),
+        **({"skip": True} if sae.W_skip is not None else {}),
         **extra,
     }
     write_json_atomic(directory / CONFIG, config)
@@ -83,7 +90,7 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple
         raise SaeKitError(f"{str(path)!r} is missing: this directory holds no trained SAE")
     try:
         _check_shapes(arch, config, options, path)
-        sae = arch(config["d_in"], config["n_dict"], **options)
+        sae = _make(arch, config, options)
         state = load_file(str(path))
         sae.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError, ValueError, TypeError) as exc:
@@ -93,6 +100,19 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple
     # Eval mode: a loaded SAE is for inference (BatchTopK then uses its threshold, and no
     # training state such as AuxK's counter moves); call .train() to train it further.
     return sae.to(device).eval(), config
+
+
+def _make(arch: type[SAE], config: dict[str, Any], options: dict[str, Any]) -> SAE:
+    sae = arch(config["d_in"], config["n_dict"], **options)
+    if config.get("skip") is True:
+        sae.add_skip()
+    return sae
+
+
+def output_hook_point(config: dict[str, Any]) -> HookPoint:
+    """Where an SAE directory's SAE writes: its ``output_hook_point`` (a transcoder's), else
+    its ``hook_point``."""
+    return HookPoint.parse(str(config.get("output_hook_point") or config["hook_point"]))
 
 
 def _checked_config(config: Any, where: Path) -> tuple[type[SAE], dict[str, Any]]:
@@ -121,7 +141,7 @@ def _check_shapes(arch: type[SAE], config: dict[str, Any], options: dict[str, An
 
     with torch.device("meta"):  # shapes without memory, however large the config claims
         expected = {k: tuple(v.shape) for k, v in
-                    arch(config["d_in"], config["n_dict"], **options).state_dict().items()}
+                    _make(arch, config, options).state_dict().items()}
     with safe_open(str(path), framework="pt") as f:
         stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     if stored != expected:
@@ -147,6 +167,13 @@ def sae_dirs(run_dir: str | Path) -> dict[HookPoint, Path]:
             "path); train one with `sae-kit train`"
         )
     return dict(sorted(found.items()))
+
+
+def run_outputs(run_dir: str | Path) -> dict[HookPoint, HookPoint]:
+    """Where each SAE of a run writes, by hook point: a transcoder's output hook point, or
+    its own."""
+    return {hp: output_hook_point(read_json(path / CONFIG))
+            for hp, path in sae_dirs(run_dir).items()}
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu"

@@ -34,12 +34,15 @@ from typing import Any
 import torch
 
 from sae_kit import plugins
+from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.decoder_norms import fold_decoder_norms, fold_input_bias, one_norm_scale
 from sae_kit.store.files import write_bytes_atomic
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 from sae_kit.store.sae_dir import save_sae
+from sae_kit.store.saelens_transcoders import read_transcoder, transcoder_cfg
 from sae_kit.store.tl_names import from_transformer_lens, to_transformer_lens
 from sae_kit.version import __version__
 
@@ -52,6 +55,9 @@ FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 ACTIVATIONS = {"standard": "relu", "topk": "topk", "jumprelu": "relu"}
 # Architectures saved as JumpReLU with one threshold for all latents (a scalar buffer).
 ONE_THRESHOLD = ("batchtopk", "matryoshka")
+# Why a TopK-ranked SAE's decoder rows must share one norm (see one_norm_scale).
+_WHY_ONE_NORM = ("and rescale_acts_by_decoder_norm is false, so SAELens picks the top k before "
+                 "scaling by them")
 # TransformerLens must not centre the residual stream: sae-kit SAEs read raw HF activations.
 TL_KWARGS = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False}
 
@@ -76,6 +82,7 @@ def saelens_files(sae_dir: str | Path) -> dict[str, bytes]:
     from safetensors.torch import save
 
     sae, config = load_sae_dir(sae_dir)
+    transcoder = transcoder_cfg(sae.name, config, sae.W_skip is not None)
     if sae.name not in ARCHITECTURES:
         raise SaeKitError(f"no SAELens equivalent for the {sae.name!r} architecture; SAELens "
                           f"export supports: {', '.join(ARCHITECTURES)}")
@@ -90,9 +97,12 @@ def saelens_files(sae_dir: str | Path) -> dict[str, bytes]:
         }
         if ARCHITECTURES[sae.name] == "jumprelu":  # a per-latent threshold, as SAELens reads it
             state["threshold"] = sae.threshold.detach().expand(sae.n_dict).clone()
+        if sae.W_skip is not None:  # [d_out, d_in], added as x @ W_skip.T in both
+            state["W_skip"] = sae.W_skip.detach().clone()
     weights = save({k: v.float().contiguous() for k, v in state.items()},
                    metadata={"format": "pt"})
-    cfg = {**_cfg(config, hook, hook_name), **_arch_cfg(sae.name, dataclasses.asdict(sae.opts))}
+    cfg = {**_cfg(config, hook, hook_name), **_arch_cfg(sae.name, dataclasses.asdict(sae.opts)),
+           **transcoder}
     return {CFG: (json.dumps(cfg, indent=2, default=str) + "\n").encode(), WEIGHTS: weights}
 
 
@@ -136,25 +146,36 @@ def _revision(config: dict[str, Any]) -> dict[str, Any]:
 
 def import_saelens(src: str | Path, out: str | Path) -> Path:
     """Turn an SAELens SAE directory (standard, topk or jumprelu) into an sae-kit SAE directory."""
+    sae, hook, extra, output = read_saelens(src)
+    return save_sae(sae, hook, fresh_dir(out), extra, output=output)
+
+
+def read_saelens(src: str | Path
+                 ) -> tuple[SAE, HookPoint, dict[str, Any], HookPoint | None]:
+    """An SAELens SAE directory as an sae-kit SAE (CPU, fp32), its hook point, provenance and
+    (a transcoder) the hook point its output replaces."""
     src = Path(src)
     cfg = read_json(src / CFG)
     flat = {**(cfg.get("metadata") or {}), **cfg}  # SAELens 6 nests model/hook fields
+    flat, output, skip = read_transcoder(flat)
     hook, arch, options = _check_importable(flat, src)
     d_in, d_sae = int(flat["d_in"]), int(flat["d_sae"])
     kit = cfg.get("sae_kit") or {}
-    state, eps = _read_weights(src / WEIGHTS, d_in, d_sae, arch == "jumprelu")
+    state, eps = _read_weights(src / WEIGHTS, d_in, d_sae, arch == "jumprelu", skip)
     if flat.get("apply_b_dec_to_input", True):  # SAELens' pre-6.0 default is True
-        # (x - b_dec) @ W_enc + b_enc, folded into the bias
-        state["b_enc"] = state["b_enc"] - state["b_dec"] @ state["W_enc"]
+        fold_input_bias(state)
     norms = scale = state["W_dec"].norm(dim=1)
     threshold = state.pop("threshold", None)
     if arch == "jumprelu":
         arch, options = _jumprelu_kind(kit, threshold, _one_norm(norms, src, eps))
     if arch in ("topk", *ONE_THRESHOLD) and not flat.get("rescale_acts_by_decoder_norm", False):
-        _check_one_norm(norms, src, eps)
-        scale = norms.mean().expand_as(norms)  # one factor for all keeps SAELens' top k exactly
+        # SAELens ranks the unscaled pre-activations: one factor for all keeps its top k
+        scale = one_norm_scale(norms, eps, str(src), _WHY_ONE_NORM)
     sae = plugins.load("architectures", arch)(d_in, d_sae, **options)
-    folded = _fold_norms(state, norms, scale)
+    folded = fold_decoder_norms(state, norms, scale)
+    if skip:  # the skip reads the input, not the codes: no decoder norm touches it
+        sae.add_skip()
+        folded["W_skip"] = state["W_skip"]
     if threshold is not None:  # n z > n theta iff z > theta; a dead latent keeps its theta
         theta = torch.where(scale > 0, threshold * scale, threshold)
         if arch == "jumprelu":
@@ -170,7 +191,7 @@ def import_saelens(src: str | Path, out: str | Path) -> Path:
         "context": flat.get("context_size"), "tokens_trained": kit.get("tokens_trained"),
         "imported_from": {"format": "saelens", "path": str(src)},
     }
-    return save_sae(sae, hook, fresh_dir(out), extra)
+    return sae, hook, extra, output
 
 
 def _jumprelu_kind(kit: dict[str, Any], threshold: torch.Tensor, one_norm: bool
@@ -190,35 +211,12 @@ def _option_names(arch: str) -> set[str]:
     return {f.name for f in dataclasses.fields(plugins.load("architectures", arch).Options)}
 
 
-def _fold_norms(state: dict[str, torch.Tensor], norms: torch.Tensor,
-                scale: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Unit decoder columns; ``scale`` (the row norms, or one for all) moves into the encoder."""
-    W_dec = state["W_dec"]
-    dead = norms == 0  # a zero decoder row never contributes: keep its codes at zero
-    scale = torch.where(dead, torch.zeros_like(scale), scale)
-    unit = torch.where(dead[:, None], torch.eye(1, W_dec.shape[1]).expand_as(W_dec),
-                       W_dec / norms.clamp_min(1e-30)[:, None])
-    return {"W_enc": (state["W_enc"] * scale).T.contiguous(), "b_enc": state["b_enc"] * scale,
-            "W_dec": unit.T.contiguous(), "b_dec": state["b_dec"]}
-
-
 def _one_norm(norms: torch.Tensor, src: Path, eps: float) -> bool:
     try:
-        _check_one_norm(norms, src, eps)
+        one_norm_scale(norms, eps, str(src), _WHY_ONE_NORM)
     except SaeKitError:
         return False
     return True
-
-
-def _check_one_norm(norms: torch.Tensor, src: Path, eps: float) -> None:
-    # Folding unequal norms would rank n * pre where SAELens ranks pre: other latents would win.
-    # Rows stored in half precision differ by rounding (about eps), which is no real difference.
-    low, high = norms.min().item(), norms.max().item()
-    if high == 0 or high - low > max(1e-5, 4 * eps) * high:
-        raise SaeKitError(
-            f"cannot import {str(src)!r}: its topk decoder rows differ in norm ({low:.4g} to "
-            f"{high:.4g}) and rescale_acts_by_decoder_norm is false, so SAELens picks the top k "
-            "before scaling by them; sae-kit (unit decoder columns) cannot reproduce that")
 
 
 def _check_importable(flat: dict[str, Any], src: Path) -> tuple[HookPoint, str, dict[str, Any]]:
@@ -252,8 +250,8 @@ def _check_importable(flat: dict[str, Any], src: Path) -> tuple[HookPoint, str, 
     return from_transformer_lens(str(flat["hook_name"])), FROM_SAELENS[arch], options
 
 
-def _read_weights(path: Path, d_in: int, d_sae: int, jumprelu: bool = False
-                  ) -> tuple[dict[str, torch.Tensor], float]:
+def _read_weights(path: Path, d_in: int, d_sae: int, jumprelu: bool = False,
+                  skip: bool = False) -> tuple[dict[str, torch.Tensor], float]:
     """The weights as float32, and the machine epsilon of the precision they were stored in."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -275,6 +273,8 @@ def _read_weights(path: Path, d_in: int, d_sae: int, jumprelu: bool = False
     shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
     if jumprelu:
         shapes["threshold"] = (d_sae,)
+    if skip:
+        shapes["W_skip"] = (d_in, d_in)
     wrong = [f"{k} {tuple(state[k].shape) if k in state else 'missing'} (want {shape})"
              for k, shape in shapes.items() if k not in state or tuple(state[k].shape) != shape]
     if wrong:

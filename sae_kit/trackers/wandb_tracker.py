@@ -1,4 +1,8 @@
-"""Weights & Biases: one W&B run per sae-kit run, named after its directory.
+"""Weights & Biases: one W&B run per sae-kit run, named ``PARENT/RUN`` after its directory.
+
+The W&B group is the directory holding the run: a sweep's ``out``, a ``--lambda`` group's
+directory, or the folder of lone runs, so a sweep's points group together and two sweeps with
+the same point names stay apart.
 
 The project is ``$WANDB_PROJECT`` (default "sae-kit"); ``WANDB_MODE=offline`` writes the run under
 the run directory's ``wandb/`` for a later ``wandb sync``. Needs ``pip install wandb`` and, online,
@@ -39,10 +43,14 @@ class WandbTracker(Tracker):
         timeout = _init_timeout()
         try:
             self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "sae-kit"),
-                                  name=Path(run_dir).name, dir=str(run_dir), config=config,
+                                  name=run_name(run_dir), group=run_group(run_dir),
+                                  dir=str(run_dir), config=config,
                                   reinit="create_new",
                                   settings=wandb.Settings(init_timeout=timeout))
         except Exception as exc:  # W&B's errors are many types and many lines
+            # W&B keeps process-wide settings (server, mode) from its first init: drop them, so
+            # a later run in this process (the Python API, a test) reads its own environment.
+            wandb.teardown()
             raise SaeKitError(
                 f"the wandb tracker could not start a W&B run within {timeout:g} s "
                 f"({first_line(exc)}); check the network and WANDB_BASE_URL, or set "
@@ -55,6 +63,16 @@ class WandbTracker(Tracker):
 
     def close(self) -> None:
         self.run.finish()
+
+
+def run_group(run_dir: Path) -> str:
+    """The W&B group of a run: the name of the directory holding it."""
+    return Path(run_dir).resolve().parent.name
+
+
+def run_name(run_dir: Path) -> str:
+    """The W&B name of a run: ``group/directory``."""
+    return f"{run_group(run_dir)}/{Path(run_dir).resolve().name}"
 
 
 def _has_key() -> bool:

@@ -111,6 +111,15 @@ def train_saes(config: TrainConfig | str | Path, *, lambdas: Sequence[float] | N
         found = [config.sparsity_coeff]
     else:
         config, found = load_config(config, **overrides)
+    if config.finetune_fraction:  # MSE pre-training, then the fine-tune (sae_kit.train.recipe)
+        from sae_kit.train import recipe
+
+        (lam, *more) = list(lambdas or found)
+        if more:
+            raise SaeKitError("finetune_fraction trains one SAE per hook point; give one lambda")
+        config = dataclasses.replace(config, sparsity_coeff=lam)
+        return recipe.fit_phases(recipe.start(config), False,
+                                 lambda runs, at, _name: fit(runs, on_step, start=at))
     runs, group_dir = prepare(config, lambdas or found)
     return fit(runs, on_step or log_steps(), group_dir=group_dir)
 

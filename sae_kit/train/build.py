@@ -32,10 +32,12 @@ from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice
 from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.record.run_record import Resolved
+from sae_kit.store.start_from import StartingPoint
 from sae_kit.trackers.base import check_trackers
 from sae_kit.train import distributed, precision
 from sae_kit.train.clean_cache import open_cache
 from sae_kit.train.distributed import Dist
+from sae_kit.train.init_from import check_fits, resolve_start
 from sae_kit.train.run import Run
 from sae_kit.train.schedule import warmup_cosine
 
@@ -58,6 +60,7 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     data that many global windows in. ``share``: a run whose model, device and data stream this
     one uses too (runs trained in one pass, see ``sae_kit.train.group``).
     """
+    config, start = resolve_start(config)  # --init-from: the source's SAE settings (lambda too)
     loss = make_loss(config)
     config = resolve_defaults(config, loss)
     check_trackers(config.trackers)  # before the model loads: a missing key is one line
@@ -66,13 +69,17 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         loaded = load_model(config.model, revision=config.revision, device=device)
     else:
         dist, device, loaded = share.dist, share.device, share.loaded
+    if start is not None:
+        check_fits(start, loaded, config.model)
     config = resolve_hook_points(config, loaded)
     sizes = resolve_sizes(config, loaded, dist)
     widths = {name: loaded.width_at(HookPoint.parse(name)) for name in config.hook_points}
-    saes = build_saes(config, widths, sizes.n_dict, device)
+    outputs = transcoder_outputs(config)
+    check_transcoder_widths(outputs, widths, loaded)
+    saes = build_saes(config, widths, sizes.n_dict, device, start)
     optimizer, scheduler = make_optimizer(config, saes, sizes)
     if share is None:
-        data = make_data(config, loaded, sizes.context, skip_windows, dist)
+        data = make_data(config, loaded, sizes.context, config.skip_samples + skip_windows, dist)
     else:
         data = share.data
     resolved = Resolved(
@@ -83,9 +90,10 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
         world_size=dist.world_size,
         # Only where a module path's width is not d_model: other runs' records stay as they were.
         widths=widths if set(widths.values()) != {loaded.d_model} else {},
+        init_from=None if start is None else start.record,
     )
     objective = distributed.data_parallel(loss, saes, dist, device)
-    splice = Splice(loaded.model, loaded.adapter, saes)
+    splice = Splice(loaded.model, loaded.adapter, saes, outputs)
     if config.clean_cache and share is None:  # a group's members share the lead's
         splice.share_clean(open_cache(splice, config, loaded, sizes.context, loss))
     return Run(config, resolved, loaded, saes, splice,
@@ -104,6 +112,7 @@ def resolve_defaults(config: TrainConfig, loss: Loss) -> TrainConfig:
     arch_options = arch.read_options(config.architecture_options)
     for name in config.hook_points:  # a misspelt name fails before the model loads
         HookPoint.parse(name)
+    transcoder_outputs(config)  # and so does a transcoder output before its input
     loss_options = dataclasses.asdict(loss.opts)
     return dataclasses.replace(config, **defaults, loss_options=loss_options,
                                architecture_options=dataclasses.asdict(arch_options))
@@ -124,11 +133,31 @@ def setup_device(config: TrainConfig) -> tuple[Dist, torch.device]:
 def resolve_hook_points(config: TrainConfig, loaded: LoadedModel) -> TrainConfig:
     """A copy naming its hook points (default: resid_pre of the middle layer), all checked."""
     points = [HookPoint.parse(name) for name in config.hook_points]
-    if not points:
-        points = [HookPoint.default(loaded.n_layers)]
+    if not points:  # a transcoder's default input is the middle layer's MLP input
+        default = HookPoint.default(loaded.n_layers)
+        points = [HookPoint(default.layer, "mlp_in") if config.transcoder_output else default]
     for hp in points:
         loaded.width_at(hp)  # the layer exists and the hook point can be located there
     return dataclasses.replace(config, hook_points=[hp.name for hp in points])
+
+
+def transcoder_outputs(config: TrainConfig) -> dict[HookPoint, HookPoint]:
+    """Each transcoder's output hook point by its input one; empty for plain SAEs."""
+    if config.transcoder_output is None:
+        return {}
+    return {HookPoint.parse(name): HookPoint.parse(name).output_for(config.transcoder_output)
+            for name in config.hook_points}
+
+
+def check_transcoder_widths(outputs: Mapping[HookPoint, HookPoint], widths: Mapping[str, int],
+                            loaded: LoadedModel) -> None:
+    """A transcoder maps between equal widths: one line where its two ends differ."""
+    for hp, out in outputs.items():
+        width = loaded.width_at(out)
+        if width != widths[hp.name]:
+            raise SaeKitError(f"a transcoder from {hp} (width {widths[hp.name]}) to {out} "
+                              f"(width {width}): sae-kit transcoders map between equal widths; "
+                              "choose an output hook point of the input's width")
 
 
 def resolve_sizes(config: TrainConfig, loaded: LoadedModel, dist: Dist) -> Sizes:
@@ -153,8 +182,9 @@ def _context(config: TrainConfig, loaded: LoadedModel) -> int:
 
 
 def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int,
-               device: torch.device) -> dict[HookPoint, SAE]:
-    """One SAE per hook point, initialised from the seed (compiled when asked).
+               device: torch.device, start: StartingPoint | None = None) -> dict[HookPoint, SAE]:
+    """One SAE per hook point, initialised from the seed or the weights of ``start`` (compiled
+    when asked).
 
     widths: each hook point's activation width by name (or one width for all)."""
     plugins.load("architectures", config.architecture)  # an unknown name fails before the check
@@ -165,6 +195,12 @@ def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int
                        {name: widths[name] for name in config.hook_points}, n_dict,
                        config.seed, device)
     saes = {HookPoint.parse(name): sae for name, sae in made}
+    if config.transcoder_skip:
+        for sae in saes.values():
+            sae.add_skip()
+    if start is not None:
+        for hp, sae in saes.items():
+            sae.load_state_dict(start.saes[hp].state_dict())
     if config.compile:
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
                                   precision.warn_stderr)

@@ -137,13 +137,14 @@ class DataParallelLoss(Loss):
         ids = [device.index] if device.type == "cuda" else None
         # Wrapping broadcasts rank 0's SAE weights, so all ranks start identical.
         self.ddp = DistributedDataParallel(_Objective(saes, loss), device_ids=ids)
-        self.inner = loss
+        self.wrapped = loss
+        """The loss itself (its state is checkpointed, see sae_kit.train.run)."""
         self.name = loss.name  # type: ignore[misc]  # the wrapped loss's, per instance
         self.sparsity_coeff = loss.sparsity_coeff
         self.opts = loss.opts
 
     def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
-        return self.inner.clean_needs(splice)
+        return self.wrapped.clean_needs(splice)
 
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         return self.ddp(splice, input_ids)

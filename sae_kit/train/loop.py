@@ -92,10 +92,13 @@ def save_saes(run: Run, tokens: int) -> None:
         "context": run.resolved.context, "tokens_trained": tokens,
         "loss_options": run.config.loss_options, "sae_kit_version": __version__,
     }
+    if run.resolved.init_from is not None:  # where a fine-tune started, in each SAE's config
+        extra["init_from"] = dataclasses.asdict(run.resolved.init_from)
     for hp, sae in run.saes.items():
         # lambda weights no penalty of an architecture without one (TopK): record none
         save_sae(sae, hp, run.layout.sae(hp),
-                 extra if sae.penalised else {**extra, "sparsity_coeff": None})
+                 extra if sae.penalised else {**extra, "sparsity_coeff": None},
+                 output=run.splice.outputs[hp])
 
 
 ProgressCallback = Callable[[int, int, "dict[str, Any] | None"], None]

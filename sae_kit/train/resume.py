@@ -19,6 +19,7 @@ from typing import Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.record.config import TrainConfig
+from sae_kit.record.run_record import StartRecord
 from sae_kit.store.run_dir import RunDir
 from sae_kit.store.run_lock import lock_run
 from sae_kit.train import checkpoint, distributed
@@ -67,6 +68,7 @@ def resume(
         checkpoint.load_latest(layout.checkpoints)  # the one-line "no checkpoint" error
     run = build_run(config)
     run.lock = lock
+    _keep_start_record(run, layout.read().resolved.init_from, warn)
     latest, skipped = checkpoint.load_latest(layout.checkpoints,
                                              accept=lambda found: _put_into(run, found))
     # The data resumes after the windows that checkpoint had consumed.
@@ -79,6 +81,19 @@ def resume(
             warn(f"{reason}; renamed it to {moved.name} and resumed from {latest.path.name}")
         _rewind_metrics(layout, latest, warn)
     return run, latest.counters
+
+
+def _keep_start_record(run: Run, saved: StartRecord | None,
+                       warn: Callable[[str], None]) -> None:
+    """A fine-tune keeps the record of the source it started from: its weights now come from
+    the checkpoint, so a source changed since then changes nothing but is worth a warning."""
+    now = run.resolved.init_from
+    if saved is None or now is None:
+        return
+    if saved.sha256 != now.sha256 and run.dist.is_main:
+        warn(f"--init-from {saved.source!r} has changed since this run started; the run "
+             "continues from its checkpoint and config.json keeps the source as it was")
+    run.resolved = dataclasses.replace(run.resolved, init_from=saved)
 
 
 def _rewind_metrics(layout: RunDir, saved: checkpoint.Checkpoint,

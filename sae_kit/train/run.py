@@ -93,7 +93,16 @@ def capture(run: Run) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "rng": rng_state(run.device),
+        **_loss_state(run.loss),
     }
+
+
+def _loss_state(loss: Loss) -> dict[str, Any]:
+    """A loss that adapts during training (kl+mse's balancing) keeps its state in checkpoints;
+    the others add nothing, so their checkpoints stay as they were."""
+    inner = getattr(loss, "wrapped", loss)  # under torchrun, the DDP wrapper holds the loss
+    state = getattr(inner, "state_dict", None)
+    return {"loss": state()} if callable(state) else {}
 
 
 def apply(run: Run, checkpoint: Checkpoint) -> None:
@@ -112,6 +121,8 @@ def apply(run: Run, checkpoint: Checkpoint) -> None:
         run.optimizer.load_state_dict(tree["optimizer"])
         run.scheduler.load_state_dict(tree["scheduler"])
         set_rng_state(tree["rng"], run.device)
+        if "loss" in tree:
+            getattr(run.loss, "wrapped", run.loss).load_state_dict(tree["loss"])
     except Exception as exc:  # whatever the damage, this checkpoint is unusable
         raise SaeKitError(
             f"checkpoint {str(checkpoint.path)!r} does not fit this run's config.json "

@@ -11,11 +11,33 @@ _VISIBLE = str.maketrans({" ": "·", "\n": "↵", "\t": "⇥", "\r": "␍"})
 
 def decode_token(tokenizer: Any, token_id: int) -> str:
     """One token's own text: for byte-level BPE (GPT-2) "Ġthe" becomes " the". A token that
-    is part of a multi-byte character decodes to U+FFFD on its own, as it should."""
+    is part of a multi-byte character (a curly quote's first two bytes) would decode to "\ufffd"
+    on its own, telling tokens apart no more; it shows its bytes instead: "\\xe2\\x80"."""
     piece = tokenizer.convert_ids_to_tokens(int(token_id))
     if piece is None:
         return f"<{token_id}>"
-    return tokenizer.convert_tokens_to_string([piece])
+    text = tokenizer.convert_tokens_to_string([piece])
+    if "\ufffd" in text and all(ch in _BYTE_OF for ch in piece):
+        return bytes(_BYTE_OF[ch] for ch in piece).decode("utf-8", "backslashreplace")
+    return text
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's characters back to the bytes they stand for (GPT-2's published table:
+    printable Latin-1 bytes stand for themselves, the other 68 for chr(256 + n))."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in kept:
+            table[chr(byte)] = byte
+        else:
+            table[chr(256 + extra)] = byte
+            extra += 1
+    return table
+
+
+_BYTE_OF = _byte_level_alphabet()
 
 
 def visible(text: str) -> str:
