@@ -59,6 +59,7 @@ def parse_args() -> argparse.Namespace:
                              "longer than the 5%% fine-tune's 5).")
     parser.add_argument("--lora-fraction", type=float, default=0.10,
                         help="Share of the windows the LoRA adapters train on.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of every run.")
     return parser.parse_args()
 
 
@@ -75,24 +76,31 @@ def sae_kit(*args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def run_one(run_dir: Path, train_args: list[str]) -> dict[str, Any]:
+def run_one(run_dir: Path, train_args: list[str], seed: int) -> dict[str, Any]:
     """Train (unless done) and evaluate one run: its eval.json plus the command's wall time."""
     timing, evaluated = run_dir / "timing.json", run_dir / "eval.json"
     if timing.exists() and evaluated.exists():
         return {**json.loads(evaluated.read_text()), **json.loads(timing.read_text())}
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a run stopped half-way is trained again from the start
-    command = ["train", *COMMON, *train_args, "--out", str(run_dir)]
+    command = ["train", *COMMON, "--seed", str(seed), *train_args, "--out", str(run_dir)]
     log(f"{run_dir.name}: sae-kit {' '.join(command)}")
     started = time.perf_counter()
     sae_kit(*command)
     record = {"train_seconds": time.perf_counter() - started, "command": "sae-kit " +
               " ".join(command), "finetune_seconds": phase_seconds(run_dir)}
-    result = json.loads(sae_kit("eval", str(run_dir), "--device", "cpu", "--json",
-                                "--alive-tokens", str(ALIVE_TOKENS)).stdout)
+    result = evaluate(run_dir)
     timing.write_text(json.dumps(record, indent=2) + "\n")
     log(f"{run_dir.name}: trained in {record['train_seconds']:.0f} s")
     return {**result, **record}
+
+
+def evaluate(run_dir: Path) -> dict[str, Any]:
+    """``sae-kit eval`` of ``run_dir`` on the held-out split (its eval.json when done)."""
+    if (run_dir / "eval.json").exists():
+        return json.loads((run_dir / "eval.json").read_text())
+    return json.loads(sae_kit("eval", str(run_dir), "--device", "cpu", "--json",
+                              "--alive-tokens", str(ALIVE_TOKENS)).stdout)
 
 
 def phase_seconds(run_dir: Path) -> float | None:
@@ -141,17 +149,18 @@ def main() -> None:
     lam, n = f"{args.lam:g}", args.windows
     local_curve, e2e_curve, rows = [], [], []
     for value in sorted({args.lam, *args.local_lambdas}):
-        result = run_one(out / f"local-lambda{value:g}",
-                         ["--loss", "local", "--lambda", f"{value:g}", "--n-samples", str(n)])
+        result = run_one(out / f"local-lambda{value:g}", [
+            "--loss", "local", "--lambda", f"{value:g}", "--n-samples", str(n)], args.seed)
         local_curve.append(row(f"local (lambda {value:g})", result, n))
     rows.append(next(r for r in local_curve if r["recipe"] == f"local (lambda {lam})"))
     for fraction in args.fractions:
         result = run_one(out / f"recipe-{fraction:g}", [
             "--loss", "kl+mse", "--finetune-fraction", f"{fraction:g}", "--lambda", lam,
-            "--n-samples", str(n), "-O", f"balance_steps={args.balance_steps}"])
-        tuned = round(n * fraction)
+            "--n-samples", str(n), "-O", f"balance_steps={args.balance_steps}"], args.seed)
+        (source,) = evaluate(out / f"recipe-{fraction:g}" / "pretrain")["saes"].values()
         rows.append(row(f"local + KL fine-tune {fraction:.0%}", result, n,
-                        finetune_windows=tuned))
+                        finetune_windows=round(n * fraction), source_l0=source["l0"],
+                        source_ce_increase=source["ce_loss_increase"]))
     skipped = lora_missing() or (None if args.lora_fraction in args.fractions else
                                  f"--lora-fraction {args.lora_fraction:g} is not in --fractions")
     if skipped:
@@ -159,8 +168,8 @@ def main() -> None:
     else:
         rows.append(lora_row(out, args))
     for value in args.e2e:
-        result = run_one(out / f"e2e-lambda{value:g}",
-                         ["--loss", "e2e", "--lambda", f"{value:g}", "--n-samples", str(n)])
+        result = run_one(out / f"e2e-lambda{value:g}", [
+            "--loss", "e2e", "--lambda", f"{value:g}", "--n-samples", str(n)], args.seed)
         e2e_curve.append(row(f"e2e (lambda {value:g})", result, n))
     rows += e2e_curve
     for r in rows:
@@ -185,7 +194,7 @@ def lora_row(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     recipe_dir = out / f"recipe-{args.lora_fraction:g}"  # trained above: a --fractions value
     result = run_one(out / f"lora-{args.lora_fraction:g}", [
         "--lora", "--init-from", str(recipe_dir / "pretrain"), "--n-samples", str(tuned),
-        "--skip-samples", str(n - tuned)])
+        "--skip-samples", str(n - tuned)], args.seed)
     recipe = json.loads((recipe_dir / "timing.json").read_text())
     pre_seconds = recipe["train_seconds"] - (recipe["finetune_seconds"] or 0.0)
     result = {**result, "finetune_seconds": result["train_seconds"],
@@ -204,6 +213,9 @@ def table(rows: list[dict[str, Any]], skipped: str | None) -> str:
             f"| {r['recipe']} | {r['l0']:.1f} | {r['ce_increase']:.4f} | {r['kl']:.4f} | "
             f"{r['local_ce_at_l0']:.4f} | {r['e2e_ce_at_l0']:.4f} | {closed} | "
             f"{r['train_seconds']:.0f}{tune} | {r['tokens']:,} |")
+    sources = [f"{r['recipe']}: source (its pre-training) L0 {r['source_l0']:.1f}, CE increase "
+               f"{r['source_ce_increase']:.4f}" for r in rows if "source_l0" in r]
+    lines += ["", *sources]
     if skipped:
         lines += ["", f"local + LoRA: not run ({skipped})."]
     return "\n".join(lines)
