@@ -1,6 +1,6 @@
 """How much of the local -> e2e CE gap a short KL fine-tune closes at equal L0 (and LoRA).
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/finetune_gap.py --out runs/finetune-gap
+    OMP_NUM_THREADS=1 python benchmarks/finetune_gap.py --out runs/finetune-gap [--seed 1]
 
 Every run is one ``sae-kit train`` command on sae-kit-tiny (``--layer 2``: blocks.2.hook_resid_pre,
 ``--dict-ratio 16``, the built-in model's defaults: lr 2e-3, batches of 8 windows of 256 tokens),
@@ -178,7 +178,7 @@ def main() -> None:
         r.update(local_ce_at_l0=local_ce, e2e_ce_at_l0=e2e_ce,
                  gap_closed=(local_ce - r["ce_increase"]) / gap if gap > 0 else None)
     report = {"rows": rows, "local_curve": local_curve, "lora_skipped": skipped,
-              "total_seconds": time.perf_counter() - started, "uptime": uptime(),
+              "invocation_seconds": time.perf_counter() - started, "uptime": uptime(),
               "settings": vars(args)}
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     text = table(rows, skipped)
@@ -193,8 +193,8 @@ def lora_row(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     tuned = round(n * args.lora_fraction)
     recipe_dir = out / f"recipe-{args.lora_fraction:g}"  # trained above: a --fractions value
     result = run_one(out / f"lora-{args.lora_fraction:g}", [
-        "--lora", "--init-from", str(recipe_dir / "pretrain"), "--n-samples", str(tuned),
-        "--skip-samples", str(n - tuned)], args.seed)
+        "--lora", "--loss", "e2e", "--init-from", str(recipe_dir / "pretrain"),
+        "--n-samples", str(tuned), "--skip-samples", str(n - tuned)], args.seed)
     recipe = json.loads((recipe_dir / "timing.json").read_text())
     pre_seconds = recipe["train_seconds"] - (recipe["finetune_seconds"] or 0.0)
     result = {**result, "finetune_seconds": result["train_seconds"],
