@@ -22,6 +22,7 @@ import torch
 
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
+from sae_kit.architectures.factory import seeded_saes
 from sae_kit.data import training_batches
 from sae_kit.errors import SaeKitError, counted
 from sae_kit.losses.base import Loss
@@ -209,14 +210,14 @@ def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int
     when asked).
 
     widths: each hook point's activation width by name (or one width for all)."""
-    arch = plugins.load("architectures", config.architecture)
+    plugins.load("architectures", config.architecture)  # an unknown name fails before the check
     if isinstance(widths, int):
         widths = dict.fromkeys(config.hook_points, widths)
     check_memory(len(config.hook_points), max(widths.values()), n_dict, device)
-    torch.manual_seed(config.seed)
-    saes = {HookPoint.parse(name):
-            arch(widths[name], n_dict, **config.architecture_options).to(device)
-            for name in config.hook_points}
+    made = seeded_saes(config.architecture, config.architecture_options,
+                       {name: widths[name] for name in config.hook_points}, n_dict,
+                       config.seed, device)
+    saes = {HookPoint.parse(name): sae for name, sae in made}
     if config.transcoder_skip:
         for sae in saes.values():
             sae.add_skip()
