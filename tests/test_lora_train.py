@@ -70,6 +70,14 @@ def test_lora_keeps_the_sae_trains_the_adapters_and_eval_reports_both(tiny_gpt2,
     table = CliRunner().invoke(app, ["eval", str(out), "--n-tokens", "2048", "--device", "cpu"])
     assert "KL, with LoRA" in table.stdout and "CE loss increase, with LoRA" in table.stdout
 
+    pushed = CliRunner().invoke(app, ["push", str(out), "me/lora-saes", "--dry-run"])
+    assert pushed.exit_code == 0, pushed.output
+    assert "lora/adapter_model.safetensors" in pushed.stdout
+    assert "lora/adapter_config.json" in pushed.stdout
+    card = pushed.stdout.split("## LoRA adapters", 1)[1]
+    assert "rank 4" in card and f"{with_lora['kl']:.4g}" in card
+    assert 'PeftModel.from_pretrained(base, "me/lora-saes", subfolder="lora")' in card
+
 
 def test_a_resumed_lora_run_ends_bit_identical(tiny_gpt2, source, tmp_path):
     full = tmp_path / "full"

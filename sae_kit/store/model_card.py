@@ -116,7 +116,8 @@ def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any
         _training(run, first, dataset),
         "## Evaluation\n\n" + _evaluation(evaluation),
         _usage(repo_id, next(iter(saes)), saes, hub_id_or_none(model, BUILTIN_MODEL_NAME)),
-        *([_lora(repo_id, run, evaluation, model)] if run.get("lora") else []),
+        *([_lora(repo_id, run, evaluation, hub_id_or_none(model, BUILTIN_MODEL_NAME))]
+          if run.get("lora") else []),
         f"## Citation\n\n```bibtex\n{CITATION}\n```",
     ]
     return "\n\n".join(sections) + "\n"
@@ -264,7 +265,7 @@ def _lora(repo_id: str, run: dict[str, Any], evaluation: dict[str, Any] | None,
         rows += [[f"{metric}, with LoRA", *(m.get(metric) for m in adapted["saes"].values())]
                  for metric in ("ce_loss_increase", "kl")]
         text += "\n\nOn the same held-out data, with the adapters on:\n\n" + _table(rows)
-    base = f'"{model}"' if model else "BASE_MODEL"
+    base = f'"{model}"' if model else "BASE_MODEL"  # the built-in model has no Hub id
     return text + (
         "\n\nWith peft:\n\n```python\nfrom peft import PeftModel\n"
         "from transformers import AutoModelForCausalLM\n\n"
