@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, first_line
 from sae_kit.losses.base import Loss, LossResult
 from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.splice import Splice
@@ -204,7 +204,7 @@ def peer_failure(exc: BaseException, dist: Dist) -> SaeKitError | None:
     text = str(exc)
     if not (isinstance(exc, dist_error) or any(marker in text for marker in _PEER_GONE)):
         return None
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = first_line(exc)
     return SaeKitError(
         f"rank {dist.rank}: another process of this torchrun job stopped, so training cannot "
         f"go on ({type(exc).__name__}: {first[:200]}); see that rank's own error above, and "
