@@ -28,11 +28,12 @@ from geometry_experiment import HOOK_POINT, LAMBDAS, train_one  # noqa: E402
 
 from sae_kit.eval.analysis.attribution import cumulative_share, features_for_share  # noqa: E402
 from sae_kit.eval.analysis.collect import TextChoice  # noqa: E402
-from sae_kit.eval.analysis.importance import ImportanceSettings, collect_importance  # noqa: E402
+from sae_kit.eval.analysis.importance import collect_importance  # noqa: E402
 from sae_kit.eval.analysis.importance_files import write_importance  # noqa: E402
 from sae_kit.eval.analysis.importance_plot import concentration_plot  # noqa: E402
 from sae_kit.eval.analysis.importance_values import per_feature, summary  # noqa: E402
 from sae_kit.eval.analysis.source import open_source  # noqa: E402
+from sae_kit.eval.settings import ImportanceSettings  # noqa: E402
 from sae_kit.model.loading import load_model  # noqa: E402
 
 # (convention, metric) pairs reported: KL under `spliced` (the e2e training objective's model),

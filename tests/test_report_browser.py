@@ -155,3 +155,53 @@ def test_importance_column_sorts_and_the_panel_shows_both_conventions(browser,
     assert len(effects) == 2 * len(browser.find_elements(By.CSS_SELECTOR, "#top-contexts .context"))
     assert "rest of window" in effects[0].text
     assert _errors(browser) == []
+
+
+# Each text of an SVG whose box (after its transform) leaves the drawing, and each pair of
+# axis labels that overlap: what a reader sees cut off or unreadable.
+_LAYOUT = """
+const svg = document.querySelector(arguments[0]), frame = svg.getBoundingClientRect();
+const texts = Array.from(svg.querySelectorAll("text"));
+const box = (t) => t.getBoundingClientRect();
+const outside = texts.filter((t) => { const b = box(t); return b.width === 0 ||
+  b.left < frame.left - 0.5 || b.right > frame.right + 0.5 ||
+  b.top < frame.top - 0.5 || b.bottom > frame.bottom + 0.5; }).map((t) => t.textContent);
+const overlapping = [];
+for (const cls of ["xtick", "ytick"]) {
+  const ticks = Array.from(svg.querySelectorAll(`text.${cls}`)).map(box);
+  ticks.forEach((a, i) => ticks.slice(i + 1).forEach((b) => {
+    if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom)
+      overlapping.push(cls);
+  }));
+}
+const ylabel = svg.querySelector("text.ylabel");
+return {outside, overlapping, ylabel: ylabel ? ylabel.textContent : null,
+        yticks: Array.from(svg.querySelectorAll("text.ytick")).map((t) => t.textContent),
+        xticks: Array.from(svg.querySelectorAll("text.xtick")).map((t) => t.textContent)};
+"""
+
+
+def test_histograms_have_a_count_axis_and_every_label_inside(browser, report):
+    """The index's density histogram and a feature's activation histogram: a labelled y axis
+    with counts, and no tick or axis label cut off at the edges or drawn over another."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    browser.get((report / "index.html").as_uri())
+    density = browser.execute_script(_LAYOUT, "#density-histogram")
+    assert density["ylabel"] == "features"
+    assert density["yticks"][0] == "0" and len(density["yticks"]) >= 2
+    assert len(density["xticks"]) >= 2
+    assert density["outside"] == [] and density["overlapping"] == []
+
+    browser.find_element(By.XPATH, "//th[text()='max act.']").click()
+    browser.find_element(By.CSS_SELECTOR, "#features tbody tr a").click()
+    WebDriverWait(browser, 10).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#activation-histogram rect")))
+    activation = browser.execute_script(_LAYOUT, "#activation-histogram")
+    assert activation["ylabel"] == "firing tokens"
+    assert activation["yticks"][0] == "0" and len(activation["yticks"]) >= 2
+    assert len(activation["xticks"]) >= 2
+    assert activation["outside"] == [] and activation["overlapping"] == []
+    assert _errors(browser) == []

@@ -2,7 +2,8 @@
 
 ``base`` is the interface (``SAE``, ``SAEOutput``); ``relu`` and ``topk`` the first-party
 architectures; ``decoder`` and ``sparse`` the unit-norm decoder and the sparse kernels;
-``codes`` the one rule for when a code is active (L0). May import the top-level kernel modules
+``factory`` the one seeded SAE factory (training and analysis both call it); ``codes`` the one
+rule for when a code is active (L0). May import the top-level kernel modules
 only; never ``model``, ``losses``, ``train``, ``eval``, ``store`` or ``cli``.
 """
 

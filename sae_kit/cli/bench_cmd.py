@@ -12,6 +12,7 @@ from rich.table import Table
 
 from sae_kit.cli.common import friendly_errors
 from sae_kit.cli.logs import progress, setup_logging
+from sae_kit.record.config import DEVICE_HELP
 
 
 @friendly_errors
@@ -31,7 +32,7 @@ def bench(
     batch_size: int = typer.Option(
         None, help="Windows per forward pass (default: 8192 tokens' worth of the run's context)."
     ),
-    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     as_json: bool = typer.Option(
         False, "--json", help="Print {runs: one record per SAE, points: mean and std over "
         "seeds} as JSON."

@@ -12,6 +12,8 @@ from rich.table import Table
 
 from sae_kit.cli.common import err, friendly_errors, out_console
 from sae_kit.cli.logs import callback, progress, setup_logging
+from sae_kit.eval.settings import COMPARE
+from sae_kit.record.config import DEVICE_HELP
 
 
 @friendly_errors
@@ -25,7 +27,8 @@ def compare(
     ),
     out: str = typer.Option("compare", help="Directory for summary.json and the PNG plots."),
     tokens: int = typer.Option(
-        100_000, help="Held-out tokens for alive elements and ‖â‖/‖a‖ (fewer if there are fewer)."
+        COMPARE.n_tokens, help="Held-out tokens for alive elements and ‖â‖/‖a‖ (fewer if there "
+        "are fewer)."
     ),
     dataset: str = typer.Option(
         None, help="Run over all of this text instead of the held-out split."
@@ -38,8 +41,8 @@ def compare(
         False, "--importance", help="Also each SAE's attribution (-c * dM/dc, as `sae-kit "
         "importance`; a backward pass per batch per SAE): how concentrated its importance is."
     ),
-    batch_size: int = typer.Option(8, help="Windows per forward pass."),
-    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    batch_size: int = typer.Option(COMPARE.batch_size, help="Windows per forward pass."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json."),
 ) -> None:
     """Compare dictionaries: orthogonality, cross-dictionary similarity, movement from their

@@ -11,6 +11,8 @@ from rich.table import Table
 from sae_kit.cli.common import err, friendly_errors, out_console
 from sae_kit.cli.logs import progress, setup_logging
 from sae_kit.errors import SaeKitError
+from sae_kit.eval.settings import EVAL
+from sae_kit.record.config import DEVICE_HELP
 
 
 @friendly_errors
@@ -38,18 +40,19 @@ def evaluate(
         "100,000, or 500 windows with --paper-compatible.", show_default=False,
     ),
     batch_size: int = typer.Option(
-        8, help="Windows per forward pass (also the batch over which the reference's "
+        EVAL.batch_size, help="Windows per forward pass (also the batch over which the reference's "
         "explained variance takes its mean; the reference used 8)."
     ),
     alive_tokens: int = typer.Option(
-        500_000, help="Alive elements are counted over the first this many training tokens "
+        EVAL.alive_tokens, help="Alive elements are counted over the first this many training "
+        "tokens "
         "(fewer if the data has fewer), as the reference does."
     ),
     paper_compatible: bool = typer.Option(
         False, "--paper-compatible", help="The reference's (e2e_sae's) evaluation sizes: 500 "
         "held-out windows, batches of 8, alive over 500k training tokens; see docs/eval.md."
     ),
-    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     plot: str = typer.Option(
         None, help="Write the L0 vs CE-loss-increase plot of all the runs to this file, in the "
         "format its extension names (.png, .pdf, .svg, ...); one series per loss and "
@@ -105,8 +108,8 @@ def evaluate(
 
 def _refuse_other_sizes(n_tokens: int | None, batch_size: int, alive_tokens: int) -> None:
     """--paper-compatible fixes the sizes: one given beside it is a contradiction, not ignored."""
-    clash = {"--n-tokens": n_tokens is not None, "--batch-size": batch_size != 8,
-             "--alive-tokens": alive_tokens != 500_000}
+    clash = {"--n-tokens": n_tokens is not None, "--batch-size": batch_size != EVAL.batch_size,
+             "--alive-tokens": alive_tokens != EVAL.alive_tokens}
     if any(clash.values()):
         raise SaeKitError("--paper-compatible sets the evaluation sizes to the reference's; "
                           f"drop {', '.join(flag for flag, on in clash.items() if on)}")

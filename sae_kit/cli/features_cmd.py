@@ -6,8 +6,10 @@ import typer
 
 from sae_kit.cli.common import err, friendly_errors
 from sae_kit.cli.logs import callback, progress, setup_logging
+from sae_kit.eval.settings import FeatureSettings, ImportanceSettings
+from sae_kit.record.config import DEVICE_HELP
 
-DEFAULT_TOKENS = 50_000
+FEATURES, IMPORTANCE = FeatureSettings(), ImportanceSettings()
 
 
 @friendly_errors
@@ -17,7 +19,7 @@ def features(
         None, help="Which SAE of the run, e.g. blocks.2.hook_resid_pre (needed if it has several)."
     ),
     tokens: int = typer.Option(
-        DEFAULT_TOKENS, help="Tokens to run over (fewer if the text has fewer)."
+        FEATURES.n_tokens, help="Tokens to run over (fewer if the text has fewer)."
     ),
     out: str = typer.Option(None, help="Report directory; default RUN_DIR/features-HOOK_POINT."),
     dataset: str = typer.Option(
@@ -25,18 +27,20 @@ def features(
         "of the run's held-out split."
     ),
     split: str = typer.Option("train", help="Split of --dataset ('train' or 'eval' for pydoc)."),
-    top_k: int = typer.Option(10, help="Top-activating contexts per feature."),
-    batch_size: int = typer.Option(8, help="Windows per forward pass."),
-    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    top_k: int = typer.Option(FEATURES.top_k, help="Top-activating contexts per feature."),
+    batch_size: int = typer.Option(FEATURES.batch_size, help="Windows per forward pass."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     importance: bool = typer.Option(
         False, "--importance", help="Add every feature's functional importance (as `sae-kit "
         "importance`, its attribution on the same pass): columns, panels and a summary."
     ),
     exact_top: int = typer.Option(
-        32, help="With --importance: ablate exactly the N features of largest |KL attribution|."
+        IMPORTANCE.exact_top, help="With --importance: ablate exactly the N features of largest "
+        "|KL attribution|."
     ),
     exact_random: int = typer.Option(
-        32, help="With --importance: ablate exactly M other features that fire, at random."
+        IMPORTANCE.exact_random, help="With --importance: ablate exactly M other features that "
+        "fire, at random."
     ),
 ) -> None:
     """Write a static HTML report of an SAE's features: index, per-feature dashboards, data."""
@@ -44,7 +48,6 @@ def features(
 
     from sae_kit.errors import SaeKitError
     from sae_kit.eval.analysis.collect import TextChoice
-    from sae_kit.eval.analysis.features import FeatureSettings
     from sae_kit.eval.feature_report import build_feature_report
 
     if tokens < 1 or top_k < 1 or batch_size < 1:
@@ -56,8 +59,6 @@ def features(
     settings = FeatureSettings(n_tokens=tokens, top_k=top_k, batch_size=batch_size)
     wanted = None
     if importance:
-        from sae_kit.eval.analysis.importance import ImportanceSettings
-
         wanted = ImportanceSettings(exact_top=exact_top, exact_random=exact_random,
                                     seed=settings.seed)
     choice = TextChoice(dataset, split) if dataset else TextChoice()

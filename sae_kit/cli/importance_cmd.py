@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from sae_kit.cli.common import err, friendly_errors
+from sae_kit.eval.settings import ImportanceSettings
+from sae_kit.record.config import DEVICE_HELP
 
-DEFAULT_TOKENS = 50_000
+IMPORTANCE = ImportanceSettings()
 
 
 @friendly_errors
@@ -16,7 +18,7 @@ def importance(
         None, help="Only this SAE of the run, e.g. blocks.2.hook_resid_pre (default: every SAE)."
     ),
     tokens: int = typer.Option(
-        DEFAULT_TOKENS, help="Held-out tokens to run over (fewer if the text has fewer)."
+        IMPORTANCE.n_tokens, help="Held-out tokens to run over (fewer if the text has fewer)."
     ),
     out: str = typer.Option(
         None, help="Directory for importance-HOOK_POINT/ (default: the run or SAE directory)."
@@ -27,14 +29,16 @@ def importance(
     ),
     split: str = typer.Option("train", help="Split of --dataset ('train' or 'eval' for pydoc)."),
     exact_top: int = typer.Option(
-        32, help="Ablate exactly the N features of largest |attribution| (KL, spliced)."
+        IMPORTANCE.exact_top, help="Ablate exactly the N features of largest |attribution| (KL, "
+        "spliced)."
     ),
     exact_random: int = typer.Option(
-        32, help="Ablate exactly M other features that fire, drawn at random (--seed)."
+        IMPORTANCE.exact_random, help="Ablate exactly M other features that fire, drawn at random "
+        "(--seed)."
     ),
-    seed: int = typer.Option(0, help="Seed of the random features ablated exactly."),
-    batch_size: int = typer.Option(8, help="Windows per forward pass."),
-    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    seed: int = typer.Option(IMPORTANCE.seed, help="Seed of the random features ablated exactly."),
+    batch_size: int = typer.Option(IMPORTANCE.batch_size, help="Windows per forward pass."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Attribution (-c * dM/dc) and exact ablation of every feature, for KL and CE, under the
     'spliced' (default) and 'with error' conventions; prints each importance.json."""
@@ -43,7 +47,6 @@ def importance(
     from sae_kit.cli.logs import progress, setup_logging
     from sae_kit.errors import SaeKitError
     from sae_kit.eval.analysis.collect import TextChoice
-    from sae_kit.eval.analysis.importance import ImportanceSettings
     from sae_kit.eval.analysis.importance_files import build_importance
 
     if tokens < 1 or batch_size < 1:

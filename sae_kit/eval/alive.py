@@ -19,9 +19,6 @@ from sae_kit.eval.metrics import fired
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.splice import Splice
 
-ALIVE_TOKENS = 500_000
-"""The reference's count for GPT-2 (``act_frequency_n_tokens``)."""
-
 
 def alive_window_count(n_tokens: int, context: int) -> int:
     """Whole windows within ``n_tokens`` (at least one), as the reference rounds down."""

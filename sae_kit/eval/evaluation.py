@@ -23,7 +23,7 @@ import torch
 from sae_kit.architectures.base import SAE
 from sae_kit.data import DataSpec, Part, first_windows
 from sae_kit.errors import SaeKitError
-from sae_kit.eval.alive import ALIVE_TOKENS, alive_window_count, count_alive
+from sae_kit.eval.alive import alive_window_count, count_alive
 from sae_kit.eval.metrics import (
     TokenMean,
     VarianceSums,
@@ -32,17 +32,13 @@ from sae_kit.eval.metrics import (
     kl_divergence,
     l0,
 )
+from sae_kit.eval.settings import EVAL
 from sae_kit.eval.target import EvalTarget, Overrides, open_target
 from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.model.splice import Splice, SplicedRun
 from sae_kit.progress import ProgressLines
 from sae_kit.store.jsonio import write_json_atomic
-
-DEFAULT_N_TOKENS = 100_000
-"""Enough for stable CE/KL on a real model; the built-in text has fewer held-out tokens."""
-PAPER_EVAL_WINDOWS = 500
-"""--paper-compatible: the reference evaluated on 500 samples (``eval_n_samples``)."""
 
 BatchCallback = Callable[[int, int], None]
 AliveCallback = Callable[[dict[HookPoint, torch.Tensor]], None]
@@ -152,11 +148,11 @@ def _sae_metrics(sums: _Sums, clean_ce: float, alive: int, n_dict: int) -> dict[
 def evaluate_run(
     run_ref: str,
     n_tokens: int | None = None,
-    batch_size: int = 8,
+    batch_size: int = EVAL.batch_size,
     device: str = "auto",
     on_batch: BatchCallback | None = None,
     *,
-    alive_tokens: int = ALIVE_TOKENS,
+    alive_tokens: int = EVAL.alive_tokens,
     paper_compatible: bool = False,
     overrides: Overrides | None = None,
     on_alive: AliveCallback | None = None,
@@ -180,7 +176,7 @@ def evaluate_run(
     loaded = _load_model(target, torch_device)
     context = target.context
     if n_tokens is None:
-        n_tokens = PAPER_EVAL_WINDOWS * context if paper_compatible else DEFAULT_N_TOKENS
+        n_tokens = EVAL.paper_windows * context if paper_compatible else EVAL.n_tokens
     spec = target.spec
     windows = _windows(spec, "eval", loaded, context, math.ceil(n_tokens / context))
     alive_rows = _windows(spec, "train", loaded, context,

@@ -15,10 +15,10 @@ from typing import Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.collect import TextChoice
-from sae_kit.eval.analysis.features import FeatureSettings, collect_features
-from sae_kit.eval.analysis.importance import ImportanceSettings
+from sae_kit.eval.analysis.features import collect_features
 from sae_kit.eval.analysis.source import AnalysisSource, open_source
 from sae_kit.eval.report.render import write_report
+from sae_kit.eval.settings import FeatureSettings, ImportanceSettings
 from sae_kit.model.device import resolve_device
 from sae_kit.model.loading import load_model
 from sae_kit.progress import Progress, ProgressLines

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sae_kit.errors import first_line
 from sae_kit.explainers.base import (
     BadAnswer,
     Completion,
@@ -36,8 +37,8 @@ class TransformersExplainer(Explainer):
             self._tokenizer = AutoTokenizer.from_pretrained(settings.model)
             self._model = AutoModelForCausalLM.from_pretrained(settings.model)
         except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EndpointError(f"cannot load explainer model {settings.model!r}: {first}"
+            raise EndpointError(f"cannot load explainer model {settings.model!r}: "
+                                f"{first_line(exc)}"
                                 ) from None
         self._model.to(torch.device(settings.device)).eval()
         self._torch = torch

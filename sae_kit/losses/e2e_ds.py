@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult, listed_active
-from sae_kit.losses.e2e import KLOptions, output_kl, sparsity_terms
+from sae_kit.losses.terms import KLOptions, output_kl, sparsity_terms
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.splice import Splice
 

@@ -36,7 +36,7 @@ from sae_kit.architectures.base import SAE, SAEOutput
 from sae_kit.architectures.codes import active, mean_per_token
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult
-from sae_kit.losses.e2e import KLOptions, output_kl, sparsity_terms
+from sae_kit.losses.terms import KLOptions, output_kl, sparsity_terms
 from sae_kit.model.splice import Splice
 
 _L0_EMA = 0.9  # ~10 micro-batches of memory: smooths one batch's noise, follows a real drift

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sae_kit.losses.base import Loss, LossResult
+from sae_kit.losses.base import Loss, LossResult, listed_active
+from sae_kit.losses.terms import sparsity_terms
 from sae_kit.model.hookpoints import Site
 from sae_kit.model.splice import Splice
 
@@ -26,19 +27,14 @@ class LocalLoss(Loss):
     def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         clean = splice.clean(input_ids, capture={*splice.sae_sites, *splice.target_sites},
                              final_hidden=False)
-        total = torch.zeros((), device=input_ids.device)
-        terms, codes, active = {}, {}, {}
+        outputs, mses = {}, {}
         for hp, sae in splice.saes.items():
-            x = clean.acts[hp.site].to(sae.W_enc.dtype)
-            out = sae(x)
+            outputs[hp] = sae(clean.acts[hp.site].to(sae.W_enc.dtype))
             # A transcoder matches the model's activation at its output hook point.
             target = clean.acts[splice.outputs[hp].site].to(sae.W_enc.dtype)
-            mse = F.mse_loss(out.output, target)
-            sae_total, sae_terms = self.sae_terms(hp, sae, out)
-            total = total + mse + sae_total
-            terms[f"mse/{hp}"] = mse.detach()
-            terms.update(sae_terms)
-            codes[hp] = out.codes
-            if out.active is not None:
-                active[hp] = out.active
-        return LossResult(loss=total, terms=terms, codes=codes, active=active)
+            mses[hp] = F.mse_loss(outputs[hp].output, target)
+        sparsity, sae_terms, codes = sparsity_terms(self, splice, outputs)
+        terms = {f"mse/{hp}": mse.detach() for hp, mse in mses.items()}
+        terms.update(sae_terms)
+        total = torch.zeros((), device=input_ids.device) + sum(mses.values()) + sparsity
+        return LossResult(loss=total, terms=terms, codes=codes, active=listed_active(outputs))

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 DTYPE_NAMES = ("fp32", "bf16")
 
 
+DEVICE_HELP = "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."
+"""The ``--device`` help of every command that runs a model."""
+
+
 @dataclass(frozen=True)
 class ModelDefault:
     """A default that differs between the paper's setting and the built-in model's short run."""
@@ -146,7 +150,7 @@ class TrainConfig:
     min_lr_ratio: float = _help("Cosine decay ends at this fraction of the peak lr.", 0.1)
     grad_clip: float | None = _help("Clip the gradient norm to this (paper: 10).", 10.0)
     seed: int = _help("Random seed for SAE init and data order.", 0)
-    device: str = _help("'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.", "auto")
+    device: str = _help(DEVICE_HELP, "auto")
     dtype: str = _help(
         "Precision of the frozen model's forward passes: fp32, or bf16 (autocast); SAE weights, "
         "SAE computation and the KL stay fp32 either way. On CUDA, fp32 matmuls use TF32.",

@@ -9,7 +9,6 @@ saved; its new points train together; a point that stops leaves the others of it
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from sae_kit.progress import Progress, ProgressLines
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
 from sae_kit.sweep.spec import Point, Sweep
-from sae_kit.train import checkpoint
+from sae_kit.train import checkpoint, distributed
 from sae_kit.train.nonfinite import MembersStopped, read_failure, retry_hint
 
 Say = Callable[[str], None]
@@ -73,7 +72,7 @@ def run_group(sweep: Sweep, points: list[Point], say: Say,
             fit(build_group([p.config for p in new]), on_step("training"), group_dir=sweep.out)
     except MembersStopped:
         pass
-    if os.environ.get("RANK", "0") != "0":
+    if not distributed.from_env().is_main:
         return  # under torchrun, rank 0 evaluates
     for point in points:
         state = point_state(point)

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.eval.alive import ALIVE_TOKENS
 from sae_kit.eval.pareto import plot_format
+from sae_kit.eval.settings import EVAL
 from sae_kit.record.config import SHARED_IN_ONE_PASS, TrainConfig
 from sae_kit.sweep.names import MAX_POINTS, check_top_level, grid_size, point_dir, safe_part
 from sae_kit.train.settings_file import config_from_settings, read_settings
@@ -59,7 +59,7 @@ class Sweep:
     eval_tokens: int | None = None
     eval_batch_size: int = 8
     plot: str = "pareto.png"
-    eval_alive_tokens: int = ALIVE_TOKENS
+    eval_alive_tokens: int = EVAL.alive_tokens
     groups: list[list[Point]] = field(default_factory=list)
 
 
@@ -84,7 +84,7 @@ def load_sweep(path: str | Path) -> Sweep:
         raise SaeKitError(f"{str(path)!r} has no [grid] and no [[runs]]: nothing to train")
     sweep = Sweep(path, out, points, data.get("eval_tokens"), int(data.get("eval_batch_size", 8)),
                   str(data.get("plot", "pareto.png")),
-                  int(data.get("eval_alive_tokens", ALIVE_TOKENS)))
+                  int(data.get("eval_alive_tokens", EVAL.alive_tokens)))
     plot_format(sweep.plot)  # a misspelt extension fails now, not after the training
     sweep.groups = group_points(points)
     return sweep

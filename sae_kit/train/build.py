@@ -22,8 +22,9 @@ import torch
 
 from sae_kit import plugins
 from sae_kit.architectures.base import SAE
+from sae_kit.architectures.factory import seeded_saes
 from sae_kit.data import training_batches
-from sae_kit.errors import SaeKitError, counted
+from sae_kit.errors import SaeKitError, counted, warn_stderr
 from sae_kit.losses.base import Loss
 from sae_kit.model.device import resolve_device
 from sae_kit.model.hookpoints import HookPoint
@@ -186,14 +187,14 @@ def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int
     when asked).
 
     widths: each hook point's activation width by name (or one width for all)."""
-    arch = plugins.load("architectures", config.architecture)
+    plugins.load("architectures", config.architecture)  # an unknown name fails before the check
     if isinstance(widths, int):
         widths = dict.fromkeys(config.hook_points, widths)
     check_memory(len(config.hook_points), max(widths.values()), n_dict, device)
-    torch.manual_seed(config.seed)
-    saes = {HookPoint.parse(name):
-            arch(widths[name], n_dict, **config.architecture_options).to(device)
-            for name in config.hook_points}
+    made = seeded_saes(config.architecture, config.architecture_options,
+                       {name: widths[name] for name in config.hook_points}, n_dict,
+                       config.seed, device)
+    saes = {HookPoint.parse(name): sae for name, sae in made}
     if config.transcoder_skip:
         for sae in saes.values():
             sae.add_skip()
@@ -202,7 +203,7 @@ def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int
             sae.load_state_dict(start.saes[hp].state_dict())
     if config.compile:
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
-                                  precision.warn_stderr)
+                                  warn_stderr)
     return saes
 
 

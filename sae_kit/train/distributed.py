@@ -15,12 +15,18 @@ import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, first_line
+from sae_kit.losses.base import Loss, LossResult
+from sae_kit.model.hookpoints import HookPoint, Site
+from sae_kit.model.splice import Splice
+
+if TYPE_CHECKING:
+    from sae_kit.train.stats import StepStats
 
 
 @dataclass(frozen=True)
@@ -107,29 +113,40 @@ def teardown() -> None:
 class _Objective(nn.Module):
     """The SAEs as one module whose forward is the loss, so DDP sees every SAE parameter."""
 
-    def __init__(self, saes: Mapping[Any, nn.Module], loss: Any) -> None:
+    def __init__(self, saes: Mapping[HookPoint, nn.Module], loss: Loss) -> None:
         super().__init__()
         self.saes = nn.ModuleList(saes.values())
         self.loss = loss
 
-    def forward(self, splice: Any, input_ids: torch.Tensor) -> Any:
+    def forward(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         return self.loss(splice, input_ids)
 
 
-class DataParallelLoss:
-    """Calls the loss through DistributedDataParallel; same signature as a Loss."""
+class DataParallelLoss(Loss):
+    """A Loss that calls the wrapped one through DistributedDataParallel.
 
-    def __init__(self, saes: Mapping[Any, nn.Module], loss: Any, device: torch.device) -> None:
+    It is the same objective, so it answers as that loss does (name, options, lambda, what it
+    reads of the clean pass); only the call goes through DDP.
+    """
+
+    def __init__(self, saes: Mapping[HookPoint, nn.Module], loss: Loss,
+                 device: torch.device) -> None:
+        # Not Loss.__init__: the options were parsed when ``loss`` was made.
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
         # Wrapping broadcasts rank 0's SAE weights, so all ranks start identical.
         self.ddp = DistributedDataParallel(_Objective(saes, loss), device_ids=ids)
-        self.name = getattr(loss, "name", "")
         self.wrapped = loss
         """The loss itself (its state is checkpointed, see sae_kit.train.run)."""
+        self.name = loss.name  # type: ignore[misc]  # the wrapped loss's, per instance
+        self.sparsity_coeff = loss.sparsity_coeff
+        self.opts = loss.opts
 
-    def __call__(self, splice: Any, input_ids: torch.Tensor) -> Any:
+    def clean_needs(self, splice: Splice) -> tuple[list[Site], bool]:
+        return self.wrapped.clean_needs(splice)
+
+    def __call__(self, splice: Splice, input_ids: torch.Tensor) -> LossResult:
         return self.ddp(splice, input_ids)
 
     def micro_batch(self, last: bool) -> contextlib.AbstractContextManager:
@@ -137,19 +154,20 @@ class DataParallelLoss:
         return contextlib.nullcontext() if last else self.ddp.no_sync()
 
 
-def data_parallel(loss: Any, saes: Mapping[Any, nn.Module], dist: Dist, device: torch.device):
+def data_parallel(loss: Loss, saes: Mapping[HookPoint, nn.Module], dist: Dist,
+                  device: torch.device) -> Loss:
     """The loss to train with: ``loss`` itself on one process, a DDP wrapper under torchrun."""
     return DataParallelLoss(saes, loss, device) if dist.enabled else loss
 
 
-def micro_batch(loss: Any, last: bool) -> contextlib.AbstractContextManager:
+def micro_batch(loss: Loss, last: bool) -> contextlib.AbstractContextManager:
     """Context for one micro-batch's forward and backward (DDP syncs only on the last)."""
     if isinstance(loss, DataParallelLoss):
         return loss.micro_batch(last)
     return contextlib.nullcontext()
 
 
-def reduce_stats(stats: Any, dist: Dist, device: torch.device) -> None:
+def reduce_stats(stats: StepStats, dist: Dist, device: torch.device) -> None:
     """Combine every rank's running metrics in place, so rank 0 logs the global batch."""
     if not dist.enabled:
         return
@@ -186,7 +204,7 @@ def peer_failure(exc: BaseException, dist: Dist) -> SaeKitError | None:
     text = str(exc)
     if not (isinstance(exc, dist_error) or any(marker in text for marker in _PEER_GONE)):
         return None
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = first_line(exc)
     return SaeKitError(
         f"rank {dist.rank}: another process of this torchrun job stopped, so training cannot "
         f"go on ({type(exc).__name__}: {first[:200]}); see that rank's own error above, and "

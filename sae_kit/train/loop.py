@@ -32,7 +32,7 @@ from sae_kit.train.nonfinite import (
 )
 from sae_kit.train.run import Run, capture
 from sae_kit.train.signals import Interrupted, stop_on_signals
-from sae_kit.train.stats import MetricsLog, StepStats
+from sae_kit.train.stats import HostValues, MetricsLog, StepStats
 from sae_kit.version import __version__
 
 logger = logging.getLogger("sae_kit.train")
@@ -59,8 +59,9 @@ def train_step(runs: Sequence[Run], stats: Sequence[StepStats]
                 with precision.autocast(lead.device, lead.config.dtype):
                     result = run.loss(run.splice, input_ids)
                 (result.loss / accum).backward()
-            stat.add(result, input_ids.numel())
-            bad[j] = bad[j] or nonfinite_term(result)
+            values = HostValues.of(result)  # one device read for the stats and the guard
+            stat.add(result, input_ids.numel(), values)
+            bad[j] = bad[j] or nonfinite_term(values)
         if lead.splice.shared is not None:
             lead.splice.shared.clear()
     norms = []

@@ -12,20 +12,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sae_kit.errors import SaeKitError
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
 
+if TYPE_CHECKING:
+    from sae_kit.train.stats import HostValues
+
 FAILED_FORMAT = "sae-kit-failed/1"
 
 
-def nonfinite_term(result: Any) -> str | None:
-    """The first logged term of a LossResult (then the total) that is NaN or infinite."""
-    items = [*result.terms.items(), ("loss", result.loss)]
-    for name, value in items:
-        number = float(value.detach())
+def nonfinite_term(values: HostValues) -> str | None:
+    """The first logged term of a micro-batch (then the total) that is NaN or infinite."""
+    for name, number in [*values.terms.items(), ("loss", values.loss)]:
         if not math.isfinite(number):
             return f"loss term {name!r} = {number}"
     return None

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, first_line
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.record.config import TrainConfig
 from sae_kit.record.setting_types import describe, fits
@@ -53,8 +53,8 @@ def read_settings(path: str | Path) -> dict[str, Any]:
         else:
             raise SaeKitError(f"{str(path)!r}: settings files end in .toml, .json or .yaml")
     except (ValueError, UnicodeDecodeError) as exc:  # TOML, JSON and YAML errors are ValueErrors
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SaeKitError(f"{str(path)!r} is not valid {suffix[1:].upper()}: {first}") from None
+        raise SaeKitError(f"{str(path)!r} is not valid {suffix[1:].upper()}: {first_line(exc)}"
+                          ) from None
     if not isinstance(data, dict):
         raise SaeKitError(f"{str(path)!r} must hold a table of settings")
     return data

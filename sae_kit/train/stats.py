@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,25 @@ def step_status(row: dict[str, Any] | None) -> str:
     return f"{row['tokens_per_s']:,.0f} tok/s  loss {'/'.join(loss)}  L0 {'/'.join(l0)}"
 
 
+@dataclass(frozen=True)
+class HostValues:
+    """A micro-batch's loss and logged terms as Python floats: the statistics and the NaN
+    guard both read these, so each term crosses from the device once."""
+
+    loss: float
+    terms: dict[str, float]
+
+    @classmethod
+    def of(cls, result: LossResult) -> HostValues:
+        """One copy to the host (one device sync) for the total and every term."""
+        device = result.loss.device
+        values = [torch.as_tensor(v, device=device).detach().reshape(())
+                  for v in (result.loss, *result.terms.values())]
+        wide = functools.reduce(torch.promote_types, (v.dtype for v in values))
+        numbers = torch.stack([v.to(wide) for v in values]).tolist()  # exact: widening only
+        return cls(numbers[0], dict(zip(result.terms, numbers[1:], strict=True)))
+
+
 class StepStats:
     """Averages over the micro-batches since the last record."""
 
@@ -39,12 +60,14 @@ class StepStats:
         self.fired: dict[str, torch.Tensor] = {}
         self.started = time.perf_counter()
 
-    def add(self, result: LossResult, n_tokens: int) -> None:
+    def add(self, result: LossResult, n_tokens: int, values: HostValues | None = None) -> None:
+        """Count one micro-batch; ``values``: its terms already read to the host."""
+        values = values or HostValues.of(result)
         self.count += 1
         self.tokens += n_tokens
-        self.sums["loss"] += float(result.loss.detach())
-        for name, value in result.terms.items():
-            self.sums[name] += float(value)
+        self.sums["loss"] += values.loss
+        for name, value in values.terms.items():
+            self.sums[name] += value
         for hp, codes in result.codes.items():
             fired, n_active = fired_and_count(codes, result.active.get(hp))
             self.sums[f"l0/{hp}"] += n_active / (codes.numel() // codes.shape[-1])

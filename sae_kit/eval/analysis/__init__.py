@@ -17,8 +17,8 @@
   :mod:`.importance_plot`, :mod:`.context_effects`) - the `sae-kit compare` and
   `sae-kit importance` pipelines.
 
-May import sae_kit.model, .store, .data and .eval.metrics, never .train (the initial decoder is
-rebuilt by the rule :func:`sae_kit.train.build.build_saes` follows, and a test holds the two
-equal) and never the report (its view); imported by the CLI, :mod:`sae_kit.eval.report`,
+May import sae_kit.model, .store, .data and .eval.metrics, never .train (the initial decoder
+comes from :func:`sae_kit.architectures.factory.seeded_saes`, the factory training calls too)
+and never the report (its view); imported by the CLI, :mod:`sae_kit.eval.report`,
 :mod:`sae_kit.eval.feature_report` and :mod:`sae_kit.eval.explain`.
 """

@@ -33,6 +33,7 @@ from sae_kit.eval.analysis.geometry import (
 )
 from sae_kit.eval.analysis.source import AnalysisSource, open_source
 from sae_kit.eval.metrics import TokenMean, fired, l0
+from sae_kit.eval.settings import COMPARE
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.progress import Progress, ProgressLines
 from sae_kit.store.jsonio import write_json_atomic
@@ -141,7 +142,8 @@ def geometry(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
 
 
 def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
-                    n_tokens: int = 100_000, batch_size: int = 8, device: str = "auto",
+                    n_tokens: int = COMPARE.n_tokens, batch_size: int = COMPARE.batch_size,
+                    device: str = "auto",
                     choice: TextChoice | None = None, embedding: str = "auto",
                     progress: Progress | None = None,
                     importance: bool = False) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sae_kit import plugins
+from sae_kit.architectures.factory import seeded_saes
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.geometry import CHUNK, top_cosine, unit_columns
 from sae_kit.model.hookpoints import HookPoint
@@ -76,27 +77,24 @@ def initial_decoder(sae_config: dict[str, Any], run_config: TrainConfig | None,
     """The decoder this SAE started from, rebuilt from its run's seed; None if not knowable.
 
     widths: the run's activation widths by hook point where they are not d_in (module paths;
-    ``Resolved.widths``).
-
-    `sae-kit train` seeds torch with the run's seed and then builds one SAE per hook point, in
-    the order of the config's hook points, before anything else draws random numbers; doing
-    the same here reproduces every initial weight exactly (tested against
-    :func:`sae_kit.train.build.build_saes`, which training uses).
+    ``Resolved.widths``). Training builds its SAEs with
+    :func:`sae_kit.architectures.factory.seeded_saes`; calling it with the run's record
+    reproduces every initial weight exactly (tested against
+    :func:`sae_kit.train.build.build_saes`).
     """
     if run_config is None or not run_config.hook_points:
         return None
     try:
-        arch = plugins.load("architectures", run_config.architecture)
+        plugins.load("architectures", run_config.architecture)
     except SaeKitError:
         return None
-    options = run_config.architecture_options
     d_in, n_dict = int(sae_config["d_in"]), int(sae_config["n_dict"])
     widths = widths or {}
     generator_state = torch.random.get_rng_state()
     try:
-        torch.manual_seed(run_config.seed)
-        for name in run_config.hook_points:
-            sae = arch(widths.get(name, d_in), n_dict, **options)
+        for name, sae in seeded_saes(run_config.architecture, run_config.architecture_options,
+                                     {n: widths.get(n, d_in) for n in run_config.hook_points},
+                                     n_dict, run_config.seed):
             if HookPoint.parse(name) == hook_point:
                 return sae.W_dec.detach().clone()
     finally:

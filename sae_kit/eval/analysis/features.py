@@ -44,27 +44,9 @@ from sae_kit.eval.analysis.stats import (
     quantile_groups,
 )
 from sae_kit.eval.analysis.tokens import token_table
+from sae_kit.eval.settings import FeatureSettings
 from sae_kit.model.loading import LoadedModel
 from sae_kit.progress import Progress
-
-
-@dataclass
-class FeatureSettings:
-    n_tokens: int = 50_000
-    batch_size: int = 8
-    top_k: int = 10
-    """Top-activating contexts per feature."""
-    quantiles: int = 4
-    """Activation quantile groups sampled below the top."""
-    per_quantile: int = 3
-    reservoir: int = 16
-    """Uniformly sampled firing tokens per feature, from which the quantile samples are drawn."""
-    before: int = 12
-    after: int = 4
-    """Tokens shown before and after the one a context is centred on."""
-    n_logits: int = 10
-    n_neighbours: int = 8
-    seed: int = 0
 
 
 @dataclass

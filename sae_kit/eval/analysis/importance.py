@@ -40,6 +40,7 @@ from sae_kit.eval.analysis.collect import (
 from sae_kit.eval.analysis.context_effects import ContextEffects
 from sae_kit.eval.analysis.source import AnalysisSource
 from sae_kit.eval.analysis.stats import Contexts
+from sae_kit.eval.settings import ImportanceSettings
 from sae_kit.model.loading import LoadedModel
 from sae_kit.model.splice import ModelRunner
 
@@ -47,16 +48,6 @@ Progress = Callable[[str, int], None]
 """(phase, tokens done in it)"""
 
 
-@dataclass
-class ImportanceSettings:
-    n_tokens: int = 50_000
-    batch_size: int = 8
-    """Windows per forward pass, and (window, feature) pairs per exact-ablation forward."""
-    exact_top: int = 32
-    """Features with the largest |attribution| (KL, default convention) ablated exactly."""
-    exact_random: int = 32
-    """Other features that fire, drawn at random (seeded), ablated exactly."""
-    seed: int = 0
 
 
 @dataclass

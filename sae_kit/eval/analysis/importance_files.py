@@ -14,12 +14,12 @@ from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.collect import TextChoice
 from sae_kit.eval.analysis.importance import (
     ImportanceData,
-    ImportanceSettings,
     check_exact_counts,
     collect_importance,
 )
 from sae_kit.eval.analysis.importance_values import per_feature, results_json
 from sae_kit.eval.analysis.source import AnalysisSource
+from sae_kit.eval.settings import ImportanceSettings
 from sae_kit.store.staging import make_staging, staged_dir
 
 

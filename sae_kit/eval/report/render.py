@@ -34,24 +34,45 @@ CHUNK = 128
 _HERE = Path(__file__).resolve().parent
 
 
+# The histograms' frame (SVG units): room left for the count axis and its label, below for
+# the x tick labels and label, right for half an end tick label. report.js uses the same.
+MARGIN = {"left": 58, "right": 16, "top": 8, "bottom": 38}
+
+
+def count_ticks(peak: int) -> list[int]:
+    """0 and round steps up to ``peak``: the smallest step of 1, 2 or 5 x 10^k with at most five
+    steps (six ticks)."""
+    steps = (m * 10**e for e in range(19) for m in (1, 2, 5))
+    step = next(s for s in steps if peak <= 5 * s)
+    return list(range(0, peak + 1, step))
+
+
 def svg_histogram(values: list[float], n_bins: int = 40, width: int = 640,
                   height: int = 160) -> dict[str, Any]:
-    """Bars (in SVG coordinates) of a histogram of ``values``, for the template's macro."""
+    """Bars, x ticks and count-axis ticks (SVG coordinates) of a histogram of ``values``, for
+    the template's macro: the plot is ``width`` x ``height`` inside :data:`MARGIN`."""
+    frame = {"width": width + MARGIN["left"] + MARGIN["right"],
+             "height": height + MARGIN["top"] + MARGIN["bottom"], "left": MARGIN["left"],
+             "top": MARGIN["top"], "plot_width": width, "plot_height": height}
     if not values:
-        return {"width": width, "height": height, "bars": [], "ticks": []}
+        return {**frame, "bars": [], "ticks": [], "y_ticks": []}
     lo, hi = math.floor(min(values)), math.ceil(max(values))
     hi = hi if hi > lo else lo + 1
     counts = torch.histc(torch.tensor(values, dtype=torch.float64), n_bins, lo, hi).long()
     peak = max(int(counts.max()), 1)
     step = (hi - lo) / n_bins
     bar_w = width / n_bins
-    bars = [{"x": round(i * bar_w, 2), "w": round(bar_w - 1, 2), "count": int(c),
-             "h": round(height * int(c) / peak, 2), "y": round(height - height * int(c) / peak, 2),
+    x0, bottom = MARGIN["left"], MARGIN["top"] + height
+    bars = [{"x": round(x0 + i * bar_w, 2), "w": round(bar_w - 1, 2), "count": int(c),
+             "h": round(height * int(c) / peak, 2), "y": round(bottom - height * int(c) / peak, 2),
              "label": f"{lo + i * step:.2f} to {lo + (i + 1) * step:.2f}"}
             for i, c in enumerate(counts)]
-    ticks = [{"x": round((t - lo) / (hi - lo) * width, 2), "label": str(t)}
-             for t in range(lo, hi + 1)]
-    return {"width": width, "height": height, "bars": bars, "ticks": ticks}
+    every = max(1, math.ceil((hi - lo) / 12))  # at most ~12 labels along the axis
+    ticks = [{"x": round(x0 + (t - lo) / (hi - lo) * width, 2), "label": str(t)}
+             for t in range(lo, hi + 1, every)]
+    y_ticks = [{"y": round(bottom - height * c / peak, 2), "label": f"{c:,}"}
+               for c in count_ticks(peak)]
+    return {**frame, "bars": bars, "ticks": ticks, "y_ticks": y_ticks}
 
 
 def _environment() -> jinja2.Environment:

@@ -47,35 +47,58 @@ function contextRow(ctx, max, centre) {
   return row;
 }
 
+// The same frame as the index's histogram (render.py's MARGIN): a count axis on the left,
+// |activation| ticks at the decades (or the ends) below, every label inside the viewBox.
+const MARGIN = { left: 58, right: 16, top: 8, bottom: 38 };
+
+function svgEl(tag, attrs, text) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function countTicks(peak) {  // as render.py's count_ticks: 1, 2 or 5 x 10^k, at most 5 steps
+  for (let e = 0; ; e++) for (const m of [1, 2, 5]) {
+    const step = m * 10 ** e;
+    if (peak <= 5 * step) return Array.from({ length: Math.floor(peak / step) + 1 }, (_, i) => i * step);
+  }
+}
+
+function edgeTicks(edges) {  // indices of the edges to label: decades, else the two ends
+  let picked = edges.map((e, i) => [e, i]).filter(([e]) => Math.abs(Math.log10(e) - Math.round(Math.log10(e))) < 1e-6).map(([, i]) => i);
+  if (picked.length < 2) picked = [...new Set([0, ...picked, edges.length - 1])].sort((a, b) => a - b);
+  return picked;
+}
+
 function histogramSvg(hist) {
-  const ns = "http://www.w3.org/2000/svg", w = 480, h = 120;
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("id", "activation-histogram");
-  svg.setAttribute("class", "histogram");
-  svg.setAttribute("viewBox", `0 0 ${w} ${h + 30}`);
-  svg.setAttribute("width", w); svg.setAttribute("height", h + 30);
+  const w = 480, h = 120, x0 = MARGIN.left, bottom = MARGIN.top + h;
+  const width = w + MARGIN.left + MARGIN.right, height = h + MARGIN.top + MARGIN.bottom;
+  const svg = svgEl("svg", { id: "activation-histogram", class: "histogram",
+    viewBox: `0 0 ${width} ${height}`, width, height });
   const peak = Math.max(1, ...hist.counts), bw = w / Math.max(1, hist.counts.length);
   hist.counts.forEach((c, i) => {
-    const rect = document.createElementNS(ns, "rect");
     const bh = h * c / peak;
-    rect.setAttribute("x", i * bw); rect.setAttribute("y", h - bh);
-    rect.setAttribute("width", Math.max(1, bw - 1)); rect.setAttribute("height", bh);
-    const title = document.createElementNS(ns, "title");
-    title.textContent = `${fmt(hist.edges[i])} to ${fmt(hist.edges[i + 1])}: ${c}`;
-    rect.append(title); svg.append(rect);
+    const rect = svgEl("rect", { x: x0 + i * bw, y: bottom - bh, width: Math.max(1, bw - 1), height: bh });
+    rect.append(svgEl("title", {}, `${fmt(hist.edges[i])} to ${fmt(hist.edges[i + 1])}: ${c}`));
+    svg.append(rect);
   });
-  if (hist.edges.length) {
-    [[0, "start"], [hist.edges.length - 1, "end"]].forEach(([i, anchor]) => {
-      const text = document.createElementNS(ns, "text");
-      text.setAttribute("x", i * bw); text.setAttribute("y", h + 14);
-      text.setAttribute("text-anchor", anchor); text.textContent = fmt(hist.edges[i]);
-      svg.append(text);
-    });
-  }
-  const label = document.createElementNS(ns, "text");
-  label.setAttribute("x", w / 2); label.setAttribute("y", h + 28);
-  label.setAttribute("text-anchor", "middle"); label.textContent = "activation (log-spaced bins)";
-  svg.append(label);
+  svg.append(svgEl("line", { class: "axis", x1: x0, y1: bottom, x2: x0 + w, y2: bottom }),
+    svgEl("line", { class: "axis", x1: x0, y1: MARGIN.top, x2: x0, y2: bottom }));
+  let last = -Infinity;
+  if (hist.edges.length) edgeTicks(hist.edges).forEach((i) => {
+    const x = x0 + i * bw;
+    if (x - last < 36) return;  // no two labels on top of each other
+    last = x;
+    svg.append(svgEl("text", { class: "xtick", x, y: bottom + 14, "text-anchor": "middle" },
+      String(Number(hist.edges[i].toPrecision(3)))));
+  });
+  countTicks(peak).forEach((c) => svg.append(svgEl("text", { class: "ytick", x: x0 - 5,
+    y: bottom - h * c / peak + 4, "text-anchor": "end" }, c.toLocaleString("en"))));
+  svg.append(svgEl("text", { class: "xlabel", x: x0 + w / 2, y: bottom + 31, "text-anchor": "middle" },
+    "|activation| (log-spaced bins)"),
+    svgEl("text", { class: "ylabel", transform: `translate(13 ${MARGIN.top + h / 2}) rotate(-90)`,
+      "text-anchor": "middle" }, "firing tokens"));
   return svg;
 }
 
