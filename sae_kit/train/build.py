@@ -24,7 +24,7 @@ from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.architectures.factory import seeded_saes
 from sae_kit.data import training_batches
-from sae_kit.errors import SaeKitError, counted
+from sae_kit.errors import SaeKitError, counted, warn_stderr
 from sae_kit.losses.base import Loss
 from sae_kit.model.device import resolve_device
 from sae_kit.model.hookpoints import HookPoint
@@ -226,7 +226,7 @@ def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int
             sae.load_state_dict(start.saes[hp].state_dict())
     if config.compile:
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
-                                  precision.warn_stderr)
+                                  warn_stderr)
     return saes
 
 
