@@ -126,3 +126,21 @@ def test_lora_without_peft_is_one_line_naming_the_extra(tiny_gpt2, source, tmp_p
     monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` raises ImportError
     one_line_error(lora_run(tiny_gpt2, tmp_path / "bad", source), "pip install 'sae-kit[lora]'")
     assert not (tmp_path / "bad").exists()  # refused before any output
+
+
+def test_several_saes_share_one_set_of_adapters_from_the_first_sae_on(tiny_gpt2, tmp_path):
+    source = tmp_path / "two"
+    result = cli_train(tiny_gpt2, source, "--loss", "local", "--layer", "1", "--layer", "2",
+                       "--n-samples", "16")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "lora"
+    result = lora_run(tiny_gpt2, out, source, "--lora-target", "mlp.c_fc")
+    assert result.exit_code == 0, result.output
+    layers = {k.split(".lora_")[0].removeprefix("base_model.model.") for k in adapters(out)}
+    assert layers == {"transformer.h.1.mlp.c_fc", "transformer.h.2.mlp.c_fc"}
+    evaluated = CliRunner().invoke(app, ["eval", str(out), "--n-tokens", "1024", "--json",
+                                         "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout)
+    assert sorted(report["lora"]["saes"]) == [HOOK, "blocks.2.hook_resid_pre"]
+    assert report["lora"]["all_saes"]["kl"] < report["all_saes"]["kl"]
