@@ -124,7 +124,8 @@ def lora_missing() -> str | None:
 
 
 def row(name: str, result: dict[str, Any], windows: int, **extra: Any) -> dict[str, Any]:
-    (sae,) = result["saes"].values()
+    """One table row; a --lora run's figures are those with its adapters on."""
+    (sae,) = result.get("lora", result)["saes"].values()
     return {"recipe": name, "l0": sae["l0"], "ce_increase": sae["ce_loss_increase"],
             "kl": sae["kl"], "train_seconds": result["train_seconds"],
             "finetune_seconds": result.get("finetune_seconds"), "windows": windows,
@@ -199,7 +200,9 @@ def lora_row(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     pre_seconds = recipe["train_seconds"] - (recipe["finetune_seconds"] or 0.0)
     result = {**result, "finetune_seconds": result["train_seconds"],
               "train_seconds": pre_seconds + result["train_seconds"]}
-    return row(f"local + LoRA {args.lora_fraction:.0%}", result, n, finetune_windows=tuned)
+    (bare,) = result["saes"].values()  # the frozen SAE with the adapters off
+    return row(f"local + LoRA {args.lora_fraction:.0%}", result, n, finetune_windows=tuned,
+               source_l0=bare["l0"], source_ce_increase=bare["ce_loss_increase"])
 
 
 def table(rows: list[dict[str, Any]], skipped: str | None) -> str:
@@ -213,12 +216,17 @@ def table(rows: list[dict[str, Any]], skipped: str | None) -> str:
             f"| {r['recipe']} | {r['l0']:.1f} | {r['ce_increase']:.4f} | {r['kl']:.4f} | "
             f"{r['local_ce_at_l0']:.4f} | {r['e2e_ce_at_l0']:.4f} | {closed} | "
             f"{r['train_seconds']:.0f}{tune} | {r['tokens']:,} |")
-    sources = [f"{r['recipe']}: source (its pre-training) L0 {r['source_l0']:.1f}, CE increase "
+    sources = [f"{r['recipe']}: {source_name(r)} L0 {r['source_l0']:.1f}, CE increase "
                f"{r['source_ce_increase']:.4f}" for r in rows if "source_l0" in r]
     lines += ["", *sources]
     if skipped:
         lines += ["", f"local + LoRA: not run ({skipped})."]
     return "\n".join(lines)
+
+
+def source_name(r: dict[str, Any]) -> str:
+    return ("the frozen SAE, adapters off," if "LoRA" in r["recipe"]
+            else "source (its pre-training)")
 
 
 def uptime() -> str:

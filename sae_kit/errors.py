@@ -1,8 +1,10 @@
-"""The one exception type the CLI turns into a single clear line instead of a traceback."""
+"""The one exception type the CLI turns into a single clear line instead of a traceback, and
+the small rules of user-facing messages (an exception's first line, a warning on stderr)."""
 
 import errno
 import os
 import re
+import sys
 
 
 class SaeKitError(Exception):
@@ -10,6 +12,12 @@ class SaeKitError(Exception):
 
     The message says what was wrong and how to mend it, on one line.
     """
+
+
+def warn_stderr(message: str) -> None:
+    """A warning off the CLI (the Python API, library code): one ``warning: ...`` line on
+    stderr. The CLI passes its own, styled for the terminal, where a ``warn`` is taken."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def first_line(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from sae_kit.architectures.codes import fired_and_count
-from sae_kit.architectures.decoder import inverse_column_norms
+from sae_kit.architectures.decoder import dictionary_rows
 from sae_kit.architectures.sparse import decode_active
 from sae_kit.errors import SaeKitError
 
@@ -98,5 +98,5 @@ class AuxK:
         n_tokens, k = top.values.shape
         rows = torch.arange(n_tokens, device=x.device).repeat_interleave(k)
         recon = decode_active(rows, idx[top.indices].reshape(-1), top.values.relu().reshape(-1),
-                              n_tokens, self.W_dec.T.contiguous(), inverse_column_norms(self.W_dec))
+                              n_tokens, *dictionary_rows(self.W_dec))
         return F.mse_loss(recon, residual)

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from sae_kit.architectures.auxk import refuse_auxk_without_topk
-from sae_kit.architectures.decoder import inverse_column_norms, normalised_decode, unit_columns
+from sae_kit.architectures.decoder import dictionary_rows, normalised_decode, unit_columns
 from sae_kit.architectures.sparse import (
     GatedCodes,
     KeptCodes,
@@ -187,8 +187,7 @@ class SAE(nn.Module):
         """decode() of sparse codes given as (rows, cols, values): only active codes are read,
         each scaled by 1/||its column|| instead of normalising every column."""
         rows, cols, values = active
-        out = decode_active(rows, cols, values, n_tokens, self.W_dec.T.contiguous(),
-                            inverse_column_norms(self.W_dec))
+        out = decode_active(rows, cols, values, n_tokens, *dictionary_rows(self.W_dec))
         return out + self.b_dec
 
     def forward(self, x: torch.Tensor) -> SAEOutput:

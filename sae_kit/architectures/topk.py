@@ -46,7 +46,9 @@ class TopKSAE(AuxK, SAE):
     def select(self, pre: torch.Tensor) -> KeptCodes:
         top = pre.relu_().topk(self.opts.k, dim=-1)
         # A gate: the k kept codes equal their pre-activations, so only they get gradients.
-        codes = torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
+        # The codes reuse pre's buffer: zeroing memory already touched is cheaper than a fresh
+        # [tokens, n_dict] zeros (0.07 s a step at GPT-2 small's shape, docs/performance.md).
+        codes = pre.zero_().scatter_(-1, top.indices, top.values)
         row_starts = torch.arange(0, pre.numel(), pre.shape[-1], device=pre.device)
         return KeptCodes(codes, top.indices + row_starts.reshape(-1, 1))
 

@@ -150,4 +150,12 @@ def results_table(result: dict[str, Any]) -> Table:
     for label, key, spec in _ROWS:
         cells = ["" if m.get(key) is None else format(m[key], spec) for m in columns.values()]
         table.add_row(label, *cells)
+    if "lora" in result:  # a --lora run: the same SAEs with the adapters on
+        adapted = {**result["lora"]["saes"], "all SAEs": result["lora"].get("all_saes", {})}
+        for label, key, spec in _LORA_ROWS:
+            table.add_row(label, *[format(adapted[name][key], spec) for name in columns])
     return table
+
+
+_LORA_ROWS = [("CE loss increase, with LoRA", "ce_loss_increase", ".4f"),
+              ("KL, with LoRA", "kl", ".4f")]

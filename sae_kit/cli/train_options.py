@@ -21,7 +21,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import LAYER_KINDS, RESIDUAL_KINDS, HookPoint
 from sae_kit.record.config import TrainConfig
 
-ALIASES = {"compile": ("--compile",)}
+ALIASES = {"compile": ("--compile",), "lora": ("--lora",)}
 """Flags other than the field's own ``--field-name`` (a bool given alone is an on-switch)."""
 
 
@@ -53,6 +53,9 @@ SHAPED: dict[str, list[inspect.Parameter]] = {
     "architecture_options": [_option(
         "arch_option", list[str], [], "--arch-option", metavar="KEY=VALUE",
         help="Architecture option as key=value, repeatable (e.g. k=32).")],
+    "lora_targets": [_option(
+        "lora_target", list[str], [], "--lora-target", metavar="NAME",
+        help=TrainConfig.__dataclass_fields__["lora_targets"].metadata["help"] + " Repeatable.")],
     "trackers": [_option(
         "tracker", list[str], [], "--tracker", metavar="NAME",
         help="Experiment tracker that gets every metrics row too, repeatable: wandb, "
@@ -105,6 +108,7 @@ def config_from_options(values: dict[str, Any]) -> TrainConfig:
         hook_points=list(dict.fromkeys(points)),
         architecture_options=parse_key_values(values["arch_option"], "--arch-option"),
         sparsity_coeff=lambdas_from_options(values)[0], trackers=list(values["tracker"]),
+        lora_targets=list(values["lora_target"]),
         output_dir=values["out"],
     )
 
@@ -116,7 +120,7 @@ def lambdas_from_options(values: dict[str, Any]) -> list[float]:
 
 OPTION_FIELDS = {"loss_option": "loss_options", "layer": "hook_points", "hook": "hook_points",
                  "hook_point": "hook_points", "arch_option": "architecture_options",
-                 "out": "output_dir", "tracker": "trackers"}
+                 "out": "output_dir", "tracker": "trackers", "lora_target": "lora_targets"}
 """The TrainConfig field each shaped option sets (the others are named as their field)."""
 
 

@@ -36,9 +36,11 @@ from sae_kit.eval.settings import EVAL
 from sae_kit.eval.target import EvalTarget, Overrides, open_target
 from sae_kit.model.hookpoints import HookPoint, Site
 from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.model.lora import Lora
 from sae_kit.model.splice import Splice, SplicedRun
 from sae_kit.progress import ProgressLines
 from sae_kit.store.jsonio import write_json_atomic
+from sae_kit.store.run_dir import RunDir
 
 BatchCallback = Callable[[int, int], None]
 AliveCallback = Callable[[dict[HookPoint, torch.Tensor]], None]
@@ -68,12 +70,16 @@ class _Evaluator:
     clean_ce: TokenMean = field(default_factory=TokenMean)
     per_sae: dict[HookPoint, _Sums] = field(default_factory=dict)
     joint: _Sums = field(default_factory=_Sums)
+    lora: Lora | None = None
+    """A --lora run's adapters: off in the clean pass, on in the spliced ones."""
 
     def __post_init__(self) -> None:
         model, adapter = self.loaded.model, self.loaded.adapter
         self.all_spliced = Splice(model, adapter, self.saes, self.outputs)
         self.single = {hp: Splice(model, adapter, {hp: sae}, self.outputs)
                        for hp, sae in self.saes.items()}
+        for splice in (self.all_spliced, *self.single.values()):
+            splice.lora = self.lora
         self.per_sae = {hp: _Sums() for hp in self.saes}
         n_layers = self.all_spliced.n_layers
         # Downstream of where the SAE writes (a transcoder's output hook point).
@@ -182,7 +188,9 @@ def evaluate_run(
     alive_rows = _windows(spec, "train", loaded, context,
                           alive_window_count(alive_tokens, context))
     evaluator = _Evaluator(loaded, target.saes, target.outputs)
-    total = math.ceil(len(alive_rows) / batch_size) + math.ceil(len(windows) / batch_size)
+    lora_dir = RunDir(target.path).lora
+    passes = 2 if lora_dir.is_dir() else 1  # a --lora run: without its adapters, then with
+    total = math.ceil(len(alive_rows) / batch_size) + passes * math.ceil(len(windows) / batch_size)
     done = iter(range(1, total + 1))
     lines = ProgressLines()  # without on_batch (the Python API): lines on the sae_kit logger
 
@@ -196,10 +204,12 @@ def evaluate_run(
         alive = count_alive(evaluator.all_spliced, alive_rows, batch_size, torch_device, step)
         if on_alive:
             on_alive({hp: mask.cpu() for hp, mask in alive.items()})
-        for start in range(0, len(windows), batch_size):
-            rows = windows[start:start + batch_size]
-            evaluator.add_batch(torch.tensor(rows, dtype=torch.long, device=torch_device))
-            step()
+        _add_windows(evaluator, windows, batch_size, torch_device, step)
+        adapted = None
+        if passes == 2:  # the adapters go into the model only now: the pass above had none
+            lora = Lora.load(loaded.model, loaded.adapter, lora_dir)
+            adapted = _Evaluator(loaded, target.saes, target.outputs, lora=lora)
+            _add_windows(adapted, windows, batch_size, torch_device, step)
     result = {
         "run_dir": str(target.path), "model": target.model, "dataset": spec.dataset,
         "loss": target.loss,
@@ -208,11 +218,34 @@ def evaluate_run(
         "alive_n_tokens": len(alive_rows) * context, "alive_part": "train",
         "paper_compatible": paper_compatible, **evaluator.results(alive),
     }
+    if adapted is not None:
+        result["lora"] = {"dir": str(lora_dir), **_lora_results(adapted.results(alive))}
     try:
         write_json_atomic(target.eval_file, result)
     except OSError as exc:
         raise _unwritable(target.eval_file, exc) from None
     return result
+
+
+def _add_windows(evaluator: _Evaluator, windows: list[list[int]], batch_size: int,
+                 device: torch.device, step: Callable[[], None]) -> None:
+    for start in range(0, len(windows), batch_size):
+        rows = windows[start:start + batch_size]
+        evaluator.add_batch(torch.tensor(rows, dtype=torch.long, device=device))
+        step()
+
+
+LORA_METRICS = ("ce_loss", "ce_loss_increase", "kl", "l0", "explained_variance", "mse")
+"""What changes with the adapters on (the alive count is the SAE's, measured without)."""
+
+
+def _lora_results(results: dict[str, Any]) -> dict[str, Any]:
+    """The metrics of the pass with adapters: against the original model's CE and outputs."""
+    out: dict[str, Any] = {"saes": {name: {k: m[k] for k in LORA_METRICS}
+                                    for name, m in results["saes"].items()}}
+    if "all_saes" in results:
+        out["all_saes"] = results["all_saes"]
+    return out
 
 
 def _check_sizes(n_tokens: int | None, batch_size: int, alive_tokens: int) -> None:

@@ -29,6 +29,7 @@ from sae_kit.architectures.base import SAE, SAEOutput
 from sae_kit.errors import SaeKitError
 from sae_kit.model.adapter import ModelAdapter
 from sae_kit.model.hookpoints import HookPoint, Site
+from sae_kit.model.lora import Lora, original
 from sae_kit.model.sites import ModuleSite, locate
 
 
@@ -269,6 +270,9 @@ class Splice:
         self.n_layers = self.runner.n_layers
         self.first_position = min(hp.start_position for hp in self.saes)
         """Where the spliced pass starts: the residual at the first SAE (or its layer's input)."""
+        self.lora: Lora | None = None
+        """LoRA adapters on the model (``sae-kit train --lora``): off in the clean pass, on in
+        the spliced one."""
 
     def share_clean(self, shared: SharedClean) -> None:
         """Read clean passes from ``shared`` (built on the same model) instead of running them."""
@@ -289,10 +293,11 @@ class Splice:
     def clean(
         self, input_ids: torch.Tensor, capture: Iterable[Site] = (), final_hidden: bool = True
     ) -> RunResult:
-        if self.shared is not None:
-            return self.shared.get(input_ids, capture, final_hidden)
-        with torch.no_grad():
-            return self.runner.run(input_ids, capture=capture, final_hidden=final_hidden)
+        with original(self.lora):
+            if self.shared is not None:
+                return self.shared.get(input_ids, capture, final_hidden)
+            with torch.no_grad():
+                return self.runner.run(input_ids, capture=capture, final_hidden=final_hidden)
 
     def spliced(
         self,
@@ -327,7 +332,9 @@ class Splice:
             if out != hp:  # a transcoder: its output replaces a later activation
                 replace[out.site] = writing(hp)
         start = None
-        if clean is not None and self.first_position in clean.acts:
+        # adapters before the first SAE change what reaches it: then the pass runs from the start
+        adapted_before = self.lora is not None and self.lora.first_layer < self.first_position
+        if clean is not None and self.first_position in clean.acts and not adapted_before:
             start = (self.first_position, clean.acts[self.first_position])
         run = self.runner.run(
             input_ids, capture=capture, replace=replace, start=start, final_hidden=final_hidden

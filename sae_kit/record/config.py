@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # Names for --dtype; sae_kit.train.precision maps them to torch dtypes (this module stays
 # torch-free).
 DTYPE_NAMES = ("fp32", "bf16")
+LORA_LAYERS = ("after", "all")  # the blocks from the first SAE's on, or every block
 
 
 DEVICE_HELP = "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'."
@@ -130,6 +131,21 @@ class TrainConfig:
         "after the windows its pre-training read).",
         0,
     )
+    lora: bool = _help(
+        "Freeze the SAEs of --init-from and train LoRA adapters on the model instead, against "
+        "KL(original || spliced + adapted) (Chen, Engels & Tegmark 2025); needs peft: pip "
+        "install 'sae-kit[lora]'. See docs/finetune.md.", False)
+    lora_rank: int = _help("With --lora: the adapters' rank r.", 16)
+    lora_alpha: float | None = _help(
+        "With --lora: LoRA's alpha (the update is scaled by alpha/r); default: r (scale 1).", None)
+    lora_layers: str = _help(
+        "With --lora: 'after' (adapters on the blocks from the first SAE's block on) or 'all'.",
+        "after")
+    lora_targets: list[str] = field(
+        default_factory=list,
+        metadata={"help": "With --lora: dense layers inside a block to adapt, by name or name "
+                  "ending (c_attn, mlp.c_fc); default: every dense layer of the block."},
+    )
     architecture: str = _help("SAE architecture, by plugin name: relu, topk, ...", "relu")
     architecture_options: dict[str, Any] = field(
         default_factory=dict,
@@ -190,11 +206,25 @@ class TrainConfig:
         if self.transcoder_skip and self.transcoder_output is None:
             raise SaeKitError("--transcoder-skip makes a skip transcoder: give "
                               "--transcoder-output too (e.g. mlp_out with --hook mlp_in)")
+        self._check_lora()
         bad = [f"{name}={getattr(self, name)!r} must be {rule}{_flag_hint(name)}"
                for name, rule in self._broken_rules()]
         if bad:
             raise SaeKitError(f"invalid training settings: {'; '.join(bad)}; see "
                               "`sae-kit train --help`")
+
+    def _check_lora(self) -> None:
+        """--lora trains adapters around SAEs that already exist, with the KL alone."""
+        if not self.lora:
+            return
+        if self.init_from is None:
+            raise SaeKitError("--lora trains adapters around a frozen, existing SAE: give it "
+                              "with --init-from SOURCE (an SAE or run directory, SAELens, "
+                              "sparsify, or a Hub id)")
+        if self.loss != "e2e" or self.finetune_fraction:
+            what = f"--loss {self.loss}" if self.loss != "e2e" else "--finetune-fraction"
+            raise SaeKitError(f"--lora trains against KL(original || spliced + adapted), the "
+                              f"e2e loss: drop {what}")
 
     def _broken_rules(self) -> list[tuple[str, str]]:
         """(field, the rule it breaks) for each setting out of range, in field order."""
@@ -218,6 +248,9 @@ class TrainConfig:
             "finetune_fraction": (0 <= self.finetune_fraction < 1,
                                   "from 0 up to (not including) 1"),
             "skip_samples": (self.skip_samples >= 0, ">= 0"),
+            "lora_rank": (self.lora_rank >= 1, ">= 1"),
+            "lora_alpha": (self.lora_alpha is None or self.lora_alpha > 0, "> 0"),
+            "lora_layers": (self.lora_layers in LORA_LAYERS, f"one of {', '.join(LORA_LAYERS)}"),
         }
         broken = []
         for name in (f.name for f in dataclasses.fields(self) if f.name in ok):

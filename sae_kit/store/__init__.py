@@ -5,8 +5,9 @@
 in whole; ``sae_dir`` saves and loads one SAE directory (``sae.safetensors`` +
 ``config.json``); ``sources`` decides where an SAE comes from (local directory, run + hook point,
 Hub); ``hub`` pushes and pulls; ``model_card`` writes the Hub README; ``saelens`` converts to and
-from SAELens's format. May import ``record``, ``model.hookpoints``, ``architectures`` and the
-top-level kernel modules; never ``train``, ``eval`` or ``cli``.
+from SAELens's format; ``circuit_tracer`` writes per-layer transcoders as one circuit-tracer
+transcoder set. May import ``record``, ``model.hookpoints``, ``architectures`` and the top-level
+kernel modules; never ``train``, ``eval`` or ``cli``.
 """
 
 from __future__ import annotations

@@ -124,6 +124,11 @@ def plan_upload(run_dir: str | Path, repo_id: str, license: str | None = None) -
         if configs[hp.name]["architecture"] in ARCHITECTURES:
             for name, data in saelens_files(path).items():
                 files[f"{hp.name}/{name}"] = data
+    if record.config.lora:  # a --lora run's adapters, as peft saves them
+        files.update({f"{layout.LORA}/{f.name}": f for f in sorted(run.lora.glob("adapter_*"))})
+        if f"{layout.LORA}/adapter_model.safetensors" not in files:
+            raise SaeKitError(f"{str(run.lora)!r} holds no adapters (adapter_model.safetensors): "
+                              "the --lora run did not finish; resume it first")
     if evaluation is not None:
         files[layout.EVAL] = run.eval
     card = inputs.render(None)
@@ -184,8 +189,9 @@ def push(upload: Upload, ref: HubRef, token: str, private: bool = False,
     return str(info.commit_url), upload
 
 
-STALE = [f"{layout.SAE_DIR_PREFIX}*", layout.EVAL]
-"""What a push replaces wholesale: the SAE folders (hook-point names start so) and eval.json."""
+STALE = [f"{layout.SAE_DIR_PREFIX}*", layout.EVAL, f"{layout.LORA}/*"]
+"""What a push replaces wholesale: the SAE folders (hook-point names start so), eval.json and
+a --lora run's adapters."""
 
 
 def _count(n: int, noun: str) -> str:

@@ -116,6 +116,8 @@ def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any
         _training(run, first, dataset),
         "## Evaluation\n\n" + _evaluation(evaluation),
         _usage(repo_id, next(iter(saes)), saes, hub_id_or_none(model, BUILTIN_MODEL_NAME)),
+        *([_lora(repo_id, run, evaluation, hub_id_or_none(model, BUILTIN_MODEL_NAME))]
+          if run.get("lora") else []),
         f"## Citation\n\n```bibtex\n{CITATION}\n```",
     ]
     return "\n\n".join(sections) + "\n"
@@ -244,6 +246,31 @@ def _usage(repo_id: str, hook_point: str, saes: dict[str, dict[str, Any]],
         f"in TransformerLens load the model with `HookedTransformer.from_pretrained_no_processing"
         f"{tl}`, or read the hidden states from transformers directly."
     )
+
+
+def _lora(repo_id: str, run: dict[str, Any], evaluation: dict[str, Any] | None,
+          model: str | None) -> str:
+    """A --lora run: the adapters in `lora/`, how they were trained, their figures, their use."""
+    layers = "every block" if run.get("lora_layers") == "all" else "the blocks from the SAE's on"
+    alpha = run.get("lora_alpha") or run.get("lora_rank")
+    targets = ", ".join(f"`{t}`" for t in run.get("lora_targets") or []) or "every dense layer"
+    text = (f"## LoRA adapters\n\n`lora/` holds LoRA adapters (rank {run.get('lora_rank')}, "
+            f"alpha {_fmt(alpha)}; {targets} of {layers}) trained with the SAEs frozen "
+            "against KL(original model || model with SAEs and adapters) (Chen, Engels & Tegmark "
+            "2025, *Low-Rank Adapting Models for Sparse Autoencoders*), saved as peft saves them "
+            "(`adapter_config.json` + `adapter_model.safetensors`).")
+    adapted = (evaluation or {}).get("lora")
+    if adapted:
+        rows = [["metric", *(f"`{name}`" for name in adapted["saes"])]]
+        rows += [[f"{metric}, with LoRA", *(m.get(metric) for m in adapted["saes"].values())]
+                 for metric in ("ce_loss_increase", "kl")]
+        text += "\n\nOn the same held-out data, with the adapters on:\n\n" + _table(rows)
+    base = f'"{model}"' if model else "BASE_MODEL"  # the built-in model has no Hub id
+    return text + (
+        "\n\nWith peft:\n\n```python\nfrom peft import PeftModel\n"
+        "from transformers import AutoModelForCausalLM\n\n"
+        f"base = AutoModelForCausalLM.from_pretrained({base})\n"
+        f'model = PeftModel.from_pretrained(base, "{repo_id}", subfolder="lora")\n```')
 
 
 def _table(rows: list[list[Any]]) -> str:

@@ -7,6 +7,7 @@
         sweep-eval.json             the eval settings a sweep evaluated the run with
         failed.json                 a group member that stopped on a non-finite step (why, when)
         checkpoints/step-000042/    see sae_kit.train.checkpoint
+        lora/                       a --lora run's adapters (adapter_model.safetensors + config)
         blocks.6.hook_resid_pre/    one SAE directory per hook point (see sae_kit.store.sae_dir)
         transformer.h.6.mlp.c_fc/   ... named by the hook point, a module path included
 
@@ -31,6 +32,7 @@ EVAL = "eval.json"
 FAILED = "failed.json"
 SWEEP_EVAL = "sweep-eval.json"
 CHECKPOINTS = "checkpoints"
+LORA = "lora"
 SAE_DIR_PREFIX = "blocks."
 """The name of every SAE directory at a ``blocks.L.hook_*`` point starts so."""
 
@@ -76,6 +78,11 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.path / CHECKPOINTS
+
+    @property
+    def lora(self) -> Path:
+        """The LoRA adapters of a ``--lora`` run, as peft saves them (sae_kit.model.lora)."""
+        return self.path / LORA
 
     def sae(self, hook_point: HookPoint | str) -> Path:
         """The SAE directory of one hook point."""

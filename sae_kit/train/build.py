@@ -24,11 +24,12 @@ from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.architectures.factory import seeded_saes
 from sae_kit.data import training_batches
-from sae_kit.errors import SaeKitError, counted
+from sae_kit.errors import SaeKitError, counted, warn_stderr
 from sae_kit.losses.base import Loss
 from sae_kit.model.device import resolve_device
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel, load_model
+from sae_kit.model.lora import Lora, LoraSpec
 from sae_kit.model.splice import Splice
 from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.record.run_record import Resolved
@@ -77,7 +78,9 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     outputs = transcoder_outputs(config)
     check_transcoder_widths(outputs, widths, loaded)
     saes = build_saes(config, widths, sizes.n_dict, device, start)
-    optimizer, scheduler = make_optimizer(config, saes, sizes)
+    lora = add_lora(config, loaded, saes, share is not None or dist.enabled)
+    params = lora.parameters() if lora else [p for sae in saes.values() for p in sae.parameters()]
+    optimizer, scheduler = make_optimizer(config, params, sizes)
     if share is None:
         data = make_data(config, loaded, sizes.context, config.skip_samples + skip_windows, dist)
     else:
@@ -94,10 +97,30 @@ def build_run(config: TrainConfig, skip_windows: int = 0, share: Run | None = No
     )
     objective = distributed.data_parallel(loss, saes, dist, device)
     splice = Splice(loaded.model, loaded.adapter, saes, outputs)
+    splice.lora = lora
     if config.clean_cache and share is None:  # a group's members share the lead's
         splice.share_clean(open_cache(splice, config, loaded, sizes.context, loss))
     return Run(config, resolved, loaded, saes, splice,
-               objective, optimizer, scheduler, data, run_dir_for(config), device, dist)
+               objective, optimizer, scheduler, data, run_dir_for(config), device, dist,
+               lora=lora)
+
+
+def add_lora(config: TrainConfig, loaded: LoadedModel, saes: Mapping[HookPoint, SAE],
+             shared: bool) -> Lora | None:
+    """``--lora``: the SAEs frozen, adapters put into the model (none without --lora).
+
+    The adapters' A is drawn after the SAEs from the seeded generator: same seed, same run."""
+    if not config.lora:
+        return None
+    if shared:
+        raise SaeKitError("--lora trains one run's adapters in one process: give one --lambda "
+                          "and run it without torchrun")
+    for sae in saes.values():
+        sae.requires_grad_(False)
+    spec = LoraSpec(rank=config.lora_rank, alpha=config.lora_alpha, layers=config.lora_layers,
+                    targets=tuple(config.lora_targets))
+    first = min(hp.start_position for hp in saes)
+    return Lora.add(loaded.model, loaded.adapter, spec, first)
 
 
 def resolve_defaults(config: TrainConfig, loss: Loss) -> TrainConfig:
@@ -203,7 +226,7 @@ def build_saes(config: TrainConfig, widths: int | Mapping[str, int], n_dict: int
             sae.load_state_dict(start.saes[hp].state_dict())
     if config.compile:
         precision.compile_modules([(hp.name, sae) for hp, sae in saes.items()],
-                                  precision.warn_stderr)
+                                  warn_stderr)
     return saes
 
 
@@ -234,10 +257,10 @@ def _memory_bytes(device: torch.device) -> int | None:
 
 
 def make_optimizer(
-    config: TrainConfig, saes: dict[HookPoint, SAE], sizes: Sizes
+    config: TrainConfig, params: list[torch.nn.Parameter], sizes: Sizes
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Adam over every SAE's parameters, with linear warm-up then cosine decay."""
-    params = [p for sae in saes.values() for p in sae.parameters()]
+    """Adam over what trains (the SAEs, or a --lora run's adapters), with linear warm-up then
+    cosine decay."""
     optimizer = precision.adam(params, lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, sizes.total_steps, sizes.warmup_steps,

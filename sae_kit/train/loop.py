@@ -94,6 +94,8 @@ def save_saes(run: Run, tokens: int) -> None:
     }
     if run.resolved.init_from is not None:  # where a fine-tune started, in each SAE's config
         extra["init_from"] = dataclasses.asdict(run.resolved.init_from)
+    if run.lora is not None:  # before the SAEs: a run with them all is a finished one
+        run.lora.save(run.layout.lora, base_model=run.config.model)
     for hp, sae in run.saes.items():
         # lambda weights no penalty of an architecture without one (TopK): record none
         save_sae(sae, hp, run.layout.sae(hp),

@@ -10,7 +10,6 @@ to eager mode, with one warning, if compiling fails.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -85,8 +84,6 @@ class CompiledOrEager:
         self.compiled = None
 
 
-def warn_stderr(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def compile_modules(modules: Iterable[tuple[str, nn.Module]],

@@ -12,12 +12,11 @@ checkpoint, so no step is logged twice.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sae_kit.errors import SaeKitError
+from sae_kit.errors import SaeKitError, warn_stderr
 from sae_kit.record.config import TrainConfig
 from sae_kit.record.run_record import StartRecord
 from sae_kit.store.run_dir import RunDir
@@ -34,10 +33,6 @@ RESUME_OVERRIDES = ("device", "save_every", "keep_checkpoints")
 """Settings a resumed run may change: none of them alters the SAE weights it ends with."""
 
 
-def _stderr(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     """The run's saved TrainConfig, with the allowed ``overrides`` (None means keep)."""
     layout = RunDir(run_dir)
@@ -51,7 +46,7 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
 
 
 def resume(
-    run_dir: str | Path, warn: Callable[[str], None] = _stderr, **overrides: Any
+    run_dir: str | Path, warn: Callable[[str], None] = warn_stderr, **overrides: Any
 ) -> tuple[Run, TrainState]:
     """Rebuild the run in ``run_dir`` at its latest readable checkpoint; pass both to ``fit``.
 
@@ -140,7 +135,7 @@ def _check_world_size(layout: RunDir) -> None:
         )
 
 
-def resume_group(group_dir: str | Path, warn: Callable[[str], None] = _stderr,
+def resume_group(group_dir: str | Path, warn: Callable[[str], None] = warn_stderr,
                  **overrides: Any) -> tuple[list[Run], TrainState]:
     """Rebuild a group trained in one pass (``sae_kit.train.group``) from its group.json.
 
@@ -185,5 +180,5 @@ def resume_runs(dirs: list[Path], **overrides: Any) -> tuple[list[Run], TrainSta
     runs[0].dist.barrier()
     if runs[0].dist.is_main:
         for d, saved in zip(dirs, latest, strict=True):
-            _rewind_metrics(RunDir(d), saved, _stderr)
+            _rewind_metrics(RunDir(d), saved, warn_stderr)
     return runs, latest[0].counters

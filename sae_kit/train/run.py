@@ -21,6 +21,7 @@ from sae_kit.errors import SaeKitError, first_line
 from sae_kit.losses.base import Loss
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel
+from sae_kit.model.lora import Lora
 from sae_kit.model.splice import Splice
 from sae_kit.record.config import TrainConfig
 from sae_kit.record.run_record import Resolved, RunRecord
@@ -50,6 +51,8 @@ class Run:
     dist: Dist = field(default_factory=Dist)
     lock: Any = None
     """The run directory's lock (sae_kit.store.run_lock) while this process trains it."""
+    lora: Lora | None = None
+    """``--lora``: the adapters that train (the SAEs are frozen)."""
 
     @property
     def total_steps(self) -> int:
@@ -94,6 +97,7 @@ def capture(run: Run) -> dict[str, Any]:
         "scheduler": run.scheduler.state_dict(),
         "rng": rng_state(run.device),
         **_loss_state(run.loss),
+        **({"lora": run.lora.state_dict()} if run.lora else {}),
     }
 
 
@@ -123,6 +127,8 @@ def apply(run: Run, checkpoint: Checkpoint) -> None:
         set_rng_state(tree["rng"], run.device)
         if "loss" in tree:
             getattr(run.loss, "wrapped", run.loss).load_state_dict(tree["loss"])
+        if run.lora is not None:
+            run.lora.load_state_dict(tree["lora"])  # KeyError: a checkpoint without adapters
     except Exception as exc:  # whatever the damage, this checkpoint is unusable
         raise SaeKitError(
             f"checkpoint {str(checkpoint.path)!r} does not fit this run's config.json "

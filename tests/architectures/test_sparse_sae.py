@@ -253,3 +253,30 @@ def test_listed_positions_too_dense_for_the_kernels_fall_back_to_dense(kernels):
     assert sae._encode_gated(x.reshape(-1, D_IN)).active is None
     kernels(0.0)  # off (CUDA, compiled)
     assert sae._encode_gated(x.reshape(-1, D_IN)).active is None
+
+
+@pytest.mark.parametrize("grads", ["both", "rows", "norms"])
+def test_dictionary_rows_give_autograd_s_gradient_bit_for_bit(grads):
+    # Equal bits, not allclose: same-seed runs must keep byte-identical weights
+    # (scripts/same_weights.sh). A zero column exercises the norm backward's mask.
+    from sae_kit.architectures.decoder import dictionary_rows, inverse_column_norms
+
+    torch.manual_seed(0)
+    w0 = torch.randn(24, 300)
+    w0[:, 7] = 0.0
+    rows, cols = torch.arange(40).repeat_interleave(5), torch.randint(0, 300, (200,))
+    values = torch.randn(200)
+    got = []
+    for ours in (False, True):
+        w = w0.clone().requires_grad_()
+        d, s = dictionary_rows(w) if ours else (w.T.contiguous(), inverse_column_norms(w))
+        if grads == "rows":
+            s = s.detach()
+        if grads == "norms":
+            d = d.detach()
+        out = sparse.decode_active(rows, cols, values, 40, d, s)
+        out.sin().sum().backward()
+        got.append((out.detach(), w.grad))
+    assert torch.equal(got[0][0], got[1][0])
+    assert torch.equal(got[0][1], got[1][1])
+    assert got[1][1].is_contiguous()
