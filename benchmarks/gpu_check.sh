@@ -35,8 +35,8 @@ step() {  # step NAME SECONDS COMMAND...: run it, keep its log, note its status
     echo "$name $? $((SECONDS - started))" >> "$out/status.txt"
 }
 : > "$out/status.txt"
-step tests 120 python3 -m pytest -q -rs tests/test_precision.py tests/test_sparse_sae.py \
-    tests/test_chunked_kl.py tests/test_kl.py
+step tests 120 python3 -m pytest -q -rs tests/train/test_precision.py \
+    tests/architectures/test_sparse_sae.py tests/losses/test_chunked_kl.py tests/losses/test_kl.py
 step e2e_fp32 120 python3 benchmarks/bench_e2e_step.py --device cuda --reps 5 \
     --json "$out/e2e_fp32.json"
 step e2e_bf16 120 python3 benchmarks/bench_e2e_step.py --device cuda --dtype bf16 --reps 5 \

@@ -5,8 +5,8 @@ depth) runs the CLI (``invoke``, Typer's CliRunner; ``cli_train``/``hub_cli`` of
 tests/helpers.py), a subprocess, or a whole training or evaluation run (``fit``, ``train_saes``,
 ``resume``, ``evaluate_run``), as torchtune keeps its recipe tests apart. Such tests are marked
 ``integration`` (or ``slow``); every other test is marked ``unit`` at collection
-(:func:`mark_units`), so ``pytest -m unit`` is the fast inner loop. tests/test_suite_layout.py
-holds every test file to that.
+(:func:`mark_units`), so ``pytest -m unit`` is the fast inner loop.
+tests/project/test_suite_layout.py holds every test file to that.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ gradient's own buffer: with D = W / ||W|| column-wise and G = dL/dD = g^T codes,
     dL/dW = (G - D * sum_i(G * D)) / ||W||,
 
 one matmul, one reduction and two in-place passes. Values and gradients are those of the plain
-formula (tests/test_sae.py), except for a column whose norm is below 1e-12, where
+formula (tests/architectures/test_sae.py), except for a column whose norm is below 1e-12, where
 ``F.normalize`` stops differentiating the norm.
 """
 

@@ -120,6 +120,9 @@ class HookPoint:
             raise SaeKitError(f"unknown hook point kind hook_{match.group(2)} in {name!r}; "
                               f"expected e.g. {_EXAMPLES}")
         layer = _layer_in_path(name)
+        if _MODULE_PATH.match(name) and "." in name and layer is None:  # e.g. transformer.wte
+            raise SaeKitError(f"bad hook point {name!r}: that module is outside the decoder "
+                              f"layers (its path names no layer); expected e.g. {_EXAMPLES}")
         if not _MODULE_PATH.match(name) or layer is None:
             raise SaeKitError(f"bad hook point {name!r}; expected e.g. {_EXAMPLES}")
         return cls(layer, "module", name)

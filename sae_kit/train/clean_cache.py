@@ -14,7 +14,7 @@ Windows are found by the hash of their tokens and their tokens are compared exac
 seed's shuffle of the cached windows, and later epochs, read it. A batch with a window that is
 not in the cache runs the model, as without one. Each window's activations equal the live
 pass's bit for bit where the model computes a window independently of the others in its batch
-(true of the CPU kernels tested; tests/test_clean_cache.py checks whole runs).
+(true of the CPU kernels tested; tests/train/test_clean_cache.py checks whole runs).
 """
 
 from __future__ import annotations

@@ -47,13 +47,62 @@ def _figure(width: float = 6.4, height: float = 4.4, rows: int = 1) -> Any:
     return plt.subplots(rows, 1, figsize=(width, height), sharex=True)
 
 
+def fit_to_contents(fig: Any, pad: float = 0.1) -> None:
+    """Grow ``fig`` until everything drawn lies inside it, then lay it out again.
+
+    ``tight_layout`` only moves the axes within the figure: labels longer than the figure can
+    hold (default run names beside a small heatmap) stay cut off. Growing by what still sticks
+    out (a few rounds: the layout moves as it grows) fits them.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # "tight layout not applied": the growing below mends it
+        warnings.simplefilter("ignore", UserWarning)
+        _grow(fig, pad)
+
+
+def _grow(fig: Any, pad: float) -> None:
+    fig.tight_layout()
+    for _ in range(4):
+        fig.canvas.draw()
+        tight = fig.get_tightbbox()  # inches
+        width, height = fig.get_size_inches()
+        over_x = max(0.0, -tight.x0) + max(0.0, tight.x1 - width)
+        over_y = max(0.0, -tight.y0) + max(0.0, tight.y1 - height)
+        if over_x <= 0.01 and over_y <= 0.01:
+            return
+        fig.set_size_inches(width + over_x + pad, height + over_y + pad)
+        fig.tight_layout()
+
+
 def _save(fig: Any, path: Path) -> str:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fit_to_contents(fig)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path.name
+
+
+def across_figure(labels: list[str], summary: dict[str, Any]) -> Any:
+    """The matrix of mean max cosines (diagonal: within), every label readable in full."""
+    matrix = torch.full((len(labels), len(labels)), float("nan"))
+    for i, label in enumerate(labels):
+        matrix[i, i] = summary["saes"][label]["within_max_cos_mean"]
+    for pair in summary["pairs"]:
+        i, j = labels.index(pair["a"]), labels.index(pair["b"])
+        matrix[i, j], matrix[j, i] = pair["a_to_b_mean"], pair["b_to_a_mean"]
+    fig, ax = _figure(2.5 + 0.8 * len(labels), 2 + 0.7 * len(labels))
+    image = ax.imshow(matrix.numpy(), vmin=0, vmax=1, cmap="viridis")
+    for i, j in itertools.product(range(len(labels)), repeat=2):
+        v = float(matrix[i, j])
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                color="white" if v < 0.6 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_title("mean max cosine of row's elements to column's\n(diagonal: within)", fontsize=9)
+    fig.colorbar(image)
+    return fig
 
 
 def write_plots(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor],
@@ -73,23 +122,7 @@ def write_plots(sources: Sequence[AnalysisSource], alive: Sequence[torch.Tensor]
     names.append(_save(fig, out / "within.png"))
 
     labels = [s.label for s in sources]
-    matrix = torch.full((len(labels), len(labels)), float("nan"))
-    for i, label in enumerate(labels):
-        matrix[i, i] = summary["saes"][label]["within_max_cos_mean"]
-    for pair in summary["pairs"]:
-        i, j = labels.index(pair["a"]), labels.index(pair["b"])
-        matrix[i, j], matrix[j, i] = pair["a_to_b_mean"], pair["b_to_a_mean"]
-    fig, ax = _figure(2.5 + 0.8 * len(labels), 2 + 0.7 * len(labels))
-    image = ax.imshow(matrix.numpy(), vmin=0, vmax=1, cmap="viridis")
-    for i, j in itertools.product(range(len(labels)), repeat=2):
-        v = float(matrix[i, j])
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
-                color="white" if v < 0.6 else "black")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_title("mean max cosine of row's elements to column's\n(diagonal: within)", fontsize=9)
-    fig.colorbar(image)
-    names.append(_save(fig, out / "across.png"))
+    names.append(_save(across_figure(labels, summary), out / "across.png"))
 
     fig, axes = _figure(6.4, 6, rows=2)
     for label in labels:

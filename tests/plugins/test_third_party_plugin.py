@@ -111,7 +111,7 @@ def test_installed_plugin_trains_through_the_cli(tmp_path, tiny_model_dir, monke
 def test_the_guide_shows_the_code_that_is_tested():
     """Every Python block in docs/writing-plugins.md is tested code: the GPT-2 plugin, the
     built-in relu architecture or an interface docstring's example."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     guide = (root / "docs" / "writing-plugins.md").read_text()
     modules = [sae_kit.model.adapter, sae_kit.losses.base, sae_kit.architectures.base]
     sources = [docstring_example(m) for m in modules]

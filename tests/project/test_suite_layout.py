@@ -1,19 +1,38 @@
-"""The suite's own rules: shared code in helpers, not imported across test files; slow,
-integration and unit markers (`pytest -m unit` is the fast loop, plain `pytest` runs all)."""
+"""The suite's own rules: test files laid out like sae_kit's packages; shared code in helpers,
+not imported across test files; slow, integration and unit markers (`pytest -m unit` is the fast
+loop, plain `pytest` runs all)."""
 
 import ast
-from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
+from tests.suite_rules import TESTS
+
+NOT_PACKAGES = {
+    "core": "sae_kit's top-level modules (data, errors, progress, network)",
+    "plugins": "the plugin kernel (sae_kit/plugins.py) and the distributions in plugins/",
+    "project": "rules of the repository as a whole: imports, layout, docs, this suite",
+}
+"""Test folders that are not named after a package of sae_kit, and what they hold."""
+
+
+def test_tests_are_laid_out_like_the_packages():
+    package = TESTS.parent / "sae_kit"
+    top = sorted(p.name for p in TESTS.glob("test_*.py"))
+    assert not top, f"put these in the folder of the package they test: {top}"
+    for folder in sorted(p for p in TESTS.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        assert (package / folder.name / "__init__.py").is_file() or folder.name in NOT_PACKAGES, (
+            f"tests/{folder.name}/ is named after no package of sae_kit")
+        # a package each, so two folders may hold files of one name
+        assert (folder / "__init__.py").is_file(), f"tests/{folder.name}/ lacks __init__.py"
+        assert list(folder.glob("test_*.py")), f"tests/{folder.name}/ holds no tests"
 HELPERS = {"tests.helpers", "tests.tiny_models", "tests.fake_hub", "tests.fake_llm",
            "tests.oracles", "tests.suite_rules"}
 
 
 def test_test_files_import_helpers_not_each_other():
     crossed = []
-    for path in sorted(TESTS.glob("*.py")):
+    for path in sorted(TESTS.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
                 [a.name for a in node.names] if isinstance(node, ast.Import) else [])
@@ -26,14 +45,14 @@ def test_the_slow_marker_is_registered_and_used():
     pyproject = (TESTS.parent / "pyproject.toml").read_text()  # tomllib needs Python 3.11
     assert '"slow: ' in pyproject
     assert "--strict-markers" in pyproject  # a misspelt marker is an error
-    for name in ("test_resume.py", "test_distributed.py", "test_hub.py"):
+    for name in ("train/test_resume.py", "train/test_distributed.py", "store/test_hub.py"):
         assert "pytestmark = pytest.mark.slow" in (TESTS / name).read_text(), name
 
 
 def test_tests_that_run_the_cli_or_a_subprocess_are_marked():
     from tests.suite_rules import unmarked_cli_tests
 
-    unmarked = [t for path in sorted(TESTS.glob("test_*.py")) for t in unmarked_cli_tests(path)]
+    unmarked = [t for path in sorted(TESTS.rglob("test_*.py")) for t in unmarked_cli_tests(path)]
     assert not unmarked, f"mark these @pytest.mark.integration (or slow): {unmarked}"
 
 

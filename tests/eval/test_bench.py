@@ -87,7 +87,8 @@ def test_a_threshold_outside_0_1_is_one_error_line(two_seeds):
 def test_the_experiment_sweep_file_has_three_seeds_per_point_and_small_evals():
     from sae_kit.sweep.spec import load_sweep
 
-    sweep = load_sweep(Path(__file__).parent.parent / "docs" / "sweeps" / "ground-truth.toml")
+    root = Path(__file__).resolve().parents[2]
+    sweep = load_sweep(root / "docs" / "sweeps" / "ground-truth.toml")
     assert [p.name for p in sweep.points[:2]] == ["local-l0.3-seed0", "local-l0.3-seed1"]
     seeds: dict[str, set[int]] = {}
     for point in sweep.points:

@@ -116,6 +116,7 @@ def test_bad_hook_points_are_one_clear_line(tiny_model_dir):
                                     "has transformer.h.1.ln_1",
         "transformer.h.7.mlp": "layer 7 is out of range",
         "blocks.1.hook_mlp": "unknown hook point kind hook_mlp",
+        "transformer.wte": "'transformer.wte': that module is outside the decoder layers",
     }
     for name, start in cases.items():
         with pytest.raises(SaeKitError) as info:

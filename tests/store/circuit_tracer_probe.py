@@ -1,6 +1,7 @@
 """Loads a `sae-kit export --format circuit-tracer` directory with circuit-tracer's own code.
 
-    python tests/circuit_tracer_probe.py EXPORT_DIR INPUTS.safetensors RESULT.safetensors [HF_MODEL]
+    python tests/store/circuit_tracer_probe.py EXPORT_DIR INPUTS.safetensors RESULT.safetensors \
+        [HF_MODEL]
 
 Runs in any interpreter where circuit-tracer is installed (it pins transformers<=4.57.3, sae-kit
 needs >=5, so usually another venv): imports nothing from sae-kit. Writes each layer's
