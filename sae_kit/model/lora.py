@@ -14,7 +14,7 @@ stay as they were. peft starts B at zero: an added adapter leaves the logits unc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,9 @@ from torch import nn
 
 from sae_kit.errors import SaeKitError
 from sae_kit.model.adapter import ModelAdapter
+
+# (tensors, path, metadata=...) -> None: the signature of store.files.save_tensors
+TensorWriter = Callable[..., None]
 
 EXTRA = "LoRA needs peft, which is not installed: pip install 'sae-kit[lora]'"
 DENSE_KINDS = ("Linear", "Conv1D")  # torch's dense layer, and transformers' (GPT-2 style)
@@ -163,13 +166,15 @@ class Lora:
                               f"({', '.join(odd)})")
         peft_module().set_peft_model_state_dict(self.model, state)
 
-    def save(self, directory: Path, base_model: str) -> None:
-        """``adapter_model.safetensors`` + ``adapter_config.json``, as peft writes them."""
-        from safetensors.torch import save_file
+    def save(self, directory: Path, base_model: str, write_tensors: TensorWriter) -> None:
+        """``adapter_model.safetensors`` + ``adapter_config.json``, as peft writes them.
 
+        ``write_tensors`` is the store's safetensors writer (``store.files.save_tensors``, which
+        gives the file the umask's mode); ``model`` may not import ``store`` itself.
+        """
         directory.mkdir(parents=True, exist_ok=True)
-        save_file({PREFIX + k: v.contiguous() for k, v in self.state_dict().items()},
-                  str(directory / WEIGHTS), metadata={"format": "pt"})
+        write_tensors({PREFIX + k: v.contiguous() for k, v in self.state_dict().items()},
+                      directory / WEIGHTS, metadata={"format": "pt"})
         self.config.base_model_name_or_path = base_model
         self.config.save_pretrained(str(directory))
 

@@ -34,6 +34,7 @@ import torch
 
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
+from sae_kit.store.files import save_tensors
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 from sae_kit.store.sae_dir import CONFIG as SAE_CONFIG
@@ -143,9 +144,7 @@ def circuit_tracer_state(sae_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def _save_layer(sae_dir: Path, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_file(circuit_tracer_state(sae_dir), str(path), metadata={"format": "pt"})
+    save_tensors(circuit_tracer_state(sae_dir), path, metadata={"format": "pt"})
 
 
 def _config_yaml(hooks: tuple[str, str], model: Any, configs: dict[int, dict[str, Any]]) -> str:

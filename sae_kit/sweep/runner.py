@@ -145,13 +145,13 @@ def eval_changes(sweep: Sweep, point: Point) -> str:
 
 
 def _settings_in_eval_json(layout: RunDir, sweep: Sweep) -> dict[str, Any]:
-    from sae_kit.eval.evaluation import DEFAULT_N_TOKENS
+    from sae_kit.eval.settings import EVAL
 
     found = read_json(layout.eval)
     context = found.get("context") if isinstance(found, dict) else None
     if not isinstance(context, int) or context < 1:
         return {}
-    asked = sweep.eval_tokens or DEFAULT_N_TOKENS
+    asked = sweep.eval_tokens or EVAL.n_tokens
     same = found.get("n_tokens") == -(-asked // context) * context
     return {**eval_settings(sweep), "eval_tokens": sweep.eval_tokens if same
             else f"{found.get('n_tokens')} tokens"}

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from sae_kit.errors import SaeKitError, full_disk
+from sae_kit.store.files import save_tensors
 from sae_kit.store.jsonio import write_json_atomic
 from sae_kit.store.run_lock import claim_new_dir, lock_run, unwritable_run_dir
 from sae_kit.store.sae_dir import save_sae
@@ -95,7 +96,7 @@ def save_saes(run: Run, tokens: int) -> None:
     if run.resolved.init_from is not None:  # where a fine-tune started, in each SAE's config
         extra["init_from"] = dataclasses.asdict(run.resolved.init_from)
     if run.lora is not None:  # before the SAEs: a run with them all is a finished one
-        run.lora.save(run.layout.lora, base_model=run.config.model)
+        run.lora.save(run.layout.lora, base_model=run.config.model, write_tensors=save_tensors)
     for hp, sae in run.saes.items():
         # lambda weights no penalty of an architecture without one (TopK): record none
         save_sae(sae, hp, run.layout.sae(hp),

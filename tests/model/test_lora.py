@@ -14,6 +14,7 @@ import torch
 from sae_kit.errors import SaeKitError
 from sae_kit.model.loading import load_model
 from sae_kit.model.lora import CONFIG, WEIGHTS, Lora, LoraSpec, peft_module
+from sae_kit.store.files import save_tensors
 
 peft = pytest.importorskip("peft", reason="peft is not installed (pip install 'sae-kit[lora]')")
 
@@ -88,7 +89,7 @@ def test_saved_adapters_load_in_peft_itself_with_identical_logits(tiny_gpt2, tmp
     lora = Lora.add(loaded.model, loaded.adapter, LoraSpec(rank=4, alpha=8.0), first_layer=1)
     nudge(lora)
     ours = logits(loaded.model)
-    lora.save(tmp_path / "lora", base_model=str(tiny_gpt2))
+    lora.save(tmp_path / "lora", base_model=str(tiny_gpt2), write_tensors=save_tensors)
     assert {p.name for p in (tmp_path / "lora").iterdir()} >= {WEIGHTS, CONFIG}
 
     from transformers import AutoModelForCausalLM

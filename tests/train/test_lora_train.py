@@ -58,6 +58,8 @@ def test_lora_keeps_the_sae_trains_the_adapters_and_eval_reports_both(tiny_gpt2,
     assert any(w.abs().max() > 0 for k, w in weights.items() if "lora_B" in k)  # B trained
     config = json.loads((out / "config.json").read_text())
     assert config["lora"] is True and config["lora_rank"] == 4
+    mode = (out / "lora" / "adapter_model.safetensors").stat().st_mode & 0o777
+    assert mode == (out / HOOK / "sae.safetensors").stat().st_mode & 0o777  # the umask's, not 0600
 
     evaluated = CliRunner().invoke(app, ["eval", str(out), "--n-tokens", "2048", "--json",
                                          "--device", "cpu"])
