@@ -20,6 +20,15 @@ def test_importing_the_cli_does_not_import_torch():
     assert done.stdout.strip() == "False"
 
 
+# glibc's allocator statistics, read through ctypes by both probes below.
+_MALLINFO = """
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in "arena ordblks smblks hblks hblkhd "
+                "usmblks fsmblks uordblks fordblks keepcost".split()]
+mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+mallinfo2.restype = Info
+"""
+
 # Run in a child: main() sets the allocator up for the whole process. It prints whether a live
 # 64 MB tensor sits in an mmapped region (glibc's mallinfo2) and what THP_MEM_ALLOC_ENABLE became.
 _PROBE = """
@@ -31,11 +40,7 @@ try:
 except SystemExit:
     pass
 import torch
-class Info(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in "arena ordblks smblks hblks hblkhd "
-                "usmblks fsmblks uordblks fordblks keepcost".split()]
-mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
-mallinfo2.restype = Info
+""" + _MALLINFO + """
 x = torch.ones(2**24)
 print(mallinfo2().hblkhd >= x.numel() * 4, os.environ.get("THP_MEM_ALLOC_ENABLE"))
 """
@@ -71,11 +76,7 @@ from sae_kit import TrainConfig, train_saes
 train_saes(TrainConfig(model=sys.argv[1], dataset="pydoc", hook_points=["blocks.1.hook_resid_pre"],
                        n_samples=4, batch_size=2, grad_accum=1,
                        context=16, output_dir=sys.argv[2], device="cpu"))
-class Info(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in "arena ordblks smblks hblks hblkhd "
-                "usmblks fsmblks uordblks fordblks keepcost".split()]
-mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
-mallinfo2.restype = Info
+""" + _MALLINFO + """
 x = torch.ones(2**24)
 print(mallinfo2().hblkhd >= x.numel() * 4)
 """

@@ -72,12 +72,17 @@ def test_tensorboard_gets_the_settings_as_hparams_and_text(tiny_gpt2, tmp_path):
     assert json.loads(shown.strip("`\n")) == settings
 
 
-def test_wandb_offline_run_records_every_row(tiny_gpt2, tmp_path, monkeypatch):
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    """W&B in offline mode, silent, its config and cache under the test's directory."""
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+
+
+def test_wandb_offline_run_records_every_row(tiny_gpt2, tmp_path, wandb_offline):
     rows = _train(tiny_gpt2, tmp_path / "run", "--tracker", "wandb")
     (run_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
     from wandb.proto import wandb_internal_pb2
@@ -93,12 +98,8 @@ def test_wandb_offline_run_records_every_row(tiny_gpt2, tmp_path, monkeypatch):
     assert [h["loss"] for h in history] == pytest.approx([r["loss"] for r in rows])
 
 
-def test_wandb_runs_are_grouped_and_named_by_their_directory(tiny_gpt2, tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+def test_wandb_runs_are_grouped_and_named_by_their_directory(tiny_gpt2, tmp_path,
+                                                             wandb_offline):
     from wandb.proto import wandb_internal_pb2
 
     seen = []
