@@ -103,7 +103,10 @@ def adapter_for(model_type: str) -> ModelAdapter:
 
 def _from_pretrained(loader: Any, source: str, revision: str | None, **kwargs: Any) -> Any:
     local = is_local_ref(source)
-    if not local and not hub_offline():
+    if not local and hub_offline():
+        # huggingface_hub reads HF_HUB_OFFLINE once, at import; set later, it would still be asked
+        kwargs["local_files_only"] = True
+    elif not local:
         configure_hub()
         if not hub_reachable():
             kwargs["local_files_only"] = True  # no network: the local cache is all there is

@@ -29,11 +29,24 @@ def test_a_missing_dataset_directory_says_so(tmp_path, monkeypatch):
 
 
 def test_a_mistyped_model_directory_is_named_as_a_possible_typo(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    import huggingface_hub.file_download
+
     from sae_kit.model.loading import load_model
 
     monkeypatch.chdir(tmp_path)  # HF_HUB_OFFLINE=1 (conftest): the Hub is not asked
+    # huggingface_hub read the variable at import, before conftest set it: as if it were unset
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    asked: list[str] = []
+
+    def no_metadata(url: str, *args: object, **kwargs: object) -> None:
+        asked.append(url)
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(huggingface_hub.file_download, "get_hf_file_metadata", no_metadata)
     with pytest.raises(SaeKitError) as caught:
         load_model("models/x", device="cpu")
     message = str(caught.value)
     assert "'models/x' is not in the local Hugging Face cache" in message
     assert "nor is there a file or directory 'models/x' here (a typo in a local path?)" in message
+    assert asked == []  # local_files_only: no file of the repo was asked for
