@@ -19,7 +19,7 @@ import torch
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.network import is_local_ref
+from sae_kit.network import hub_ref
 from sae_kit.store.sae_dir import WEIGHTS, sae_dirs
 from sae_kit.store.sae_dir import load_sae as load_sae_dir
 
@@ -38,12 +38,12 @@ def resolve_sae_source(source: str | Path, revision: str | None = None,
         if revision is not None:
             raise SaeKitError(f"--revision applies to Hub repos, but {text!r} is a local path")
         return path
-    from sae_kit.store.hub import HubRef, download, parse_hub_ref
+    from sae_kit.store.hub import download
 
-    if is_local_ref(text) or text.count("/") < 1:
+    ref = hub_ref(text)
+    if ref is None:
         raise SaeKitError(f"{text!r} does not exist (not a local directory, and not a Hub id "
                           "like namespace/name[/subfolder])")
-    ref: HubRef = parse_hub_ref(text)
     return download(ref, revision=revision, out=out)
 
 
@@ -61,7 +61,7 @@ def load_sae(source: str | Path, hook_point: str | None = None, *, revision: str
     """
     if hook_point is not None:
         HookPoint.parse(hook_point)
-        if not is_local_ref(source):
+        if hub_ref(source) is not None:
             source = f"{str(source).rstrip('/')}/{hook_point}"  # fetch only that SAE
             hook_point = None
     path = resolve_sae_source(source, revision=revision)

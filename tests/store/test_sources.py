@@ -61,6 +61,8 @@ def test_local_paths_resolve_as_themselves(run):
         resolve_sae_source(str(run / "nope"))
     with pytest.raises(SaeKitError, match="does not exist"):
         resolve_sae_source("justaname")
+    with pytest.raises(SaeKitError, match="'justaname' does not exist"):  # the Hub is not asked
+        sae_kit.load_sae("justaname", HOOK0)
     with pytest.raises(SaeKitError, match="--revision applies to Hub repos"):
         resolve_sae_source(run, revision="dev")
 
