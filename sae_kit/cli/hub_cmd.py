@@ -83,10 +83,10 @@ def pull(
 
     path = download(parse_hub_ref(repo), revision=revision, out=out)
     from sae_kit.store.sae_dir import (  # torch: only once there is something to load
+        is_sae_dir,
         load_sae,
         sae_dirs,
     )
-    from sae_kit.store.sources import is_sae_dir
 
     dirs = [path] if is_sae_dir(path) else list(sae_dirs(path).values())
     for sae_dir in dirs:

@@ -25,8 +25,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.network import hub_ref
 from sae_kit.store.run_dir import EVAL, RunDir
-from sae_kit.store.sae_dir import load_run, output_hook_point, run_outputs
-from sae_kit.store.sources import is_sae_dir
+from sae_kit.store.sae_dir import is_sae_dir, load_run, output_hook_point, run_outputs
 
 HUB_RUNS = Path("runs") / "hub"
 """Where an SAE named by Hub id is downloaded: a directory of the user's, so eval.json fits."""
