@@ -24,12 +24,22 @@ from sae_kit.store.files import as_umask_says
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir, named_hook_point
 
-__all__ = ["CONFIG", "WEIGHTS", "load_run", "load_sae", "output_hook_point", "run_outputs",
-           "sae_dirs", "save_sae"]
+__all__ = ["CONFIG", "WEIGHTS", "is_sae_dir", "load_run", "load_sae", "output_hook_point",
+           "run_outputs", "sae_dirs", "saved_every_sae", "save_sae"]
 
 WEIGHTS = "sae.safetensors"
 CONFIG = "config.json"
 """An SAE directory's own config (architecture, sizes, options, hook point, provenance)."""
+
+
+def is_sae_dir(path: Path) -> bool:
+    return (path / WEIGHTS).is_file()
+
+
+def saved_every_sae(run: RunDir) -> bool:
+    """The run saved the SAE of every hook point it trains (a run writes them when it ends)."""
+    names = run.read().config.hook_points if run.is_run() else []
+    return bool(names) and all(is_sae_dir(run.sae(name)) for name in names)
 
 
 def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, Any],
