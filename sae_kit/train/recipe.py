@@ -81,10 +81,6 @@ def start(config: TrainConfig) -> list[Phase]:
     return found
 
 
-def is_recipe(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / RECIPE).is_file()
-
-
 def remaining(run_dir: str | Path, **overrides: Any) -> tuple[list[Phase], bool]:
     """A recipe run's phases still to train, and whether the first of them resumes from a
     checkpoint (else it starts fresh). ``overrides``: those a resumed run may change."""
