@@ -11,7 +11,8 @@ clean pass from a cache written beforehand (`sae_kit.train.clean_cache`, the cod
 `sae-kit cache`, in a temporary directory; its shards are in the page cache after the first
 read, as in a run that reads them every epoch). The two alternate step by step; medians of CPU
 and wall time per step; the ratio is uncached / cached. The loss and weights of both are
-checked to be equal.
+checked to be equal. The allocator is set up as the `sae-kit` command sets it (freed buffers
+reused: `sae_kit.train.malloc`), before torch loads.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from sae_kit.train.malloc import configure
+
+configure()  # the command's allocator settings; before torch allocates anything
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_e2e_step import SHAPES, build_model  # noqa: E402

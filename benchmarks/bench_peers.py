@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_peers.py               # both shapes, 3 rounds
     python benchmarks/bench_peers.py --shapes builtin --rounds 5 --json peers.json
+    python benchmarks/bench_peers.py --device cuda --rounds 2   # GPU: wall time, synchronised
 
 Peers are optional (`pip install 'sae-kit[bench]'`: eai-sparsify, sae-lens); a peer that is
 not installed is left out with a line saying so. What is timed, for every tool on the same
@@ -22,7 +23,9 @@ by CPU time (user + system of the process: what a shared core inflates least) an
 Allocators: "shipped" is each tool as it comes (sae-kit's command and API set glibc to reuse
 freed buffers; the peers keep glibc's defaults), "matched" gives every tool sae-kit's setting.
 The model's own forward up to the hook point (the same work for every tool) is not timed; the
-e2e (KL) step against sparsify is benchmarks/bench_peers_e2e.py.
+e2e (KL) step against sparsify is benchmarks/bench_peers_e2e.py. On --device cuda the
+allocator setting does not apply (one "shipped" run per tool) and a step's time is read after
+torch.cuda.synchronize(): its wall time is the figure there.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def _installed(tool: str) -> bool:
     return True
 
 
-def _step_fn(tool: str, d_in: int, n_dict: int, k: int):  # noqa: ANN202 - returns a closure
+def _step_fn(tool: str, d_in: int, n_dict: int, k: int, device: str = "cpu"):  # noqa: ANN202
     import torch
 
     if tool == "sae-kit":
@@ -60,7 +63,7 @@ def _step_fn(tool: str, d_in: int, n_dict: int, k: int):  # noqa: ANN202 - retur
         from sae_kit.architectures.topk import TopKSAE
         from sae_kit.train.precision import adam
 
-        sae = TopKSAE(d_in, n_dict, k=k)
+        sae = TopKSAE(d_in, n_dict, k=k).to(device)
         opt = adam(list(sae.parameters()), lr=1e-4)  # the trainer's (fused where torch has it)
 
         def step(x: torch.Tensor) -> None:
@@ -73,7 +76,7 @@ def _step_fn(tool: str, d_in: int, n_dict: int, k: int):  # noqa: ANN202 - retur
     if tool == "sparsify":
         from sparsify import SparseCoder, SparseCoderConfig
 
-        sae = SparseCoder(d_in, SparseCoderConfig(num_latents=n_dict, k=k))
+        sae = SparseCoder(d_in, SparseCoderConfig(num_latents=n_dict, k=k)).to(device)
         opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
 
         def step(x: torch.Tensor) -> None:
@@ -86,9 +89,10 @@ def _step_fn(tool: str, d_in: int, n_dict: int, k: int):  # noqa: ANN202 - retur
     from sae_lens.saes.sae import TrainStepInput
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=n_dict, k=k))
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=n_dict, k=k,
+                                                device=device)).to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
-    dead = torch.zeros(n_dict, dtype=torch.bool)
+    dead = torch.zeros(n_dict, dtype=torch.bool, device=device)
 
     def step(x: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
@@ -100,7 +104,7 @@ def _step_fn(tool: str, d_in: int, n_dict: int, k: int):  # noqa: ANN202 - retur
     return step
 
 
-def child(tool: str, shape: str, steps: int, warmup: int, seed: int) -> None:
+def child(tool: str, shape: str, steps: int, warmup: int, seed: int, device: str) -> None:
     if os.environ.get("BENCH_ALLOCATOR") == "reuse":
         from sae_kit.train.malloc import keep_freed_memory  # before torch allocates
 
@@ -109,12 +113,15 @@ def child(tool: str, shape: str, steps: int, warmup: int, seed: int) -> None:
 
     torch.manual_seed(seed)
     d_in, n_dict, k, tokens = SHAPES[shape]
-    x = torch.randn(tokens, d_in)
-    step = _step_fn(tool, d_in, n_dict, k)
+    x = torch.randn(tokens, d_in).to(device)
+    step = _step_fn(tool, d_in, n_dict, k, device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     cpu, wall = [], []
     for i in range(warmup + steps):
+        sync()
         c0, w0 = time.process_time(), time.perf_counter()
         step(x)
+        sync()
         if i >= warmup:
             cpu.append(time.process_time() - c0)
             wall.append(time.perf_counter() - w0)
@@ -129,7 +136,8 @@ def run_child(tool: str, shape: str, allocator: str, args: argparse.Namespace) -
     env["BENCH_ALLOCATOR"] = "reuse" if reuse else "system"
     done = subprocess.run([sys.executable, __file__, "--child", tool, "--shapes", shape,
                            "--steps", str(args.steps), "--warmup", str(args.warmup),
-                           "--seed", str(args.seed)], capture_output=True, text=True, env=env)
+                           "--seed", str(args.seed), "--device", args.device],
+                          capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{tool} on {shape} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -143,10 +151,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.child, args.shapes, args.steps, args.warmup, args.seed)
+        return child(args.child, args.shapes, args.steps, args.warmup, args.seed, args.device)
     tools = [t for t in TOOLS if _installed(t)]
     for t in set(TOOLS) - set(tools):
         print(f"{t} is not installed: left out (pip install 'sae-kit[bench]')")
@@ -155,7 +164,7 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, list[dict]]]] = {}
     for shape in args.shapes.split(","):
         for r in range(args.rounds):
-            for allocator in ("shipped", "matched"):
+            for allocator in ("shipped",) if args.device != "cpu" else ("shipped", "matched"):
                 for tool in tools:
                     if allocator == "matched" and tool == "sae-kit":
                         continue  # the same setting as shipped

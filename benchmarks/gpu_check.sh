@@ -44,7 +44,7 @@ step e2e_bf16 120 python3 benchmarks/bench_e2e_step.py --device cuda --dtype bf1
 step train_eager 60 python3 -m sae_kit train --device cuda --out "$out/run-eager"
 step train_compile 90 python3 -m sae_kit train --device cuda --compile --out "$out/run-compile"
 if python3 -c "import sparsify" 2>/dev/null || python3 -c "import sae_lens" 2>/dev/null; then
-    step peers 120 python3 benchmarks/bench_peers.py --device cuda --reps 3 \
+    step peers 120 python3 benchmarks/bench_peers.py --device cuda --rounds 2 --steps 5 \
         --json "$out/peers.json"
 fi
 python3 - "$out" <<'PY' | tee "$out/table.md"

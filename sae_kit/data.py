@@ -215,11 +215,6 @@ def training_batches(
     return batches(itertools.islice(windows, skip + rank, None, world_size), batch_size)
 
 
-def eval_windows(spec: DataSpec, tokenizer: Any, context: int, limit: int) -> list[list[int]]:
-    """Up to ``limit`` held-out windows, in dataset order."""
-    return first_windows(spec, "eval", tokenizer, context, limit)
-
-
 def first_windows(
     spec: DataSpec, part: Part, tokenizer: Any, context: int, limit: int
 ) -> list[list[int]]:

@@ -1,7 +1,8 @@
 """The Hugging Face Hub as a source: local path or Hub id, the endpoint, reachability, timeouts.
 
 :func:`is_local_ref` is the one rule, used for models, datasets, SAEs and runs alike, deciding
-whether a name is a local path or a Hub id. :func:`hub_problem` is a fast check so "no
+whether a name is a local path or a Hub id; :func:`hub_ref` is the one parser of what is left
+(repo id, and the path inside the repo). :func:`hub_problem` is a fast check so "no
 network" is one quick line: without it, huggingface_hub retries each request for half a minute
 and logs every retry. Without the timeouts, a server that accepts the
 connection and never answers makes ``sae-kit push`` wait forever (huggingface_hub's HTTP client
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,59 @@ def is_local_ref(ref: str | os.PathLike[str]) -> bool:
         return True
     first, sep, _ = text.partition("/")
     return bool(sep) and Path(first).is_dir()
+
+
+REPO_HINT = "expected namespace/name, e.g. alice/gpt2-e2e-saes"
+
+
+@dataclass(frozen=True)
+class HubRef:
+    """A Hub model repo and, optionally, a folder in it (one SAE of a pushed run)."""
+
+    repo_id: str
+    subfolder: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}/{self.subfolder}" if self.subfolder else self.repo_id
+
+
+def parse_hub_ref(text: str, allow_subfolder: bool = True) -> HubRef:
+    """``namespace/name[/subfolder]`` -> HubRef; one clear line when malformed."""
+    parts = text.strip().strip("/").split("/")
+    if len(parts) < 2 or (len(parts) > 2 and not allow_subfolder) or not all(parts):
+        raise SaeKitError(f"bad repo id {text!r}: {REPO_HINT}"
+                          + ("[/subfolder]" if allow_subfolder else ""))
+    return HubRef(_valid_repo_id("/".join(parts[:2]), text), "/".join(parts[2:]) or None)
+
+
+def hub_ref(ref: str | os.PathLike[str], *, bare: bool = False) -> HubRef | None:
+    """The Hub repo (and the path inside it) that ``ref`` names; None when it is a local path.
+
+    ``alice/saes`` -> ``HubRef("alice/saes")``, ``alice/saes/blocks.6.hook_resid_pre`` ->
+    ``HubRef("alice/saes", "blocks.6.hook_resid_pre")``; whatever :func:`is_local_ref` calls a
+    path -> None. A bare name (``gpt2``) is a Hub id only with ``bare=True`` (models and
+    datasets have such legacy ids; a run or an SAE never does, so there it is a missing local
+    directory). A malformed id raises SaeKitError (one line).
+    """
+    text = os.fspath(ref)
+    if is_local_ref(text):
+        return None
+    if "/" not in text:
+        return HubRef(_valid_repo_id(text, text)) if bare else None
+    return parse_hub_ref(text)
+
+
+def _valid_repo_id(repo_id: str, text: str) -> str:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise SaeKitError(
+            f"bad repo id {text!r}: {REPO_HINT} (letters, digits, '-', '_', '.'; no '--' or "
+            "'..'; at most 96 characters)"
+        ) from None
+    return repo_id
 
 
 def nor_here(ref: str) -> str:

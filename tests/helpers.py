@@ -140,3 +140,11 @@ def one_line_error(result: Any, *needles: str) -> str:
     for needle in needles:
         assert needle in flat, flat
     return flat
+
+
+def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """eval.pareto.pareto_points without the point labels: (L0, CE increase) per series."""
+    from sae_kit.eval.pareto import pareto_points
+
+    return {label: [(x, y) for x, y, _ in points]
+            for label, points in pareto_points(results).items()}

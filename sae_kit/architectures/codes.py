@@ -30,11 +30,6 @@ def mean_per_token(mask: torch.Tensor) -> float:
     return count_true(rows) / rows.shape[0]
 
 
-def count_active(codes: torch.Tensor) -> int:
-    """How many codes are active (same rule as :func:`active`)."""
-    return count_true(active(codes))
-
-
 def fired_and_count(codes: torch.Tensor, listed: tuple[torch.Tensor, ...] | None = None
                     ) -> tuple[torch.Tensor, int]:
     """Which latents fired on any token ([n_dict] mask) and how many codes are active.

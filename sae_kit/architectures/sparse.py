@@ -45,12 +45,8 @@ def sparse_max_density(device: torch.device) -> float:
     return MAX_DENSITY.get(device.type, 0.0)
 
 
-def is_sparse_enough(values: torch.Tensor, max_density: float) -> bool:
-    """Whether few enough codes are active for the sparse kernels to pay."""
-    return _mask_is_sparse(active(values), max_density)
-
-
-def _mask_is_sparse(mask: torch.Tensor, max_density: float) -> bool:
+def mask_is_sparse(mask: torch.Tensor, max_density: float) -> bool:
+    """Whether few enough codes are set in ``mask`` for the sparse kernels to pay."""
     return _few_enough(count_true(mask), mask.numel(), max_density)
 
 
@@ -119,7 +115,7 @@ class _GatedEncoder(torch.autograd.Function):
             codes = selected
         if listed is None:
             gate = active(codes)  # one mask for the density check and the dense backward
-            ctx.sparse = _mask_is_sparse(gate, max_density)
+            ctx.sparse = mask_is_sparse(gate, max_density)
         if not ctx.sparse:
             ctx.save_for_backward(x, weight, gate)
             return codes, None, None, None

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from sae_kit.cli.common import friendly_errors
 from sae_kit.cli.logs import progress, setup_logging
+from sae_kit.eval.settings import BENCH
 from sae_kit.record.config import DEVICE_HELP
 
 
@@ -22,15 +23,18 @@ def bench(
         "sweep's output directory (every run in it)."
     ),
     threshold: float = typer.Option(
-        0.9, help="A true feature counts as recovered when a latent's cosine with it is at "
-        "least this."
+        BENCH.threshold, help="A true feature counts as recovered when a latent's cosine with "
+        "it is at least this."
     ),
-    n_tokens: int = typer.Option(50_000, help="Held-out tokens for L0, KL and CE increase."),
+    n_tokens: int = typer.Option(
+        BENCH.n_tokens, help="Held-out tokens for L0, KL and CE increase."
+    ),
     alive_tokens: int = typer.Option(
-        100_000, help="Training tokens over which alive latents are counted."
+        BENCH.alive_tokens, help="Training tokens over which alive latents are counted."
     ),
     batch_size: int = typer.Option(
-        None, help="Windows per forward pass (default: 8192 tokens' worth of the run's context)."
+        None, help=f"Windows per forward pass (default: {BENCH.batch_tokens} tokens' worth of the "
+        "run's context)."
     ),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     as_json: bool = typer.Option(

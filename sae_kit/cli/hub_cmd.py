@@ -32,7 +32,8 @@ def push(
     ),
 ) -> None:
     """Upload a run's SAEs, config and a model card to the Hub in one commit."""
-    from sae_kit.store.hub import hub_token, parse_hub_ref, plan_upload
+    from sae_kit.network import parse_hub_ref
+    from sae_kit.store.hub import hub_token, plan_upload
     from sae_kit.store.hub import push as push_upload
 
     ref = parse_hub_ref(repo_id, allow_subfolder=False)
@@ -77,17 +78,18 @@ def pull(
     ),
 ) -> None:
     """Download SAEs pushed with `sae-kit push`, check they load, and print their directory."""
-    from sae_kit.store.hub import download, parse_hub_ref
+    from sae_kit.network import parse_hub_ref
+    from sae_kit.store.hub import download
 
     path = download(parse_hub_ref(repo), revision=revision, out=out)
     from sae_kit.store.sae_dir import (  # torch: only once there is something to load
-        load_sae,
+        is_sae_dir,
+        load_sae_dir,
         sae_dirs,
     )
-    from sae_kit.store.sources import is_sae_dir
 
     dirs = [path] if is_sae_dir(path) else list(sae_dirs(path).values())
     for sae_dir in dirs:
-        load_sae(sae_dir)  # a corrupt or incomplete download fails here, not later
+        load_sae_dir(sae_dir)  # a corrupt or incomplete download fails here, not later
     err.print(f"[green]pulled[/] {counted(len(dirs), 'SAE')}: {', '.join(d.name for d in dirs)}")
     typer.echo(str(path))

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sae_kit.cli.common import friendly_errors
+from sae_kit.eval.settings import PROBE
+from sae_kit.record.config import DEVICE_HELP
 
 
 @friendly_errors
@@ -19,15 +21,19 @@ def probe(
         None, "--task", help="A task by file name, e.g. 113_movie_sent (repeatable; default: "
         "every binary task)."
     ),
-    k: str = typer.Option("1,2,5", help="Latents per sparse probe, comma-separated."),
-    max_examples: int = typer.Option(1000, help="Prompts per task (a seeded random subset)."),
+    k: str = typer.Option(
+        ",".join(map(str, PROBE.ks)), help="Latents per sparse probe, comma-separated."
+    ),
+    max_examples: int = typer.Option(
+        PROBE.max_examples, help="Prompts per task (a seeded random subset)."
+    ),
     tasks_dir: str = typer.Option(
         None, help="A directory of NAME.csv[.zst] files with columns prompt,target (default: "
         "the tasks sae-probes ships; pip install 'sae-kit[probes]')."
     ),
-    seed: int = typer.Option(0, help="Seed of the subset and the train/test split."),
-    batch_size: int = typer.Option(16, help="Prompts per forward pass."),
-    device: str = typer.Option("auto", help="'auto' (CUDA when present), 'cpu', 'cuda:N'."),
+    seed: int = typer.Option(PROBE.seed, help="Seed of the subset and the train/test split."),
+    batch_size: int = typer.Option(PROBE.batch_size, help="Prompts per forward pass."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print every task's scores as JSON."),
 ) -> None:
     """Test AUC and accuracy of logistic probes on the top-k latents of each SAE (k = 1, 2, 5)

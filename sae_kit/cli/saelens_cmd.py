@@ -53,9 +53,8 @@ def export(
 def _export_saelens(path, out: str) -> int:
     from pathlib import Path
 
-    from sae_kit.store.sae_dir import sae_dirs
+    from sae_kit.store.sae_dir import is_sae_dir, sae_dirs
     from sae_kit.store.saelens import export_saelens, fresh_dir
-    from sae_kit.store.sources import is_sae_dir
 
     if is_sae_dir(path):
         export_saelens(path, out)

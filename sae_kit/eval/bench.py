@@ -22,8 +22,9 @@ from sae_kit import plugins
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.evaluation import BatchCallback, evaluate_run
-from sae_kit.eval.ground_truth import DEFAULT_THRESHOLD, recovery
+from sae_kit.eval.ground_truth import recovery
 from sae_kit.eval.seeds import Stat, mean_std, ties_with_best
+from sae_kit.eval.settings import BENCH
 from sae_kit.eval.target import resolve_run_dir
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.source import GroundTruth
@@ -32,15 +33,6 @@ from sae_kit.record.config import TrainConfig
 from sae_kit.store.run_dir import RunDir
 from sae_kit.store.sae_dir import load_run
 
-BENCH_N_TOKENS = 50_000
-"""Held-out tokens for the CE increase: the synthetic model's CE is stable to ~1e-3 nats on
-50k tokens, and the whole bench of a sweep must fit in minutes on a 2-core CPU."""
-BENCH_ALIVE_TOKENS = 100_000
-"""The rarest default synthetic feature fires ~1 token in 900: 100k tokens see it ~100 times."""
-BENCH_BATCH_TOKENS = 8192
-"""Tokens per forward pass: 8 windows of GPT-2's 1024, 256 of the synthetic model's 32. At 8
-windows of 32 tokens a 27-run sweep took ~14 min on the 2-core CPU; the pass overhead, not the
-arithmetic, dominated (docs/experiments/ground-truth.md)."""
 OTHER_METRICS = "L0, alive latents, CE-loss increase and KL (`sae-kit eval`)"
 
 
@@ -81,17 +73,17 @@ def prepare(run_ref: str) -> tuple[Path, TrainConfig, dict[HookPoint, SAE],
     return run_dir, config, saes, ground_truths(config.model, list(saes), run_dir)
 
 
-def bench_run(run_ref: str, *, threshold: float = DEFAULT_THRESHOLD,
-              n_tokens: int = BENCH_N_TOKENS, alive_tokens: int = BENCH_ALIVE_TOKENS,
+def bench_run(run_ref: str, *, threshold: float = BENCH.threshold,
+              n_tokens: int = BENCH.n_tokens, alive_tokens: int = BENCH.alive_tokens,
               batch_size: int | None = None, device: str = "auto",
               on_batch: BatchCallback | None = None) -> list[dict[str, Any]]:
     """One record per SAE of the run: ground-truth recovery, eval metrics, SAEBench names.
 
-    ``batch_size`` (windows per pass) defaults to BENCH_BATCH_TOKENS tokens' worth."""
+    ``batch_size`` (windows per pass) defaults to ``BENCH.batch_tokens`` tokens' worth."""
     check_threshold(threshold)
     run_dir, config, saes, truths = prepare(run_ref)
     if batch_size is None:
-        batch_size = max(1, BENCH_BATCH_TOKENS // RunDir(run_dir).read().resolved.context)
+        batch_size = max(1, BENCH.batch_tokens // RunDir(run_dir).read().resolved.context)
     alive: dict[HookPoint, torch.Tensor] = {}
     evaluated = evaluate_run(str(run_dir), n_tokens, batch_size, device, on_batch,
                              alive_tokens=alive_tokens, on_alive=alive.update)

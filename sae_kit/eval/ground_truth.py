@@ -25,11 +25,9 @@ from typing import Any
 import torch
 
 from sae_kit.eval.analysis.geometry import unit_columns
+from sae_kit.eval.settings import BENCH
 from sae_kit.model.source import GroundTruth
 
-DEFAULT_THRESHOLD = 0.9
-"""A true feature counts as recovered at cosine >= 0.9 (the convention of synthetic-feature
-studies since Sharkey et al. 2022)."""
 SUBSETS = ("all", "functional", "rest")
 
 
@@ -66,7 +64,7 @@ def chance_mmcs(d: int, n: int, steps: int = 20_001) -> float:
 
 
 def recovery(truth: GroundTruth, decoder: torch.Tensor, alive: torch.Tensor | None = None,
-             threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+             threshold: float = BENCH.threshold) -> dict[str, Any]:
     """The recovery metrics of one dictionary, per subset (all, functional, rest)."""
     if alive is not None:
         decoder = decoder[:, alive.to(torch.bool).cpu()]

@@ -55,12 +55,6 @@ def pareto_points(results: list[dict[str, Any]]) -> dict[str, list[LabelledPoint
             for key, points in _series_over_seeds(results).items()}
 
 
-def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[Point]]:
-    """:func:`pareto_points` without the point labels."""
-    return {label: [(x, y) for x, y, _ in points]
-            for label, points in pareto_points(results).items()}
-
-
 def _series_over_seeds(results: list[dict[str, Any]]
                        ) -> dict[Key, list[tuple[Stat, Stat, str]]]:
     """(L0, CE increase, label) per point, each a Stat over the seeds of its replicates."""

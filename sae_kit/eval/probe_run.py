@@ -15,7 +15,8 @@ import torch
 
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.probe_tasks import ProbeTask, read_task, task_names, tasks_dir
-from sae_kit.eval.probing import DEFAULT_KS, check_ks, probe_scores, sparse_probes, split
+from sae_kit.eval.probing import check_ks, probe_scores, sparse_probes, split
+from sae_kit.eval.settings import PROBE
 from sae_kit.eval.target import Overrides, open_target
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import LoadedModel, load_model
@@ -23,8 +24,6 @@ from sae_kit.model.splice import ModelRunner
 
 TaskCallback = Callable[[str, int, int], None]
 """(task name, tasks done, tasks in all)."""
-MAX_EXAMPLES = 1000
-"""Prompts per task: sae-probes' "normal" setting trains on 1024 or fewer."""
 
 
 def last_token_activations(loaded: LoadedModel, positions: list[int], prompts: list[str],
@@ -52,9 +51,9 @@ def last_token_activations(loaded: LoadedModel, positions: list[int], prompts: l
     return {p: torch.cat(chunks) for p, chunks in found.items()}
 
 
-def probe_run(run_ref: str, *, tasks: Sequence[str] = (), ks: Sequence[int] = DEFAULT_KS,
-              max_examples: int = MAX_EXAMPLES, tasks_from: str | None = None,
-              batch_size: int = 16, device: str = "auto", seed: int = 0,
+def probe_run(run_ref: str, *, tasks: Sequence[str] = (), ks: Sequence[int] = PROBE.ks,
+              max_examples: int = PROBE.max_examples, tasks_from: str | None = None,
+              batch_size: int = PROBE.batch_size, device: str = "auto", seed: int = PROBE.seed,
               on_task: TaskCallback | None = None) -> dict[str, Any]:
     """Sparse probes (k latents) and the raw-activation baseline on each task, per SAE."""
     from sae_kit.model.device import resolve_device

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from sae_kit.errors import SaeKitError
+from sae_kit.eval.settings import PROBE
 
-DEFAULT_KS = (1, 2, 5)
 TEST_SHARE = 0.2
 L2 = 1e-2
 """Ridge penalty on standardised features: enough to keep a separable task's weights finite."""
@@ -95,7 +95,7 @@ def rank_latents(codes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def sparse_probes(train_codes: torch.Tensor, train_y: torch.Tensor, test_codes: torch.Tensor,
-                  test_y: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, Any]:
+                  test_y: torch.Tensor, ks: Sequence[int] = PROBE.ks) -> dict[str, Any]:
     """A probe on the top-k latents for each k: its scores and the latents it read."""
     order = rank_latents(train_codes, train_y)
     found: dict[str, Any] = {}

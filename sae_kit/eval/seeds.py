@@ -85,11 +85,6 @@ def replicate_key(result: dict[str, Any]) -> str:
     return f"run:{result.get('run_dir') or id(result)}"
 
 
-def seed_of(result: dict[str, Any]) -> int | None:
-    run = RunDir(result.get("run_dir") or ".")
-    return run.read().config.seed if result.get("run_dir") and run.is_run() else None
-
-
 def group_replicates(results: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Results grouped by ``replicate_key``, in the order each point first appears."""
     groups: dict[str, list[dict[str, Any]]] = {}

@@ -1,9 +1,9 @@
 """Each analysis and evaluation command's defaults, declared once and torch-free.
 
 The pipelines (:mod:`sae_kit.eval.evaluation`, :mod:`.analysis.features`,
-:mod:`.analysis.importance`, :mod:`.analysis.compare`) default to these values and the CLI
-reads its option defaults from them, so a default is changed in one place. No torch here: the
-CLI imports this module at start-up.
+:mod:`.analysis.importance`, :mod:`.analysis.compare`, :mod:`.bench`, :mod:`.probe_run`) default
+to these values and the CLI reads its option defaults from them, so a default is changed in one
+place. No torch here: the CLI imports this module at start-up.
 """
 
 from __future__ import annotations
@@ -69,3 +69,41 @@ class ImportanceSettings:
     exact_random: int = 32
     """Other features that fire, drawn at random (seeded), ablated exactly."""
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """`sae-kit bench`'s defaults."""
+
+    threshold: float = 0.9
+    """A true feature counts as recovered at cosine >= 0.9 (the convention of synthetic-feature
+    studies since Sharkey et al. 2022)."""
+    n_tokens: int = 50_000
+    """Held-out tokens for the CE increase: the synthetic model's CE is stable to ~1e-3 nats on
+    50k tokens, and the whole bench of a sweep must fit in minutes on a 2-core CPU."""
+    alive_tokens: int = 100_000
+    """The rarest default synthetic feature fires ~1 token in 900: 100k tokens see it ~100
+    times."""
+    batch_tokens: int = 8192
+    """Tokens per forward pass: 8 windows of GPT-2's 1024, 256 of the synthetic model's 32. At 8
+    windows of 32 tokens a 27-run sweep took ~14 min on the 2-core CPU; the pass overhead, not
+    the arithmetic, dominated (docs/experiments/ground-truth.md)."""
+
+
+BENCH = BenchSettings()
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """`sae-kit probe`'s defaults."""
+
+    ks: tuple[int, ...] = (1, 2, 5)
+    """Latents per sparse probe (sae-probes' and SAEBench's k)."""
+    max_examples: int = 1000
+    """Prompts per task: sae-probes' "normal" setting trains on 1024 or fewer."""
+    batch_size: int = 16
+    """Prompts per forward pass."""
+    seed: int = 0
+
+
+PROBE = ProbeSettings()

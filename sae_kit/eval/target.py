@@ -23,10 +23,9 @@ from sae_kit.architectures.base import SAE
 from sae_kit.data import DataSpec
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.network import is_local_ref
+from sae_kit.network import hub_ref
 from sae_kit.store.run_dir import EVAL, RunDir
-from sae_kit.store.sae_dir import load_run, output_hook_point, run_outputs
-from sae_kit.store.sources import is_sae_dir
+from sae_kit.store.sae_dir import is_sae_dir, load_run, output_hook_point, run_outputs
 
 HUB_RUNS = Path("runs") / "hub"
 """Where an SAE named by Hub id is downloaded: a directory of the user's, so eval.json fits."""
@@ -63,16 +62,15 @@ class EvalTarget:
 def resolve_run_dir(ref: str) -> Path:
     """Turn what the user typed into a local directory: a path, or a Hub id (downloaded)."""
     path = Path(ref).expanduser()
-    if path.exists() or is_local_ref(ref) or ref.count("/") < 1:
+    hub = None if path.exists() else hub_ref(ref)
+    if hub is None:
         if path.is_dir():
             return path
         raise SaeKitError(f"no such directory: {ref!r} (a run directory, an SAE directory, or a "
                           "Hub id like namespace/name[/hook_point])")
-    from sae_kit.store.hub import parse_hub_ref
     from sae_kit.store.sources import resolve_sae_source
 
-    ref_id = parse_hub_ref(ref)
-    return resolve_sae_source(ref, out=HUB_RUNS / ref_id.repo_id.replace("/", "--"))
+    return resolve_sae_source(ref, out=HUB_RUNS / hub.repo_id.replace("/", "--"))
 
 
 def open_target(ref: str, device: torch.device, said: Overrides = Overrides()) -> EvalTarget:

@@ -18,6 +18,10 @@ states, so the clean side of every chunk (its logits, log-softmax and softmax) i
 all of them: given a ``clean_cache`` (the shared pass's ``RunResult.derived``), the first SAE
 keeps each chunk's log p and p there and the others read them, within a memory budget. The
 values are those computed alone, chunk for chunk.
+
+On CPU a vocabulary that is not a multiple of 64 is padded with zero rows for the logits
+product (sliced off before the softmax): MKL's product is a third faster at that width and the
+logits are the same bit for bit (tests/losses/test_chunked_kl.py).
 """
 
 from __future__ import annotations
@@ -38,15 +42,42 @@ DEFAULT_CHUNK = 512
 # 67 MB for the built-in model's 2,048 tokens x 4,096 vocabulary; GPT-2's 50k vocabulary fits
 # ~2,600 tokens in it.
 DEFAULT_CACHE_MB = 1024
+# The CPU's logits product is padded to a vocabulary of a multiple of PAD_VOCAB rows: at GPT-2's
+# 50,257 x 768 and 512 tokens MKL took 0.87 s, padded to 50,304 0.62 s, with the same values bit
+# for bit from 4 tokens on (not below: its small-matrix path depends on the width), so chunks of
+# fewer than PAD_MIN_TOKENS tokens are not padded (docs/performance.md, the clean-pass cache).
+PAD_VOCAB = 64
+PAD_MIN_TOKENS = 64
+
+
+Unembedding = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def _padded(w: torch.Tensor, b: torch.Tensor | None, n_tokens: int) -> Unembedding | None:
+    """The fp32 unembedding with zero rows up to a multiple of PAD_VOCAB, where that is faster
+    and gives the same logits: on CPU, for chunks of PAD_MIN_TOKENS tokens or more."""
+    extra = -w.shape[0] % PAD_VOCAB
+    if w.device.type != "cpu" or extra == 0 or n_tokens < PAD_MIN_TOKENS:
+        return None
+    wide = torch.cat([w, w.new_zeros(extra, w.shape[1])])
+    return wide, None if b is None else torch.cat([b, b.new_zeros(extra)])
+
+
+def _logits(hidden: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+            wide: Unembedding | None) -> torch.Tensor:
+    if wide is None or hidden.shape[0] < PAD_MIN_TOKENS:
+        return F.linear(hidden, w, b)
+    return F.linear(hidden, *wide)[:, :w.shape[0]]
 
 
 def _clean_side(p_hidden: torch.Tensor, rows: slice, w: torch.Tensor, b: torch.Tensor | None,
+                wide: Unembedding | None,
                 cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None
                 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """(log p, p) of a chunk of clean hidden states; whether they belong to the cache."""
     if cache is not None and rows.start in cache:
         return (*cache[rows.start], True)
-    log_p = torch.log_softmax(F.linear(p_hidden[rows].float(), w, b), dim=-1)
+    log_p = torch.log_softmax(_logits(p_hidden[rows].float(), w, b, wide), dim=-1)
     p = log_p.exp()
     if cache is None:
         return log_p, p, False
@@ -66,14 +97,15 @@ class _ChunkedKL(torch.autograd.Function):
         # swamp the small KL between two nearly equal distributions.
         w = weight.float()
         b = None if bias is None else bias.float()
+        wide = _padded(w, b, min(n, chunk_size))
         per_token = torch.empty(n, dtype=torch.float32, device=clean.device)
         grad = torch.empty(n, d_model, dtype=torch.float32, device=clean.device) if want_grad \
             else None
         with torch.autocast(clean.device.type, enabled=False):
             for start in range(0, n, chunk_size):
                 rows = slice(start, start + chunk_size)
-                log_p, p, shared = _clean_side(p_hidden, rows, w, b, cache)
-                log_q = torch.log_softmax(F.linear(q_hidden[rows].float(), w, b), dim=-1)
+                log_p, p, shared = _clean_side(p_hidden, rows, w, b, wide, cache)
+                log_q = torch.log_softmax(_logits(q_hidden[rows].float(), w, b, wide), dim=-1)
                 log_ratio = log_p - log_q if shared else log_p.sub_(log_q)  # same values
                 per_token[rows] = log_ratio.mul_(p).sum(-1)
                 del log_p, log_ratio

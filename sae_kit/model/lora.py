@@ -3,7 +3,7 @@
     lora = Lora.add(model, adapter, LoraSpec(rank=16), first_layer=2)
     with lora.disabled():   # the original model: the clean pass
         ...
-    lora.save(run_dir / "lora", base_model="gpt2")   # loadable by peft.PeftModel.from_pretrained
+    lora.save(RunDir(run).lora, base_model="gpt2")   # loadable by peft.PeftModel.from_pretrained
 
 ``peft`` is an optional extra (``pip install 'sae-kit[lora]'``), imported only here and only when
 a run uses adapters. The adapters are peft's own LoRA layers put into the model in place

@@ -335,11 +335,3 @@ def _flag_hint(name: str) -> str:
     """`` (--lambda)`` where a field's flag is not its ``--field-name``."""
     return " (--lambda, or lambda in a settings file)" if name == "sparsity_coeff" else ""
 
-
-def field_help(name: str) -> str:
-    """The help text of one TrainConfig field, for the CLI."""
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == name:
-            return f.metadata.get("help", "")
-    raise KeyError(name)
-

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from sae_kit.errors import SaeKitError
 from sae_kit.network import (
+    HubRef,
     configure_hub,
     hub_endpoint,
     hub_offline,
@@ -39,37 +40,6 @@ if TYPE_CHECKING:
     from sae_kit.store.model_card import BaseModel, CardInputs
 
 CARD = "README.md"
-_REPO_HINT = "expected namespace/name, e.g. alice/gpt2-e2e-saes"
-
-
-@dataclass(frozen=True)
-class HubRef:
-    """A Hub model repo and, optionally, a folder in it (one SAE of a pushed run)."""
-
-    repo_id: str
-    subfolder: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.repo_id}/{self.subfolder}" if self.subfolder else self.repo_id
-
-
-def parse_hub_ref(text: str, allow_subfolder: bool = True) -> HubRef:
-    """``namespace/name[/subfolder]`` -> HubRef; one clear line when malformed."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    parts = text.strip().strip("/").split("/")
-    if len(parts) < 2 or (len(parts) > 2 and not allow_subfolder) or not all(parts):
-        raise SaeKitError(f"bad repo id {text!r}: {_REPO_HINT}"
-                          + ("[/subfolder]" if allow_subfolder else ""))
-    repo_id = "/".join(parts[:2])
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        raise SaeKitError(
-            f"bad repo id {text!r}: {_REPO_HINT} (letters, digits, '-', '_', '.'; no '--' or "
-            "'..'; at most 96 characters)"
-        ) from None
-    return HubRef(repo_id, "/".join(parts[2:]) or None)
 
 
 def hub_token() -> str:
@@ -108,13 +78,13 @@ def plan_upload(run_dir: str | Path, repo_id: str, license: str | None = None) -
     ``cfg.json``), so ``SAE.from_pretrained(repo_id, hook_point)`` loads it too.
     """
     from sae_kit.store.model_card import CardInputs, read_evaluation
-    from sae_kit.store.sae_dir import CONFIG, WEIGHTS, load_sae, sae_dirs  # imports torch
+    from sae_kit.store.sae_dir import CONFIG, WEIGHTS, load_sae_dir, sae_dirs  # imports torch
     from sae_kit.store.saelens import ARCHITECTURES, saelens_files
 
     run = RunDir(run_dir)
     dirs = sae_dirs(run.path)  # one clear line when there is no SAE
     record = run.read()  # a broken config.json is refused before anything is planned
-    configs = {hp.name: load_sae(path)[1] for hp, path in dirs.items()}  # refuse broken SAEs
+    configs = {hp.name: load_sae_dir(path)[1] for hp, path in dirs.items()}  # refuse broken SAEs
     evaluation = read_evaluation(run.eval)  # written by `sae-kit eval`; goes into the card
     inputs = CardInputs(repo_id, record.to_json(), configs, evaluation, license)
     files: dict[str, Path | bytes] = {layout.CONFIG: run.config}

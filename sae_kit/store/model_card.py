@@ -11,7 +11,7 @@ from typing import Any
 
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
-from sae_kit.network import is_local_ref
+from sae_kit.network import hub_ref
 from sae_kit.store.jsonio import read_json
 
 CITATION = """@article{braun2024identifying,
@@ -44,15 +44,13 @@ def read_evaluation(path: Path) -> dict[str, Any] | None:
 
 def hub_id_or_none(name: str | None, builtin: str) -> str | None:
     """``name`` if it can be a Hub repo id (not a local path, not sae-kit's built-in one)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if not name or name == builtin or is_local_ref(name):
+    if not name or name == builtin:
         return None
     try:
-        validate_repo_id(name)
-    except HFValidationError:
+        ref = hub_ref(name, bare=True)
+    except SaeKitError:  # not a valid id: the card names it as text, without a Hub link
         return None
-    return name
+    return name if ref is not None and ref.subfolder is None else None
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ import torch
 from sae_kit.architectures.base import SAE
 from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.network import is_local_ref
-from sae_kit.store.sae_dir import WEIGHTS, sae_dirs
-from sae_kit.store.sae_dir import load_sae as load_sae_dir
+from sae_kit.network import hub_ref
+from sae_kit.store.jsonio import read_json
+from sae_kit.store.sae_dir import CONFIG, is_sae_dir, load_sae_dir, sae_dirs
 
 
 def resolve_sae_source(source: str | Path, revision: str | None = None,
@@ -38,17 +38,47 @@ def resolve_sae_source(source: str | Path, revision: str | None = None,
         if revision is not None:
             raise SaeKitError(f"--revision applies to Hub repos, but {text!r} is a local path")
         return path
-    from sae_kit.store.hub import HubRef, download, parse_hub_ref
+    from sae_kit.store.hub import download
 
-    if is_local_ref(text) or text.count("/") < 1:
+    ref = hub_ref(text)
+    if ref is None:
         raise SaeKitError(f"{text!r} does not exist (not a local directory, and not a Hub id "
                           "like namespace/name[/subfolder])")
-    ref: HubRef = parse_hub_ref(text)
     return download(ref, revision=revision, out=out)
 
 
-def is_sae_dir(path: Path) -> bool:
-    return (path / WEIGHTS).is_file()
+def pick_sae(path: Path, hook_point: str | None, name: str | None = None
+             ) -> tuple[HookPoint, Path]:
+    """The one SAE directory that ``path`` (an SAE directory, or a run directory) and
+    ``hook_point`` (None: the run's only SAE) name, and its hook point; ``name`` (what the user
+    typed, by default ``path``) is what the errors call it."""
+    name = str(path) if name is None else name
+    if is_sae_dir(path):
+        config = read_json(path / CONFIG)  # not a dict: loading it says what is wrong
+        found = HookPoint.parse(config.get("hook_point", path.name) if isinstance(config, dict)
+                                else path.name)
+        check_hook_point(name, found, hook_point)
+        return found, path
+    dirs = sae_dirs(path)
+    if hook_point is None:
+        if len(dirs) != 1:
+            raise SaeKitError(f"{name!r} holds {len(dirs)} SAEs ({_names(dirs)}); name the hook "
+                              "point (--hook-point)")
+        return next(iter(dirs.items()))
+    wanted = HookPoint.parse(hook_point)
+    if wanted not in dirs:
+        raise SaeKitError(f"{name!r} has no SAE at {wanted.name}; it has {_names(dirs)}")
+    return wanted, dirs[wanted]
+
+
+def check_hook_point(name: str, found: HookPoint, hook_point: str | None) -> None:
+    """One line when a single SAE (at ``found``) is asked for another ``hook_point``."""
+    if hook_point is not None and HookPoint.parse(hook_point) != found:
+        raise SaeKitError(f"{name!r} is the SAE at {found.name}, not {hook_point}")
+
+
+def _names(dirs: dict[HookPoint, Path]) -> str:
+    return ", ".join(hp.name for hp in dirs)
 
 
 def load_sae(source: str | Path, hook_point: str | None = None, *, revision: str | None = None,
@@ -61,22 +91,8 @@ def load_sae(source: str | Path, hook_point: str | None = None, *, revision: str
     """
     if hook_point is not None:
         HookPoint.parse(hook_point)
-        if not is_local_ref(source):
+        if hub_ref(source) is not None:
             source = f"{str(source).rstrip('/')}/{hook_point}"  # fetch only that SAE
             hook_point = None
     path = resolve_sae_source(source, revision=revision)
-    if is_sae_dir(path):
-        if hook_point is not None and path.name != hook_point:
-            raise SaeKitError(f"{str(path)!r} is one SAE ({path.name}), not a run with "
-                              f"{hook_point}")
-        return load_sae_dir(path, device)
-    dirs = {hp.name: p for hp, p in sae_dirs(path).items()}
-    if hook_point is None:
-        if len(dirs) != 1:
-            raise SaeKitError(f"{str(source)!r} holds {len(dirs)} SAEs ({', '.join(dirs)}); "
-                              "name the hook point")
-        hook_point = next(iter(dirs))
-    if hook_point not in dirs:
-        raise SaeKitError(f"{str(source)!r} has no SAE at {hook_point}; it has "
-                          f"{', '.join(dirs)}")
-    return load_sae_dir(dirs[hook_point], device)
+    return load_sae_dir(pick_sae(path, hook_point, str(source))[1], device)

@@ -16,6 +16,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.progress import Progress, ProgressLines
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
+from sae_kit.store.sae_dir import saved_every_sae
 from sae_kit.sweep.spec import Point, Sweep
 from sae_kit.train import checkpoint, distributed
 from sae_kit.train.nonfinite import MembersStopped, read_failure, retry_hint
@@ -27,10 +28,8 @@ def point_state(point: Point) -> str:
     layout = RunDir(point.config.output_dir or "")
     if layout.eval.is_file():
         return "evaluated"
-    if layout.is_run():
-        names = layout.read().config.hook_points
-        if names and all((layout.sae(n) / "sae.safetensors").is_file() for n in names):
-            return "trained"
+    if saved_every_sae(layout):
+        return "trained"
     if layout.failed.is_file():
         return "failed"
     if checkpoint.list_checkpoints(layout.checkpoints):

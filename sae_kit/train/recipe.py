@@ -22,6 +22,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir
+from sae_kit.store.sae_dir import saved_every_sae
 from sae_kit.train import checkpoint
 from sae_kit.train.build import run_dir_for
 from sae_kit.train.signals import Interrupted
@@ -80,10 +81,6 @@ def start(config: TrainConfig) -> list[Phase]:
     return found
 
 
-def is_recipe(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / RECIPE).is_file()
-
-
 def remaining(run_dir: str | Path, **overrides: Any) -> tuple[list[Phase], bool]:
     """A recipe run's phases still to train, and whether the first of them resumes from a
     checkpoint (else it starts fresh). ``overrides``: those a resumed run may change."""
@@ -102,7 +99,7 @@ def remaining(run_dir: str | Path, **overrides: Any) -> tuple[list[Phase], bool]
 def _finished(run_dir: Path) -> bool:
     """The pre-training saved its SAEs (a run writes them when it ends) and did not fail."""
     layout = RunDir(run_dir)
-    return any(run_dir.glob("blocks.*/sae.safetensors")) and not layout.failed.exists()
+    return saved_every_sae(layout) and not layout.failed.exists()
 
 
 def fit_phases(todo: list[Phase], resuming: bool, fit_phase: FitPhase) -> Path:

@@ -2,8 +2,8 @@
 
 import torch
 
-from sae_kit.architectures.codes import active, count_active
-from sae_kit.architectures.sparse import is_sparse_enough
+from sae_kit.architectures.codes import active, count_true
+from sae_kit.architectures.sparse import mask_is_sparse
 from sae_kit.eval.metrics import fired, l0
 from sae_kit.losses.base import LossResult
 from sae_kit.model.hookpoints import HookPoint
@@ -15,7 +15,7 @@ CODES = torch.tensor([[[0.0, -1.5, 2.0, 0.0], [0.0, 0.0, -0.1, 0.0]]])
 
 def test_the_rule():
     assert active(CODES).tolist() == (CODES != 0).tolist()
-    assert count_active(CODES) == 3
+    assert count_true(active(CODES)) == 3
 
 
 def test_training_stats_and_eval_metrics_agree():
@@ -29,9 +29,9 @@ def test_training_stats_and_eval_metrics_agree():
 def test_the_sparse_kernels_density_check_counts_negative_codes():
     values = torch.zeros(100)
     values[:3] = -1.0
-    assert is_sparse_enough(values, 0.03)
+    assert mask_is_sparse(active(values), 0.03)
     values[3] = -1.0
-    assert not is_sparse_enough(values, 0.03)
+    assert not mask_is_sparse(active(values), 0.03)
 
 
 def test_stats_from_the_kernels_list_equal_the_scan_of_every_code(monkeypatch):

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from sae_kit.eval.pareto import pareto_series, plot_pareto
-from tests.helpers import FAST
+from sae_kit.eval.pareto import plot_pareto
+from tests.helpers import FAST, pareto_series
 
 runner = CliRunner()
 EVAL = ["--n-tokens", "128", "--batch-size", "2", "--alive-tokens", "640", "--device", "cpu"]

@@ -9,7 +9,10 @@ from typer.main import get_command
 
 from sae_kit.cli import app
 from sae_kit.cli.train_options import SHAPED, config_from_options
-from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig, field_help
+from sae_kit.record.config import MODEL_DEFAULTS, TrainConfig
+
+HELP = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
+"""Each TrainConfig field's help text, as its docstring-like metadata declares it."""
 
 
 def _train_command() -> click.Command:
@@ -25,7 +28,7 @@ def test_every_field_is_an_option_with_its_default_and_help():
         option = params[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         assert option.default == default, f.name
-        assert option.help == field_help(f.name), f.name
+        assert option.help == HELP[f.name], f.name
         assert f"--{f.name.replace('_', '-')}" in option.opts, f.name
 
 
@@ -57,9 +60,9 @@ def test_shaped_options_fill_the_config():
 def test_model_dependent_defaults_are_one_table_shown_in_the_help():
     for name in MODEL_DEFAULTS:
         assert getattr(TrainConfig(), name) is None  # unset: filled in from the table
-        assert "built-in model" in field_help(name)
-    assert "5e-4" in field_help("lr") and "2e-3" in field_help("lr")
-    assert "400k" in field_help("n_samples")
+        assert "built-in model" in HELP[name]
+    assert "5e-4" in HELP["lr"] and "2e-3" in HELP["lr"]
+    assert "400k" in HELP["n_samples"]
 
 
 @pytest.mark.integration

@@ -5,7 +5,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from sae_kit.data import HOLDOUT_EVERY, DataSpec, eval_windows, iter_texts, token_windows
+from sae_kit.data import HOLDOUT_EVERY, DataSpec, first_windows, iter_texts, token_windows
 from sae_kit.errors import SaeKitError
 
 DOCS = [f"document number {i} says something about topic {i % 7}." for i in range(60)]
@@ -60,7 +60,7 @@ def test_windows_are_full_and_documents_joined_by_eos(tokenizer):
 
 def test_eval_windows_come_from_held_out_text_only(tmp_path, tokenizer):
     spec = DataSpec(str(_write(tmp_path, "jsonl")))
-    held = {t for w in eval_windows(spec, tokenizer, 4, limit=100) for t in w}
+    held = {t for w in first_windows(spec, "eval", tokenizer, 4, limit=100) for t in w}
     held_text = " ".join(iter_texts(spec, "eval"))
     assert held and all(tokenizer.decode([t]) in held_text + "<|endoftext|>" for t in held)
 

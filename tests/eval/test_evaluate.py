@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sae_kit.architectures.relu import ReluSAE
-from sae_kit.data import DataSpec, eval_windows, first_windows
+from sae_kit.data import DataSpec, first_windows
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.evaluation import evaluate_run
 from sae_kit.eval.metrics import explained_variance_e2e_sae
@@ -128,7 +128,7 @@ def test_paper_compatible_evaluates_the_reference_s_500_windows(tiny_gpt2, tmp_p
     result = evaluate_run(str(run), device="cpu", alive_tokens=ALIVE_TOKENS,
                           paper_compatible=True)
     tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2)
-    available = len(eval_windows(DataSpec(), tokenizer, CONTEXT, 10**6))
+    available = len(first_windows(DataSpec(), "eval", tokenizer, CONTEXT, 10**6))
     assert result["n_windows"] == min(500, available) and result["paper_compatible"] is True
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sae_kit.eval.pareto import pareto_points, pareto_series, plot_pareto
-from tests.helpers import write_run_record
+from sae_kit.eval.pareto import pareto_points, plot_pareto
+from tests.helpers import pareto_series, write_run_record
 
 SAE = "blocks.1.hook_resid_pre"
 

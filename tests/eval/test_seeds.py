@@ -8,7 +8,6 @@ import math
 import pytest
 
 from sae_kit.errors import SaeKitError
-from sae_kit.eval.pareto import pareto_series
 from sae_kit.eval.seeds import (
     Stat,
     distinguishable,
@@ -19,7 +18,7 @@ from sae_kit.eval.seeds import (
 )
 from sae_kit.sweep.report import full_table, seed_table
 from sae_kit.sweep.spec import load_sweep
-from tests.helpers import write_run_record
+from tests.helpers import pareto_series, write_run_record
 
 
 def test_mean_and_sample_std():

@@ -9,6 +9,7 @@ from torch.profiler import ProfilerActivity, profile
 from sae_kit import plugins
 from sae_kit.architectures.relu import ReluSAE
 from sae_kit.errors import SaeKitError
+from sae_kit.losses import chunked_kl as chunked_kl_module
 from sae_kit.losses.chunked_kl import chunked_kl, unembed_kl
 from sae_kit.losses.kl import kl_divergence
 from sae_kit.model.hookpoints import HookPoint
@@ -57,6 +58,21 @@ def _assert_grads_close(got, want, rtol):
     scale = want.float().abs().max().item()
     assert scale > 0
     torch.testing.assert_close(got.float(), want.float(), rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("vocab", [1001, 4097])
+def test_the_padded_cpu_unembedding_gives_the_kl_of_the_plain_one_bit_for_bit(vocab, monkeypatch):
+    gen = torch.Generator().manual_seed(1)
+    weight, bias = torch.randn(vocab, 64, generator=gen), torch.randn(vocab, generator=gen)
+    clean = torch.randn(300, 64, generator=gen)
+    spliced = (clean + 0.3 * torch.randn(300, 64, generator=gen)).requires_grad_()
+    assert chunked_kl_module._padded(weight, bias, 128) is not None  # padding is taken here
+    # chunks of 128, 128 and 44 tokens: two padded, the last (under PAD_MIN_TOKENS) not
+    got, got_grad = _grad(lambda: chunked_kl(clean, spliced, weight, bias, 128), spliced)
+    monkeypatch.setattr(chunked_kl_module, "PAD_VOCAB", 1)  # no padding
+    assert chunked_kl_module._padded(weight, bias, 128) is None
+    want, want_grad = _grad(lambda: chunked_kl(clean, spliced, weight, bias, 128), spliced)
+    assert torch.equal(got, want) and torch.equal(got_grad, want_grad)
 
 
 def test_upstream_gradient_scales_the_result():

@@ -45,6 +45,19 @@ def test_local_and_builtin_models_are_not_claimed_as_hub_models(model, tmp_path)
     assert meta["license"] == ("mit" if model == "sae-kit-tiny" else "other")
 
 
+@pytest.mark.parametrize(("model", "base"), [
+    ("gpt2", "gpt2"),  # a legacy id without a namespace is still a Hub model
+    ("openai-community/gpt2", "openai-community/gpt2"),
+    ("alice/gpt2/blocks.1", None),  # a path inside a repo is no model id
+    ("my model", None),  # no valid id: named as text, not claimed as a Hub model
+])
+def test_only_a_valid_repo_id_becomes_the_base_model(model, base, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = {"model": model, "dataset": "pydoc", "loss": "local"}
+    meta = metadata(render_card("alice/x", run, {SAE["hook_point"]: SAE}, None))
+    assert meta.get("base_model") == base
+
+
 def test_card_shows_saelens_usage_only_for_architectures_saelens_has():
     card = render_card("alice/x", {"model": "gpt2", "loss": "e2e"}, {SAE["hook_point"]: SAE},
                        None)

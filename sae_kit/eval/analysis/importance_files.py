@@ -43,8 +43,8 @@ def write_importance(data: ImportanceData, out: Path) -> Path:
 def open_sources(ref: str, hook_point: str | None, device: torch.device) -> list[AnalysisSource]:
     """Every SAE of a run (or the one at ``hook_point``), or the one SAE of an SAE directory."""
     from sae_kit.eval.analysis.source import open_source
-    from sae_kit.store.sae_dir import sae_dirs
-    from sae_kit.store.sources import is_sae_dir, resolve_sae_source
+    from sae_kit.store.sae_dir import is_sae_dir, sae_dirs
+    from sae_kit.store.sources import resolve_sae_source
 
     path = resolve_sae_source(ref)
     if hook_point is not None or not path.is_dir() or is_sae_dir(path):

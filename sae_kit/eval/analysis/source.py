@@ -16,8 +16,8 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.record.run_record import RunRecord
 from sae_kit.store.run_dir import RunDir
-from sae_kit.store.sae_dir import load_sae, sae_dirs
-from sae_kit.store.sources import is_sae_dir, resolve_sae_source
+from sae_kit.store.sae_dir import is_sae_dir, load_sae_dir
+from sae_kit.store.sources import check_hook_point, pick_sae, resolve_sae_source
 
 
 @dataclass
@@ -55,21 +55,6 @@ class AnalysisSource:
         return DataSpec(self.sae_config.get("dataset") or BUILTIN_DATASET_NAME)
 
 
-def _pick(run_dir: Path, hook_point: str | None) -> tuple[HookPoint, Path]:
-    dirs = sae_dirs(run_dir)
-    if hook_point is None:
-        if len(dirs) != 1:
-            names = ", ".join(hp.name for hp in dirs)
-            raise SaeKitError(f"{str(run_dir)!r} holds {len(dirs)} SAEs ({names}); choose one "
-                              "with --hook-point")
-        return next(iter(dirs.items()))
-    wanted = HookPoint.parse(hook_point)
-    if wanted not in dirs:
-        names = ", ".join(hp.name for hp in dirs)
-        raise SaeKitError(f"{str(run_dir)!r} has no SAE at {wanted.name}; it has {names}")
-    return wanted, dirs[wanted]
-
-
 def is_saelens_dir(path: Path) -> bool:
     from sae_kit.store.saelens import CFG, WEIGHTS
 
@@ -83,7 +68,7 @@ def _import_saelens(path: Path, device: str | torch.device) -> tuple[SAE, dict[s
     from sae_kit.store.saelens import import_saelens
 
     with tempfile.TemporaryDirectory() as tmp:
-        return load_sae(import_saelens(path, Path(tmp) / path.name), device)
+        return load_sae_dir(import_saelens(path, Path(tmp) / path.name), device)
 
 
 def open_source(ref: str, hook_point: str | None = None,
@@ -95,21 +80,16 @@ def open_source(ref: str, hook_point: str | None = None,
     if is_saelens_dir(path) and not is_sae_dir(path):
         sae, sae_config = _import_saelens(path, device)
         hp = HookPoint.parse(sae_config["hook_point"])
-        if hook_point is not None and HookPoint.parse(hook_point) != hp:
-            raise SaeKitError(f"{str(path)!r} is the SAE at {hp.name}, not {hook_point}")
+        check_hook_point(ref, hp, hook_point)
         sae.requires_grad_(False)
         return AnalysisSource(path.name, path, hp, sae, sae_config, None)
-    if is_sae_dir(path):
-        sae, sae_config = load_sae(path, device)
-        hp = HookPoint.parse(sae_config.get("hook_point", path.name))
-        if hook_point is not None and HookPoint.parse(hook_point) != hp:
-            raise SaeKitError(f"{str(path)!r} is the SAE at {hp.name}, not {hook_point}")
+    hp, sae_path = pick_sae(path, hook_point, ref)
+    sae, sae_config = load_sae_dir(sae_path, device)
+    if sae_path == path:  # an SAE directory: its run's record where it sits in one
         run_dir = RunDir(path.parent)
         run = run_dir.read() if run_dir.is_run() else None
         label = path.parent.name if run else path.name
     else:
-        hp, sae_path = _pick(path, hook_point)
-        sae, sae_config = load_sae(sae_path, device)
         run = RunDir(path).read() if RunDir(path).is_run() else None
         label = path.name
     sae.requires_grad_(False)
