@@ -205,3 +205,17 @@ def test_histograms_have_a_count_axis_and_every_label_inside(browser, report):
     assert len(activation["xticks"]) >= 2
     assert activation["outside"] == [] and activation["overlapping"] == []
     assert _errors(browser) == []
+
+
+def test_every_index_column_has_a_heading(browser, report):
+    """No blank heading in the index table; the token column says what it holds."""
+    from selenium.webdriver.common.by import By
+
+    browser.get((report / "index.html").as_uri())
+    headings = browser.find_elements(By.CSS_SELECTOR, "#features thead th")
+    cells = browser.find_elements(By.CSS_SELECTOR, "#features tbody tr:first-child td")
+    assert len(headings) == len(cells) >= 5
+    assert all(th.text.strip() for th in headings), [th.text for th in headings]
+    tokens = next(th for th in headings if "token" in th.text)
+    assert tokens.text == "promoted tokens (top 3)"
+    assert "decoder direction" in tokens.get_attribute("title")
