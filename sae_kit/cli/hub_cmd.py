@@ -84,12 +84,12 @@ def pull(
     path = download(parse_hub_ref(repo), revision=revision, out=out)
     from sae_kit.store.sae_dir import (  # torch: only once there is something to load
         is_sae_dir,
-        load_sae,
+        load_sae_dir,
         sae_dirs,
     )
 
     dirs = [path] if is_sae_dir(path) else list(sae_dirs(path).values())
     for sae_dir in dirs:
-        load_sae(sae_dir)  # a corrupt or incomplete download fails here, not later
+        load_sae_dir(sae_dir)  # a corrupt or incomplete download fails here, not later
     err.print(f"[green]pulled[/] {counted(len(dirs), 'SAE')}: {', '.join(d.name for d in dirs)}")
     typer.echo(str(path))

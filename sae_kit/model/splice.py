@@ -211,6 +211,16 @@ class SharedClean:
         self.runner = runner
         self.clear()
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The scope of one batch (see ``Splice.batch``): at its end the pass and what losses
+        derived from it (the KL's clean distribution, up to ``kl_cache_mb``) are freed, so none
+        of it is held through the optimizer step or into the next batch's pass."""
+        try:
+            yield
+        finally:
+            self.clear()
+
     def clear(self) -> None:
         """Forget the cached pass (its tensors are freed once no graph holds them)."""
         self._input_ids: torch.Tensor | None = None
@@ -227,6 +237,7 @@ class SharedClean:
         if same_batch:
             capture |= self._capture
             final_hidden = final_hidden or self._final_hidden
+        self.clear()  # the pass this one replaces is freed first: one pass at peak, not two
         with torch.no_grad():
             result = self.runner.run(input_ids, capture=capture, final_hidden=final_hidden)
         self._input_ids, self._capture, self._final_hidden = input_ids, capture, final_hidden
@@ -278,6 +289,12 @@ class Splice:
         """Read clean passes from ``shared`` (built on the same model) instead of running them."""
         self.shared = shared
         self.runner = shared.runner
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """The scope of one batch for whoever runs several losses on it (a step of a group, a
+        micro-batch): a clean pass shared with other splices (``SharedClean``, a clean cache)
+        is computed once inside it and freed at its end. Nothing to do for a lone splice."""
+        return self.shared.batch() if self.shared is not None else contextlib.nullcontext()
 
     @property
     def sae_sites(self) -> list[Site]:

@@ -38,7 +38,7 @@ from sae_kit.store.files import save_tensors
 from sae_kit.store.jsonio import read_json
 from sae_kit.store.run_dir import RunDir
 from sae_kit.store.sae_dir import CONFIG as SAE_CONFIG
-from sae_kit.store.sae_dir import WEIGHTS, load_sae, output_hook_point, sae_dirs
+from sae_kit.store.sae_dir import WEIGHTS, load_sae_dir, output_hook_point, sae_dirs
 from sae_kit.store.saelens import fresh_dir
 from sae_kit.store.staging import staged_dir
 from sae_kit.version import __version__
@@ -132,7 +132,7 @@ def _hooks(layer: int, config: dict[str, Any]) -> tuple[str, str]:
 
 def circuit_tracer_state(sae_dir: Path) -> dict[str, torch.Tensor]:
     """One transcoder's tensors under the names ``load_relu_transcoder`` reads."""
-    sae, config = load_sae(sae_dir)
+    sae, config = load_sae_dir(sae_dir)
     with torch.no_grad():
         state = {"W_enc": sae.W_enc, "W_dec": sae.dict_elements.T, "b_enc": sae.b_enc,
                  "b_dec": sae.b_dec}

@@ -78,15 +78,15 @@ def plan_upload(run_dir: str | Path, repo_id: str, license: str | None = None) -
     ``cfg.json``), so ``SAE.from_pretrained(repo_id, hook_point)`` loads it too.
     """
     from sae_kit.store.model_card import CardInputs, read_evaluation
-    from sae_kit.store.sae_dir import CONFIG, WEIGHTS, load_sae, sae_dirs  # imports torch
+    from sae_kit.store.sae_dir import CONFIG, WEIGHTS, load_sae_dir, sae_dirs  # imports torch
     from sae_kit.store.saelens import ARCHITECTURES, saelens_files
 
     run = RunDir(run_dir)
     dirs = sae_dirs(run.path)  # one clear line when there is no SAE
     record = run.read()  # a broken config.json is refused before anything is planned
-    configs = {hp.name: load_sae(path)[1] for hp, path in dirs.items()}  # refuse broken SAEs
+    configs = {hp.name: load_sae_dir(path)[1] for hp, path in dirs.items()}  # refuse broken SAEs
     evaluation = read_evaluation(run.eval)  # written by `sae-kit eval`; goes into the card
-    inputs = CardInputs(repo_id, record.to_json(), configs, evaluation, license)
+    inputs = CardInputs(repo_id, record, configs, evaluation, license)
     files: dict[str, Path | bytes] = {layout.CONFIG: run.config}
     for hp, path in dirs.items():
         files[f"{hp.name}/{WEIGHTS}"] = path / WEIGHTS

@@ -24,7 +24,7 @@ from sae_kit.store.files import as_umask_says
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.run_dir import RunDir, named_hook_point
 
-__all__ = ["CONFIG", "WEIGHTS", "is_sae_dir", "load_run", "load_sae", "output_hook_point",
+__all__ = ["CONFIG", "WEIGHTS", "is_sae_dir", "load_run", "load_sae_dir", "output_hook_point",
            "run_outputs", "sae_dirs", "saved_every_sae", "save_sae"]
 
 WEIGHTS = "sae.safetensors"
@@ -82,7 +82,7 @@ def save_sae(sae: SAE, hook_point: HookPoint, directory: Path, extra: dict[str, 
     return directory
 
 
-def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SAE, dict]:
+def load_sae_dir(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SAE, dict]:
     """Load one SAE directory; returns the SAE, in eval mode, and its config.
 
     Nothing in a (perhaps downloaded) config is trusted before it is checked: sizes must be
@@ -191,4 +191,4 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu"
     """A run's record (settings and what they resolved to) and its SAEs by hook point."""
     dirs = sae_dirs(run_dir)  # "holds no trained SAE" comes before a complaint about its config
     record = RunDir(run_dir).read()
-    return record, {hp: load_sae(path, device)[0] for hp, path in dirs.items()}
+    return record, {hp: load_sae_dir(path, device)[0] for hp, path in dirs.items()}

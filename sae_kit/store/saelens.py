@@ -40,8 +40,7 @@ from sae_kit.model.hookpoints import HookPoint
 from sae_kit.store.decoder_norms import fold_decoder_norms, fold_input_bias, one_norm_scale
 from sae_kit.store.files import write_bytes_atomic
 from sae_kit.store.jsonio import read_json
-from sae_kit.store.sae_dir import load_sae as load_sae_dir
-from sae_kit.store.sae_dir import save_sae
+from sae_kit.store.sae_dir import load_sae_dir, save_sae
 from sae_kit.store.saelens_transcoders import read_transcoder, transcoder_cfg
 from sae_kit.store.tl_names import from_transformer_lens, to_transformer_lens
 from sae_kit.version import __version__

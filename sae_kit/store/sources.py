@@ -21,8 +21,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.network import hub_ref
 from sae_kit.store.jsonio import read_json
-from sae_kit.store.sae_dir import CONFIG, is_sae_dir, sae_dirs
-from sae_kit.store.sae_dir import load_sae as load_sae_dir
+from sae_kit.store.sae_dir import CONFIG, is_sae_dir, load_sae_dir, sae_dirs
 
 
 def resolve_sae_source(source: str | Path, revision: str | None = None,

@@ -27,7 +27,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.record.run_record import StartRecord
 from sae_kit.store import saelens, sparsify
-from sae_kit.store.sae_dir import CONFIG, WEIGHTS, load_sae, sae_dirs
+from sae_kit.store.sae_dir import CONFIG, WEIGHTS, load_sae_dir, sae_dirs
 from sae_kit.store.sources import resolve_sae_source
 
 FORMATS_EXPECTED = (
@@ -86,7 +86,7 @@ Found = tuple[str, dict[HookPoint, SAE], dict[HookPoint, dict], dict[HookPoint, 
 
 def _read_any(path: Path, hook_points: list[HookPoint] | None) -> Found | None:
     if (path / CONFIG).is_file() and (path / WEIGHTS).is_file():  # one sae-kit SAE
-        sae, config = load_sae(path)
+        sae, config = load_sae_dir(path)
         hp = HookPoint.parse(config["hook_point"])
         return "sae-kit", {hp: sae}, {hp: config}, {hp: path / WEIGHTS}
     if (path / saelens.CFG).is_file() and (path / saelens.WEIGHTS).is_file():
@@ -102,7 +102,7 @@ def _read_any(path: Path, hook_points: list[HookPoint] | None) -> Found | None:
     if not path.is_dir():
         return None
     if any((p / CONFIG).is_file() for p in path.glob("blocks.*")):  # an sae-kit run
-        loaded = {hp: load_sae(p) for hp, p in sae_dirs(path).items()}
+        loaded = {hp: load_sae_dir(p) for hp, p in sae_dirs(path).items()}
         return ("sae-kit", {hp: s for hp, (s, _) in loaded.items()},
                 {hp: c for hp, (_, c) in loaded.items()},
                 {hp: p / WEIGHTS for hp, p in sae_dirs(path).items()})

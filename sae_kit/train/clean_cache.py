@@ -217,6 +217,8 @@ class CachedClean(SharedClean):
         if input_ids is self._input_ids and capture <= self._capture and (
                 self._final_hidden or not final_hidden):
             return self._result  # type: ignore[return-value]
+        if input_ids is not self._input_ids:
+            self.clear()  # the stale batch's pass is freed before this one is read
         found = self._read(input_ids, capture, final_hidden)
         if found is None:
             self.misses += 1

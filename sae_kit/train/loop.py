@@ -55,16 +55,15 @@ def train_step(runs: Sequence[Run], stats: Sequence[StepStats]
     bad: list[str | None] = [None] * len(runs)
     for i in range(accum):
         input_ids = next(lead.data).to(lead.device)
-        for j, (run, stat) in enumerate(zip(runs, stats, strict=True)):
-            with distributed.micro_batch(run.loss, last=i == accum - 1):
-                with precision.autocast(lead.device, lead.config.dtype):
-                    result = run.loss(run.splice, input_ids)
-                (result.loss / accum).backward()
-            values = HostValues.of(result)  # one device read for the stats and the guard
-            stat.add(result, input_ids.numel(), values)
-            bad[j] = bad[j] or nonfinite_term(values)
-        if lead.splice.shared is not None:
-            lead.splice.shared.clear()
+        with lead.splice.batch():  # what the members share of this batch ends with it
+            for j, (run, stat) in enumerate(zip(runs, stats, strict=True)):
+                with distributed.micro_batch(run.loss, last=i == accum - 1):
+                    with precision.autocast(lead.device, lead.config.dtype):
+                        result = run.loss(run.splice, input_ids)
+                    (result.loss / accum).backward()
+                values = HostValues.of(result)  # one device read for the stats and the guard
+                stat.add(result, input_ids.numel(), values)
+                bad[j] = bad[j] or nonfinite_term(values)
     norms = []
     for j, run in enumerate(runs):
         params = [p for group in run.optimizer.param_groups for p in group["params"]]

@@ -15,7 +15,7 @@ from sae_kit.architectures.topk import TopKSAE
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.local import LocalLoss
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.sae_dir import load_sae, save_sae
+from sae_kit.store.sae_dir import load_sae_dir, save_sae
 
 D_IN, N_DICT = 8, 64
 
@@ -70,7 +70,7 @@ def test_batchtopk_threshold_is_saved_with_the_weights(tmp_path):
     sae = make(BatchTopKSAE, k=3)
     sae(x_batch())
     save_sae(sae, HookPoint(1), tmp_path / "sae", {})
-    loaded, _ = load_sae(tmp_path / "sae")
+    loaded, _ = load_sae_dir(tmp_path / "sae")
     assert not loaded.training and loaded.threshold.item() == sae.threshold.item() > 0
     sae.eval()
     assert torch.equal(loaded(x_batch(4, 5)).codes, sae(x_batch(4, 5)).codes)
@@ -149,7 +149,7 @@ def test_auxk_counter_is_saved_exactly(tmp_path):
     sae = make(BatchTopKSAE, k=3, auxk=True, dead_tokens=5)
     sae(x_batch())
     save_sae(sae, HookPoint(1), tmp_path / "sae", {})
-    loaded, _ = load_sae(tmp_path / "sae")
+    loaded, _ = load_sae_dir(tmp_path / "sae")
     assert loaded.tokens_since_fired.dtype == torch.int64
     assert torch.equal(loaded.tokens_since_fired, sae.tokens_since_fired)
 

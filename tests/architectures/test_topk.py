@@ -9,7 +9,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.model.loading import load_model
 from sae_kit.model.splice import Splice
-from sae_kit.store.sae_dir import load_sae, save_sae
+from sae_kit.store.sae_dir import load_sae_dir, save_sae
 from tests.helpers import AUXK_OFF
 
 
@@ -49,7 +49,7 @@ def test_k_is_saved_and_loaded_with_the_weights(tmp_path):
     torch.manual_seed(0)
     sae = TopKSAE(8, 32, k=7)
     save_sae(sae, HookPoint(1), tmp_path / "sae", {})
-    loaded, config = load_sae(tmp_path / "sae")
+    loaded, config = load_sae_dir(tmp_path / "sae")
     assert config["options"] == {**AUXK_OFF, "bias_init": "zeros", "k": 7}
     assert isinstance(loaded, TopKSAE) and loaded.opts.k == 7
     x = torch.randn(4, 8)

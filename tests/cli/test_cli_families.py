@@ -15,7 +15,7 @@ from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
 from sae_kit.record.config import TrainConfig
-from sae_kit.store.sae_dir import load_sae
+from sae_kit.store.sae_dir import load_sae_dir
 from tests.helpers import AUXK_OFF, FAST
 
 pytestmark = pytest.mark.slow  # trains every model family through the CLI
@@ -56,7 +56,7 @@ def test_e2e_training_on_each_family_and_architecture(tmp_path, tiny_model_dir, 
     if arch == "topk":  # no sparsity penalty: the loss is the KL alone
         assert all(r[f"sparsity/{HOOK}"] == 0 and r["loss"] == r["kl"] for r in rows)
 
-    sae, sae_config = load_sae(out / HOOK)
+    sae, sae_config = load_sae_dir(out / HOOK)
     assert type(sae) is sae_class and dataclasses.asdict(sae.opts) == options
     assert sae_config["architecture"] == arch and sae_config["model_type"] == family
     torch.manual_seed(0)  # the trainer seeds with --seed (0) right before building the SAE

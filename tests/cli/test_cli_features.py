@@ -52,8 +52,8 @@ def test_default_out_is_inside_the_run_and_the_sae_loads_once(runs, monkeypatch)
     import sae_kit.eval.analysis.source as source
 
     loads = []
-    real = source.load_sae
-    monkeypatch.setattr(source, "load_sae", lambda *a, **k: loads.append(a) or real(*a, **k))
+    real = source.load_sae_dir
+    monkeypatch.setattr(source, "load_sae_dir", lambda *a, **k: loads.append(a) or real(*a, **k))
     result = runner.invoke(app, ["features", str(runs["e2e0"]), "--tokens", "64",
                                  "--device", "cpu", "--hook-point", HP])
     assert result.exit_code == 0, result.output

@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from sae_kit.store.sae_dir import load_run, load_sae
+from sae_kit.store.sae_dir import load_run, load_sae_dir
 from tests.helpers import FAST, cli_train
 
 runner = CliRunner()
@@ -27,7 +27,7 @@ def test_train_each_loss_and_reload_the_safetensors(tiny_gpt2, tmp_path, loss):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all("l0/blocks.1.hook_resid_pre" in r for r in rows)
 
-    sae, sae_config = load_sae(sae_dir)
+    sae, sae_config = load_sae_dir(sae_dir)
     assert sae_config["loss"] == loss and sae_config["tokens_trained"] == 8 * 32
     from safetensors.torch import load_file
 

@@ -223,3 +223,35 @@ def test_a_group_computes_the_clean_distribution_once_per_batch(tmp_path):
         torch.log_softmax = real
     assert len(calls) == 1 + len(runs)  # the clean side once, each SAE's spliced side once
     assert runs[0].splice.shared._result is None  # cleared after the step: the cache is freed
+
+
+def test_nothing_of_a_groups_clean_pass_is_held_through_the_optimizer_step(tmp_path):
+    import weakref
+
+    from sae_kit.record.config import TrainConfig
+    from sae_kit.train.group import build_group
+    from sae_kit.train.loop import train_step
+    from sae_kit.train.stats import StepStats
+
+    configs = [TrainConfig(loss="e2e", sparsity_coeff=lam, context=16, batch_size=2,
+                           grad_accum=2, n_samples=8, dict_ratio=1,
+                           output_dir=str(tmp_path / str(lam))) for lam in (1.0, 2.0)]
+    runs = build_group(configs)
+    shared = runs[0].splice.shared
+    passes: list = []  # a weak reference to each micro-batch's clean pass and its KL cache
+    real_get = shared.get
+
+    def get(*args):
+        result = real_get(*args)
+        passes.append(weakref.ref(result))
+        return result
+
+    shared.get = get
+    held_at_step: list = []
+    for run in runs:
+        step = run.optimizer.step
+        run.optimizer.step = lambda *a, step=step: held_at_step.append(
+            [p for p in passes if p() is not None]) or step(*a)
+    train_step(runs, [StepStats() for _ in runs])
+    assert len(passes) >= 2 * len(runs)  # each member asked on each micro-batch
+    assert held_at_step == [[], []]  # each member's optimizer step sees no clean pass alive

@@ -20,7 +20,7 @@ import sae_kit.architectures.base
 import sae_kit.losses.base
 import sae_kit.model.adapter
 from sae_kit import plugins
-from sae_kit.store.sae_dir import load_sae
+from sae_kit.store.sae_dir import load_sae_dir
 from tests.helpers import FAST
 
 PYPROJECT = """\
@@ -103,7 +103,7 @@ def test_installed_plugin_trains_through_the_cli(tmp_path, tiny_model_dir, monke
     for key in [("sae_kit.models", "opt"), ("sae_kit.losses", "cosine"),
                 ("sae_kit.architectures", "tanh")]:
         assert listed[key] == ("sae-kit-example", "0.3.1")
-    sae, sae_config = load_sae(out / HOOK)
+    sae, sae_config = load_sae_dir(out / HOOK)
     assert type(sae).__name__ == "TanhSAE" and sae.opts.scale == 0.5
     assert sae_config["architecture"] == "tanh" and sae_config["loss"] == "cosine"
 

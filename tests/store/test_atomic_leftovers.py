@@ -43,7 +43,7 @@ def test_the_next_write_deletes_what_a_kill_at_the_rename_left(tmp_path, name):
 def test_an_sae_saved_again_leaves_no_temp_config(tmp_path):
     directory = make_sae_dir(tmp_path / "sae")
     _killed_at_the_rename(directory / sae_dir.CONFIG)
-    sae, config = sae_dir.load_sae(directory)  # the half-written temp file is never read
+    sae, config = sae_dir.load_sae_dir(directory)  # the half-written temp file is never read
     sae_dir.save_sae(sae, HookPoint.parse(config["hook_point"]), directory, {})
     assert sorted(p.name for p in directory.iterdir()) == [sae_dir.CONFIG, sae_dir.WEIGHTS]
 

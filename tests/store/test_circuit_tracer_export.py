@@ -22,7 +22,7 @@ from sae_kit.architectures.jumprelu import JumpReLUSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.sae_dir import load_sae, save_sae
+from sae_kit.store.sae_dir import load_sae_dir, save_sae
 
 pytestmark = pytest.mark.integration  # runs the sae-kit CLI
 
@@ -119,7 +119,7 @@ def test_a_run_exports_as_one_set_that_computes_what_sae_kit_computes(run, tmp_p
     _check_layout(tmp_path / "ct", 3, skip=False, jumprelu=False)
     x = _inputs(3)
     for i in range(3):
-        sae, _ = load_sae(run / HookPoint(i, "mlp_in").name)
+        sae, _ = load_sae_dir(run / HookPoint(i, "mlp_in").name)
         state = load_file(str(tmp_path / "ct" / f"layer_{i}.safetensors"))
         with torch.no_grad():
             torch.testing.assert_close(_circuit_tracer_forward(state, x[i]), sae(x[i]).output,
@@ -129,7 +129,7 @@ def test_a_run_exports_as_one_set_that_computes_what_sae_kit_computes(run, tmp_p
 def test_sae_dirs_of_skip_jumprelu_and_batchtopk_transcoders_export_as_one_set(tmp_path):
     dirs = [_sae_dir(tmp_path, 0), _sae_dir(tmp_path, 1, arch=BatchTopKSAE, k=4)]
     with torch.no_grad():  # a trained BatchTopK threshold; the start is 0
-        sae, _ = load_sae(dirs[1])
+        sae, _ = load_sae_dir(dirs[1])
         sae.threshold.fill_(0.7)
         save_sae(sae, HookPoint(1, "mlp_in"), dirs[1], {"model": "gpt2"},
                  output=HookPoint(1, "mlp_out"))
@@ -137,7 +137,7 @@ def test_sae_dirs_of_skip_jumprelu_and_batchtopk_transcoders_export_as_one_set(t
     _check_layout(tmp_path / "ct", 2, skip=True, jumprelu=True)
     x = _inputs(2)
     for i, d in enumerate(dirs):
-        sae, _ = load_sae(d)
+        sae, _ = load_sae_dir(d)
         state = load_file(str(tmp_path / "ct" / f"layer_{i}.safetensors"))
         with torch.no_grad():
             torch.testing.assert_close(_circuit_tracer_forward(state, x[i]), sae(x[i]).output,
@@ -164,7 +164,7 @@ def test_circuit_tracers_own_loader_loads_the_export(run, tiny_gpt2, tmp_path):
     assert fields["hook_vs_hf_max_abs"] < 1e-4 and fields["graph_nodes"] > 0
     got = load_file(str(tmp_path / "got.safetensors"))
     for i in range(3):
-        sae, _ = load_sae(run / HookPoint(i, "mlp_in").name)
+        sae, _ = load_sae_dir(run / HookPoint(i, "mlp_in").name)
         with torch.no_grad():
             want = sae(x[i])
         for how in ("eager", "lazy"):

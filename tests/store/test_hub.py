@@ -18,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sae_kit.cli import app
-from sae_kit.store.sae_dir import load_sae
+from sae_kit.store.sae_dir import load_sae_dir
 from tests.fake_hub import FakeHub
 from tests.helpers import FAST, FIRST_PARTY, HUB_TOKEN, hub_cli
 
@@ -119,7 +119,7 @@ def test_push_then_pull_round_trips_through_the_hub_api(run_dir, hub, tmp_path):
     assert (Path(answer["run"]) / "README.md").read_bytes() == files["README.md"]
     x = sample_input()
     for h in HOOKS:
-        original, _ = load_sae(run_dir / h)
+        original, _ = load_sae_dir(run_dir / h)
         assert torch.equal(torch.tensor(answer["outs"][h]), original(x).output)
     assert_no_token_anywhere(hub, [p.stdout + p.stderr for p in (push, api)], home, run_dir)
 
@@ -152,7 +152,7 @@ def test_saelens_from_pretrained_loads_a_pushed_repo(run_dir, hub, tmp_path):
     answer = json.loads(lens.stdout.strip().splitlines()[-1])
     x = sample_input()
     for h in HOOKS:
-        ours, _ = load_sae(run_dir / h)
+        ours, _ = load_sae_dir(run_dir / h)
         with torch.no_grad():
             out = ours(x)
         assert answer[h]["hook"] == h
@@ -166,8 +166,8 @@ def test_saelens_from_pretrained_loads_a_pushed_repo(run_dir, hub, tmp_path):
     pull = hub_cli(["pull", f"alice/saes/{HOOKS[1]}", "--out", str(tmp_path / "p")], home,
                    hub.url, token=None)
     assert pull.returncode == 0, pull.stderr
-    pulled, _ = load_sae(tmp_path / "p" / HOOKS[1])
-    original, _ = load_sae(run_dir / HOOKS[1])
+    pulled, _ = load_sae_dir(tmp_path / "p" / HOOKS[1])
+    original, _ = load_sae_dir(run_dir / HOOKS[1])
     assert torch.equal(pulled(x).output, original(x).output)
 
 
@@ -206,8 +206,8 @@ def test_private_push_to_a_new_branch_then_pull_one_sae(run_dir, hub, tmp_path):
     assert pull.returncode == 0, pull.stderr
     assert pull.stdout.strip() == str((out / HOOKS[1]).resolve())
     assert not (out / HOOKS[0]).exists()  # only the SAE asked for
-    original, _ = load_sae(run_dir / HOOKS[1])
-    pulled, _ = load_sae(out / HOOKS[1])
+    original, _ = load_sae_dir(run_dir / HOOKS[1])
+    pulled, _ = load_sae_dir(out / HOOKS[1])
     x = sample_input()
     assert torch.equal(pulled(x).output, original(x).output)
 

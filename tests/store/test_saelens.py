@@ -16,7 +16,7 @@ from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
 from sae_kit.store.jsonio import write_json_atomic
-from sae_kit.store.sae_dir import load_sae
+from sae_kit.store.sae_dir import load_sae_dir
 from tests.helpers import AUXK_OFF, SAE_D_IN, SAE_N_DICT, make_sae_dir
 
 pytestmark = pytest.mark.integration  # runs the sae-kit CLI
@@ -47,7 +47,7 @@ def test_export_writes_the_saelens_layout(tmp_path):
     w = load_file(str(tmp_path / "sl" / "sae_weights.safetensors"))
     assert w["W_enc"].shape == (D_IN, N_DICT) and w["W_dec"].shape == (N_DICT, D_IN)
     torch.testing.assert_close(w["W_dec"].norm(dim=1), torch.ones(N_DICT))  # folded in
-    sae, _ = load_sae(sae_dir)
+    sae, _ = load_sae_dir(sae_dir)
     x = x_batch()
     saelens_out = torch.relu(x @ w["W_enc"] + w["b_enc"]) @ w["W_dec"] + w["b_dec"]
     torch.testing.assert_close(saelens_out, sae(x).output, rtol=1e-5, atol=1e-5)
@@ -66,7 +66,7 @@ def test_export_writes_topk_with_k_where_saelens_reads_it(tmp_path):
     assert ((pre > 0).sum(-1) > K).all()  # so the top-k choice matters for every token
     top = pre.topk(K, dim=-1)  # SAELens: the k largest, then ReLU
     codes = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
-    sae, _ = load_sae(sae_dir)
+    sae, _ = load_sae_dir(sae_dir)
     torch.testing.assert_close(codes @ w["W_dec"] + w["b_dec"], sae(x).output,
                                rtol=1e-5, atol=1e-5)
 
@@ -78,8 +78,8 @@ def test_export_then_import_gives_the_same_sae(tmp_path, arch, options):
     result = invoke("import", "--format", "saelens", str(tmp_path / "sl"), str(tmp_path / "back"))
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(tmp_path / "back")
-    original, config = load_sae(sae_dir)
-    back, back_config = load_sae(tmp_path / "back")
+    original, config = load_sae_dir(sae_dir)
+    back, back_config = load_sae_dir(tmp_path / "back")
     x = x_batch()
     # Equal up to float32 rounding: the decoder is normalised once more on the way back.
     torch.testing.assert_close(back(x).output, original(x).output, rtol=1e-5, atol=1e-5)
@@ -103,7 +103,7 @@ def test_hook_points_inside_a_layer_export_under_their_transformer_lens_names(tm
     cfg = json.loads((tmp_path / "sl" / "cfg.json").read_text())
     assert (cfg["hook_name"], cfg["hook_layer"]) == (theirs, 1)
     assert invoke("import", str(tmp_path / "sl"), str(tmp_path / "back")).exit_code == 0
-    _, back_config = load_sae(tmp_path / "back")
+    _, back_config = load_sae_dir(tmp_path / "back")
     assert back_config["hook_point"] == ours
 
 
@@ -133,7 +133,7 @@ def test_import_folds_decoder_norms_and_input_centring(tmp_path):
                      "sae_lens_version": "6.5.0"}})
     result = invoke("import", str(src), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
-    sae, config = load_sae(tmp_path / "kit")
+    sae, config = load_sae_dir(tmp_path / "kit")
     assert config["hook_point"] == "blocks.3.hook_resid_post" and config["model"] == "gpt2-small"
     x = x_batch()
     expected = torch.relu((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]) @ w["W_dec"] + w["b_dec"]
@@ -178,7 +178,7 @@ def test_import_topk_folds_decoder_norms_only_where_saelens_ranks_scaled_acts(tm
         assert not (tmp_path / "kit").exists()
         return
     assert result.exit_code == 0, result.output
-    sae, config = load_sae(tmp_path / "kit")
+    sae, config = load_sae_dir(tmp_path / "kit")
     assert (config["architecture"], config["options"]) == (
         "topk", {**AUXK_OFF, "bias_init": "zeros", "k": 3})
     x = x_batch()
@@ -201,7 +201,7 @@ def test_pre_6_topk_cfg_with_one_decoder_norm_imports_as_topk(tmp_path, dtype):
         "activation_fn_kwargs": {"k": 4}, "hook_name": "blocks.0.hook_resid_pre"}, w)
     result = invoke("import", str(src), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
-    sae, config = load_sae(tmp_path / "kit")
+    sae, config = load_sae_dir(tmp_path / "kit")
     assert (config["architecture"], config["options"]) == (
         "topk", {**AUXK_OFF, "bias_init": "zeros", "k": 4})
     x = torch.randn(4096, D_IN, generator=g) * 3  # enough tokens for near-ties at the k-th place
@@ -303,7 +303,7 @@ def test_saelens_loads_the_export(tmp_path, arch, options):
     assert loaded.cfg.metadata.hook_name == "blocks.1.hook_resid_pre"
     assert loaded.cfg.metadata.model_name == "gpt2"
     assert loaded.cfg.metadata.model_from_pretrained_kwargs["center_writing_weights"] is False
-    sae, _ = load_sae(sae_dir)
+    sae, _ = load_sae_dir(sae_dir)
     x = x_batch()
     with torch.no_grad():
         torch.testing.assert_close(loaded.decode(loaded.encode(x)), sae(x).output,
@@ -329,7 +329,7 @@ def test_sae_kit_imports_a_topk_sae_saelens_saved(tmp_path):
     theirs.save_model(str(tmp_path / "sl"))
     result = invoke("import", str(tmp_path / "sl"), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
-    sae, config = load_sae(tmp_path / "kit")
+    sae, config = load_sae_dir(tmp_path / "kit")
     assert config["options"] == {**AUXK_OFF, "k": 3, "bias_init": "zeros"}  # every option, typed
     x = x_batch()
     with torch.no_grad():

@@ -15,7 +15,7 @@ from sae_kit.architectures.jumprelu import JumpReLUSAE
 from sae_kit.architectures.matryoshka import MatryoshkaSAE
 from sae_kit.cli import app
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.sae_dir import load_sae, save_sae
+from sae_kit.store.sae_dir import load_sae_dir, save_sae
 
 pytestmark = pytest.mark.integration  # runs the sae-kit CLI
 
@@ -66,7 +66,7 @@ def test_export_is_jumprelu_with_a_threshold_per_latent(tmp_path, cls, options):
     cfg = json.loads((tmp_path / "sl" / "cfg.json").read_text())
     assert cfg["architecture"] == "jumprelu" and cfg["activation_fn_str"] == "relu"
     w = load_file(str(tmp_path / "sl" / "sae_weights.safetensors"))
-    sae, _ = load_sae(kit)
+    sae, _ = load_sae_dir(kit)
     assert w["threshold"].shape == (N_DICT,)
     torch.testing.assert_close(w["threshold"], sae.threshold.expand(N_DICT))
     x = x_batch()
@@ -88,7 +88,7 @@ def test_round_trip_through_sae_lens(tmp_path, cls, options):
     assert invoke("export", str(kit), str(tmp_path / "sl")).exit_code == 0
     theirs = sae_lens.SAE.load_from_disk(str(tmp_path / "sl"), device="cpu")
     assert theirs.cfg.architecture() == "jumprelu"
-    sae, config = load_sae(kit)
+    sae, config = load_sae_dir(kit)
     x = x_batch()
     with torch.no_grad():
         out = sae(x)
@@ -96,7 +96,7 @@ def test_round_trip_through_sae_lens(tmp_path, cls, options):
     theirs.save_model(str(tmp_path / "sl2"))
     result = invoke("import", str(tmp_path / "sl"), str(tmp_path / "back"))
     assert result.exit_code == 0, result.output
-    back, back_config = load_sae(tmp_path / "back")
+    back, back_config = load_sae_dir(tmp_path / "back")
     assert (back_config["architecture"], back_config["options"]) == (
         config["architecture"], config["options"])  # batchtopk/matryoshka come back as such
     with torch.no_grad():
@@ -105,7 +105,7 @@ def test_round_trip_through_sae_lens(tmp_path, cls, options):
     # What SAELens itself saved (no sae-kit provenance) imports as JumpReLU, the same function.
     result = invoke("import", str(tmp_path / "sl2"), str(tmp_path / "theirs"))
     assert result.exit_code == 0, result.output
-    plain, plain_config = load_sae(tmp_path / "theirs")
+    plain, plain_config = load_sae_dir(tmp_path / "theirs")
     assert plain_config["architecture"] == "jumprelu"
     with torch.no_grad():
         assert_same(plain(x).codes, plain(x).output, out.codes, out.output)
@@ -132,7 +132,7 @@ def test_import_a_jumprelu_sae_saelens_made(tmp_path):
     assert sae_lens.SAE.load_from_disk(str(tmp_path / "sl")).cfg.architecture() == "jumprelu"
     result = invoke("import", str(tmp_path / "sl"), str(tmp_path / "kit"))
     assert result.exit_code == 0, result.output
-    sae, config = load_sae(tmp_path / "kit")
+    sae, config = load_sae_dir(tmp_path / "kit")
     assert config["architecture"] == "jumprelu"
     x = x_batch(4)
     with torch.no_grad():

@@ -15,7 +15,7 @@ from sae_kit.architectures.relu import ReluSAE
 from sae_kit.architectures.topk import TopKSAE
 from sae_kit.cli import app
 from sae_kit.model.hookpoints import HookPoint
-from sae_kit.store.sae_dir import load_sae, save_sae
+from sae_kit.store.sae_dir import load_sae_dir, save_sae
 
 pytestmark = pytest.mark.integration  # runs the sae-kit CLI
 
@@ -64,14 +64,14 @@ def test_saelens_loads_the_export_and_the_round_trip_is_exact(tmp_path, arch, sk
         (SAELENS[arch.name, skip], D, "blocks.2.ln2.hook_normalized", OUT.name)
     loaded = sae_lens.SAE.load_from_disk(str(tmp_path / "sl"), device="cpu")
     assert loaded.cfg.architecture() == SAELENS[arch.name, skip]
-    ours, _ = load_sae(src)
+    ours, _ = load_sae_dir(src)
     x = _x()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), ours(x).output, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(loaded.encode(x), ours(x).codes, rtol=1e-5, atol=1e-5)
     result = CliRunner().invoke(app, ["import", str(tmp_path / "sl"), str(tmp_path / "back")])
     assert result.exit_code == 0, result.output
-    back, config = load_sae(tmp_path / "back")
+    back, config = load_sae_dir(tmp_path / "back")
     assert (config["hook_point"], config["output_hook_point"]) == (IN.name, OUT.name)
     assert config.get("skip", False) is skip and back.name == arch.name
     again = tmp_path / "again"

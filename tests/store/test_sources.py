@@ -15,7 +15,7 @@ import torch
 import sae_kit
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.analysis.source import open_source
-from sae_kit.store.sae_dir import load_sae as load_sae_dir
+from sae_kit.store.sae_dir import load_sae_dir
 from sae_kit.store.sources import resolve_sae_source
 from tests.helpers import make_sae_dir
 

@@ -179,7 +179,7 @@ def test_7_export_refuses_a_non_empty_directory(run, tmp_path, what):
 
 @pytest.mark.integration
 def test_8_an_interrupted_sae_write_leaves_no_temporary_file(run, monkeypatch):
-    sae, config = sae_dir.load_sae(run / SAE_AT_1)
+    sae, config = sae_dir.load_sae_dir(run / SAE_AT_1)
     from sae_kit.model.hookpoints import HookPoint
 
     def killed(*args, **kwargs):
@@ -195,7 +195,7 @@ def test_8_an_interrupted_sae_write_leaves_no_temporary_file(run, monkeypatch):
 def test_8_temporary_files_of_a_killed_write_are_swept_by_the_next(run):
     stale = run / SAE_AT_1 / ".sae.safetensors.abc123"
     stale.write_bytes(b"half")  # what kill -9 during the final write leaves
-    sae, _ = sae_dir.load_sae(run / SAE_AT_1)
+    sae, _ = sae_dir.load_sae_dir(run / SAE_AT_1)
     from sae_kit.model.hookpoints import HookPoint
 
     sae_dir.save_sae(sae, HookPoint.parse(SAE_AT_1), run / SAE_AT_1, {})

@@ -170,9 +170,9 @@ def test_a_kl_fine_tune_exports_back_to_saelens_with_its_new_weights(tiny_gpt2, 
     tuned = load_file(str(tmp_path / "ft" / HOOK / "sae.safetensors"))
     torch.testing.assert_close(loaded.W_enc.detach(), tuned["W_enc"].T)
     assert not torch.allclose(loaded.W_enc, original.W_enc)  # fine-tuned, not the source
-    from sae_kit.store.sae_dir import load_sae
+    from sae_kit.store.sae_dir import load_sae_dir
 
-    sae, _ = load_sae(tmp_path / "ft" / HOOK)
+    sae, _ = load_sae_dir(tmp_path / "ft" / HOOK)
     x = x_batch()
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode(x), sae(x).codes, rtol=1e-5, atol=1e-5)

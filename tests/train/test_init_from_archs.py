@@ -15,7 +15,7 @@ import torch
 from sae_kit import plugins
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.record.config import TrainConfig
-from sae_kit.store.sae_dir import load_sae, save_sae
+from sae_kit.store.sae_dir import load_sae_dir, save_sae
 from sae_kit.train.build import build_run
 from sae_kit.train.loop import fit
 from tests.helpers import FAST, cli_train
@@ -63,7 +63,7 @@ def config(model: Path, src: Path, out: Path, **kw) -> TrainConfig:
 @pytest.mark.parametrize(("arch", "options"), ARCHS)
 def test_every_architecture_starts_exactly_and_fine_tunes(tiny_gpt2, tmp_path, arch, options):
     src = source(tmp_path / "src", arch, options)
-    theirs, _ = load_sae(src)
+    theirs, _ = load_sae_dir(src)
     run = build_run(config(tiny_gpt2, src, tmp_path / "run"))
     (hp, sae), = run.saes.items()
     assert (hp.name, sae.name) == (HOOK, arch) and sae.opts == theirs.opts
@@ -79,7 +79,7 @@ def test_every_architecture_starts_exactly_and_fine_tunes(tiny_gpt2, tmp_path, a
 
     sae.train()
     fit(run)
-    tuned, tuned_config = load_sae(tmp_path / "run" / HOOK)
+    tuned, tuned_config = load_sae_dir(tmp_path / "run" / HOOK)
     assert tuned.name == arch and tuned.opts == theirs.opts  # k unchanged
     assert not torch.equal(tuned.W_enc, theirs.W_enc)  # it did train
     assert tuned_config["init_from"]["format"] == "sae-kit"

@@ -16,7 +16,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.record.run_record import RunRecord
 from sae_kit.store.run_dir import RunDir
-from sae_kit.store.sae_dir import is_sae_dir, load_sae
+from sae_kit.store.sae_dir import is_sae_dir, load_sae_dir
 from sae_kit.store.sources import check_hook_point, pick_sae, resolve_sae_source
 
 
@@ -68,7 +68,7 @@ def _import_saelens(path: Path, device: str | torch.device) -> tuple[SAE, dict[s
     from sae_kit.store.saelens import import_saelens
 
     with tempfile.TemporaryDirectory() as tmp:
-        return load_sae(import_saelens(path, Path(tmp) / path.name), device)
+        return load_sae_dir(import_saelens(path, Path(tmp) / path.name), device)
 
 
 def open_source(ref: str, hook_point: str | None = None,
@@ -84,7 +84,7 @@ def open_source(ref: str, hook_point: str | None = None,
         sae.requires_grad_(False)
         return AnalysisSource(path.name, path, hp, sae, sae_config, None)
     hp, sae_path = pick_sae(path, hook_point, ref)
-    sae, sae_config = load_sae(sae_path, device)
+    sae, sae_config = load_sae_dir(sae_path, device)
     if sae_path == path:  # an SAE directory: its run's record where it sits in one
         run_dir = RunDir(path.parent)
         run = run_dir.read() if run_dir.is_run() else None
