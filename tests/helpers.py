@@ -90,21 +90,29 @@ def make_sae_dir(path: Path, layer: int = 1, seed: int = 0, arch: type | None = 
     return save_sae(sae, hp, path / hp.name, extra)
 
 
-def write_run_record(run_dir: Path, context: int = 64, d_in: int = SAE_D_IN,
-                     n_dict: int = SAE_N_DICT, **settings: Any) -> Path:
-    """A run directory's config.json as training writes it (a RunRecord), for SAEs saved by
-    hand; ``settings`` are TrainConfig fields. Returns the file."""
+def run_record(context: int = 64, d_in: int = SAE_D_IN, n_dict: int = SAE_N_DICT,
+               **settings: Any) -> Any:
+    """A RunRecord as training writes it; ``settings`` are TrainConfig fields (by default
+    model gpt2, dataset pydoc, loss e2e)."""
     from sae_kit.record.config import TrainConfig
     from sae_kit.record.run_record import Resolved, RunRecord
-    from sae_kit.store.jsonio import write_json_atomic
-    from sae_kit.store.run_dir import RunDir
 
     config = TrainConfig(**{"model": "gpt2", "dataset": "pydoc", "loss": "e2e", **settings})
     resolved = Resolved(context=context, n_samples=1, total_steps=1, warmup_steps=0,
                         d_model=d_in, n_dict=n_dict, n_layers=2, model_type="gpt2",
                         adapter="gpt2", device="cpu")
+    return RunRecord(config, resolved)
+
+
+def write_run_record(run_dir: Path, context: int = 64, d_in: int = SAE_D_IN,
+                     n_dict: int = SAE_N_DICT, **settings: Any) -> Path:
+    """A run directory's config.json as training writes it (a RunRecord), for SAEs saved by
+    hand; ``settings`` are TrainConfig fields. Returns the file."""
+    from sae_kit.store.jsonio import write_json_atomic
+    from sae_kit.store.run_dir import RunDir
+
     path = RunDir(run_dir).config
-    write_json_atomic(path, RunRecord(config, resolved).to_json())
+    write_json_atomic(path, run_record(context, d_in, n_dict, **settings).to_json())
     return path
 
 

@@ -86,7 +86,7 @@ def plan_upload(run_dir: str | Path, repo_id: str, license: str | None = None) -
     record = run.read()  # a broken config.json is refused before anything is planned
     configs = {hp.name: load_sae_dir(path)[1] for hp, path in dirs.items()}  # refuse broken SAEs
     evaluation = read_evaluation(run.eval)  # written by `sae-kit eval`; goes into the card
-    inputs = CardInputs(repo_id, record.to_json(), configs, evaluation, license)
+    inputs = CardInputs(repo_id, record, configs, evaluation, license)
     files: dict[str, Path | bytes] = {layout.CONFIG: run.config}
     for hp, path in dirs.items():
         files[f"{hp.name}/{WEIGHTS}"] = path / WEIGHTS

@@ -12,6 +12,7 @@ from typing import Any
 from sae_kit.builtin import BUILTIN_DATASET_NAME, BUILTIN_MODEL_NAME
 from sae_kit.errors import SaeKitError
 from sae_kit.network import hub_ref
+from sae_kit.record.run_record import RunRecord
 from sae_kit.store.jsonio import read_json
 
 CITATION = """@article{braun2024identifying,
@@ -66,14 +67,14 @@ class CardInputs:
     """What a card is made of, kept so a push can render it again once the Hub has answered."""
 
     repo_id: str
-    run: dict[str, Any]
+    run: RunRecord
     saes: dict[str, dict[str, Any]]
     evaluation: dict[str, Any] | None
     license: str | None = None  # --license; None: the base model's
 
     @property
     def model(self) -> str | None:
-        return self.run.get("model") or next(iter(self.saes.values())).get("model")
+        return self.run.config.model
 
     def render(self, base: BaseModel | None) -> str:
         return render_card(self.repo_id, self.run, self.saes, self.evaluation, self.license,
@@ -89,7 +90,7 @@ def card_license(license: str | None, model: str | None, base: BaseModel | None)
     return "mit" if model == BUILTIN_MODEL_NAME else "other"
 
 
-def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any]],
+def render_card(repo_id: str, run: RunRecord, saes: dict[str, dict[str, Any]],
                 evaluation: dict[str, Any] | None, license: str | None = None,
                 base: BaseModel | None = None) -> str:
     """The whole README.md: metadata, SAE table, evaluation table (or why there is none), usage.
@@ -98,9 +99,9 @@ def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any
     as written, and the license is ``license`` or ``other``.
     """
     first = next(iter(saes.values()))
-    model = run.get("model") or first.get("model")
-    dataset = run.get("dataset") or first.get("dataset")
-    loss = str(run.get("loss") or first.get("loss") or "unknown")
+    model = run.config.model
+    dataset = run.config.dataset or first.get("dataset")
+    loss = run.config.loss
     base_id = base.repo_id if base is not None else hub_id_or_none(model, BUILTIN_MODEL_NAME)
     sections = [
         _metadata(card_license(license, model, base), loss, base_id,
@@ -115,7 +116,7 @@ def render_card(repo_id: str, run: dict[str, Any], saes: dict[str, dict[str, Any
         "## Evaluation\n\n" + _evaluation(evaluation),
         _usage(repo_id, next(iter(saes)), saes, hub_id_or_none(model, BUILTIN_MODEL_NAME)),
         *([_lora(repo_id, run, evaluation, hub_id_or_none(model, BUILTIN_MODEL_NAME))]
-          if run.get("lora") else []),
+          if run.config.lora else []),
         f"## Citation\n\n```bibtex\n{CITATION}\n```",
     ]
     return "\n\n".join(sections) + "\n"
@@ -186,17 +187,17 @@ def _or_dash(value: Any) -> Any:
     return "—" if value is None else value  # None: the architecture has no penalty (TopK)
 
 
-def _training(run: dict[str, Any], first: dict[str, Any], dataset: str | None) -> str:
-    resolved = run.get("resolved", {})
+def _training(run: RunRecord, first: dict[str, Any], dataset: str | None) -> str:
+    config = run.config
     items = {
-        "model": run.get("model") or first.get("model"),
-        "model revision": run.get("revision") or first.get("revision") or "default branch",
-        "dataset": f"{dataset} (split {run.get('split', 'train')})" if dataset else None,
-        "context": resolved.get("context") or first.get("context"),
-        "samples": resolved.get("n_samples"),
-        "loss options": run.get("loss_options") or first.get("loss_options") or None,
-        "learning rate": run.get("lr"),
-        "seed": run.get("seed"),
+        "model": config.model,
+        "model revision": config.revision or first.get("revision") or "default branch",
+        "dataset": f"{dataset} (split {config.split})" if dataset else None,
+        "context": run.resolved.context,
+        "samples": run.resolved.n_samples,
+        "loss options": config.loss_options or first.get("loss_options") or None,
+        "learning rate": config.lr,
+        "seed": config.seed,
     }
     lines = [f"- {key}: {_fmt(value)}" for key, value in items.items() if value is not None]
     return ("## Training\n\n" + "\n".join(lines) + "\n\nAn SAE's input is the raw Hugging Face "
@@ -246,13 +247,14 @@ def _usage(repo_id: str, hook_point: str, saes: dict[str, dict[str, Any]],
     )
 
 
-def _lora(repo_id: str, run: dict[str, Any], evaluation: dict[str, Any] | None,
+def _lora(repo_id: str, run: RunRecord, evaluation: dict[str, Any] | None,
           model: str | None) -> str:
     """A --lora run: the adapters in `lora/`, how they were trained, their figures, their use."""
-    layers = "every block" if run.get("lora_layers") == "all" else "the blocks from the SAE's on"
-    alpha = run.get("lora_alpha") or run.get("lora_rank")
-    targets = ", ".join(f"`{t}`" for t in run.get("lora_targets") or []) or "every dense layer"
-    text = (f"## LoRA adapters\n\n`lora/` holds LoRA adapters (rank {run.get('lora_rank')}, "
+    config = run.config
+    layers = "every block" if config.lora_layers == "all" else "the blocks from the SAE's on"
+    alpha = config.lora_alpha or config.lora_rank
+    targets = ", ".join(f"`{t}`" for t in config.lora_targets) or "every dense layer"
+    text = (f"## LoRA adapters\n\n`lora/` holds LoRA adapters (rank {config.lora_rank}, "
             f"alpha {_fmt(alpha)}; {targets} of {layers}) trained with the SAEs frozen "
             "against KL(original model || model with SAEs and adapters) (Chen, Engels & Tegmark "
             "2025, *Low-Rank Adapting Models for Sparse Autoencoders*), saved as peft saves them "
