@@ -219,10 +219,16 @@ def first_windows(
     spec: DataSpec, part: Part, tokenizer: Any, context: int, limit: int
 ) -> list[list[int]]:
     """Up to ``limit`` windows of one part, in dataset order (unshuffled, one pass at most)."""
+    return list(itertools.islice(part_windows(spec, part, tokenizer, context), limit))
+
+
+def part_windows(spec: DataSpec, part: Part, tokenizer: Any, context: int) -> Iterator[list[int]]:
+    """All windows of one part, lazily, in dataset order (a source plugin's own stream, seed 0,
+    for a model built by one)."""
     windows = _source_windows(spec, part, context, seed=0)
     if windows is None:
         windows = token_windows(iter_texts(spec, part), tokenizer, context)
-    return list(itertools.islice(windows, limit))
+    return windows
 
 
 def _source_windows(spec: DataSpec, part: Part, context: int,

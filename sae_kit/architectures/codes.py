@@ -15,19 +15,28 @@ def active(codes: torch.Tensor) -> torch.Tensor:
     return codes != 0
 
 
-def count_true(mask: torch.Tensor) -> int:
-    """How many entries of a boolean mask are set."""
+def count_true_on_device(mask: torch.Tensor) -> torch.Tensor:
+    """How many entries of a boolean mask are set, as an int64 scalar where the mask is."""
     # Per row in int32 (a row holds at most n_dict entries), then the rows' total in int64: on
     # CPU a bool -> int64 sum of a [tokens, n_dict] mask, and count_nonzero, each took ~3x as
     # long (the int64 conversion is a copy of the whole mask).
     rows = mask.reshape(-1, mask.shape[-1]) if mask.dim() else mask.reshape(1, 1)
-    return int(rows.sum(-1, dtype=torch.int32).sum(dtype=torch.int64))
+    return rows.sum(-1, dtype=torch.int32).sum(dtype=torch.int64)
+
+
+def count_true(mask: torch.Tensor) -> int:
+    """How many entries of a boolean mask are set."""
+    return int(count_true_on_device(mask))
+
+
+def tokens_of(mask: torch.Tensor) -> int:
+    """How many tokens (all but the last dimension) a code mask covers."""
+    return mask.reshape(-1, mask.shape[-1]).shape[0]
 
 
 def mean_per_token(mask: torch.Tensor) -> float:
     """Mean over tokens (all but the last dimension) of a mask's set entries: L0 of a code mask."""
-    rows = mask.reshape(-1, mask.shape[-1])
-    return count_true(rows) / rows.shape[0]
+    return count_true(mask) / tokens_of(mask)
 
 
 def fired_and_count(codes: torch.Tensor, listed: tuple[torch.Tensor, ...] | None = None

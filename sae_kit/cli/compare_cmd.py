@@ -12,7 +12,7 @@ from rich.table import Table
 
 from sae_kit.cli.common import err, friendly_errors, out_console
 from sae_kit.cli.logs import callback, progress, setup_logging
-from sae_kit.eval.settings import COMPARE
+from sae_kit.eval.settings import COMPARE, EVAL
 from sae_kit.record.config import DEVICE_HELP
 
 
@@ -27,11 +27,16 @@ def compare(
     ),
     out: str = typer.Option("compare", help="Directory for summary.json and the PNG plots."),
     tokens: int = typer.Option(
-        COMPARE.n_tokens, help="Held-out tokens for alive elements and ‖â‖/‖a‖ (fewer if there "
-        "are fewer)."
+        COMPARE.n_tokens, help="Held-out tokens for L0, ‖â‖/‖a‖ and cos(â, a), whole windows "
+        "(fewer if there are fewer)."
+    ),
+    alive_tokens: int = typer.Option(
+        EVAL.alive_tokens, help="Alive elements (fired at least once) are counted on the first "
+        "this many tokens of the training part, as `sae-kit eval --alive-tokens` counts them."
     ),
     dataset: str = typer.Option(
-        None, help="Run over all of this text instead of the held-out split."
+        None, help="Run over this text instead of the run's own (alive elements counted on it "
+        "too)."
     ),
     split: str = typer.Option("train", help="Split of --dataset."),
     embedding: str = typer.Option(
@@ -54,15 +59,18 @@ def compare(
     from sae_kit.eval.analysis.collect import TextChoice
     from sae_kit.eval.analysis.compare import compare_sources
 
-    if tokens < 1 or batch_size < 1:
-        raise SaeKitError(f"--tokens and --batch-size must be positive, got {tokens}, "
-                          f"{batch_size}")
+    if tokens < 1 or batch_size < 1 or alive_tokens < 1:
+        raise SaeKitError(f"--tokens, --alive-tokens and --batch-size must be positive, got "
+                          f"{tokens}, {alive_tokens}, {batch_size}")
     choice = TextChoice(dataset, split) if dataset else TextChoice()
     _check_out(Path(out))
     setup_logging()
     with progress("compare") as bar:
         summary = compare_sources(sources, hook_point, Path(out), tokens, batch_size, device,
-                                  choice, embedding, callback(bar), importance)
+                                  choice, embedding, callback(bar), importance, alive_tokens)
+    for what, text in (("metrics", summary["texts"]["activations"]),
+                       ("alive", summary["texts"]["alive"])):
+        err.print(f"{what}: {text['read']} of {text['text']}", soft_wrap=True, highlight=False)
     err.print(f"[green]written[/]: {Path(out) / 'summary.json'} and "
               f"{', '.join(summary['plots'])} (embedding: {summary['embedding_method']})")
     if as_json:

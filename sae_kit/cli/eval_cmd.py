@@ -120,10 +120,12 @@ def _print_results(results: list[dict[str, Any]]) -> None:
     console = out_console()
     for result in results:
         lam = "" if result["sparsity_coeff"] is None else f", λ={result['sparsity_coeff']}"
-        console.print(f"[bold]{result['run_dir']}[/] ({result['loss']}{lam}): "
-                      f"{result['n_tokens']:,} held-out tokens, "
-                      f"clean CE loss {result['clean_ce_loss']:.4f} nats; alive counted over "
-                      f"{result['alive_n_tokens']:,} training tokens"
+        texts = result["texts"]
+        console.print(f"[bold]{result['run_dir']}[/] ({result['loss']}{lam}): metrics on "
+                      f"{texts['held_out']['read']} of the held-out part, "
+                      f"clean CE loss {result['clean_ce_loss']:.4f} nats; alive (fired at least "
+                      f"once) counted on {texts['alive']['read']} of the training part from "
+                      "its start"
                       + ("; reference-compatible sizes" if result["paper_compatible"] else ""),
                       soft_wrap=True, highlight=False)
         console.print(results_table(result))

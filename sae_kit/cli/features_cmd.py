@@ -19,12 +19,18 @@ def features(
         None, help="Which SAE of the run, e.g. blocks.2.hook_resid_pre (needed if it has several)."
     ),
     tokens: int = typer.Option(
-        FEATURES.n_tokens, help="Tokens to run over (fewer if the text has fewer)."
+        None, show_default=False, help=f"Tokens to run over, whole windows (fewer if the text "
+        f"has fewer); default {FEATURES.n_tokens:,}, the tokens `sae-kit eval --alive-tokens` "
+        f"counts alive on ({IMPORTANCE.n_tokens:,} with --importance)."
     ),
     out: str = typer.Option(None, help="Report directory; default RUN_DIR/features-HOOK_POINT."),
+    held_out: bool = typer.Option(
+        False, "--held-out", help="Read the run's held-out part instead of its training part "
+        "(where `sae-kit eval` counts alive elements; the default)."
+    ),
     dataset: str = typer.Option(
-        None, help="Run over all of this text (Hub id, local file/directory, or 'pydoc') instead "
-        "of the run's held-out split."
+        None, help="Run over this text (Hub id, local file/directory, or 'pydoc') instead of "
+        "the run's own."
     ),
     split: str = typer.Option("train", help="Split of --dataset ('train' or 'eval' for pydoc)."),
     top_k: int = typer.Option(FEATURES.top_k, help="Top-activating contexts per feature."),
@@ -50,6 +56,10 @@ def features(
     from sae_kit.eval.analysis.collect import TextChoice
     from sae_kit.eval.feature_report import build_feature_report
 
+    if tokens is None:
+        tokens = IMPORTANCE.n_tokens if importance else FEATURES.n_tokens
+    if dataset and held_out:
+        raise SaeKitError("--held-out reads the run's own held-out part; drop it or --dataset")
     if tokens < 1 or top_k < 1 or batch_size < 1:
         raise SaeKitError(f"--tokens, --top-k and --batch-size must be positive, got {tokens}, "
                           f"{top_k}, {batch_size}")
@@ -61,14 +71,15 @@ def features(
     if importance:
         wanted = ImportanceSettings(exact_top=exact_top, exact_random=exact_random,
                                     seed=settings.seed)
-    choice = TextChoice(dataset, split) if dataset else TextChoice()
+    choice = TextChoice(dataset, split) if dataset else TextChoice(
+        part="eval" if held_out else "train")
     setup_logging()
     with progress("features") as bar:
         index, meta = build_feature_report(run_dir, Path(out) if out else None, hook_point,
                                            settings, choice, device, callback(bar),
                                            importance=wanted)
-    fewer = " (all the text there is)" if meta["n_tokens"] < tokens else ""
-    err.print(f"{meta['n_tokens']:,} tokens{fewer} of {meta['text']} in {meta['seconds']:.1f} s; "
-              f"{meta['n_dead']:,} of {meta['n_dict']:,} features dead")
+    err.print(f"{meta['read']} of {meta['text']} in {meta['seconds']:.1f} s; "
+              f"{meta['n_alive']:,} of {meta['n_dict']:,} features alive (fired at least "
+              f"once), {meta['n_dead']:,} dead", soft_wrap=True, highlight=False)
     err.print(f"[green]report[/]: open {index}")
     typer.echo(index)

@@ -7,11 +7,17 @@ training tokens), or all of it when it is shorter. Firing or not needs no held-o
 training part is the one large enough for the count; it is read in dataset order, not in the
 run's shuffled order, so every run on a dataset is counted on the same tokens.
 Each SAE sees the clean activation at its hook point (as if spliced alone).
+
+One rule for every command that counts: `sae-kit eval`, `sae-kit features` (whose default text
+is this one; its dead features are the others) and `sae-kit compare` (``--alive-tokens``) read
+the same whole windows of the training part and call an element alive when it fired
+(:func:`sae_kit.eval.metrics.fired`) on at least one of their tokens, so the same budget gives
+the same count. Every other metric stays on held-out tokens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import torch
 
@@ -25,6 +31,17 @@ def alive_window_count(n_tokens: int, context: int) -> int:
     return max(1, n_tokens // context)
 
 
+class AliveCounter:
+    """Per key (a hook point, an SAE's index), the elements that fired on any token added."""
+
+    def __init__(self) -> None:
+        self.masks: dict[Hashable, torch.Tensor] = {}
+
+    def add(self, key: Hashable, codes: torch.Tensor) -> None:
+        mask = fired(codes).cpu()
+        self.masks[key] = mask | self.masks[key] if key in self.masks else mask
+
+
 def count_alive(
     splice: Splice,
     windows: list[list[int]],
@@ -34,14 +51,13 @@ def count_alive(
 ) -> dict[HookPoint, torch.Tensor]:
     """Per SAE, a boolean mask over its dictionary: fired on at least one token of ``windows``."""
     sites = splice.sae_sites
-    masks: dict[HookPoint, torch.Tensor] = {}
+    counter = AliveCounter()
     for start in range(0, len(windows), batch_size):
         ids = torch.tensor(windows[start:start + batch_size], dtype=torch.long, device=device)
         # Only the layers up to the last SAE run: no logits are needed.
         acts = splice.clean(ids, capture=sites, final_hidden=False).acts
         for hp, sae in splice.saes.items():
-            mask = fired(sae.encode(acts[hp.site].to(sae.W_enc.dtype))).cpu()
-            masks[hp] = mask | masks[hp] if hp in masks else mask
+            counter.add(hp, sae.encode(acts[hp.site].to(sae.W_enc.dtype)))
         if on_batch:
             on_batch()
-    return masks
+    return counter.masks  # type: ignore[return-value]

@@ -23,7 +23,8 @@ import torch
 from sae_kit.architectures.base import SAE
 from sae_kit.data import DataSpec, Part, first_windows
 from sae_kit.errors import SaeKitError
-from sae_kit.eval.alive import alive_window_count, count_alive
+from sae_kit.eval.alive import count_alive
+from sae_kit.eval.analysis.collect import ALIVE_TEXT, TextRead, text_windows
 from sae_kit.eval.metrics import (
     TokenMean,
     VarianceSums,
@@ -184,9 +185,18 @@ def evaluate_run(
     if n_tokens is None:
         n_tokens = EVAL.paper_windows * context if paper_compatible else EVAL.n_tokens
     spec = target.spec
-    windows = _windows(spec, "eval", loaded, context, math.ceil(n_tokens / context))
-    alive_rows = _windows(spec, "train", loaded, context,
-                          alive_window_count(alive_tokens, context))
+    limit = math.ceil(n_tokens / context)
+    windows = _windows(spec, "eval", loaded, context, limit + 1)  # one more: capped or not?
+    held_out = TextRead(context, n_tokens, windows=min(len(windows), limit),
+                        capped=len(windows) > limit)
+    del windows[limit:]
+    held_out.ends = _ends(windows, loaded)
+    alive_windows, alive_read = text_windows(spec, ALIVE_TEXT, loaded.tokenizer, context,
+                                             alive_tokens)
+    alive_rows = list(alive_windows)
+    if not alive_rows:
+        raise SaeKitError(f"the training part of {spec.dataset!r} has no full window of "
+                          f"{context} tokens")
     evaluator = _Evaluator(loaded, target.saes, target.outputs)
     lora_dir = RunDir(target.path).lora
     passes = 2 if lora_dir.is_dir() else 1  # a --lora run: without its adapters, then with
@@ -216,6 +226,7 @@ def evaluate_run(
         "sparsity_coeff": target.sparsity_coeff,  # None: no SAE has a penalty (TopK)
         "context": context, "n_windows": len(windows), "n_tokens": len(windows) * context,
         "alive_n_tokens": len(alive_rows) * context, "alive_part": "train",
+        "texts": {"held_out": held_out.as_dict(), "alive": alive_read.as_dict()},
         "paper_compatible": paper_compatible, **evaluator.results(alive),
     }
     if adapted is not None:
@@ -271,6 +282,11 @@ def _windows(spec: DataSpec, part: Part, loaded: LoadedModel, context: int,
         raise SaeKitError(f"the {what} part of {spec.dataset!r} has no full window of "
                           f"{context} tokens")
     return windows
+
+
+def _ends(windows: list[list[int]], loaded: LoadedModel) -> int:
+    eos = getattr(loaded.tokenizer, "eos_token_id", None)
+    return 0 if eos is None else sum(row.count(eos) for row in windows)
 
 
 def check_writable(path: Path) -> None:

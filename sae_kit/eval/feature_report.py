@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_kit.errors import SaeKitError
-from sae_kit.eval.analysis.collect import TextChoice
+from sae_kit.eval.analysis.collect import ALIVE_TEXT, TextChoice
 from sae_kit.eval.analysis.features import collect_features
 from sae_kit.eval.analysis.source import AnalysisSource, open_source
 from sae_kit.eval.report.render import write_report
@@ -38,9 +38,12 @@ def build_feature_report(ref: str, out: Path | None = None, hook_point: str | No
                          ) -> tuple[Path, dict[str, Any]]:
     """Run the whole `sae-kit features` pipeline; returns the report's index.html and meta.
 
-    The SAE is loaded once, on ``device``; ``out`` defaults to :func:`default_report_dir`. With
-    ``importance`` the report also carries every feature's importance (its n_tokens and
-    batch_size are the report's). ``progress(what, done, total)`` (sae_kit.progress; default:
+    The SAE is loaded once, on ``device``; ``out`` defaults to :func:`default_report_dir`. The
+    text defaults to the one `sae-kit eval` counts alive elements on (``ALIVE_TEXT``: the
+    training part from its start), so both count the same dead features. With ``importance``
+    the report also carries every feature's importance (its n_tokens and batch_size are the
+    report's), measured, as every metric is, on tokens never trained on: the held-out part
+    instead of the training part. ``progress(what, done, total)`` (sae_kit.progress; default:
     log lines) hears of the tokens read, then of the features written.
     """
     settings = settings or FeatureSettings()
@@ -58,7 +61,10 @@ def build_feature_report(ref: str, out: Path | None = None, hook_point: str | No
             importance = replace(importance, n_tokens=settings.n_tokens,
                                  batch_size=settings.batch_size)
         progress = progress or ProgressLines()
-        data = collect_features(source, loaded, choice or TextChoice(), settings,
+        choice = choice or ALIVE_TEXT
+        if importance is not None and choice.dataset is None:
+            choice = TextChoice(part="eval")
+        data = collect_features(source, loaded, choice, settings,
                                 torch_device, progress, importance)
         write_report(data, tmp, progress, explained_from=out)
     return out / "index.html", data.meta

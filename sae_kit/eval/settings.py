@@ -42,7 +42,9 @@ COMPARE = CompareSettings()
 
 @dataclass
 class FeatureSettings:
-    n_tokens: int = 50_000
+    n_tokens: int = EVAL.alive_tokens
+    """The tokens `sae-kit eval` counts alive elements on: the report's dead features are eval's
+    (--importance reads the held-out part instead, ImportanceSettings.n_tokens of it)."""
     batch_size: int = 8
     top_k: int = 10
     """Top-activating contexts per feature."""

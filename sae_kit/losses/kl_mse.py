@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from sae_kit.architectures.base import SAE, SAEOutput
-from sae_kit.architectures.codes import active, mean_per_token
+from sae_kit.architectures.codes import active, count_true_on_device, tokens_of
 from sae_kit.errors import SaeKitError
 from sae_kit.losses.base import Loss, LossResult
 from sae_kit.losses.terms import KLOptions, output_kl, sparsity_terms
@@ -114,15 +114,21 @@ class KLMSELoss(Loss):
         clean = splice.clean(input_ids, capture=[splice.first_position])
         spliced = splice.spliced(input_ids, clean=clean)
         kl = output_kl(splice, clean, spliced, self.opts)
-        mse, terms, l0 = torch.zeros((), device=kl.device), {}, 0.0
+        mse, terms, counts, tokens = torch.zeros((), device=kl.device), {}, [], []
         for hp, out in spliced.sae_outputs.items():
             term = F.mse_loss(out.output, spliced.sae_inputs[hp].to(out.output.dtype).detach())
             mse = mse + term
             terms[f"mse/{hp}"] = term.detach()
-            l0 += mean_per_token(active(out.codes.detach()))
+            fired = active(out.codes.detach())
+            counts.append(count_true_on_device(fired).to(kl.device))
+            tokens.append(tokens_of(fired))
+        # The balancing rule needs this batch's numbers before the total is formed: one read to
+        # the host for all of them (float64 holds fp32 values and counts exactly).
+        mse_host, kl_host, *count_host = torch.stack(
+            [mse.detach().double(), kl.detach().double(), *(c.double() for c in counts)]).tolist()
+        l0 = sum(count / n for count, n in zip(count_host, tokens, strict=True))
         penalised = all(sae.penalised for sae in splice.saes.values())
-        self._update(float(mse.detach()), float(kl.detach()), l0 / len(spliced.sae_outputs),
-                     penalised)
+        self._update(mse_host, kl_host, l0 / len(spliced.sae_outputs), penalised)
         # the balance is set for this batch first: sparsity (and AuxK, prefixes) use lambda_t
         sae_total, sae_terms, codes = sparsity_terms(self, splice, spliced.sae_outputs)
         b, w = self.balance, self.opts.kl_weight

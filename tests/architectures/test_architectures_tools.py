@@ -44,8 +44,8 @@ def test_eval_and_features_see_the_same_inference_codes(arch_runs, arch, tmp_pat
     metrics = json.loads((run / "eval.json").read_text())["saes"][HP]
     assert 0 < metrics["l0"] < metrics["n_dict"] and metrics["ce_loss_increase"] == pytest.approx(
         metrics["ce_loss"] - json.loads((run / "eval.json").read_text())["clean_ce_loss"])
-    result = runner.invoke(app, ["features", str(run), "--tokens", str(TOKENS), "--out",
-                                 str(tmp_path), "--device", "cpu", "--batch-size", "3"])
+    result = runner.invoke(app, ["features", str(run), "--held-out", "--tokens", str(TOKENS),
+                                 "--out", str(tmp_path), "--device", "cpu", "--batch-size", "3"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["meta"]["n_tokens"] == TOKENS and len(summary["features"]) == metrics["n_dict"]

@@ -42,8 +42,9 @@ def test_eval_prints_a_table_and_writes_eval_json(two_runs):
     assert "blocks.1.hook_resid_pre" in result.stdout and "CE loss increase" in result.stdout
     assert f"{metrics['kl']:.4f}" in result.stdout
     # 640 training tokens = 20 windows of 32; the table says where alive was counted.
-    assert data["alive_n_tokens"] == 640 and "alive counted over 640 training tokens" in " ".join(
-        result.stdout.split())
+    said = " ".join(result.stdout.split())
+    assert data["alive_n_tokens"] == 640 and "counted on 640 tokens (20 windows of 32" in said
+    assert data["texts"]["alive"]["n_windows"] == 20
     assert "explained variance (e2e_sae)" in result.stdout
     assert f"{metrics['explained_variance_e2e_sae']:.4f}" in result.stdout
 

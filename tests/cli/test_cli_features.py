@@ -163,7 +163,9 @@ def test_piped_compare_and_features_keep_paths_and_names_whole(runs, tmp_path):
                for line in features.stderr.splitlines())
     # Progress off a terminal: timestamped lines with counts, not a silent minute.
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
-    assert re.search(stamp + r"reading text \(tokens\) \d+/256 \(\d+%\)", compared.stderr)
+    assert re.search(stamp + r"reading held-out part \(tokens\) \d+/256 \(\d+%\)",
+                     compared.stderr)
+    assert re.search(stamp + r"reading training part \(tokens\) \d+/", compared.stderr)
     assert re.search(stamp + r"comparing \(steps\) 3/3 \(100%\)", compared.stderr)
     from sae_kit.store.files import current_umask
 
@@ -190,3 +192,67 @@ def test_compare_says_it_replaces_an_earlier_comparison_and_refuses_other_files(
     again = runner.invoke(app, args)
     assert again.exit_code == 0
     assert f"note: replacing the earlier comparison in {out}" in " ".join(again.stderr.split())
+
+
+def test_eval_features_and_compare_count_the_same_alive_elements(tiny_gpt2, tmp_path):
+    """One SAE, one alive budget: the three commands read the same training windows and print
+    and write one alive count (before, each counted on other text and gave its own)."""
+    from tests.helpers import cli_train
+
+    # TopK with k=2 on 1 window of 32 tokens: at most 64 of 128 elements can fire.
+    run, budget = tmp_path / "topk", "32"
+    trained = cli_train(tiny_gpt2, run, "--layer", "1", "--loss", "local", "--architecture",
+                        "topk", "--arch-option", "k=2")
+    assert trained.exit_code == 0, trained.output
+    evaluated = runner.invoke(app, ["eval", str(run), "--alive-tokens", budget, "--n-tokens",
+                                    "32", "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output
+    eval_alive = json.loads((run / "eval.json").read_text())["saes"][HP]["alive"]
+    assert "counted on 32 tokens (1 window of 32" in " ".join(evaluated.stdout.split())
+    features = runner.invoke(app, ["features", str(run), "--tokens", budget, "--out",
+                                   str(tmp_path / "report"), "--device", "cpu"])
+    assert features.exit_code == 0, features.output
+    meta = json.loads((tmp_path / "report" / "summary.json").read_text())["meta"]
+    compared = runner.invoke(app, ["compare", str(run), "--alive-tokens", budget, "--tokens",
+                                   "32", "--out", str(tmp_path / "compare"), "--device", "cpu"])
+    assert compared.exit_code == 0, compared.output
+    summary = json.loads((tmp_path / "compare" / "summary.json").read_text())
+    compare_alive = summary["saes"]["topk"]["n_alive"]
+
+    assert eval_alive == meta["n_alive"] == compare_alive == meta["n_dict"] - meta["n_dead"]
+    assert 0 < eval_alive < 128, "the budget leaves some elements unfired: a real check"
+    assert f"{eval_alive:,} of 128 features alive" in " ".join(features.output.split())
+    assert f"{compare_alive}/128" in compared.stdout
+    assert meta["text_part"] == "train" and summary["texts"]["alive"]["part"] == "train"
+    assert summary["texts"]["activations"]["part"] == "eval"  # L0, ‖â‖/‖a‖ stay held out
+
+    # The held-out text is another text: another count, and the header names it.
+    held_out = runner.invoke(app, ["features", str(run), "--held-out", "--tokens", budget,
+                                   "--out", str(tmp_path / "held-out"), "--device", "cpu"])
+    assert held_out.exit_code == 0, held_out.output
+    assert "(held-out part)" in " ".join(held_out.output.split())
+
+
+def test_headers_say_capped_or_all_there_is(runs, tmp_path):
+    from sae_kit.builtin import pydoc_texts
+
+    capped = runner.invoke(app, ["features", str(runs["local0"]), "--tokens", "70", "--out",
+                                 str(tmp_path / "capped"), "--device", "cpu"])
+    assert capped.exit_code == 0, capped.output
+    said = " ".join(capped.output.split())
+    # Whole windows within the budget: 70 tokens hold 2 windows of 32.
+    assert "64 tokens (2 windows of 32," in said and "capped at 70 tokens" in said
+    assert "all the text there is" not in said and "all of it" not in said
+    index = (tmp_path / "capped" / "index.html").read_text()
+    assert "capped at 70 tokens" in index
+
+    short = tmp_path / "short.txt"
+    short.write_text(pydoc_texts("eval")[0][:1500], encoding="utf-8")
+    whole = runner.invoke(app, ["features", str(runs["local0"]), "--dataset", str(short),
+                                "--tokens", "100000", "--out", str(tmp_path / "whole"),
+                                "--device", "cpu"])
+    assert whole.exit_code == 0, whole.output
+    said = " ".join(whole.output.split())
+    assert "all the text there is" in said and "capped at" not in said
+    meta = json.loads((tmp_path / "whole" / "summary.json").read_text())["meta"]
+    assert meta["capped"] is False and 0 < meta["n_tokens"] < 100000

@@ -66,3 +66,35 @@ def test_the_balance_round_trips_through_its_state():
 def test_bad_options_are_one_line(option):
     with pytest.raises(SaeKitError, match="invalid kl\\+mse options"):
         KLMSELoss(1.0, **option)
+
+
+def test_one_call_reads_the_device_once(tiny_gpt2, monkeypatch):
+    """The balancing rule's numbers (mse, KL, every SAE's L0) come to the host in one read."""
+    import sys
+
+    import torch
+
+    from sae_kit.architectures.relu import ReluSAE
+    from sae_kit.model.hookpoints import HookPoint
+    from sae_kit.model.loading import load_model
+    from sae_kit.model.splice import Splice
+
+    loaded = load_model(str(tiny_gpt2))
+    torch.manual_seed(0)
+    saes = {HookPoint(1): ReluSAE(32, 64), HookPoint(2): ReluSAE(32, 64)}
+    splice, ids = Splice(loaded.model, loaded.adapter, saes), torch.randint(0, 512, (2, 12))
+    reads: list[str] = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller.startswith("sae_kit.losses"):  # the model's own reads are not the loss's
+                reads.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    result = KLMSELoss(1.0)(splice, ids)
+    monkeypatch.undo()
+    assert reads == ["tolist"]
+    assert torch.isfinite(result.loss)

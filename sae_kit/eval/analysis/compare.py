@@ -2,8 +2,11 @@
 
     sae-kit compare runs/local-seed0 runs/e2e-seed0 runs/e2e-seed1 --out compare/
 
-Alive elements are those that fire on the held-out tokens; every statistic below is over alive
-elements only. Writes summary.json, maxcos.safetensors (the per-element values) and PNG plots.
+Alive elements are those that fire on at least one token of the text `sae-kit eval` counts them
+on (the training part from its start, ``alive_tokens`` of it: :mod:`sae_kit.eval.alive`), or of
+``--dataset``'s text where one is named; every geometry statistic below is over alive elements
+only. L0, ‖â‖/‖a‖ and cos(â, a) are measured on held-out tokens (or ``--dataset``'s).
+Writes summary.json, maxcos.safetensors (the per-element values) and PNG plots.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ from typing import Any
 import torch
 
 from sae_kit.errors import SaeKitError
+from sae_kit.eval.alive import AliveCounter
 from sae_kit.eval.analysis.collect import (
+    ALIVE_TEXT,
     TextChoice,
+    TextRead,
     activation_batches,
-    choose_texts,
+    describe_text,
+    text_windows,
     window_batches,
 )
 from sae_kit.eval.analysis.directions import initial_decoder
@@ -32,8 +39,8 @@ from sae_kit.eval.analysis.geometry import (
     same_index_cosine,
 )
 from sae_kit.eval.analysis.source import AnalysisSource, open_source
-from sae_kit.eval.metrics import TokenMean, fired, l0
-from sae_kit.eval.settings import COMPARE
+from sae_kit.eval.metrics import TokenMean, l0
+from sae_kit.eval.settings import COMPARE, EVAL
 from sae_kit.model.loading import LoadedModel, load_model
 from sae_kit.progress import Progress, ProgressLines
 from sae_kit.store.jsonio import write_json_atomic
@@ -68,31 +75,44 @@ def open_sources(refs: Sequence[str], hook_point: str | None,
 def activation_pass(sources: Sequence[AnalysisSource], loaded: LoadedModel, choice: TextChoice,
                     n_tokens: int, batch_size: int, device: torch.device,
                     progress: Progress | None = None,
-                    ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
-    """Run every SAE on the same held-out activations: alive masks and activation statistics."""
+                    ) -> tuple[list[torch.Tensor], list[dict[str, Any]], TextRead]:
+    """Run every SAE on the same activations of ``choice``: the elements that fired on them,
+    activation statistics, and how much text was read."""
     first = sources[0]
-    alive = [torch.zeros(s.sae.n_dict, dtype=torch.bool) for s in sources]
+    counter = AliveCounter()
     sums = [ActivationSums() for _ in sources]
     l0s = [TokenMean() for _ in sources]
     position = first.hook_point.site
-    batches = window_batches(choose_texts(first.data_spec, choice), loaded.tokenizer,
-                             first.context, n_tokens, batch_size)
+    windows, read = text_windows(first.data_spec, choice, loaded.tokenizer, first.context,
+                                 n_tokens)
     n = 0
     with torch.no_grad():
-        for _, acts in activation_batches(loaded, [position], batches, device):
+        for _, acts in activation_batches(loaded, [position], window_batches(windows, batch_size),
+                                          device):
             x = acts[position]
             n += x.shape[0] * x.shape[1]
             for i, source in enumerate(sources):
                 out = source.sae(x.to(source.sae.W_enc.dtype))
-                alive[i] |= fired(out.codes).cpu()
+                counter.add(i, out.codes)
                 l0s[i].add(l0(out.codes), x.shape[0] * x.shape[1])
                 sums[i].add(x, out.output)
             if progress:
-                progress("reading text (tokens)", n, n_tokens)
-    stats = [{"n_tokens": n, "l0": m.value, "alive": int(a.sum()),
-              **s.summary(), "per_position": s.per_position()}
-             for a, s, m in zip(alive, sums, l0s, strict=True)]
-    return alive, stats
+                progress(f"reading {_part_name(choice)} (tokens)", n, read.budget)
+    stats = [{"n_tokens": n, "l0": m.value, **s.summary(), "per_position": s.per_position()}
+             for s, m in zip(sums, l0s, strict=True)]
+    return [counter.masks[i] for i in range(len(sources))], stats, read
+
+
+def _part_name(choice: TextChoice) -> str:
+    if choice.dataset:
+        return "text"
+    return "training part" if choice.part == "train" else "held-out part"
+
+
+def _text_entry(source: AnalysisSource, choice: TextChoice, read: TextRead) -> dict[str, Any]:
+    """summary.json's record of one text a pass read."""
+    return {"text": describe_text(source.data_spec, choice),
+            "part": None if choice.dataset else choice.part, **read.as_dict()}
 
 
 def _mean(x: torch.Tensor) -> float:
@@ -146,8 +166,12 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
                     device: str = "auto",
                     choice: TextChoice | None = None, embedding: str = "auto",
                     progress: Progress | None = None,
-                    importance: bool = False) -> dict[str, Any]:
+                    importance: bool = False,
+                    alive_tokens: int = EVAL.alive_tokens) -> dict[str, Any]:
     """The whole `sae-kit compare` pipeline; writes into ``out`` and returns the summary.
+    Alive elements are counted on the first ``alive_tokens`` of the training part, as
+    `sae-kit eval` counts them, unless ``choice`` names other text (then on that text); the
+    activation statistics are on ``n_tokens`` of ``choice`` (default: the held-out part).
     ``progress`` (sae_kit.progress; default: log lines) hears of the tokens read, then of the
     geometry, the plots and the files. With ``importance``, also every SAE's attribution
     distribution (:mod:`.compare_importance`)."""
@@ -165,8 +189,16 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
                             device=torch_device)
         for source in sources:
             loaded.check_fits(source.hook_point, source.sae.d_in)
-        alive, activation = activation_pass(sources, loaded, choice or TextChoice(), n_tokens,
-                                            batch_size, torch_device, progress)
+        choice = choice or TextChoice()
+        fired_here, activation, read = activation_pass(sources, loaded, choice, n_tokens,
+                                                       batch_size, torch_device, progress)
+        texts = {"activations": _text_entry(sources[0], choice, read)}
+        if choice.dataset:  # the user's text: alive on it too
+            alive, texts["alive"] = fired_here, texts["activations"]
+        else:
+            alive, _, alive_read = activation_pass(sources, loaded, ALIVE_TEXT, alive_tokens,
+                                                   batch_size, torch_device, progress)
+            texts["alive"] = _text_entry(sources[0], ALIVE_TEXT, alive_read)
         steps = 4 if importance else 3  # geometry, plots, (importance,) files
         progress("comparing (steps)", 0, steps)
         summary, values = geometry(sources, alive)
@@ -176,6 +208,7 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
                 {"source": str(source.path), "loss": source.sae_config.get("loss"),
                  "sparsity_coeff": source.sae_config.get("sparsity_coeff"),
                  "activations": stats})
+        summary["texts"] = texts
         summary["hook_point"] = sources[0].hook_point.name
         summary["model"] = sources[0].model
         summary["plots"], summary["embedding_method"] = write_plots(

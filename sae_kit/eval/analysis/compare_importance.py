@@ -23,7 +23,7 @@ from sae_kit.eval.analysis.attribution import (
     features_for_share,
     top_shares,
 )
-from sae_kit.eval.analysis.collect import TextChoice, choose_texts, window_batches
+from sae_kit.eval.analysis.collect import TextChoice, text_windows, window_batches
 from sae_kit.eval.analysis.importance import AttributionPass, start_importance
 from sae_kit.eval.analysis.source import AnalysisSource
 from sae_kit.model.loading import LoadedModel
@@ -38,8 +38,8 @@ def attribution_passes(sources: Sequence[AnalysisSource], loaded: LoadedModel,
     """Every SAE's attribution over the same windows (as `sae-kit importance` computes it)."""
     first = sources[0]
     passes = [start_importance(s, loaded, device) for s in sources]
-    for input_ids in window_batches(choose_texts(first.data_spec, choice), loaded.tokenizer,
-                                    first.context, n_tokens, batch_size):
+    windows, _ = text_windows(first.data_spec, choice, loaded.tokenizer, first.context, n_tokens)
+    for input_ids in window_batches(windows, batch_size):
         for attribution in passes:
             attribution.add(input_ids.to(device))
     return passes

@@ -20,8 +20,8 @@ from sae_kit.eval.analysis.collect import (
     NO_WINDOW,
     TextChoice,
     activation_batches,
-    choose_texts,
     describe_text,
+    text_windows,
     window_batches,
 )
 from sae_kit.eval.analysis.directions import nearest_features, output_token_effects
@@ -64,13 +64,12 @@ class FeatureData:
     """`--importance`: attribution from the same pass, exact ablation from a second."""
 
 
-def _codes(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
+def _codes(source: AnalysisSource, loaded: LoadedModel, windows: Iterator[list[int]],
            settings: FeatureSettings, device: torch.device,
            attribution: AttributionPass | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(input_ids, codes on the CPU) per batch; with ``attribution``, from its pass."""
     sae, site = source.sae, source.hook_point.site
-    batches = window_batches(choose_texts(source.data_spec, choice), loaded.tokenizer,
-                             source.context, settings.n_tokens, settings.batch_size)
+    batches = window_batches(windows, settings.batch_size)
     if attribution is not None:
         seen = False
         for input_ids in batches:
@@ -100,14 +99,16 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
         check_exact_counts(importance, source)
         attribution = start_importance(source, loaded, device)
     started = time.perf_counter()
-    for input_ids, codes in _codes(source, loaded, choice, s, device, attribution):
+    windows, read = text_windows(source.data_spec, choice, loaded.tokenizer, source.context,
+                                 s.n_tokens)
+    for input_ids, codes in _codes(source, loaded, windows, s, device, attribution):
         entries = Entries.of(codes)  # once per batch, shared by the accumulators
         stats.add(codes, entries)
         top.add(codes, input_ids, entries)
         sample.add(codes, input_ids, entries)
         if progress:
-            progress("reading text (tokens)", stats.n_tokens, s.n_tokens)
-    if progress and stats.n_tokens < s.n_tokens:  # the text ran out first: the bar ends
+            progress("reading text (tokens)", stats.n_tokens, read.budget)
+    if progress and stats.n_tokens < read.budget:  # the text ran out first: the bar ends
         progress("reading text (tokens)", stats.n_tokens, stats.n_tokens)
     importance_data = None
     if attribution is not None:
@@ -129,11 +130,18 @@ def collect_features(source: AnalysisSource, loaded: LoadedModel, choice: TextCh
     meta = {"source": str(source.path), "label": source.label, "model": source.model,
             "hook_point": source.hook_point.name, "n_dict": n_dict, "d_in": sae.d_in,
             "n_tokens": stats.n_tokens, "context": source.context,
-            "text": describe_text(source.data_spec, choice),
-            "n_dead": int(stats.dead.sum()), "seconds": round(time.perf_counter() - started, 2),
+            "text": describe_text(source.data_spec, choice), "text_part": _part(choice),
+            **{k: v for k, v in read.as_dict().items() if k != "n_tokens"},
+            "n_dead": int(stats.dead.sum()), "n_alive": int((~stats.dead).sum()),
+            "seconds": round(time.perf_counter() - started, 2),
             "settings": asdict(settings)}
     return FeatureData(source, settings, stats, top.best, sample.best, effects, neighbours,
                        token_table(loaded.tokenizer, ids.tolist()), meta, importance_data)
+
+
+def _part(choice: TextChoice) -> str | None:
+    """"train"/"eval" for a part of the run's dataset, None for other text (--dataset)."""
+    return None if choice.dataset else choice.part
 
 
 def _significant(x: torch.Tensor, digits: int) -> torch.Tensor:

@@ -33,8 +33,8 @@ from sae_kit.eval.analysis.attribution import (
 from sae_kit.eval.analysis.collect import (
     NO_WINDOW,
     TextChoice,
-    choose_texts,
     describe_text,
+    text_windows,
     window_batches,
 )
 from sae_kit.eval.analysis.context_effects import ContextEffects
@@ -96,10 +96,10 @@ class _Model:
 
 def _batches(source: AnalysisSource, loaded: LoadedModel, choice: TextChoice,
              settings: ImportanceSettings, device: torch.device) -> Iterator[torch.Tensor]:
-    texts = choose_texts(source.data_spec, choice)
+    windows, _ = text_windows(source.data_spec, choice, loaded.tokenizer, source.context,
+                              settings.n_tokens)
     seen = 0
-    for input_ids in window_batches(texts, loaded.tokenizer, source.context, settings.n_tokens,
-                                    settings.batch_size):
+    for input_ids in window_batches(windows, settings.batch_size):
         seen += 1
         yield input_ids.to(device)
     if not seen:

@@ -79,7 +79,7 @@ def _examples(report: Path, meta: dict[str, Any], features: list[int], settings:
     from sae_kit.eval.analysis.collect import (
         TextChoice,
         activation_batches,
-        choose_texts,
+        text_windows,
         window_batches,
     )
     from sae_kit.eval.analysis.source import open_source
@@ -90,8 +90,9 @@ def _examples(report: Path, meta: dict[str, Any], features: list[int], settings:
     loaded = load_model(source.model, revision=source.revision, device=device)
     loaded.check_fits(source.hook_point, source.sae.d_in)
     position, columns = source.hook_point.site, torch.tensor(features)
-    windows = window_batches(choose_texts(source.data_spec, TextChoice()), loaded.tokenizer,
-                             source.context, settings.pool_tokens, 8)
+    held_out, _ = text_windows(source.data_spec, TextChoice(), loaded.tokenizer, source.context,
+                               settings.pool_tokens)
+    windows = window_batches(held_out, 8)
 
     def batches():
         for ids, acts in activation_batches(loaded, [position], windows, device):
