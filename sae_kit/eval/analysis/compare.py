@@ -12,7 +12,7 @@ Writes summary.json, maxcos.safetensors (the per-element values) and PNG plots.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,35 +72,66 @@ def open_sources(refs: Sequence[str], hook_point: str | None,
     return sources
 
 
+def _site_activations(sources: Sequence[AnalysisSource], loaded: LoadedModel,
+                      choice: TextChoice, n_tokens: int, batch_size: int, device: torch.device,
+                      progress: Progress | None) -> tuple[Iterator[torch.Tensor], TextRead]:
+    """The activations at the sources' (shared) hook point over ``n_tokens`` of ``choice``, a
+    batch at a time with progress, and the TextRead they fill in."""
+    first = sources[0]
+    position = first.hook_point.site
+    windows, read = text_windows(first.data_spec, choice, loaded.tokenizer, first.context,
+                                 n_tokens)
+
+    def batches() -> Iterator[torch.Tensor]:
+        n = 0
+        for _, acts in activation_batches(loaded, [position], window_batches(windows, batch_size),
+                                          device):
+            x = acts[position]
+            yield x
+            n += x.shape[0] * x.shape[1]
+            if progress:
+                progress(f"reading {_part_name(choice)} (tokens)", n, read.budget)
+    return batches(), read
+
+
 def activation_pass(sources: Sequence[AnalysisSource], loaded: LoadedModel, choice: TextChoice,
                     n_tokens: int, batch_size: int, device: torch.device,
                     progress: Progress | None = None,
                     ) -> tuple[list[torch.Tensor], list[dict[str, Any]], TextRead]:
     """Run every SAE on the same activations of ``choice``: the elements that fired on them,
     activation statistics, and how much text was read."""
-    first = sources[0]
     counter = AliveCounter()
     sums = [ActivationSums() for _ in sources]
     l0s = [TokenMean() for _ in sources]
-    position = first.hook_point.site
-    windows, read = text_windows(first.data_spec, choice, loaded.tokenizer, first.context,
-                                 n_tokens)
+    batches, read = _site_activations(sources, loaded, choice, n_tokens, batch_size, device,
+                                      progress)
     n = 0
     with torch.no_grad():
-        for _, acts in activation_batches(loaded, [position], window_batches(windows, batch_size),
-                                          device):
-            x = acts[position]
+        for x in batches:
             n += x.shape[0] * x.shape[1]
             for i, source in enumerate(sources):
                 out = source.sae(x.to(source.sae.W_enc.dtype))
                 counter.add(i, out.codes)
                 l0s[i].add(l0(out.codes), x.shape[0] * x.shape[1])
                 sums[i].add(x, out.output)
-            if progress:
-                progress(f"reading {_part_name(choice)} (tokens)", n, read.budget)
     stats = [{"n_tokens": n, "l0": m.value, **s.summary(), "per_position": s.per_position()}
              for s, m in zip(sums, l0s, strict=True)]
     return [counter.masks[i] for i in range(len(sources))], stats, read
+
+
+def alive_pass(sources: Sequence[AnalysisSource], loaded: LoadedModel, choice: TextChoice,
+               n_tokens: int, batch_size: int, device: torch.device,
+               progress: Progress | None = None) -> tuple[list[torch.Tensor], TextRead]:
+    """The elements of every SAE that fired on ``choice``'s tokens, by their encoders alone (as
+    :func:`sae_kit.eval.alive.count_alive` counts them), and how much text was read."""
+    counter = AliveCounter()
+    batches, read = _site_activations(sources, loaded, choice, n_tokens, batch_size, device,
+                                      progress)
+    with torch.no_grad():
+        for x in batches:
+            for i, source in enumerate(sources):
+                counter.add(i, source.sae.encode(x.to(source.sae.W_enc.dtype)))
+    return [counter.masks[i] for i in range(len(sources))], read
 
 
 def _part_name(choice: TextChoice) -> str:
@@ -196,8 +227,8 @@ def compare_sources(refs: Sequence[str], hook_point: str | None, out: Path,
         if choice.dataset:  # the user's text: alive on it too
             alive, texts["alive"] = fired_here, texts["activations"]
         else:
-            alive, _, alive_read = activation_pass(sources, loaded, ALIVE_TEXT, alive_tokens,
-                                                   batch_size, torch_device, progress)
+            alive, alive_read = alive_pass(sources, loaded, ALIVE_TEXT, alive_tokens,
+                                           batch_size, torch_device, progress)
             texts["alive"] = _text_entry(sources[0], ALIVE_TEXT, alive_read)
         steps = 4 if importance else 3  # geometry, plots, (importance,) files
         progress("comparing (steps)", 0, steps)
