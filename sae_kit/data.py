@@ -215,13 +215,6 @@ def training_batches(
     return batches(itertools.islice(windows, skip + rank, None, world_size), batch_size)
 
 
-def first_windows(
-    spec: DataSpec, part: Part, tokenizer: Any, context: int, limit: int
-) -> list[list[int]]:
-    """Up to ``limit`` windows of one part, in dataset order (unshuffled, one pass at most)."""
-    return list(itertools.islice(part_windows(spec, part, tokenizer, context), limit))
-
-
 def part_windows(spec: DataSpec, part: Part, tokenizer: Any, context: int) -> Iterator[list[int]]:
     """All windows of one part, lazily, in dataset order (a source plugin's own stream, seed 0,
     for a model built by one)."""

@@ -156,3 +156,13 @@ def pareto_series(results: list[dict[str, Any]]) -> dict[str, list[tuple[float, 
 
     return {label: [(x, y) for x, y, _ in points]
             for label, points in pareto_points(results).items()}
+
+
+def first_windows(spec: Any, part: str, tokenizer: Any, context: int,
+                  limit: int) -> list[list[int]]:
+    """Up to ``limit`` windows of one part, in dataset order, as evaluation reads them."""
+    import itertools
+
+    from sae_kit.data import part_windows
+
+    return list(itertools.islice(part_windows(spec, part, tokenizer, context), limit))

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from sae_kit.architectures.base import SAE
-from sae_kit.data import DataSpec, Part, first_windows
+from sae_kit.data import DataSpec, Part, part_windows
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.alive import count_alive
-from sae_kit.eval.analysis.collect import ALIVE_TEXT, TextRead, text_windows
+from sae_kit.eval.analysis.collect import TextRead, counted_windows
 from sae_kit.eval.metrics import (
     TokenMean,
     VarianceSums,
@@ -185,18 +185,10 @@ def evaluate_run(
     if n_tokens is None:
         n_tokens = EVAL.paper_windows * context if paper_compatible else EVAL.n_tokens
     spec = target.spec
-    limit = math.ceil(n_tokens / context)
-    windows = _windows(spec, "eval", loaded, context, limit + 1)  # one more: capped or not?
-    held_out = TextRead(context, n_tokens, windows=min(len(windows), limit),
-                        capped=len(windows) > limit)
-    del windows[limit:]
-    held_out.ends = _ends(windows, loaded)
-    alive_windows, alive_read = text_windows(spec, ALIVE_TEXT, loaded.tokenizer, context,
-                                             alive_tokens)
-    alive_rows = list(alive_windows)
-    if not alive_rows:
-        raise SaeKitError(f"the training part of {spec.dataset!r} has no full window of "
-                          f"{context} tokens")
+    held_out, alive_read = TextRead(context, n_tokens), TextRead(context, alive_tokens)
+    windows = _windows(spec, "eval", loaded, held_out, math.ceil(n_tokens / context))
+    # the windows `sae-kit features` and `compare` count alive elements on (ALIVE_TEXT)
+    alive_rows = _windows(spec, "train", loaded, alive_read, alive_read.budget // context)
     evaluator = _Evaluator(loaded, target.saes, target.outputs)
     lora_dir = RunDir(target.path).lora
     passes = 2 if lora_dir.is_dir() else 1  # a --lora run: without its adapters, then with
@@ -274,19 +266,17 @@ def _load_model(target: EvalTarget, device: torch.device) -> LoadedModel:
     return loaded
 
 
-def _windows(spec: DataSpec, part: Part, loaded: LoadedModel, context: int,
+def _windows(spec: DataSpec, part: Part, loaded: LoadedModel, read: TextRead,
              limit: int) -> list[list[int]]:
-    windows = first_windows(spec, part, loaded.tokenizer, context, limit)
+    """The first ``limit`` windows of ``part``, in dataset order, counted into ``read``."""
+    context = read.context
+    windows = list(counted_windows(part_windows(spec, part, loaded.tokenizer, context), read,
+                                   limit, loaded.tokenizer))
     if not windows:
         what = "held-out" if part == "eval" else "training"
         raise SaeKitError(f"the {what} part of {spec.dataset!r} has no full window of "
                           f"{context} tokens")
     return windows
-
-
-def _ends(windows: list[list[int]], loaded: LoadedModel) -> int:
-    eos = getattr(loaded.tokenizer, "eos_token_id", None)
-    return 0 if eos is None else sum(row.count(eos) for row in windows)
 
 
 def check_writable(path: Path) -> None:

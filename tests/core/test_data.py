@@ -5,8 +5,9 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from sae_kit.data import HOLDOUT_EVERY, DataSpec, first_windows, iter_texts, token_windows
+from sae_kit.data import HOLDOUT_EVERY, DataSpec, iter_texts, token_windows
 from sae_kit.errors import SaeKitError
+from tests.helpers import first_windows
 
 DOCS = [f"document number {i} says something about topic {i % 7}." for i in range(60)]
 

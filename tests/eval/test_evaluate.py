@@ -7,14 +7,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sae_kit.architectures.relu import ReluSAE
-from sae_kit.data import DataSpec, first_windows
+from sae_kit.data import DataSpec
 from sae_kit.errors import SaeKitError
 from sae_kit.eval.evaluation import evaluate_run
 from sae_kit.eval.metrics import explained_variance_e2e_sae
 from sae_kit.model.hookpoints import HookPoint
 from sae_kit.store.jsonio import read_json, write_json_atomic
 from sae_kit.store.sae_dir import save_sae
-from tests.helpers import write_run_record
+from tests.helpers import first_windows, write_run_record
 from tests.oracles import explained_variance, mse
 
 pytestmark = pytest.mark.integration  # evaluates whole runs

@@ -20,6 +20,7 @@ from sae_kit.errors import SaeKitError
 from sae_kit.model.loading import load_model
 from sae_kit.model_names import source_ref
 from sae_kit.store.run_dir import RunDir
+from tests.helpers import first_windows
 
 SMALL = "synthetic:n_features=64,d_model=16,n_functional=16,d_functional=4,vocab=32,context=16"
 TOKENS = 200_000
@@ -126,7 +127,7 @@ def test_windows_are_deterministic_and_eval_differs_from_train():
     b = list(itertools.islice(data.training_windows(spec, None, 16, seed=3), 4))
     c = list(itertools.islice(data.training_windows(spec, None, 16, seed=4), 4))
     assert a == b and a != c and all(len(w) == 16 for w in a)
-    assert data.first_windows(spec, "eval", None, 16, 4) != data.first_windows(
+    assert first_windows(spec, "eval", None, 16, 4) != first_windows(
         spec, "train", None, 16, 4)
     assert ref is not None and ref.options["n_features"] == "64"
     loaded = load_model(SMALL)

@@ -120,12 +120,14 @@ def text_windows(spec: DataSpec, choice: TextChoice, tokenizer: object, context:
     else:
         windows = token_windows(choose_texts(spec, choice), tokenizer, context)
     read = TextRead(context, n_tokens)
-    return _counted(windows, read, read.budget // context,
-                    getattr(tokenizer, "eos_token_id", None)), read
+    return counted_windows(windows, read, read.budget // context, tokenizer), read
 
 
-def _counted(windows: Iterator[list[int]], read: TextRead, limit: int,
-             eos: int | None) -> Iterator[list[int]]:
+def counted_windows(windows: Iterable[list[int]], read: TextRead, limit: int,
+                    tokenizer: object) -> Iterator[list[int]]:
+    """Up to ``limit`` of ``windows``, counted into ``read`` as they pass (its windows and
+    ends of text; capped when the text had another window)."""
+    eos = getattr(tokenizer, "eos_token_id", None)
     for window in windows:
         if read.windows == limit:  # one window past the budget: the text had more
             read.capped = True
